@@ -1,0 +1,20 @@
+"""The Journal port: an append-only, hash-chained, group-committed record log.
+
+Two adapters implement it — SQLite (durable) and memory (tests, simulations) — and one
+contract suite runs against both (tests/integration/test_journal_contract.py).
+"""
+
+from journal.base import Journal, JournalCorrupt, JournalUnavailable, Loaded, StoredRecord
+from journal.memory import MemoryJournal, MemoryStore
+from journal.sqlite import SqliteJournal
+
+__all__ = [
+    "Journal",
+    "JournalCorrupt",
+    "JournalUnavailable",
+    "Loaded",
+    "MemoryJournal",
+    "MemoryStore",
+    "SqliteJournal",
+    "StoredRecord",
+]

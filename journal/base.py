@@ -1,0 +1,211 @@
+"""Group commit shared by every adapter.
+
+`append()` is synchronous: it assigns the next sequence number, extends the hash chain and
+queues the row, so a caller can decide, append and apply without a suspension point.
+`durable(seq)` waits until a flush covers `seq`. One flusher task per journal writes
+whatever has queued while the previous flush was in flight as a single transaction, so
+concurrent callers share one fsync without any timer.
+
+A failed write leaves the batch queued and is retried with backoff; meanwhile `writable`
+is False so callers refuse new work (503) instead of piling it up. Nothing is acknowledged
+until it is durable, so a caller that gives up waiting has told its client nothing.
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import hashlib
+from collections.abc import Iterator
+from typing import NamedTuple
+
+from ledger.records import Record, RecordCodec, record_key
+
+GENESIS_HASH = b"\x00" * 16
+FLUSH_RETRY_S_MAX = 1.0
+
+
+class JournalCorrupt(Exception):
+    """The stored chain has a hole, a reordering or a hash mismatch: stop loudly."""
+
+
+class JournalUnavailable(Exception):
+    """The journal cannot be written right now; nothing new is accepted."""
+
+
+class Row(NamedTuple):
+    seq: int
+    kind: str
+    key: str | None
+    body: bytes
+    hash: bytes
+
+
+class StoredRecord(NamedTuple):
+    seq: int
+    record: Record
+
+
+class Loaded(NamedTuple):
+    snapshot_seq: int
+    snapshot: bytes | None
+    records: Iterator[StoredRecord]
+
+
+def chain_hash(prev_hash: bytes, seq: int, body: bytes) -> bytes:
+    h = hashlib.blake2b(prev_hash, digest_size=16)
+    h.update(seq.to_bytes(8, "big"))
+    h.update(body)
+    return h.digest()
+
+
+def kind_of(record: Record) -> str:
+    return type(record).__struct_config__.tag  # type: ignore[return-value]
+
+
+class Journal(abc.ABC):
+    def __init__(self, *, batch_rows_max: int = 4096) -> None:
+        self.codec = RecordCodec()
+        self.batch_rows_max = batch_rows_max
+        self.last_seq = 0
+        self.durable_seq = 0
+        self.writable = True
+        self.flush_count = 0
+        self._last_hash = GENESIS_HASH
+        self._pending: list[Row] = []
+        self._waiters: list[tuple[int, asyncio.Future[None]]] = []
+        self._wake: asyncio.Event | None = None
+        self._flusher: asyncio.Task[None] | None = None
+        self._closed = False
+
+    # -- adapter hooks ----------------------------------------------------------------
+    @abc.abstractmethod
+    def _read(self) -> tuple[int, bytes, bytes | None, Iterator[Row]]:
+        """(snapshot_seq, hash at snapshot, snapshot body, rows after it in seq order)."""
+
+    @abc.abstractmethod
+    async def _write(self, rows: list[Row]) -> None:
+        """Make `rows` durable atomically (all or none)."""
+
+    @abc.abstractmethod
+    async def _select(self, key: str, kind: str, limit: int, before_seq: int | None) -> list[Row]:
+        """Durable rows with this key and kind, newest first."""
+
+    @abc.abstractmethod
+    async def _write_snapshot(self, seq: int, hash_: bytes, body: bytes) -> None: ...
+
+    async def _close(self) -> None:
+        return None
+
+    # -- recovery ---------------------------------------------------------------------
+    def load(self) -> Loaded:
+        """Read the latest snapshot and the records after it, checking the chain.
+
+        Synchronous so that an actor can rebuild its state inside `__init__`, before it
+        serves any call.
+        """
+        snapshot_seq, snapshot_hash, snapshot, rows = self._read()
+        self.last_seq = self.durable_seq = snapshot_seq
+        self._last_hash = snapshot_hash
+
+        def records() -> Iterator[StoredRecord]:
+            for row in rows:
+                if row.seq != self.last_seq + 1:
+                    raise JournalCorrupt(f"sequence gap: expected {self.last_seq + 1}, found {row.seq}")
+                if chain_hash(self._last_hash, row.seq, row.body) != row.hash:
+                    raise JournalCorrupt(f"hash chain broken at seq {row.seq}")
+                self.last_seq = self.durable_seq = row.seq
+                self._last_hash = row.hash
+                yield StoredRecord(row.seq, self.codec.decode(row.body))
+
+        return Loaded(snapshot_seq, snapshot, records())
+
+    # -- writing ----------------------------------------------------------------------
+    def append(self, record: Record) -> int:
+        if not self.writable:
+            raise JournalUnavailable("journal is not writable")
+        assert not self._closed, "append after close"
+        body = self.codec.encode(record)
+        seq = self.last_seq + 1
+        digest = chain_hash(self._last_hash, seq, body)
+        self._pending.append(Row(seq, kind_of(record), record_key(record), body, digest))
+        self.last_seq, self._last_hash = seq, digest
+        self._kick()
+        return seq
+
+    async def durable(self, seq: int | None = None) -> None:
+        """Return once every record up to `seq` (default: all appended) is on disk."""
+        target = self.last_seq if seq is None else seq
+        if target <= self.durable_seq:
+            return
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append((target, future))
+        self._kick()
+        await future
+
+    def _kick(self) -> None:
+        if self._flusher is None:
+            self._wake = asyncio.Event()
+            self._flusher = asyncio.get_running_loop().create_task(self._flush_loop())
+        assert self._wake is not None
+        self._wake.set()
+
+    async def _flush_loop(self) -> None:
+        assert self._wake is not None
+        retry_s = 0.01
+        while not self._closed:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._pending:
+                batch = self._pending[: self.batch_rows_max]
+                try:
+                    await self._write(batch)
+                except Exception:  # disk full, permissions, I/O error: keep the batch, retry
+                    self.writable = False
+                    await asyncio.sleep(retry_s)
+                    retry_s = min(retry_s * 2, FLUSH_RETRY_S_MAX)
+                    continue
+                retry_s = 0.01
+                self.writable = True
+                del self._pending[: len(batch)]
+                self.flush_count += 1
+                self.durable_seq = batch[-1].seq
+                self._release()
+
+    def _release(self) -> None:
+        still_waiting = []
+        for target, future in self._waiters:
+            if target <= self.durable_seq:
+                if not future.done():
+                    future.set_result(None)
+            else:
+                still_waiting.append((target, future))
+        self._waiters = still_waiting
+
+    # -- reading history ------------------------------------------------------------------
+    async def query(
+        self, key: str, kind: str, *, limit: int = 100, before_seq: int | None = None
+    ) -> list[StoredRecord]:
+        rows = await self._select(key, kind, limit, before_seq)
+        return [StoredRecord(r.seq, self.codec.decode(r.body)) for r in rows]
+
+    async def save_snapshot(self, body: bytes) -> int:
+        """Store a snapshot of the state after every appended record; returns its seq.
+
+        Callers take the snapshot body synchronously right before calling, so it matches
+        `last_seq`; it is written after everything up to that seq is durable.
+        """
+        seq, hash_ = self.last_seq, self._last_hash
+        await self.durable(seq)
+        await self._write_snapshot(seq, hash_, body)
+        return seq
+
+    async def close(self) -> None:
+        if self._pending:
+            await self.durable()
+        self._closed = True
+        if self._flusher is not None:
+            assert self._wake is not None
+            self._wake.set()
+            await self._flusher
+        await self._close()

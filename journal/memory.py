@@ -1,0 +1,48 @@
+"""In-memory journal: the same group commit and chain checks, with no disk.
+
+A `MemoryStore` outlives the journal objects that use it, so tests can "restart" by
+building a new journal on the same store; `fail_writes` simulates an unwritable disk.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+
+from journal.base import GENESIS_HASH, Journal, Row
+
+
+class MemoryStore:
+    def __init__(self) -> None:
+        self.rows: list[Row] = []
+        self.snapshot: tuple[int, bytes, bytes] | None = None
+        self.fail_writes = False
+
+
+class MemoryJournal(Journal):
+    def __init__(self, store: MemoryStore | None = None, **kwargs: int) -> None:
+        super().__init__(**kwargs)
+        self.store = store if store is not None else MemoryStore()
+
+    def _read(self) -> tuple[int, bytes, bytes | None, Iterator[Row]]:
+        if self.store.snapshot is None:
+            return 0, GENESIS_HASH, None, iter(list(self.store.rows))
+        seq, hash_, body = self.store.snapshot
+        return seq, hash_, body, iter([r for r in self.store.rows if r.seq > seq])
+
+    async def _write(self, rows: list[Row]) -> None:
+        await asyncio.sleep(0)  # a real flush suspends; keep the same interleavings
+        if self.store.fail_writes:
+            raise OSError("simulated: no space left on device")
+        self.store.rows.extend(rows)
+
+    async def _select(self, key: str, kind: str, limit: int, before_seq: int | None) -> list[Row]:
+        found = [
+            r
+            for r in reversed(self.store.rows)
+            if r.key == key and r.kind == kind and (before_seq is None or r.seq < before_seq)
+        ]
+        return found[:limit]
+
+    async def _write_snapshot(self, seq: int, hash_: bytes, body: bytes) -> None:
+        self.store.snapshot = (seq, hash_, body)

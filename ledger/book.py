@@ -1,0 +1,265 @@
+"""The balance book of one partition: balances, their open holds, and coordinator fences.
+
+Every change goes through `apply(record)`, the one function used both for live traffic
+and for replay, so recovery reproduces exactly what clients were told. The `decide_*`
+methods only *compute* the record (or a rejection) from current state; the shard journals
+that record and then applies it, with no suspension point in between (DESIGN §1.5).
+
+Invariants, asserted after every change:
+  reserved >= 0, incoming >= 0, and for a limited balance
+  amount - reserved >= -overdraft_limit   (what is escrowed is always covered)
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+from ledger.money import INT64_MAX
+from ledger.records import (
+    BalanceChanged,
+    BalanceOpened,
+    Fenced,
+    Posted,
+    Prepared,
+    Record,
+    Reserved,
+    Voided,
+)
+from ledger.results import Check
+
+DEBIT = 0
+CREDIT = 1
+
+
+class Balance:
+    """Mutable, compact: a book may hold a million of these."""
+
+    __slots__ = ("amount", "reserved", "incoming", "overdraft_limit", "currency", "active", "unlimited")
+
+    def __init__(self, currency: str, overdraft_limit: int, unlimited: bool) -> None:
+        self.amount = 0
+        self.reserved = 0
+        self.incoming = 0  # prepared credits not yet posted (guards int64 overflow)
+        self.overdraft_limit = overdraft_limit
+        self.currency = currency
+        self.active = True
+        self.unlimited = unlimited
+
+    @property
+    def available(self) -> int:
+        return self.amount - self.reserved + self.overdraft_limit
+
+
+class Hold(msgspec.Struct, array_like=True):
+    side: int  # DEBIT (a reservation) or CREDIT (a prepared credit)
+    amount_minor: int
+    coordinator: int
+    epoch: int
+
+
+class OpenHold(msgspec.Struct, frozen=True, array_like=True):
+    payment_id: str
+    balance_id: str
+    side: int
+    amount_minor: int
+
+
+class BalanceView(msgspec.Struct, frozen=True, array_like=True):
+    balance_id: str
+    currency: str
+    amount_minor: int
+    reserved_minor: int
+    available_minor: int
+    overdraft_limit_minor: int
+    active: bool
+    unlimited: bool
+
+
+class BookSnapshot(msgspec.Struct, frozen=True, array_like=True):
+    balances: list[tuple[str, str, int, int, int, int, bool, bool]]
+    holds: list[tuple[str, str, int, int, int, int]]
+    fences: dict[int, int]
+
+
+class BalanceBook:
+    def __init__(self) -> None:
+        self.balances: dict[str, Balance] = {}
+        self.holds: dict[tuple[str, str], Hold] = {}
+        self.fences: dict[int, int] = {}
+
+    # -- decisions: pure functions of current state ---------------------------------
+    def decide_open(
+        self, balance_id: str, currency: str, overdraft_limit_minor: int, unlimited: bool
+    ) -> BalanceOpened | None:
+        if balance_id in self.balances:
+            return None  # idempotent: opened before
+        return BalanceOpened(balance_id, currency, overdraft_limit_minor, unlimited)
+
+    def decide_change(
+        self, balance_id: str, active: bool | None, overdraft_limit_minor: int | None
+    ) -> tuple[Check, BalanceChanged | None]:
+        balance = self.balances.get(balance_id)
+        if balance is None:
+            return Check.BALANCE_NOT_FOUND, None
+        new_active = balance.active if active is None else active
+        new_limit = balance.overdraft_limit if overdraft_limit_minor is None else overdraft_limit_minor
+        if (new_active, new_limit) == (balance.active, balance.overdraft_limit):
+            return Check.OK, None
+        if not balance.unlimited and balance.amount - balance.reserved < -new_limit:
+            return Check.NOT_ENOUGH_MONEY, None  # the lower limit would not cover what is spent
+        return Check.OK, BalanceChanged(balance_id, new_active, new_limit)
+
+    def decide_reserve(
+        self, payment_id: str, balance_id: str, amount_minor: int, currency: str, coordinator: int, epoch: int
+    ) -> tuple[Check, Reserved | None]:
+        assert amount_minor > 0, "amounts are validated at the gateway"
+        if epoch < self.fences.get(coordinator, 0):
+            return Check.FENCED, None
+        balance = self.balances.get(balance_id)
+        if balance is None:
+            return Check.BALANCE_NOT_FOUND, None
+        if (payment_id, balance_id) in self.holds:
+            return Check.OK, None  # a retried reserve: already escrowed
+        if not balance.active:
+            return Check.BALANCE_DISABLED, None
+        if balance.currency != currency:
+            return Check.CURRENCIES_DONT_MATCH, None
+        if not balance.unlimited and balance.available < amount_minor:
+            return Check.NOT_ENOUGH_MONEY, None
+        return Check.OK, Reserved(payment_id, balance_id, amount_minor, coordinator, epoch)
+
+    def decide_prepare(
+        self, payment_id: str, balance_id: str, amount_minor: int, currency: str, coordinator: int, epoch: int
+    ) -> tuple[Check, Prepared | None]:
+        assert amount_minor > 0, "amounts are validated at the gateway"
+        if epoch < self.fences.get(coordinator, 0):
+            return Check.FENCED, None
+        balance = self.balances.get(balance_id)
+        if balance is None:
+            return Check.BALANCE_NOT_FOUND, None
+        if (payment_id, balance_id) in self.holds:
+            return Check.OK, None
+        if not balance.active:
+            return Check.BALANCE_DISABLED, None
+        if balance.currency != currency:
+            return Check.CURRENCIES_DONT_MATCH, None
+        if balance.amount + balance.incoming + amount_minor > INT64_MAX:
+            return Check.AMOUNT_OVERFLOW, None
+        return Check.OK, Prepared(payment_id, balance_id, amount_minor, coordinator, epoch)
+
+    def decide_post(self, payment_id: str, balance_id: str, at_ms: int) -> Posted | None:
+        hold = self.holds.get((payment_id, balance_id))
+        if hold is None:
+            return None  # posted (or voided) before: phase 2 is retried idempotently
+        balance = self.balances[balance_id]
+        delta = -hold.amount_minor if hold.side == DEBIT else hold.amount_minor
+        return Posted(payment_id, balance_id, delta, balance.amount + delta, at_ms)
+
+    def decide_void(self, payment_id: str, balance_id: str) -> Voided | None:
+        if (payment_id, balance_id) not in self.holds:
+            return None
+        return Voided(payment_id, balance_id)
+
+    def decide_fence(self, coordinator: int, epoch: int) -> Fenced | None:
+        if epoch <= self.fences.get(coordinator, 0):
+            return None
+        return Fenced(coordinator, epoch)
+
+    # -- the one mutator ----------------------------------------------------------------
+    def apply(self, record: Record) -> None:
+        if isinstance(record, Reserved):
+            balance = self.balances[record.balance_id]
+            balance.reserved += record.amount_minor
+            self.holds[(record.payment_id, record.balance_id)] = Hold(
+                DEBIT, record.amount_minor, record.coordinator, record.epoch
+            )
+        elif isinstance(record, Prepared):
+            balance = self.balances[record.balance_id]
+            balance.incoming += record.amount_minor
+            self.holds[(record.payment_id, record.balance_id)] = Hold(
+                CREDIT, record.amount_minor, record.coordinator, record.epoch
+            )
+        elif isinstance(record, Posted):
+            balance = self.balances[record.balance_id]
+            hold = self.holds.pop((record.payment_id, record.balance_id))
+            if hold.side == DEBIT:
+                balance.reserved -= hold.amount_minor
+            else:
+                balance.incoming -= hold.amount_minor
+            balance.amount += record.delta_minor
+            assert balance.amount == record.balance_after_minor, "replay diverged from the journal"
+        elif isinstance(record, Voided):
+            balance = self.balances[record.balance_id]
+            hold = self.holds.pop((record.payment_id, record.balance_id))
+            if hold.side == DEBIT:
+                balance.reserved -= hold.amount_minor
+            else:
+                balance.incoming -= hold.amount_minor
+        elif isinstance(record, BalanceOpened):
+            assert record.balance_id not in self.balances, "a balance is opened once"
+            self.balances[record.balance_id] = Balance(
+                record.currency, record.overdraft_limit_minor, record.unlimited
+            )
+            return
+        elif isinstance(record, BalanceChanged):
+            balance = self.balances[record.balance_id]
+            balance.active = record.active
+            balance.overdraft_limit = record.overdraft_limit_minor
+        elif isinstance(record, Fenced):
+            self.fences[record.coordinator] = record.epoch
+            return
+        else:
+            raise AssertionError(f"not a partition record: {record!r}")
+        self._check(balance)
+
+    @staticmethod
+    def _check(balance: Balance) -> None:
+        assert balance.reserved >= 0 and balance.incoming >= 0, "negative escrow"
+        assert balance.unlimited or balance.amount - balance.reserved >= -balance.overdraft_limit, (
+            "balance below its overdraft limit"
+        )
+
+    # -- reads ------------------------------------------------------------------------------
+    def view(self, balance_id: str) -> BalanceView | None:
+        b = self.balances.get(balance_id)
+        if b is None:
+            return None
+        return BalanceView(
+            balance_id, b.currency, b.amount, b.reserved, b.available, b.overdraft_limit, b.active, b.unlimited
+        )
+
+    def open_holds(self, coordinator: int | None = None) -> list[OpenHold]:
+        return [
+            OpenHold(pid, bid, h.side, h.amount_minor)
+            for (pid, bid), h in self.holds.items()
+            if coordinator is None or h.coordinator == coordinator
+        ]
+
+    def totals_by_currency(self) -> dict[str, int]:
+        totals: dict[str, int] = {}
+        for b in self.balances.values():
+            totals[b.currency] = totals.get(b.currency, 0) + b.amount
+        return totals
+
+    # -- snapshots bound replay time ---------------------------------------------------
+    def snapshot(self) -> BookSnapshot:
+        return BookSnapshot(
+            balances=[
+                (bid, b.currency, b.amount, b.reserved, b.incoming, b.overdraft_limit, b.active, b.unlimited)
+                for bid, b in self.balances.items()
+            ],
+            holds=[(pid, bid, h.side, h.amount_minor, h.coordinator, h.epoch) for (pid, bid), h in self.holds.items()],
+            fences=dict(self.fences),
+        )
+
+    @classmethod
+    def from_snapshot(cls, snap: BookSnapshot) -> BalanceBook:
+        book = cls()
+        for bid, currency, amount, reserved, incoming, limit, active, unlimited in snap.balances:
+            b = Balance(currency, limit, unlimited)
+            b.amount, b.reserved, b.incoming, b.active = amount, reserved, incoming, active
+            book.balances[bid] = b
+        for pid, bid, side, amount, coordinator, epoch in snap.holds:
+            book.holds[(pid, bid)] = Hold(side, amount, coordinator, epoch)
+        book.fences = dict(snap.fences)
+        return book

@@ -1,0 +1,19 @@
+"""Prefixed, time-ordered identifiers: `pay_01J...` (48-bit ms time + 80 random bits).
+
+Time-ordered so that journals, lists and indexes stay roughly append-ordered; random so
+that two gateways never collide. The clock and the random bytes are passed in.
+"""
+
+from __future__ import annotations
+
+_CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+
+
+def make_id(prefix: str, now_ms: int, random_bytes: bytes) -> str:
+    assert len(random_bytes) == 10, "an id carries 80 random bits"
+    value = (now_ms & (2**48 - 1)) << 80 | int.from_bytes(random_bytes, "big")
+    chars = []
+    for _ in range(26):
+        value, digit = divmod(value, 32)
+        chars.append(_CROCKFORD[digit])
+    return f"{prefix}_{''.join(reversed(chars))}"

@@ -1,0 +1,178 @@
+"""Journal records: the only way state changes, live or on replay.
+
+Each record is a tagged msgspec Struct encoded as a compact msgpack array. Evolution is
+append-only: a new field goes last with a default, and a tag is never reused.
+"""
+
+from __future__ import annotations
+
+from typing import Union
+
+import msgspec
+
+_opts = {"frozen": True, "array_like": True, "tag_field": "k", "forbid_unknown_fields": True}
+
+
+# -- partition journals (BalanceShard) ------------------------------------------------
+class BalanceOpened(msgspec.Struct, tag="bo", **_opts):
+    balance_id: str
+    currency: str
+    overdraft_limit_minor: int
+    unlimited: bool  # issuer balances may go negative without bound
+
+
+class BalanceChanged(msgspec.Struct, tag="bc", **_opts):
+    balance_id: str
+    active: bool
+    overdraft_limit_minor: int
+
+
+class Reserved(msgspec.Struct, tag="rs", **_opts):
+    """Escrow on the paying side: `reserved` grows, `available` shrinks."""
+
+    payment_id: str
+    balance_id: str
+    amount_minor: int
+    coordinator: int
+    epoch: int
+
+
+class Prepared(msgspec.Struct, tag="pr", **_opts):
+    """The receiving side accepted the credit; nothing is visible until it is posted."""
+
+    payment_id: str
+    balance_id: str
+    amount_minor: int
+    coordinator: int
+    epoch: int
+
+
+class Posted(msgspec.Struct, tag="po", **_opts):
+    payment_id: str
+    balance_id: str
+    delta_minor: int  # negative for the paying side
+    balance_after_minor: int
+    at_ms: int
+
+
+class Voided(msgspec.Struct, tag="vo", **_opts):
+    payment_id: str
+    balance_id: str
+
+
+class Fenced(msgspec.Struct, tag="fe", **_opts):
+    """Reserves from `coordinator` with an older epoch are refused from here on."""
+
+    coordinator: int
+    epoch: int
+
+
+# -- coordinator journals -------------------------------------------------------------
+class EpochStarted(msgspec.Struct, tag="ep", **_opts):
+    epoch: int
+
+
+class PaymentRecord(msgspec.Struct, frozen=True, array_like=True, forbid_unknown_fields=True):
+    id: str
+    balance_from: str
+    balance_to: str
+    amount_minor: int
+    currency: str
+    status: str
+    reason: str | None
+    created_at_ms: int
+    settled_at_ms: int | None
+    description: str | None = None
+    metadata: dict[str, str] | None = None
+
+
+class Decided(msgspec.Struct, tag="de", **_opts):
+    """The commit point of a payment: its final status is durable once this is."""
+
+    payment: PaymentRecord
+
+
+class Completed(msgspec.Struct, tag="cp", **_opts):
+    """Phase 2 (post or void on both sides) is durable; recovery need not re-drive it."""
+
+    payment_id: str
+
+
+# -- registry journal -----------------------------------------------------------------
+class Genesis(msgspec.Struct, tag="ge", **_opts):
+    partitions: int
+    created_at_ms: int
+
+
+class AccountCreated(msgspec.Struct, tag="ac", **_opts):
+    account_id: str
+    email: str
+    metadata: dict[str, str] | None
+    created_at_ms: int
+
+
+class AccountChanged(msgspec.Struct, tag="au", **_opts):
+    account_id: str
+    active: bool
+
+
+class BalanceCreated(msgspec.Struct, tag="bn", **_opts):
+    balance_id: str
+    account_id: str
+    currency: str
+    created_at_ms: int
+
+
+class BalanceReady(msgspec.Struct, tag="br", **_opts):
+    """The owning shard has journaled the balance; until then creation is re-driven."""
+
+    balance_id: str
+
+
+class CurrencyCreated(msgspec.Struct, tag="cc", **_opts):
+    code: str
+    exponent: int
+    name: str
+
+
+Record = Union[
+    BalanceOpened,
+    BalanceChanged,
+    Reserved,
+    Prepared,
+    Posted,
+    Voided,
+    Fenced,
+    EpochStarted,
+    Decided,
+    Completed,
+    Genesis,
+    AccountCreated,
+    AccountChanged,
+    BalanceCreated,
+    BalanceReady,
+    CurrencyCreated,
+]
+
+
+def record_key(record: Record) -> str | None:
+    """The id a journal indexes a record by, for history queries (statements, payments)."""
+    if isinstance(record, Decided):
+        return record.payment.id
+    if isinstance(record, Posted):
+        return record.balance_id
+    return None
+
+
+class RecordCodec:
+    """Encoder/decoder pair; build one per process (msgspec codecs are not picklable)."""
+
+    def __init__(self) -> None:
+        self._encoder = msgspec.msgpack.Encoder()
+        self._decoder = msgspec.msgpack.Decoder(Record)
+
+    def encode(self, record: Record) -> bytes:
+        return self._encoder.encode(record)
+
+    def decode(self, body: bytes) -> Record:
+        return self._decoder.decode(body)
