@@ -122,8 +122,9 @@ class Journal(abc.ABC):
 
     # -- writing ----------------------------------------------------------------------
     def append(self, record: Record) -> int:
-        if not self.writable:
-            raise JournalUnavailable("journal is not writable")
+        """Queue `record`. Never refuses: callers check `writable` before starting new
+        work, and what they already started (a decided payment's phase 2) must be
+        recorded once the disk is back."""
         assert not self._closed, "append after close"
         body = self.codec.encode(record)
         seq = self.last_seq + 1

@@ -62,6 +62,7 @@ class OpenHold(msgspec.Struct, frozen=True, array_like=True):
     balance_id: str
     side: int
     amount_minor: int
+    currency: str
 
 
 class BalanceView(msgspec.Struct, frozen=True, array_like=True):
@@ -230,7 +231,7 @@ class BalanceBook:
 
     def open_holds(self, coordinator: int | None = None) -> list[OpenHold]:
         return [
-            OpenHold(pid, bid, h.side, h.amount_minor)
+            OpenHold(pid, bid, h.side, h.amount_minor, self.balances[bid].currency)
             for (pid, bid), h in self.holds.items()
             if coordinator is None or h.coordinator == coordinator
         ]

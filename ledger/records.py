@@ -121,6 +121,7 @@ class BalanceCreated(msgspec.Struct, tag="bn", **_opts):
     account_id: str
     currency: str
     created_at_ms: int
+    overdraft_limit_minor: int = 0
 
 
 class BalanceReady(msgspec.Struct, tag="br", **_opts):

@@ -18,6 +18,7 @@ class Check(enum.IntEnum):
     NOT_ENOUGH_MONEY = 4
     AMOUNT_OVERFLOW = 5
     FENCED = 6  # a reserve from a coordinator incarnation that has since been replaced
+    UNAVAILABLE = 7  # the owning shard could not be reached or could not journal
 
 
 class PaymentStatus(enum.StrEnum):
@@ -39,6 +40,7 @@ _STATUS_OF_CHECK = {
     Check.NOT_ENOUGH_MONEY: PaymentStatus.NOT_ENOUGH_MONEY,
     Check.AMOUNT_OVERFLOW: PaymentStatus.SYSTEM_FAILURE,
     Check.FENCED: PaymentStatus.SYSTEM_FAILURE,
+    Check.UNAVAILABLE: PaymentStatus.SYSTEM_FAILURE,
 }
 
 

@@ -1,0 +1,101 @@
+"""LedgerClient: the gateway's (and tests') view of the actors, with routing.
+
+It knows the topology (which shard owns a balance, which coordinator owns a payment) and
+batches by owner: one call per actor per batch of requests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+from typing import Any
+
+from actors.peers import Peer, PeerLookup
+from actors.registry import BalanceInfo
+from actors.settings import Settings
+from actors.topology import (
+    REGISTRY_NAME,
+    coordinator_name,
+    coordinator_of,
+    partition_of,
+    shard_name,
+    shard_of_partition,
+)
+from ledger.book import BalanceView
+from ledger.messages import PaymentRequest
+from ledger.records import PaymentRecord
+
+
+class LedgerClient:
+    def __init__(self, settings: Settings, peers: PeerLookup) -> None:
+        self.settings = settings
+        self._peers = peers
+
+    @property
+    def registry(self) -> Peer:
+        return self._peers(REGISTRY_NAME)
+
+    def shard_for(self, balance_id: str) -> int:
+        return shard_of_partition(partition_of(balance_id, self.settings.partitions), self.settings.shards)
+
+    def shard(self, index: int) -> Peer:
+        return self._peers(shard_name(index))
+
+    def coordinator(self, index: int) -> Peer:
+        return self._peers(coordinator_name(index))
+
+    async def pay(self, requests: list[PaymentRequest]) -> list[PaymentRecord]:
+        groups: dict[int, list[int]] = defaultdict(list)
+        for n, r in enumerate(requests):
+            groups[coordinator_of(r.payment_id, self.settings.coordinators)].append(n)
+        replies = await asyncio.gather(
+            *(self.coordinator(c).call("pay", [requests[n] for n in ns]) for c, ns in groups.items())
+        )
+        out: list[PaymentRecord | None] = [None] * len(requests)
+        for ns, payments in zip(groups.values(), replies, strict=True):
+            for n, p in zip(ns, payments, strict=True):
+                out[n] = p
+        return out  # type: ignore[return-value]
+
+    async def get_payment(self, payment_id: str) -> PaymentRecord | None:
+        return await self.coordinator(coordinator_of(payment_id, self.settings.coordinators)).call(
+            "get_payment", payment_id
+        )
+
+    async def get_balances(self, balance_ids: list[str]) -> list[BalanceView | None]:
+        groups: dict[int, list[int]] = defaultdict(list)
+        for n, b in enumerate(balance_ids):
+            groups[self.shard_for(b)].append(n)
+        replies = await asyncio.gather(
+            *(self.shard(k).call("get_balances", [balance_ids[n] for n in ns]) for k, ns in groups.items())
+        )
+        out: list[BalanceView | None] = [None] * len(balance_ids)
+        for ns, views in zip(groups.values(), replies, strict=True):
+            for n, v in zip(ns, views, strict=True):
+                out[n] = v
+        return out
+
+    async def lookup_balances(self, balance_ids: list[str]) -> list[BalanceInfo | None]:
+        return await self.registry.call("lookup_balances", balance_ids)
+
+    async def totals(self) -> dict[str, int]:
+        """Per-currency sum over every balance (issuers included): 0 when money is conserved."""
+        per_shard = await asyncio.gather(*(self.shard(k).call("totals") for k in range(self.settings.shards)))
+        totals: dict[str, int] = defaultdict(int)
+        for t in per_shard:
+            for currency, amount in t.items():
+                totals[currency] += amount
+        return dict(totals)
+
+    async def all_balances(self) -> list[BalanceView]:
+        per_shard = await asyncio.gather(*(self.shard(k).call("all_balances") for k in range(self.settings.shards)))
+        return [v for views in per_shard for v in views]
+
+    async def status(self) -> dict[str, Any]:
+        """Every actor recovered and writable? Used by /readyz."""
+        shards = await asyncio.gather(*(self.shard(k).call("stats") for k in range(self.settings.shards)))
+        coordinators = await asyncio.gather(
+            *(self.coordinator(c).call("stats") for c in range(self.settings.coordinators))
+        )
+        await self.registry.call("ready")
+        return {"shards": shards, "coordinators": coordinators}

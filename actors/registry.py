@@ -1,0 +1,275 @@
+"""Registry: accounts, the balance directory, custom currencies and issuer balances.
+
+Low write rate, journaled like everything else. It knows which balances exist, who owns
+them and their currency — facts that never change, so the gateway caches them. Money
+state (amount, holds, status, limits) lives only in the owning shard.
+
+Creating a balance journals `BalanceCreated`, opens it on its shard, then journals
+`BalanceReady`; a crash in between is repaired by re-opening (idempotent) on recovery.
+Each currency's issuer balance is created with the first balance in that currency.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+
+import msgspec
+
+from actors.peers import PeerLookup, ray_lookup
+from actors.settings import Settings
+from actors.topology import partition_of, shard_name, shard_of_partition
+from journal import Journal, JournalUnavailable, SqliteJournal
+from ledger.currencies import CurrencyInfo, iso_currencies
+from ledger.ids import make_id
+from ledger.messages import BalanceSpec
+from ledger.records import (
+    AccountChanged,
+    AccountCreated,
+    BalanceCreated,
+    BalanceReady,
+    CurrencyCreated,
+    Genesis,
+    Record,
+)
+
+SYSTEM_ACCOUNT_ID = "acc_system"
+
+
+class AccountInfo(msgspec.Struct, frozen=True):
+    id: str
+    email: str
+    active: bool
+    created_at_ms: int
+    metadata: dict[str, str] | None
+    balance_ids: list[str]
+
+
+class BalanceInfo(msgspec.Struct, frozen=True, array_like=True):
+    """Immutable directory facts about a balance."""
+
+    id: str
+    account_id: str
+    currency: str
+    created_at_ms: int
+
+
+class CurrencyView(msgspec.Struct, frozen=True):
+    code: str
+    exponent: int
+    name: str
+    custom: bool
+    issuer_balance_id: str | None
+
+
+class _Account:
+    __slots__ = ("active", "balance_ids", "created_at_ms", "email", "metadata")
+
+    def __init__(self, email: str, metadata: dict[str, str] | None, created_at_ms: int) -> None:
+        self.email = email
+        self.metadata = metadata
+        self.created_at_ms = created_at_ms
+        self.active = True
+        self.balance_ids: list[str] = []
+
+
+def registry_journal_path(settings: Settings) -> str:
+    return str(settings.data_path / "registry.sqlite")
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def _new_id(prefix: str) -> str:
+    return make_id(prefix, _now_ms(), os.urandom(10))
+
+
+class Registry:
+    def __init__(self, settings: Settings, peers: PeerLookup | None = None, journal: Journal | None = None) -> None:
+        self.settings = settings
+        self._peers = peers
+        self.journal = journal or SqliteJournal(registry_journal_path(settings))
+        self.partitions: int | None = None
+        self.accounts: dict[str, _Account] = {}
+        self.emails: dict[str, str] = {}
+        self.balances: dict[str, BalanceInfo] = {}
+        self.by_account_currency: dict[tuple[str, str], str] = {}
+        self._initial_limits: dict[str, int] = {}  # overdraft limit of balances not yet ready
+        self.not_ready: set[str] = set()
+        self.custom: dict[str, CurrencyInfo] = {}
+        self.issuers: dict[str, str] = {}
+        self._lock = asyncio.Lock()  # serialises balance creation (one issuer per currency)
+        self._recovery: asyncio.Task[None] | None = None
+        for stored in self.journal.load().records:
+            self._apply(stored.record)
+
+    def _apply(self, r: Record) -> None:
+        if isinstance(r, AccountCreated):
+            self.accounts[r.account_id] = _Account(r.email, r.metadata, r.created_at_ms)
+            self.emails[r.email.lower()] = r.account_id
+        elif isinstance(r, AccountChanged):
+            self.accounts[r.account_id].active = r.active
+        elif isinstance(r, BalanceCreated):
+            self.balances[r.balance_id] = BalanceInfo(r.balance_id, r.account_id, r.currency, r.created_at_ms)
+            self.not_ready.add(r.balance_id)
+            if r.overdraft_limit_minor:
+                self._initial_limits[r.balance_id] = r.overdraft_limit_minor
+            if r.account_id == SYSTEM_ACCOUNT_ID:
+                self.issuers[r.currency] = r.balance_id
+            else:
+                self.accounts[r.account_id].balance_ids.append(r.balance_id)
+                self.by_account_currency[(r.account_id, r.currency)] = r.balance_id
+        elif isinstance(r, BalanceReady):
+            self.not_ready.discard(r.balance_id)
+            self._initial_limits.pop(r.balance_id, None)
+        elif isinstance(r, CurrencyCreated):
+            self.custom[r.code] = CurrencyInfo(r.code, r.exponent, r.name, custom=True)
+        elif isinstance(r, Genesis):
+            assert self.partitions is None, "genesis happens once"
+            self.partitions = r.partitions
+        else:
+            raise AssertionError(f"not a registry record: {r!r}")
+
+    def _commit(self, record: Record) -> None:
+        self.journal.append(record)
+        self._apply(record)
+
+    def _require_writable(self) -> None:
+        if not self.journal.writable:
+            raise JournalUnavailable("registry journal is not writable")
+
+    def _shard_peer(self, balance_id: str):  # type: ignore[no-untyped-def]
+        if self._peers is None:
+            self._peers = ray_lookup(self.settings.namespace)
+        shard = shard_of_partition(partition_of(balance_id, self.settings.partitions), self.settings.shards)
+        return self._peers(shard_name(shard))
+
+    # -- lifecycle ------------------------------------------------------------------------
+    async def genesis(self, partitions: int) -> int:
+        """Fix the partition count on first start; return the stored one."""
+        if self.partitions is None:
+            self._commit(Genesis(partitions, _now_ms()))
+            await self.journal.durable()
+        assert self.partitions is not None
+        return self.partitions
+
+    async def ready(self) -> bool:
+        if self._recovery is None:
+            self._recovery = asyncio.get_running_loop().create_task(self._recover())
+        await asyncio.shield(self._recovery)
+        return True
+
+    async def _recover(self) -> None:
+        for balance_id in sorted(self.not_ready):
+            await self._open_on_shard(self.balances[balance_id])
+
+    async def _open_on_shard(self, info: BalanceInfo) -> None:
+        spec = BalanceSpec(
+            info.id,
+            info.currency,
+            self._initial_limits.get(info.id, 0),
+            unlimited=info.account_id == SYSTEM_ACCOUNT_ID,
+        )
+        await self._shard_peer(info.id).call("open_balances", [spec])
+        self._commit(BalanceReady(info.id))
+        await self.journal.durable()
+
+    # -- currencies -----------------------------------------------------------------------
+    def _currency(self, code: str) -> CurrencyInfo | None:
+        return self.custom.get(code) or iso_currencies().get(code)
+
+    def _currency_view(self, info: CurrencyInfo) -> CurrencyView:
+        return CurrencyView(info.code, info.exponent, info.name, info.custom, self.issuers.get(info.code))
+
+    async def currencies(self) -> list[CurrencyView]:
+        await self.journal.durable()
+        merged = {**iso_currencies(), **self.custom}
+        return [self._currency_view(merged[c]) for c in sorted(merged)]
+
+    async def currency(self, code: str, *, ensure_issuer: bool = False) -> CurrencyView | None:
+        await self.ready()
+        info = self._currency(code)
+        if info is None:
+            return None
+        if ensure_issuer and code not in self.issuers:
+            async with self._lock:
+                await self._ensure_issuer(code)
+        await self.journal.durable()
+        return self._currency_view(info)
+
+    async def create_currency(self, code: str, exponent: int, name: str) -> CurrencyView | None:
+        """None if the code exists (ISO or custom)."""
+        self._require_writable()
+        if self._currency(code) is not None:
+            return None
+        self._commit(CurrencyCreated(code, exponent, name))
+        await self.journal.durable()
+        return self._currency_view(self.custom[code])
+
+    async def _ensure_issuer(self, currency: str) -> str:
+        issuer = self.issuers.get(currency)
+        if issuer is None:
+            issuer = _new_id("bal")
+            self._commit(BalanceCreated(issuer, SYSTEM_ACCOUNT_ID, currency, _now_ms()))
+            await self.journal.durable()
+        if issuer in self.not_ready:
+            await self._open_on_shard(self.balances[issuer])
+        return issuer
+
+    # -- accounts -------------------------------------------------------------------------
+    async def create_account(self, email: str, metadata: dict[str, str] | None) -> AccountInfo | None:
+        """None if the email is taken (case-insensitively)."""
+        await self.ready()
+        self._require_writable()
+        if email.lower() in self.emails:
+            await self.journal.durable()
+            return None
+        account_id = _new_id("acc")
+        self._commit(AccountCreated(account_id, email, metadata, _now_ms()))
+        await self.journal.durable()
+        return self._account_info(account_id)
+
+    def _account_info(self, account_id: str) -> AccountInfo:
+        a = self.accounts[account_id]
+        return AccountInfo(account_id, a.email, a.active, a.created_at_ms, a.metadata, list(a.balance_ids))
+
+    async def get_account(self, account_id: str) -> AccountInfo | None:
+        await self.journal.durable()
+        if account_id not in self.accounts:
+            return None
+        return self._account_info(account_id)
+
+    # -- balances -------------------------------------------------------------------------
+    async def create_balance(
+        self, account_id: str, currency: str, overdraft_limit_minor: int
+    ) -> tuple[str, BalanceInfo | None]:
+        """('ok', info) or (error code, None): account_not_found, unknown_currency, balance_exists."""
+        await self.ready()
+        self._require_writable()
+        async with self._lock:
+            if account_id not in self.accounts:
+                return "account_not_found", None
+            if self._currency(currency) is None:
+                return "unknown_currency", None
+            if (account_id, currency) in self.by_account_currency:
+                await self.journal.durable()
+                return "balance_exists", None
+            await self._ensure_issuer(currency)
+            balance_id = _new_id("bal")
+            self._commit(BalanceCreated(balance_id, account_id, currency, _now_ms(), overdraft_limit_minor))
+            await self.journal.durable()
+            await self._open_on_shard(self.balances[balance_id])
+            return "ok", self.balances[balance_id]
+
+    async def lookup_balances(self, balance_ids: list[str]) -> list[BalanceInfo | None]:
+        await self.journal.durable()
+        return [self.balances.get(b) if b not in self.not_ready else None for b in balance_ids]
+
+    async def all_balance_ids(self) -> list[str]:
+        await self.journal.durable()
+        return [b for b in self.balances if b not in self.not_ready]
+
+    async def close(self) -> None:
+        await self.journal.close()

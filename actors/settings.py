@@ -1,0 +1,60 @@
+"""One frozen Settings object, read once from the CLI and `RAYLEDGER_*` variables.
+
+It is passed down explicitly (and pickled into every actor); nothing reads the
+environment later. Secrets (the admin token) are deliberately not part of it, so they
+never travel to actors or appear in Ray's task metadata.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+
+class Settings(msgspec.Struct, frozen=True, kw_only=True):
+    data_dir: str = "./data"
+    host: str = "127.0.0.1"
+    port: int = 8080
+    # Ray
+    ray_address: str | None = None  # None: start an embedded single-node cluster
+    namespace: str = "rayledger"
+    dashboard: bool = True
+    object_store_memory_bytes: int = 128 * 2**20  # payments are small; keep RAM for balances
+    # Topology. Partitions are fixed at creation; shards/coordinators may change per restart.
+    partitions: int = 16
+    shards: int = 2  # 2 cores here: more shard processes only add context switches
+    coordinators: int = 1
+    # Bounds
+    payment_wait_ms: int = 10_000  # then 202 pending; the payment still settles
+    request_body_bytes_max: int = 2**20  # the API's 1 MiB limit
+    journal_batch_rows_max: int = 4096  # rows per SQLite transaction
+    snapshot_every_records: int = 100_000  # bounds replay work after a crash
+    recent_payments_max: int = 100_000  # coordinator's in-memory cache of decided payments
+    directory_cache_max: int = 100_000  # gateway's cache of immutable balance facts
+
+    @property
+    def data_path(self) -> Path:
+        return Path(self.data_dir)
+
+
+_ENV_PREFIX = "RAYLEDGER_"
+
+
+def settings_from_env(overrides: dict[str, Any] | None = None, environ: dict[str, str] | None = None) -> Settings:
+    """Environment first, explicit overrides (CLI flags) on top; types checked by msgspec."""
+    env = os.environ if environ is None else environ
+    raw: dict[str, Any] = {}
+    for field in msgspec.structs.fields(Settings):
+        value = env.get(_ENV_PREFIX + field.name.upper())
+        if value is not None:
+            raw[field.name] = value
+    values = msgspec.convert(raw, Settings, strict=False)
+    if overrides:
+        values = msgspec.structs.replace(values, **{k: v for k, v in overrides.items() if v is not None})
+    for name in ("partitions", "shards", "coordinators"):
+        if getattr(values, name) < 1:
+            raise ValueError(f"{name} must be at least 1")
+    return values

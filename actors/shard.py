@@ -1,0 +1,216 @@
+"""BalanceShard: the single writer of the balances in its partitions.
+
+Each partition has its own book and journal file, so partitions can move between shards
+when the shard count changes. Every method handles a batch, follows decide -> append ->
+apply for each item with no `await` in between (so check-then-apply is atomic on the
+actor's event loop), and replies only after the flush that covers what it read or wrote.
+Every method is idempotent: Ray may deliver a call again after a restart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterable
+
+import msgspec
+
+from actors.settings import Settings
+from actors.topology import partition_of, partitions_of_shard
+from journal import Journal, JournalUnavailable, SqliteJournal
+from ledger.book import BalanceBook, BalanceView, BookSnapshot, OpenHold
+from ledger.messages import BalanceSpec, HoldRef, SideRequest
+from ledger.records import Posted, Record
+from ledger.results import Check
+
+
+class Entry(msgspec.Struct, frozen=True, array_like=True):
+    seq: int
+    payment_id: str
+    delta_minor: int
+    balance_after_minor: int
+    at_ms: int
+
+
+class Partition:
+    def __init__(self, index: int, journal: Journal) -> None:
+        self.index = index
+        self.journal = journal
+        self.snapshot_seq = 0
+        loaded = journal.load()
+        if loaded.snapshot is not None:
+            self.book = BalanceBook.from_snapshot(msgspec.msgpack.decode(loaded.snapshot, type=BookSnapshot))
+            self.snapshot_seq = loaded.snapshot_seq
+        else:
+            self.book = BalanceBook()
+        for stored in loaded.records:
+            self.book.apply(stored.record)
+
+    def commit(self, record: Record) -> None:
+        """Journal, then apply: the order that makes replay reproduce live state."""
+        self.journal.append(record)
+        self.book.apply(record)
+
+
+def partition_journal_path(settings: Settings, partition: int) -> str:
+    return str(settings.data_path / "partitions" / f"p-{partition:04d}.sqlite")
+
+
+class BalanceShard:
+    def __init__(self, settings: Settings, index: int, journals: dict[int, Journal] | None = None) -> None:
+        self.settings = settings
+        self.index = index
+        owned = partitions_of_shard(index, settings.partitions, settings.shards)
+        if journals is None:
+            journals = {
+                p: SqliteJournal(partition_journal_path(settings, p), batch_rows_max=settings.journal_batch_rows_max)
+                for p in owned
+            }
+        self.partitions = {p: Partition(p, journals[p]) for p in owned}
+        self._snapshotting: set[int] = set()
+
+    # -- helpers ------------------------------------------------------------------------
+    def _part(self, balance_id: str) -> Partition:
+        p = partition_of(balance_id, self.settings.partitions)
+        part = self.partitions.get(p)
+        assert part is not None, f"balance {balance_id} (partition {p}) is not owned by shard {self.index}"
+        return part
+
+    def _require_writable(self, parts: Iterable[Partition]) -> None:
+        for part in parts:
+            if not part.journal.writable:
+                raise JournalUnavailable(f"partition {part.index} journal is not writable")
+
+    async def _settle(self, parts: Iterable[Partition]) -> None:
+        """Wait until every touched partition is durable, then maybe snapshot."""
+        parts = list({id(p): p for p in parts}.values())
+        await asyncio.gather(*(p.journal.durable() for p in parts))
+        for part in parts:
+            if (
+                part.journal.last_seq - part.snapshot_seq >= self.settings.snapshot_every_records
+                and part.index not in self._snapshotting
+            ):
+                self._snapshotting.add(part.index)
+                asyncio.get_running_loop().create_task(self._snapshot(part))
+
+    async def _snapshot(self, part: Partition) -> None:
+        try:
+            body = msgspec.msgpack.encode(part.book.snapshot())
+            part.snapshot_seq = await part.journal.save_snapshot(body)
+        finally:
+            self._snapshotting.discard(part.index)
+
+    # -- balances -----------------------------------------------------------------------
+    async def open_balances(self, specs: list[BalanceSpec]) -> None:
+        touched = [self._part(s.balance_id) for s in specs]
+        self._require_writable(touched)
+        for spec, part in zip(specs, touched, strict=True):
+            record = part.book.decide_open(spec.balance_id, spec.currency, spec.overdraft_limit_minor, spec.unlimited)
+            if record is not None:
+                part.commit(record)
+        await self._settle(touched)
+
+    async def change_balance(self, balance_id: str, active: bool | None, overdraft_limit_minor: int | None) -> int:
+        part = self._part(balance_id)
+        self._require_writable([part])
+        code, record = part.book.decide_change(balance_id, active, overdraft_limit_minor)
+        if record is not None:
+            part.commit(record)
+        await self._settle([part])
+        return int(code)
+
+    async def get_balances(self, balance_ids: list[str]) -> list[BalanceView | None]:
+        parts = [self._part(b) for b in balance_ids]
+        views = [part.book.view(b) for b, part in zip(balance_ids, parts, strict=True)]
+        await self._settle(parts)  # a read never shows what is not yet on disk
+        return views
+
+    async def entries(self, balance_id: str, limit: int, before_seq: int | None = None) -> list[Entry]:
+        part = self._part(balance_id)
+        stored = await part.journal.query(balance_id, "po", limit=limit, before_seq=before_seq)
+        out = []
+        for s in stored:
+            rec = s.record
+            assert isinstance(rec, Posted)
+            out.append(Entry(s.seq, rec.payment_id, rec.delta_minor, rec.balance_after_minor, rec.at_ms))
+        return out
+
+    # -- two-phase payment legs -----------------------------------------------------------
+    async def reserve(self, coordinator: int, epoch: int, items: list[SideRequest]) -> list[int]:
+        return await self._hold(coordinator, epoch, items, debit=True)
+
+    async def prepare(self, coordinator: int, epoch: int, items: list[SideRequest]) -> list[int]:
+        return await self._hold(coordinator, epoch, items, debit=False)
+
+    async def _hold(self, coordinator: int, epoch: int, items: list[SideRequest], *, debit: bool) -> list[int]:
+        touched = [self._part(it.balance_id) for it in items]
+        self._require_writable(touched)
+        codes = []
+        for it, part in zip(items, touched, strict=True):
+            decide = part.book.decide_reserve if debit else part.book.decide_prepare
+            code, record = decide(it.payment_id, it.balance_id, it.amount_minor, it.currency, coordinator, epoch)
+            if record is not None:
+                part.commit(record)
+            codes.append(int(code))
+        await self._settle(touched)
+        return codes
+
+    async def post(self, refs: list[HoldRef]) -> None:
+        at_ms = time.time_ns() // 1_000_000
+        touched = [self._part(r.balance_id) for r in refs]
+        self._require_writable(touched)
+        for ref, part in zip(refs, touched, strict=True):
+            record = part.book.decide_post(ref.payment_id, ref.balance_id, at_ms)
+            if record is not None:
+                part.commit(record)
+        await self._settle(touched)
+
+    async def void(self, refs: list[HoldRef]) -> None:
+        touched = [self._part(r.balance_id) for r in refs]
+        self._require_writable(touched)
+        for ref, part in zip(refs, touched, strict=True):
+            record = part.book.decide_void(ref.payment_id, ref.balance_id)
+            if record is not None:
+                part.commit(record)
+        await self._settle(touched)
+
+    async def fence(self, coordinator: int, epoch: int) -> list[OpenHold]:
+        """Refuse older incarnations of `coordinator`; return its holds still open here."""
+        parts = list(self.partitions.values())
+        self._require_writable(parts)
+        for part in parts:
+            record = part.book.decide_fence(coordinator, epoch)
+            if record is not None:
+                part.commit(record)
+        await self._settle(parts)
+        return [h for part in parts for h in part.book.open_holds(coordinator)]
+
+    # -- operations -----------------------------------------------------------------------
+    async def stats(self) -> dict[str, object]:
+        parts = list(self.partitions.values())
+        await self._settle(parts)
+        return {
+            "shard": self.index,
+            "partitions": sorted(self.partitions),
+            "balances": sum(len(p.book.balances) for p in parts),
+            "open_holds": sum(len(p.book.holds) for p in parts),
+            "writable": all(p.journal.writable for p in parts),
+        }
+
+    async def totals(self) -> dict[str, int]:
+        """Sum of posted amounts per currency over this shard (for audits)."""
+        parts = list(self.partitions.values())
+        await self._settle(parts)
+        totals: dict[str, int] = {}
+        for part in parts:
+            for currency, amount in part.book.totals_by_currency().items():
+                totals[currency] = totals.get(currency, 0) + amount
+        return totals
+
+    async def all_balances(self) -> list[BalanceView]:
+        parts = list(self.partitions.values())
+        await self._settle(parts)
+        return [v for p in parts for b in p.book.balances if (v := p.book.view(b)) is not None]
+
+    async def close(self) -> None:
+        await asyncio.gather(*(p.journal.close() for p in self.partitions.values()))

@@ -1,0 +1,37 @@
+"""Who owns what: balance -> partition -> shard, payment -> coordinator.
+
+crc32, not Python's `hash()`, because the mapping must be identical in every process and
+across restarts. Partitions move between shards when the shard count changes; a balance
+never changes partition.
+"""
+
+from __future__ import annotations
+
+import zlib
+
+
+def partition_of(balance_id: str, partitions: int) -> int:
+    return zlib.crc32(balance_id.encode()) % partitions
+
+
+def shard_of_partition(partition: int, shards: int) -> int:
+    return partition % shards
+
+
+def partitions_of_shard(shard: int, partitions: int, shards: int) -> list[int]:
+    return [p for p in range(partitions) if shard_of_partition(p, shards) == shard]
+
+
+def coordinator_of(payment_id: str, coordinators: int) -> int:
+    return zlib.crc32(payment_id.encode()) % coordinators
+
+
+def shard_name(index: int) -> str:
+    return f"shard-{index}"
+
+
+def coordinator_name(index: int) -> str:
+    return f"coordinator-{index}"
+
+
+REGISTRY_NAME = "registry"

@@ -1,0 +1,37 @@
+"""Messages between gateway, coordinators and shards (msgspec Structs, picklable by Ray)."""
+
+from __future__ import annotations
+
+import msgspec
+
+
+class PaymentRequest(msgspec.Struct, frozen=True, array_like=True):
+    payment_id: str
+    balance_from: str
+    balance_to: str
+    amount_minor: int
+    currency: str  # the paying balance's currency; the receiving side must match it
+    created_at_ms: int
+    description: str | None = None
+    metadata: dict[str, str] | None = None
+
+
+class SideRequest(msgspec.Struct, frozen=True, array_like=True):
+    """One leg of a payment sent to the shard owning `balance_id`."""
+
+    payment_id: str
+    balance_id: str
+    amount_minor: int
+    currency: str
+
+
+class HoldRef(msgspec.Struct, frozen=True, array_like=True):
+    payment_id: str
+    balance_id: str
+
+
+class BalanceSpec(msgspec.Struct, frozen=True, array_like=True):
+    balance_id: str
+    currency: str
+    overdraft_limit_minor: int = 0
+    unlimited: bool = False
