@@ -18,10 +18,10 @@ class Peer:
         self.target = target
         self._remote = hasattr(target, "_actor_id")  # a ray.actor.ActorHandle
 
-    async def call(self, method: str, *args: Any) -> Any:
+    async def call(self, method: str, *args: Any, **kwargs: Any) -> Any:
         if self._remote:
-            return await getattr(self.target, method).remote(*args)
-        return await getattr(self.target, method)(*args)
+            return await getattr(self.target, method).remote(*args, **kwargs)
+        return await getattr(self.target, method)(*args, **kwargs)
 
 
 PeerLookup = Callable[[str], Peer]

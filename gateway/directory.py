@@ -1,0 +1,43 @@
+"""Cache of facts that never change once created: a balance's owner and currency, a
+currency's exponent and issuer. Hits cost nothing; misses ask the registry. Nothing
+mutable (amounts, statuses) is cached, so there is nothing to invalidate.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+from actors.client import LedgerClient
+from actors.registry import BalanceInfo, CurrencyView
+
+
+class Directory:
+    def __init__(self, client: LedgerClient, size_max: int) -> None:
+        self.client = client
+        self.size_max = size_max
+        self._balances: OrderedDict[str, BalanceInfo] = OrderedDict()
+        self._currencies: dict[str, CurrencyView] = {}
+
+    async def balances(self, balance_ids: list[str]) -> list[BalanceInfo | None]:
+        missing = [b for b in dict.fromkeys(balance_ids) if b not in self._balances]
+        if missing:
+            for b, info in zip(missing, await self.client.lookup_balances(missing), strict=True):
+                if info is not None:
+                    self._balances[b] = info
+            while len(self._balances) > self.size_max:
+                self._balances.popitem(last=False)
+        return [self._balances.get(b) for b in balance_ids]
+
+    async def currency(self, code: str) -> CurrencyView | None:
+        """With its issuer balance (created on first use)."""
+        view = self._currencies.get(code)
+        if view is None or view.issuer_balance_id is None:
+            view = await self.client.registry.call("currency", code, ensure_issuer=True)
+            if view is not None:
+                self._currencies[code] = view
+        return view
+
+    async def exponent(self, code: str) -> int:
+        view = await self.currency(code)
+        assert view is not None, f"a stored currency {code} must exist"
+        return view.exponent

@@ -1,0 +1,240 @@
+"""Request handlers: decode, check, call the actors, render. A few lines each."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import time
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+import msgspec
+from aiohttp import web
+
+from actors.registry import SYSTEM_ACCOUNT_ID, BalanceInfo
+from gateway import render, schemas
+from gateway.errors import ApiError
+from gateway.keys import CLIENT, DIRECTORY, SETTINGS
+from ledger.ids import make_id
+from ledger.messages import PaymentRequest
+from ledger.money import AmountError, parse_amount
+from ledger.records import PaymentRecord
+from ledger.results import PaymentStatus
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+T = TypeVar("T")
+
+READY_TIMEOUT_S = 2.0
+_decoders: dict[type, msgspec.json.Decoder] = {}  # built once per type, reused by every request
+_PATH_OF_ERROR = re.compile(r"at `\$\.([A-Za-z_]+)")
+
+
+def json_response(body: msgspec.Struct | dict[str, object], status: int = 200) -> web.Response:
+    return web.Response(body=msgspec.json.encode(body), status=status, content_type="application/json")
+
+
+async def decode(request: web.Request, type_: type[T]) -> T:
+    if request.content_type != "application/json":
+        raise ApiError("unsupported_media_type", "send the body as application/json")
+    body = await request.read()
+    decoder = _decoders.get(type_)
+    if decoder is None:
+        decoder = _decoders[type_] = msgspec.json.Decoder(type_)
+    try:
+        return decoder.decode(body)  # type: ignore[no-any-return]
+    except msgspec.ValidationError as exc:
+        match = _PATH_OF_ERROR.search(str(exc))
+        param = match.group(1) if match else None
+        code = "invalid_amount" if param in ("amount", "overdraft_limit") else "validation_error"
+        raise ApiError(code, str(exc), param) from None
+    except msgspec.DecodeError:
+        raise ApiError("validation_error", "the body is not valid JSON") from None
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def _new_id(prefix: str) -> str:
+    return make_id(prefix, _now_ms(), os.urandom(10))
+
+
+def _amount(text: str, exponent: int, param: str = "amount", *, allow_zero: bool = False) -> int:
+    try:
+        return parse_amount(text, exponent, allow_zero=allow_zero)
+    except AmountError as exc:
+        raise ApiError("invalid_amount", str(exc), param) from None
+
+
+# -- operations ---------------------------------------------------------------------------
+async def healthz(request: web.Request) -> web.Response:
+    return json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    try:
+        status = await asyncio.wait_for(request.app[CLIENT].status(), READY_TIMEOUT_S)
+    except Exception as exc:  # a timeout, a dead actor: not ready either way
+        return json_response({"status": "unavailable", "reason": f"actors not ready: {type(exc).__name__}"}, 503)
+    unwritable = [s["shard"] for s in status["shards"] if not s["writable"]]
+    if unwritable:
+        return json_response({"status": "unavailable", "reason": f"journal not writable on shards {unwritable}"}, 503)
+    return json_response({"status": "ready"})
+
+
+# -- currencies ---------------------------------------------------------------------------
+async def list_currencies(request: web.Request) -> web.Response:
+    views = await request.app[CLIENT].registry.call("currencies")
+    data = [schemas.Currency(v.code, v.exponent, v.name, v.custom) for v in views]
+    return json_response(schemas.CurrencyList(data=data))
+
+
+async def get_currency(request: web.Request) -> web.Response:
+    view = await request.app[DIRECTORY].currency(request.match_info["code"])
+    if view is None:
+        raise ApiError("not_found", "no such currency")
+    return json_response(schemas.Currency(view.code, view.exponent, view.name, view.custom, view.issuer_balance_id))
+
+
+# -- accounts and balances ----------------------------------------------------------------
+async def create_account(request: web.Request) -> web.Response:
+    body = await decode(request, schemas.AccountCreate)
+    info = await request.app[CLIENT].registry.call("create_account", body.email, body.metadata)
+    if info is None:
+        raise ApiError("email_taken", "an account with this email exists", "email")
+    return json_response(render.account(info, []), 201)
+
+
+async def _render_balances(request: web.Request, infos: list[BalanceInfo]) -> list[schemas.Balance]:
+    views = await request.app[CLIENT].get_balances([i.id for i in infos])
+    out = []
+    for info, view in zip(infos, views, strict=True):
+        assert view is not None, f"balance {info.id} is in the directory but not on its shard"
+        out.append(render.balance(info, view, await request.app[DIRECTORY].exponent(info.currency)))
+    return out
+
+
+async def get_account(request: web.Request) -> web.Response:
+    account_id = request.match_info["id"]
+    info = await request.app[CLIENT].registry.call("get_account", account_id)
+    if info is None or account_id == SYSTEM_ACCOUNT_ID:
+        raise ApiError("account_not_found", "no such account")
+    infos = [i for i in await request.app[DIRECTORY].balances(info.balance_ids) if i is not None]
+    return json_response(render.account(info, await _render_balances(request, infos)))
+
+
+async def create_balance(request: web.Request) -> web.Response:
+    body = await decode(request, schemas.BalanceCreate)
+    currency = await request.app[DIRECTORY].currency(body.currency)
+    if currency is None:
+        raise ApiError("unknown_currency", f"unknown currency {body.currency!r}", "currency")
+    limit = _amount(body.overdraft_limit, currency.exponent, "overdraft_limit", allow_zero=True)
+    code, info = await request.app[CLIENT].registry.call(
+        "create_balance", request.match_info["id"], body.currency, limit
+    )
+    if code == "account_not_found":
+        raise ApiError("account_not_found", "no such account")
+    if code == "balance_exists":
+        raise ApiError("balance_exists", f"the account already has a {body.currency} balance", "currency")
+    if code == "unknown_currency":
+        raise ApiError("unknown_currency", f"unknown currency {body.currency!r}", "currency")
+    assert info is not None
+    return json_response((await _render_balances(request, [info]))[0], 201)
+
+
+async def get_balance(request: web.Request) -> web.Response:
+    [info] = await request.app[DIRECTORY].balances([request.match_info["id"]])
+    if info is None:
+        raise ApiError("balance_not_found", "no such balance")
+    return json_response((await _render_balances(request, [info]))[0])
+
+
+# -- money movement -----------------------------------------------------------------------
+async def _settle(request: web.Request, payment: PaymentRequest, exponent: int) -> web.Response:
+    """Run the payment; 201 once final and durable, 202 pending past the wait limit."""
+    settings = request.app[SETTINGS]
+    task = asyncio.ensure_future(request.app[CLIENT].pay([payment]))
+    try:
+        [record] = await asyncio.wait_for(asyncio.shield(task), settings.payment_wait_ms / 1000)
+    except TimeoutError:
+        pending = PaymentRecord(
+            id=payment.payment_id,
+            balance_from=payment.balance_from,
+            balance_to=payment.balance_to,
+            amount_minor=payment.amount_minor,
+            currency=payment.currency,
+            status=PaymentStatus.PENDING,
+            reason=None,
+            created_at_ms=payment.created_at_ms,
+            settled_at_ms=None,
+            description=payment.description,
+            metadata=payment.metadata,
+        )
+        return json_response(render.payment(pending, exponent), 202)
+    return json_response(render.payment(record, exponent), 201)
+
+
+async def _balance_or_404(request: web.Request, balance_id: str, param: str) -> BalanceInfo:
+    [info] = await request.app[DIRECTORY].balances([balance_id])
+    if info is None:
+        raise ApiError("balance_not_found", f"no such balance: {balance_id}", param)
+    return info
+
+
+async def _issuer_move(request: web.Request, *, deposit: bool) -> web.Response:
+    body = await decode(request, schemas.DepositCreate if deposit else schemas.WithdrawalCreate)
+    info = await _balance_or_404(request, body.balance_id, "balance_id")
+    if info.account_id == SYSTEM_ACCOUNT_ID:
+        raise ApiError("validation_error", "an issuer balance cannot deposit to itself", "balance_id")
+    currency = await request.app[DIRECTORY].currency(info.currency)
+    assert currency is not None and currency.issuer_balance_id is not None
+    amount = _amount(body.amount, currency.exponent)
+    issuer = currency.issuer_balance_id
+    payment = PaymentRequest(
+        payment_id=_new_id("pay"),
+        balance_from=issuer if deposit else info.id,
+        balance_to=info.id if deposit else issuer,
+        amount_minor=amount,
+        currency=info.currency,
+        created_at_ms=_now_ms(),
+        description="deposit" if deposit else "withdrawal",
+    )
+    return await _settle(request, payment, currency.exponent)
+
+
+async def create_deposit(request: web.Request) -> web.Response:
+    return await _issuer_move(request, deposit=True)
+
+
+async def create_withdrawal(request: web.Request) -> web.Response:
+    return await _issuer_move(request, deposit=False)
+
+
+async def create_payment(request: web.Request) -> web.Response:
+    body = await decode(request, schemas.PaymentCreate)
+    if body.balance_from == body.balance_to:
+        raise ApiError("same_balance", "a payment needs two different balances", "balance_to")
+    source = await _balance_or_404(request, body.balance_from, "balance_from")
+    target = await _balance_or_404(request, body.balance_to, "balance_to")
+    if SYSTEM_ACCOUNT_ID in (source.account_id, target.account_id):
+        raise ApiError("validation_error", "issuer balances move money only by deposits and withdrawals")
+    exponent = await request.app[DIRECTORY].exponent(source.currency)
+    payment = PaymentRequest(
+        payment_id=_new_id("pay"),
+        balance_from=source.id,
+        balance_to=target.id,
+        amount_minor=_amount(body.amount, exponent),
+        currency=source.currency,
+        created_at_ms=_now_ms(),
+        description=body.description,
+        metadata=body.metadata,
+    )
+    return await _settle(request, payment, exponent)
+
+
+async def get_payment(request: web.Request) -> web.Response:
+    record = await request.app[CLIENT].get_payment(request.match_info["id"])
+    if record is None:
+        raise ApiError("not_found", "no such payment")
+    return json_response(render.payment(record, await request.app[DIRECTORY].exponent(record.currency)))

@@ -1,0 +1,56 @@
+"""Internal records -> API bodies: money with the currency's full decimals, RFC 3339 times."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from actors.registry import AccountInfo, BalanceInfo
+from gateway import schemas
+from ledger.book import BalanceView
+from ledger.money import format_amount
+from ledger.records import PaymentRecord
+
+
+def timestamp(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def balance(info: BalanceInfo, view: BalanceView, exponent: int) -> schemas.Balance:
+    return schemas.Balance(
+        id=info.id,
+        account_id=info.account_id,
+        currency=info.currency,
+        amount=format_amount(view.amount_minor, exponent),
+        reserved=format_amount(view.reserved_minor, exponent),
+        available=format_amount(view.available_minor, exponent) if not view.unlimited else "unlimited",
+        overdraft_limit=format_amount(view.overdraft_limit_minor, exponent) if not view.unlimited else "unlimited",
+        status="active" if view.active else "disabled",
+        created_at=timestamp(info.created_at_ms),
+    )
+
+
+def account(info: AccountInfo, balances: list[schemas.Balance]) -> schemas.Account:
+    return schemas.Account(
+        id=info.id,
+        email=info.email,
+        status="active" if info.active else "disabled",
+        created_at=timestamp(info.created_at_ms),
+        balances=balances,
+        metadata=info.metadata,
+    )
+
+
+def payment(p: PaymentRecord, exponent: int) -> schemas.Payment:
+    return schemas.Payment(
+        id=p.id,
+        balance_from=p.balance_from,
+        balance_to=p.balance_to,
+        amount=format_amount(p.amount_minor, exponent),
+        currency=p.currency,
+        status=str(p.status),
+        reason=p.reason,
+        created_at=timestamp(p.created_at_ms),
+        settled_at=timestamp(p.settled_at_ms) if p.settled_at_ms is not None else None,
+        description=p.description,
+        metadata=p.metadata,
+    )

@@ -1,0 +1,163 @@
+"""`rayledger` command line: serve (and, later, verify, seed, bench, keys).
+
+A top-level module named `rayledger_cli` rather than `cli`, so that installing the
+package cannot shadow another distribution's `cli` module.
+"""
+
+from __future__ import annotations
+
+import argparse
+import fcntl
+import logging
+import os
+import secrets
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from actors.settings import Settings, settings_from_env
+
+ADMIN_TOKEN_FILE = "admin_token"
+LOCK_FILE = "LOCK"
+
+
+class DataDirLocked(Exception):
+    pass
+
+
+def lock_data_dir(data_dir: Path) -> Any:
+    """Hold an exclusive lock on the data directory for the life of this process.
+
+    flock is released by the kernel when the process dies, even by SIGKILL, so a crash
+    never leaves a stale lock behind; a second server on the same journal is refused.
+    """
+    data_dir.mkdir(parents=True, exist_ok=True)
+    handle = open(data_dir / LOCK_FILE, "a+")  # noqa: SIM115 - held open until exit
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        holder = handle.read().strip() or "unknown"
+        handle.close()
+        raise DataDirLocked(
+            f"another rayledger server (pid {holder}) is serving {data_dir}; stop it first "
+            "or choose another --data-dir"
+        ) from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"{os.getpid()}\n")
+    handle.flush()
+    return handle
+
+
+def admin_token(data_dir: Path) -> tuple[str, str]:
+    """(token, where it came from). The environment wins; otherwise one is generated on
+    first start and kept 0600 in the data directory."""
+    from_env = os.environ.get("RAYLEDGER_ADMIN_TOKEN")
+    if from_env:
+        if len(from_env) < 22:
+            raise SystemExit("RAYLEDGER_ADMIN_TOKEN must be at least 22 characters (128 bits)")
+        return from_env, "the RAYLEDGER_ADMIN_TOKEN environment variable"
+    path = data_dir / ADMIN_TOKEN_FILE
+    if not path.exists():
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_urlsafe(32) + "\n")
+    return path.read_text().strip(), str(path)
+
+
+def start_ray(settings: Settings) -> tuple[str | None, str | None]:
+    """Join a cluster, or start an embedded one in a private temp dir.
+    Returns (dashboard URL, temp dir to remove on exit)."""
+    import ray
+
+    if settings.ray_address:
+        context = ray.init(address=settings.ray_address, namespace=settings.namespace, logging_level=logging.WARNING)
+        return context.dashboard_url or None, None
+    temp_dir = tempfile.mkdtemp(prefix="rayledger-")
+    context = ray.init(
+        namespace=settings.namespace,
+        include_dashboard=settings.dashboard,
+        dashboard_host="127.0.0.1",
+        object_store_memory=settings.object_store_memory_bytes,
+        _temp_dir=temp_dir,
+        logging_level=logging.WARNING,
+    )
+    return (f"http://{context.dashboard_url}" if context.dashboard_url else None), temp_dir
+
+
+def serve(settings: Settings) -> int:
+    import ray
+    from aiohttp import web
+
+    from actors.client import LedgerClient
+    from actors.factory import PartitionCountMismatch, start_actors
+    from actors.peers import ray_lookup
+    from gateway import create_app
+
+    data_dir = settings.data_path
+    try:
+        lock = lock_data_dir(data_dir)
+    except DataDirLocked as exc:
+        print(f"rayledger: {exc}", file=sys.stderr)
+        return 1
+    token, token_source = admin_token(data_dir)
+    print(f"rayledger: starting (journal in {data_dir})", flush=True)
+    dashboard_url, temp_dir = start_ray(settings)
+    try:
+        try:
+            start_actors(settings)
+        except PartitionCountMismatch as exc:
+            print(f"rayledger: {exc}", file=sys.stderr)
+            return 1
+        client = LedgerClient(settings, ray_lookup(settings.namespace))
+        app = create_app(settings, client, token)
+        base = f"http://{settings.host}:{settings.port}"
+
+        def banner(_: str) -> None:
+            print(f"rayledger: serving {base}  (API docs: {base}/docs)", flush=True)
+            if dashboard_url:
+                print(f"rayledger: Ray dashboard {dashboard_url}", flush=True)
+            print(f"rayledger: admin token from {token_source}", flush=True)
+            print("rayledger: Ctrl-C stops; starting again recovers every balance", flush=True)
+
+        web.run_app(app, host=settings.host, port=settings.port, print=banner, access_log=None)
+        return 0
+    finally:
+        if temp_dir is not None:
+            ray.shutdown()
+            shutil.rmtree(temp_dir, ignore_errors=True)
+        lock.close()
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data-dir", help="journal directory (default ./data)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="rayledger", description="A payments ledger on Ray.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p_serve = sub.add_parser("serve", help="start the ledger and its REST gateway")
+    _common(p_serve)
+    p_serve.add_argument("--host", help="bind address (default 127.0.0.1)")
+    p_serve.add_argument("--port", type=int, help="port (default 8080)")
+    p_serve.add_argument("--address", dest="ray_address", help="join this Ray cluster instead of starting one")
+    p_serve.add_argument("--partitions", type=int, help="partitions, fixed when the ledger is created (16)")
+    p_serve.add_argument("--shards", type=int, help="BalanceShard actors (2)")
+    p_serve.add_argument("--coordinators", type=int, help="PaymentCoordinator actors (1)")
+    p_serve.add_argument("--no-dashboard", dest="dashboard", action="store_false", default=None)
+    args = vars(parser.parse_args(argv))
+    command = args.pop("command")
+    try:
+        settings = settings_from_env(args)
+    except (ValueError, TypeError) as exc:
+        parser.error(str(exc))
+    if command == "serve":
+        return serve(settings)
+    raise AssertionError(command)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
