@@ -34,7 +34,7 @@ def lock_data_dir(data_dir: Path) -> Any:
     never leaves a stale lock behind; a second server on the same journal is refused.
     """
     data_dir.mkdir(parents=True, exist_ok=True)
-    handle = open(data_dir / LOCK_FILE, "a+")  # noqa: SIM115 - held open until exit
+    handle = open(data_dir / LOCK_FILE, "a+")
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -42,8 +42,7 @@ def lock_data_dir(data_dir: Path) -> Any:
         holder = handle.read().strip() or "unknown"
         handle.close()
         raise DataDirLocked(
-            f"another rayledger server (pid {holder}) is serving {data_dir}; stop it first "
-            "or choose another --data-dir"
+            f"another rayledger server (pid {holder}) is serving {data_dir}; stop it first or choose another --data-dir"
         ) from None
     handle.seek(0)
     handle.truncate()

@@ -114,6 +114,7 @@ class PaymentCoordinator:
                 rec = found[0].record
                 assert isinstance(rec, Decided)
                 self.unfinished[payment_id] = rec.payment
+                self._remember(rec.payment)
                 continue
             # Presumed abort: nobody was told anything about this payment.
             debit = next((h for h in hs if h.side == DEBIT), None)
@@ -174,7 +175,9 @@ class PaymentCoordinator:
             debits[self._shard(r.balance_from)].append(
                 SideRequest(r.payment_id, r.balance_from, r.amount_minor, r.currency)
             )
-            credits[self._shard(r.balance_to)].append(SideRequest(r.payment_id, r.balance_to, r.amount_minor, r.currency))
+            credits[self._shard(r.balance_to)].append(
+                SideRequest(r.payment_id, r.balance_to, r.amount_minor, r.currency)
+            )
         calls = [(k, "reserve", items) for k, items in debits.items()] + [
             (k, "prepare", items) for k, items in credits.items()
         ]

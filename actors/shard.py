@@ -21,7 +21,6 @@ from journal import Journal, JournalUnavailable, SqliteJournal
 from ledger.book import BalanceBook, BalanceView, BookSnapshot, OpenHold
 from ledger.messages import BalanceSpec, HoldRef, SideRequest
 from ledger.records import Posted, Record
-from ledger.results import Check
 
 
 class Entry(msgspec.Struct, frozen=True, array_like=True):

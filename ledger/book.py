@@ -34,7 +34,7 @@ CREDIT = 1
 class Balance:
     """Mutable, compact: a book may hold a million of these."""
 
-    __slots__ = ("amount", "reserved", "incoming", "overdraft_limit", "currency", "active", "unlimited")
+    __slots__ = ("active", "amount", "currency", "incoming", "overdraft_limit", "reserved", "unlimited")
 
     def __init__(self, currency: str, overdraft_limit: int, unlimited: bool) -> None:
         self.amount = 0
@@ -198,9 +198,7 @@ class BalanceBook:
                 balance.incoming -= hold.amount_minor
         elif isinstance(record, BalanceOpened):
             assert record.balance_id not in self.balances, "a balance is opened once"
-            self.balances[record.balance_id] = Balance(
-                record.currency, record.overdraft_limit_minor, record.unlimited
-            )
+            self.balances[record.balance_id] = Balance(record.currency, record.overdraft_limit_minor, record.unlimited)
             return
         elif isinstance(record, BalanceChanged):
             balance = self.balances[record.balance_id]

@@ -23,12 +23,12 @@ class AmountError(ValueError):
 def parse_amount(text: object, exponent: int, *, allow_zero: bool = False) -> int:
     """Decimal string in major units -> positive int minor units, or AmountError."""
     if not isinstance(text, str):
-        raise AmountError("amount must be a decimal string, e.g. \"10.50\"")
+        raise AmountError('amount must be a decimal string, e.g. "10.50"')
     if len(text) > AMOUNT_TEXT_LEN_MAX:
         raise AmountError("amount is too long")
     match = _AMOUNT.fullmatch(text)
     if match is None:
-        raise AmountError("amount must be a plain decimal string such as \"10.50\"")
+        raise AmountError('amount must be a plain decimal string such as "10.50"')
     whole, fraction = match.group(1), match.group(2) or ""
     if match.group(2) is not None and fraction == "":
         raise AmountError("amount has a trailing decimal point")

@@ -6,8 +6,6 @@ append-only: a new field goes last with a default, and a tag is never reused.
 
 from __future__ import annotations
 
-from typing import Union
-
 import msgspec
 
 _opts = {"frozen": True, "array_like": True, "tag_field": "k", "forbid_unknown_fields": True}
@@ -136,24 +134,24 @@ class CurrencyCreated(msgspec.Struct, tag="cc", **_opts):
     name: str
 
 
-Record = Union[
-    BalanceOpened,
-    BalanceChanged,
-    Reserved,
-    Prepared,
-    Posted,
-    Voided,
-    Fenced,
-    EpochStarted,
-    Decided,
-    Completed,
-    Genesis,
-    AccountCreated,
-    AccountChanged,
-    BalanceCreated,
-    BalanceReady,
-    CurrencyCreated,
-]
+Record = (
+    BalanceOpened
+    | BalanceChanged
+    | Reserved
+    | Prepared
+    | Posted
+    | Voided
+    | Fenced
+    | EpochStarted
+    | Decided
+    | Completed
+    | Genesis
+    | AccountCreated
+    | AccountChanged
+    | BalanceCreated
+    | BalanceReady
+    | CurrencyCreated
+)
 
 
 def record_key(record: Record) -> str | None:
