@@ -32,6 +32,7 @@ def _remote(cls: type, name: str, settings: Settings, *args: Any) -> Any:
         "num_cpus": 0,
         "max_concurrency": MAX_CONCURRENCY,
         "get_if_exists": True,
+        "scheduling_strategy": "SPREAD",  # shards land on different nodes when there are several
     }
     return ray.remote(cls).options(**options).remote(settings, *args)
 

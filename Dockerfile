@@ -1,0 +1,22 @@
+# rayledger: one container runs the embedded ledger (Ray + actors + gateway).
+# The journal lives on the /data volume; keep it on durable storage.
+FROM python:3.11-slim
+
+RUN useradd --create-home --uid 10001 rayledger
+WORKDIR /app
+COPY pyproject.toml README.md rayledger_cli.py ./
+COPY ledger ./ledger
+COPY journal ./journal
+COPY actors ./actors
+COPY gateway ./gateway
+COPY benchmarks ./benchmarks
+RUN pip install --no-cache-dir . \
+    && mkdir /data && chown rayledger:rayledger /data
+
+USER rayledger
+VOLUME ["/data"]
+# 8080: REST API; 8265: Ray dashboard
+EXPOSE 8080 8265
+HEALTHCHECK --interval=10s --timeout=3s --start-period=60s \
+    CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8080/healthz', timeout=2)"]
+ENTRYPOINT ["rayledger", "serve", "--data-dir", "/data", "--host", "0.0.0.0"]

@@ -1,0 +1,1 @@
+"""Load generators and scenarios; each run prints one JSON line (see benchmarks/README.md)."""
