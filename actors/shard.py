@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterable
+from collections.abc import Coroutine, Iterable
 
 import msgspec
 
@@ -66,7 +66,7 @@ class BalanceShard:
                 for p in owned
             }
         self.partitions = {p: Partition(p, journals[p]) for p in owned}
-        self._snapshotting: set[int] = set()
+        self._snapshots: dict[int, asyncio.Task[None]] = {}  # partition -> snapshot being written
 
     # -- helpers ------------------------------------------------------------------------
     def _part(self, balance_id: str) -> Partition:
@@ -87,17 +87,17 @@ class BalanceShard:
         for part in parts:
             if (
                 part.journal.last_seq - part.snapshot_seq >= self.settings.snapshot_every_records
-                and part.index not in self._snapshotting
+                and part.index not in self._snapshots
             ):
-                self._snapshotting.add(part.index)
-                asyncio.get_running_loop().create_task(self._snapshot(part))
+                # State and journal position are captured together, with no await between.
+                write = part.journal.save_snapshot(msgspec.msgpack.encode(part.book.snapshot()))
+                self._snapshots[part.index] = asyncio.get_running_loop().create_task(self._snapshot(part, write))
 
-    async def _snapshot(self, part: Partition) -> None:
+    async def _snapshot(self, part: Partition, write: Coroutine[None, None, int]) -> None:
         try:
-            body = msgspec.msgpack.encode(part.book.snapshot())
-            part.snapshot_seq = await part.journal.save_snapshot(body)
+            part.snapshot_seq = await write
         finally:
-            self._snapshotting.discard(part.index)
+            del self._snapshots[part.index]
 
     # -- balances -----------------------------------------------------------------------
     async def open_balances(self, specs: list[BalanceSpec]) -> None:
@@ -212,4 +212,5 @@ class BalanceShard:
         return [v for p in parts for b in p.book.balances if (v := p.book.view(b)) is not None]
 
     async def close(self) -> None:
+        await asyncio.gather(*self._snapshots.values())
         await asyncio.gather(*(p.journal.close() for p in self.partitions.values()))

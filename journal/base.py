@@ -16,7 +16,7 @@ from __future__ import annotations
 import abc
 import asyncio
 import hashlib
-from collections.abc import Iterator
+from collections.abc import Coroutine, Iterator
 from typing import NamedTuple
 
 from ledger.records import Record, RecordCodec, record_key
@@ -190,16 +190,21 @@ class Journal(abc.ABC):
         rows = await self._select(key, kind, limit, before_seq)
         return [StoredRecord(r.seq, self.codec.decode(r.body)) for r in rows]
 
-    async def save_snapshot(self, body: bytes) -> int:
-        """Store a snapshot of the state after every appended record; returns its seq.
+    def save_snapshot(self, body: bytes) -> Coroutine[None, None, int]:
+        """Store `body` as the state after every record appended so far; returns its seq.
 
-        Callers take the snapshot body synchronously right before calling, so it matches
-        `last_seq`; it is written after everything up to that seq is durable.
+        Not a coroutine function on purpose: the seq and hash are captured at the call,
+        right where the caller took `body` from its state, even if the returned coroutine
+        runs later. It writes once everything up to that seq is durable.
         """
         seq, hash_ = self.last_seq, self._last_hash
-        await self.durable(seq)
-        await self._write_snapshot(seq, hash_, body)
-        return seq
+
+        async def write() -> int:
+            await self.durable(seq)
+            await self._write_snapshot(seq, hash_, body)
+            return seq
+
+        return write()
 
     async def close(self) -> None:
         if self._pending:
