@@ -31,6 +31,8 @@ from ledger.records import (
     BalanceReady,
     CurrencyCreated,
     Genesis,
+    KeyCreated,
+    KeyRevoked,
     Record,
 )
 
@@ -100,6 +102,8 @@ class Registry:
         self.not_ready: set[str] = set()
         self.custom: dict[str, CurrencyInfo] = {}
         self.issuers: dict[str, str] = {}
+        self.keys: dict[str, tuple[str, bytes]] = {}  # key id -> (account id, token hash)
+        self.key_by_hash: dict[bytes, str] = {}
         self._lock = asyncio.Lock()  # serialises balance creation (one issuer per currency)
         self._recovery: asyncio.Task[None] | None = None
         for stored in self.journal.load().records:
@@ -126,6 +130,12 @@ class Registry:
             self._initial_limits.pop(r.balance_id, None)
         elif isinstance(r, CurrencyCreated):
             self.custom[r.code] = CurrencyInfo(r.code, r.exponent, r.name, custom=True)
+        elif isinstance(r, KeyCreated):
+            self.keys[r.key_id] = (r.account_id, r.token_hash)
+            self.key_by_hash[r.token_hash] = r.key_id
+        elif isinstance(r, KeyRevoked):
+            _, token_hash = self.keys.pop(r.key_id)
+            del self.key_by_hash[token_hash]
         elif isinstance(r, Genesis):
             assert self.partitions is None, "genesis happens once"
             self.partitions = r.partitions
@@ -270,6 +280,32 @@ class Registry:
     async def all_balance_ids(self) -> list[str]:
         await self.journal.durable()
         return [b for b in self.balances if b not in self.not_ready]
+
+    # -- API keys ---------------------------------------------------------------------------
+    async def create_key(self, account_id: str, token_hash: bytes) -> str | None:
+        """Store a key for the account (the gateway made the token); None if no account."""
+        self._require_writable()
+        if account_id not in self.accounts or account_id == SYSTEM_ACCOUNT_ID:
+            return None
+        key_id = _new_id("key")
+        self._commit(KeyCreated(key_id, account_id, token_hash, _now_ms()))
+        await self.journal.durable()
+        return key_id
+
+    async def revoke_key(self, key_id: str) -> bool:
+        self._require_writable()
+        if key_id not in self.keys:
+            await self.journal.durable()
+            return False
+        self._commit(KeyRevoked(key_id))
+        await self.journal.durable()
+        return True
+
+    async def authenticate(self, token_hash: bytes) -> tuple[str, str] | None:
+        """(key id, account id) of a live key with this token hash."""
+        await self.journal.durable()
+        key_id = self.key_by_hash.get(token_hash)
+        return (key_id, self.keys[key_id][0]) if key_id is not None else None
 
     async def close(self) -> None:
         await self.journal.close()

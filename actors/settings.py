@@ -34,6 +34,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     snapshot_every_records: int = 100_000  # bounds replay work after a crash
     recent_payments_max: int = 100_000  # coordinator's in-memory cache of decided payments
     directory_cache_max: int = 100_000  # gateway's cache of immutable balance facts
+    auth_cache_ttl_ms: int = 1_000  # how long another gateway may still accept a revoked key
 
     @property
     def data_path(self) -> Path:

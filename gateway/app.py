@@ -1,4 +1,4 @@
-"""App factory: routes in one table, one error middleware, auth, typed app keys.
+"""App factory: routes from one table, one error middleware, auth, typed app keys.
 
 `create_app` takes an already connected `LedgerClient`: starting Ray and the actors is
 the CLI's job (embedded) or the cluster's (`--address`), so the app is the same in both.
@@ -6,36 +6,33 @@ the CLI's job (embedded) or the cluster's (`--address`), so the app is the same 
 
 from __future__ import annotations
 
-import hmac
 import logging
+from importlib.metadata import PackageNotFoundError, version
 
+import msgspec
 from aiohttp import web
+from openapi_ui_bundles import swagger_ui
 
 from actors.client import LedgerClient
 from actors.settings import Settings
 from gateway import handlers
+from gateway.auth import Authenticator, require_admin
 from gateway.directory import Directory
 from gateway.errors import ApiError, problem_response
-from gateway.keys import ADMIN_TOKEN, CLIENT, DIRECTORY, SETTINGS
+from gateway.keys import AUTH, CLIENT, DIRECTORY, OPENAPI, PRINCIPAL, SETTINGS
+from gateway.openapi import build_spec
+from gateway.routes import OPS, Op
 
 log = logging.getLogger("rayledger.gateway")
 
-PUBLIC_PATHS = frozenset({"/healthz", "/readyz"})
-
-ROUTES = [
-    web.get("/healthz", handlers.healthz),
-    web.get("/readyz", handlers.readyz),
-    web.get("/v1/currencies", handlers.list_currencies),
-    web.get("/v1/currencies/{code}", handlers.get_currency),
-    web.post("/v1/accounts", handlers.create_account),
-    web.get("/v1/accounts/{id}", handlers.get_account),
-    web.post("/v1/accounts/{id}/balances", handlers.create_balance),
-    web.get("/v1/balances/{id}", handlers.get_balance),
-    web.post("/v1/deposits", handlers.create_deposit),
-    web.post("/v1/withdrawals", handlers.create_withdrawal),
-    web.post("/v1/payments", handlers.create_payment),
-    web.get("/v1/payments/{id}", handlers.get_payment),
-]
+DOCS_HTML = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>rayledger API</title>
+<link rel="stylesheet" href="/docs/static/swagger-ui.css"></head>
+<body><div id="ui"></div>
+<script src="/docs/static/swagger-ui-bundle.js"></script>
+<script>SwaggerUIBundle({url: "/openapi.json", dom_id: "#ui", persistAuthorization: true});</script>
+</body></html>
+"""
 
 
 def _unavailable(exc: BaseException) -> bool:
@@ -73,27 +70,56 @@ async def error_middleware(request: web.Request, handler: handlers.Handler) -> w
         if _unavailable(exc):
             log.warning("unavailable: %s %s: %s", request.method, request.path, type(exc).__name__)
             error = ApiError("unavailable", "the ledger is temporarily unavailable; retry later")
-            response = problem_response(error)
-            response.headers["Retry-After"] = "1"
-            return response
+            return problem_response(error, headers={"Retry-After": "1"})
         log.exception("internal error on %s %s", request.method, request.path)
         return problem_response(ApiError("internal_error", "an internal error occurred"))
 
 
+def _op_of(request: web.Request) -> Op | None:
+    return request.match_info.route.handler.__dict__.get("op")  # type: ignore[no-any-return]
+
+
 @web.middleware
 async def auth_middleware(request: web.Request, handler: handlers.Handler) -> web.StreamResponse:
-    if request.path in PUBLIC_PATHS or not request.path.startswith("/v1"):
+    op = _op_of(request)
+    if op is None and not request.path.startswith("/v1"):
+        return await handler(request)  # docs, OpenAPI, unknown paths outside the API
+    if op is not None and op.access == "public":
         return await handler(request)
-    header = request.headers.get("Authorization", "")
-    scheme, _, token = header.partition(" ")
-    expected = request.app[ADMIN_TOKEN]
-    if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), expected.encode()):
-        raise ApiError("unauthorized", "a valid 'Authorization: Bearer <token>' header is required")
+    principal = await request.app[AUTH].principal(request)
+    if op is not None and op.access == "admin":
+        require_admin(principal)
+    request[PRINCIPAL] = principal
     return await handler(request)
 
 
+def _bind(op: Op) -> handlers.Handler:
+    """A per-route wrapper carrying its table entry (the middleware reads `op`)."""
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        return await op.handler(request)
+
+    handle.op = op  # type: ignore[attr-defined]
+    handle.__name__ = op.handler.__name__
+    return handle
+
+
+async def openapi_json(request: web.Request) -> web.Response:
+    return web.Response(body=request.app[OPENAPI], content_type="application/json")
+
+
+async def docs(request: web.Request) -> web.Response:
+    return web.Response(text=DOCS_HTML, content_type="text/html")
+
+
+def package_version() -> str:
+    try:
+        return version("rayledger")
+    except PackageNotFoundError:
+        return "0+unknown"
+
+
 def create_app(settings: Settings, client: LedgerClient, admin_token: str) -> web.Application:
-    assert len(admin_token) >= 16, "the admin token must carry at least 128 bits"
     app = web.Application(
         middlewares=[error_middleware, auth_middleware],
         client_max_size=settings.request_body_bytes_max,
@@ -101,6 +127,11 @@ def create_app(settings: Settings, client: LedgerClient, admin_token: str) -> we
     app[SETTINGS] = settings
     app[CLIENT] = client
     app[DIRECTORY] = Directory(client, settings.directory_cache_max)
-    app[ADMIN_TOKEN] = admin_token
-    app.add_routes(ROUTES)
+    app[AUTH] = Authenticator(admin_token, client, settings.auth_cache_ttl_ms)
+    app[OPENAPI] = msgspec.json.encode(build_spec(package_version()))
+    for op in OPS:
+        app.router.add_route(op.method, op.path, _bind(op))
+    app.router.add_get("/openapi.json", openapi_json)
+    app.router.add_get("/docs", docs)
+    app.router.add_static("/docs/static", swagger_ui.static_path)
     return app

@@ -14,8 +14,9 @@ from aiohttp import web
 
 from actors.registry import SYSTEM_ACCOUNT_ID, BalanceInfo
 from gateway import render, schemas
+from gateway.auth import Principal, new_account_token
 from gateway.errors import ApiError
-from gateway.keys import CLIENT, DIRECTORY, SETTINGS
+from gateway.keys import AUTH, CLIENT, DIRECTORY, PRINCIPAL, SETTINGS
 from ledger.ids import make_id
 from ledger.messages import PaymentRequest
 from ledger.money import AmountError, parse_amount
@@ -67,20 +68,29 @@ def _amount(text: str, exponent: int, param: str = "amount", *, allow_zero: bool
         raise ApiError("invalid_amount", str(exc), param) from None
 
 
+def principal(request: web.Request) -> Principal:
+    return request[PRINCIPAL]
+
+
+def can_read_account(request: web.Request, account_id: str) -> bool:
+    p = principal(request)
+    return p.admin or p.account_id == account_id
+
+
 # -- operations ---------------------------------------------------------------------------
 async def healthz(request: web.Request) -> web.Response:
-    return json_response({"status": "ok"})
+    return json_response(schemas.Health("ok"))
 
 
 async def readyz(request: web.Request) -> web.Response:
     try:
         status = await asyncio.wait_for(request.app[CLIENT].status(), READY_TIMEOUT_S)
     except Exception as exc:  # a timeout, a dead actor: not ready either way
-        return json_response({"status": "unavailable", "reason": f"actors not ready: {type(exc).__name__}"}, 503)
+        return json_response(schemas.Health("unavailable", f"actors not ready: {type(exc).__name__}"), 503)
     unwritable = [s["shard"] for s in status["shards"] if not s["writable"]]
     if unwritable:
-        return json_response({"status": "unavailable", "reason": f"journal not writable on shards {unwritable}"}, 503)
-    return json_response({"status": "ready"})
+        return json_response(schemas.Health("unavailable", f"journal not writable on shards {unwritable}"), 503)
+    return json_response(schemas.Health("ready"))
 
 
 # -- currencies ---------------------------------------------------------------------------
@@ -118,7 +128,8 @@ async def _render_balances(request: web.Request, infos: list[BalanceInfo]) -> li
 async def get_account(request: web.Request) -> web.Response:
     account_id = request.match_info["id"]
     info = await request.app[CLIENT].registry.call("get_account", account_id)
-    if info is None or account_id == SYSTEM_ACCOUNT_ID:
+    # Another account's existence is not revealed to an account token: 404, not 403.
+    if info is None or account_id == SYSTEM_ACCOUNT_ID or not can_read_account(request, account_id):
         raise ApiError("account_not_found", "no such account")
     infos = [i for i in await request.app[DIRECTORY].balances(info.balance_ids) if i is not None]
     return json_response(render.account(info, await _render_balances(request, infos)))
@@ -145,7 +156,7 @@ async def create_balance(request: web.Request) -> web.Response:
 
 async def get_balance(request: web.Request) -> web.Response:
     [info] = await request.app[DIRECTORY].balances([request.match_info["id"]])
-    if info is None:
+    if info is None or not can_read_account(request, info.account_id):
         raise ApiError("balance_not_found", "no such balance")
     return json_response((await _render_balances(request, [info]))[0])
 
@@ -216,6 +227,8 @@ async def create_payment(request: web.Request) -> web.Response:
     if body.balance_from == body.balance_to:
         raise ApiError("same_balance", "a payment needs two different balances", "balance_to")
     source = await _balance_or_404(request, body.balance_from, "balance_from")
+    if not can_read_account(request, source.account_id):
+        raise ApiError("forbidden", "an account token pays only from its own balances", "balance_from")
     target = await _balance_or_404(request, body.balance_to, "balance_to")
     if SYSTEM_ACCOUNT_ID in (source.account_id, target.account_id):
         raise ApiError("validation_error", "issuer balances move money only by deposits and withdrawals")
@@ -235,6 +248,31 @@ async def create_payment(request: web.Request) -> web.Response:
 
 async def get_payment(request: web.Request) -> web.Response:
     record = await request.app[CLIENT].get_payment(request.match_info["id"])
-    if record is None:
+    if record is None or not await _touches_own_balance(request, record):
         raise ApiError("not_found", "no such payment")
     return json_response(render.payment(record, await request.app[DIRECTORY].exponent(record.currency)))
+
+
+async def _touches_own_balance(request: web.Request, record: PaymentRecord) -> bool:
+    if principal(request).admin:
+        return True
+    infos = await request.app[DIRECTORY].balances([b for b in (record.balance_from, record.balance_to) if b])
+    return any(i is not None and can_read_account(request, i.account_id) for i in infos)
+
+
+# -- API keys -------------------------------------------------------------------------------
+async def create_key(request: web.Request) -> web.Response:
+    account_id = request.match_info["id"]
+    token, digest = new_account_token()
+    key_id = await request.app[CLIENT].registry.call("create_key", account_id, digest)
+    if key_id is None:
+        raise ApiError("account_not_found", "no such account")
+    return json_response(schemas.ApiKey(key_id, account_id, token), 201)
+
+
+async def revoke_key(request: web.Request) -> web.Response:
+    revoked = await request.app[CLIENT].registry.call("revoke_key", request.match_info["id"])
+    request.app[AUTH].forget_keys()
+    if not revoked:
+        raise ApiError("not_found", "no such key")
+    return web.Response(status=204)

@@ -1,14 +1,19 @@
-"""Typed application keys shared by the factory and the handlers."""
+"""Typed application and request keys shared by the factory and the handlers."""
 
 from __future__ import annotations
+
+from typing import Any
 
 from aiohttp import web
 
 from actors.client import LedgerClient
 from actors.settings import Settings
+from gateway.auth import Authenticator
 from gateway.directory import Directory
 
 SETTINGS = web.AppKey("settings", Settings)
 CLIENT = web.AppKey("client", LedgerClient)
 DIRECTORY = web.AppKey("directory", Directory)
-ADMIN_TOKEN = web.AppKey("admin_token", str)
+AUTH = web.AppKey("auth", Authenticator)
+OPENAPI = web.AppKey("openapi", bytes)
+PRINCIPAL: Any = "rayledger.principal"  # request-scoped: who is calling

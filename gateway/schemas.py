@@ -99,3 +99,14 @@ class Currency(msgspec.Struct, omit_defaults=True):
 class CurrencyList(msgspec.Struct):
     data: list[Currency]
     has_more: bool = False
+
+
+class ApiKey(msgspec.Struct, omit_defaults=True):
+    id: str
+    account_id: str
+    token: str | None = None  # shown once, at creation
+
+
+class Health(msgspec.Struct, omit_defaults=True):
+    status: str
+    reason: str | None = None

@@ -134,6 +134,19 @@ class CurrencyCreated(msgspec.Struct, tag="cc", **_opts):
     name: str
 
 
+class KeyCreated(msgspec.Struct, tag="kc", **_opts):
+    """An account API key; only a hash of its token is ever stored."""
+
+    key_id: str
+    account_id: str
+    token_hash: bytes
+    created_at_ms: int
+
+
+class KeyRevoked(msgspec.Struct, tag="kr", **_opts):
+    key_id: str
+
+
 Record = (
     BalanceOpened
     | BalanceChanged
@@ -151,6 +164,8 @@ Record = (
     | BalanceCreated
     | BalanceReady
     | CurrencyCreated
+    | KeyCreated
+    | KeyRevoked
 )
 
 

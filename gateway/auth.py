@@ -1,0 +1,82 @@
+"""Who is calling: the admin (one token, from the data dir or the environment) or an
+account (API keys made by the admin). Tokens are compared in constant time; account
+tokens are stored only as SHA-256 hashes (they carry 256 random bits, so a fast hash is
+enough: there is nothing to brute-force).
+
+A short cache of key lookups spares the registry a call per request; revoking a key
+through this gateway clears it at once, and other gateways stop accepting the token
+within `auth_cache_ttl_ms`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import time
+from typing import Literal
+
+import msgspec
+from aiohttp import web
+
+from actors.client import LedgerClient
+from gateway.errors import ApiError
+
+ACCOUNT_TOKEN_PREFIX = "rlk_"
+Access = Literal["public", "admin", "account"]
+
+
+class Principal(msgspec.Struct, frozen=True):
+    admin: bool
+    account_id: str | None = None
+    key_id: str | None = None
+
+
+ADMIN = Principal(admin=True)
+
+
+def new_account_token() -> tuple[str, bytes]:
+    token = ACCOUNT_TOKEN_PREFIX + secrets.token_urlsafe(32)
+    return token, token_hash(token)
+
+
+def token_hash(token: str) -> bytes:
+    return hashlib.sha256(token.encode()).digest()
+
+
+class Authenticator:
+    def __init__(self, admin_token: str, client: LedgerClient, cache_ttl_ms: int) -> None:
+        assert len(admin_token) >= 16, "the admin token must carry at least 128 bits"
+        self._admin = admin_token.encode()
+        self._client = client
+        self._ttl_s = cache_ttl_ms / 1000
+        self._cache: dict[bytes, tuple[float, Principal | None]] = {}
+
+    def forget_keys(self) -> None:
+        self._cache.clear()
+
+    async def principal(self, request: web.Request) -> Principal:
+        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+        token = token.strip()
+        if scheme.lower() != "bearer" or not token:
+            raise ApiError("unauthorized", "a valid 'Authorization: Bearer <token>' header is required")
+        if hmac.compare_digest(token.encode(), self._admin):
+            return ADMIN
+        if token.startswith(ACCOUNT_TOKEN_PREFIX) and len(token) < 100:
+            digest = token_hash(token)
+            now = time.monotonic()
+            cached = self._cache.get(digest)
+            if cached is None or cached[0] < now:
+                found = await self._client.registry.call("authenticate", digest)
+                principal = Principal(False, found[1], found[0]) if found else None
+                if len(self._cache) > 10_000:
+                    self._cache.clear()
+                cached = self._cache[digest] = (now + self._ttl_s, principal)
+            if cached[1] is not None:
+                return cached[1]
+        raise ApiError("unauthorized", "the token is not valid (revoked or mistyped?)")
+
+
+def require_admin(principal: Principal) -> None:
+    if not principal.admin:
+        raise ApiError("forbidden", "this needs the admin token")

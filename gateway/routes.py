@@ -1,0 +1,145 @@
+"""The route table: one entry per operation, read by the router, by the auth middleware
+(who may call it) and by the OpenAPI generator (what it takes and returns)."""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+from gateway import handlers, schemas
+from gateway.auth import Access
+
+
+class Op(NamedTuple):
+    method: str
+    path: str
+    handler: handlers.Handler
+    summary: str
+    access: Access
+    body: type | None = None
+    response: Any = None
+    status: int = 200
+    errors: tuple[str, ...] = ()
+    idempotent: bool = False  # accepts Idempotency-Key
+    query: tuple[str, ...] = ()
+
+
+_list_q = ("limit", "starting_after")
+
+OPS: list[Op] = [
+    Op("GET", "/healthz", handlers.healthz, "Liveness: 200 while the process runs", "public", response=schemas.Health),
+    Op(
+        "GET",
+        "/readyz",
+        handlers.readyz,
+        "Readiness: every partition recovered and writable",
+        "public",
+        response=schemas.Health,
+        errors=("unavailable",),
+    ),
+    Op("GET", "/v1/currencies", handlers.list_currencies, "List currencies", "account", response=schemas.CurrencyList),
+    Op(
+        "GET",
+        "/v1/currencies/{code}",
+        handlers.get_currency,
+        "A currency with its issuer balance",
+        "account",
+        response=schemas.Currency,
+        errors=("not_found",),
+    ),
+    Op(
+        "POST",
+        "/v1/accounts",
+        handlers.create_account,
+        "Create an account",
+        "admin",
+        body=schemas.AccountCreate,
+        response=schemas.Account,
+        status=201,
+        errors=("email_taken", "validation_error"),
+    ),
+    Op(
+        "GET",
+        "/v1/accounts/{id}",
+        handlers.get_account,
+        "An account with its balances",
+        "account",
+        response=schemas.Account,
+        errors=("account_not_found",),
+    ),
+    Op(
+        "POST",
+        "/v1/accounts/{id}/balances",
+        handlers.create_balance,
+        "Open a balance in a currency",
+        "admin",
+        body=schemas.BalanceCreate,
+        response=schemas.Balance,
+        status=201,
+        errors=("account_not_found", "balance_exists", "unknown_currency", "invalid_amount", "validation_error"),
+    ),
+    Op(
+        "POST",
+        "/v1/accounts/{id}/keys",
+        handlers.create_key,
+        "Create an API key for the account",
+        "admin",
+        response=schemas.ApiKey,
+        status=201,
+        errors=("account_not_found",),
+    ),
+    Op("DELETE", "/v1/keys/{id}", handlers.revoke_key, "Revoke an API key", "admin", status=204, errors=("not_found",)),
+    Op(
+        "GET",
+        "/v1/balances/{id}",
+        handlers.get_balance,
+        "A balance",
+        "account",
+        response=schemas.Balance,
+        errors=("balance_not_found",),
+    ),
+    Op(
+        "POST",
+        "/v1/deposits",
+        handlers.create_deposit,
+        "Deposit: a payment from the currency's issuer",
+        "admin",
+        body=schemas.DepositCreate,
+        response=schemas.Payment,
+        status=201,
+        idempotent=True,
+        errors=("balance_not_found", "invalid_amount", "validation_error"),
+    ),
+    Op(
+        "POST",
+        "/v1/withdrawals",
+        handlers.create_withdrawal,
+        "Withdrawal: a payment to the issuer",
+        "admin",
+        body=schemas.WithdrawalCreate,
+        response=schemas.Payment,
+        status=201,
+        idempotent=True,
+        errors=("balance_not_found", "invalid_amount", "validation_error"),
+    ),
+    Op(
+        "POST",
+        "/v1/payments",
+        handlers.create_payment,
+        "Move money between two balances",
+        "account",
+        body=schemas.PaymentCreate,
+        response=schemas.Payment,
+        status=201,
+        idempotent=True,
+        errors=("balance_not_found", "same_balance", "invalid_amount", "validation_error"),
+    ),
+    Op(
+        "GET",
+        "/v1/payments/{id}",
+        handlers.get_payment,
+        "A payment",
+        "account",
+        response=schemas.Payment,
+        errors=("not_found",),
+    ),
+]
