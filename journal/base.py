@@ -19,7 +19,7 @@ import hashlib
 from collections.abc import Coroutine, Iterator
 from typing import NamedTuple
 
-from ledger.records import Record, RecordCodec, record_key
+from ledger.records import Record, RecordCodec, record_key, record_tags
 
 GENESIS_HASH = b"\x00" * 16
 FLUSH_RETRY_S_MAX = 1.0
@@ -39,6 +39,7 @@ class Row(NamedTuple):
     key: str | None
     body: bytes
     hash: bytes
+    tags: tuple[str, tuple[str, ...]] | None = None  # (id, tags) for history queries
 
 
 class StoredRecord(NamedTuple):
@@ -92,6 +93,13 @@ class Journal(abc.ABC):
         """Durable rows with this key and kind, newest first."""
 
     @abc.abstractmethod
+    async def _select_tagged(
+        self, tag: str, limit: int, before_id: str | None, also_tag: str | None, by_seq: bool
+    ) -> list[Row]:
+        """Durable rows carrying `tag` (and `also_tag`), newest first by id or by seq,
+        strictly after the row with id `before_id` in that order."""
+
+    @abc.abstractmethod
     async def _write_snapshot(self, seq: int, hash_: bytes, body: bytes) -> None: ...
 
     async def _close(self) -> None:
@@ -129,7 +137,7 @@ class Journal(abc.ABC):
         body = self.codec.encode(record)
         seq = self.last_seq + 1
         digest = chain_hash(self._last_hash, seq, body)
-        self._pending.append(Row(seq, kind_of(record), record_key(record), body, digest))
+        self._pending.append(Row(seq, kind_of(record), record_key(record), body, digest, record_tags(record)))
         self.last_seq, self._last_hash = seq, digest
         self._kick()
         return seq
@@ -188,6 +196,19 @@ class Journal(abc.ABC):
         self, key: str, kind: str, *, limit: int = 100, before_seq: int | None = None
     ) -> list[StoredRecord]:
         rows = await self._select(key, kind, limit, before_seq)
+        return [StoredRecord(r.seq, self.codec.decode(r.body)) for r in rows]
+
+    async def tagged(
+        self,
+        tag: str,
+        *,
+        limit: int,
+        before_id: str | None = None,
+        also_tag: str | None = None,
+        by_seq: bool = False,
+    ) -> list[StoredRecord]:
+        """History by tag (see `ledger.records.record_tags`), for lists with cursors."""
+        rows = await self._select_tagged(tag, limit, before_id, also_tag, by_seq)
         return [StoredRecord(r.seq, self.codec.decode(r.body)) for r in rows]
 
     def save_snapshot(self, body: bytes) -> Coroutine[None, None, int]:

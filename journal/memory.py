@@ -44,5 +44,22 @@ class MemoryJournal(Journal):
         ]
         return found[:limit]
 
+    async def _select_tagged(
+        self, tag: str, limit: int, before_id: str | None, also_tag: str | None, by_seq: bool
+    ) -> list[Row]:
+        found = [r for r in self.store.rows if r.tags and tag in r.tags[1]]
+        if also_tag is not None:
+            found = [r for r in found if also_tag in r.tags[1]]  # type: ignore[index]
+        if by_seq:
+            found.sort(key=lambda r: r.seq, reverse=True)
+            if before_id is not None:
+                cursor = min((r.seq for r in found if r.tags[0] == before_id), default=0)  # type: ignore[index]
+                found = [r for r in found if r.seq < cursor]
+        else:
+            found.sort(key=lambda r: (r.tags[0], r.seq), reverse=True)  # type: ignore[index]
+            if before_id is not None:
+                found = [r for r in found if r.tags[0] < before_id]  # type: ignore[index]
+        return found[:limit]
+
     async def _write_snapshot(self, seq: int, hash_: bytes, body: bytes) -> None:
         self.store.snapshot = (seq, hash_, body)

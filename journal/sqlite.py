@@ -28,6 +28,14 @@ CREATE TABLE IF NOT EXISTS records (
     hash BLOB NOT NULL
 );
 CREATE INDEX IF NOT EXISTS records_by_key ON records (key, kind, seq) WHERE key IS NOT NULL;
+CREATE TABLE IF NOT EXISTS tags (
+    tag TEXT NOT NULL,
+    id  TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    PRIMARY KEY (tag, id, seq)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS tags_by_seq ON tags (tag, seq);
+CREATE INDEX IF NOT EXISTS tags_of_row ON tags (seq, tag);
 CREATE TABLE IF NOT EXISTS snapshots (
     seq  INTEGER PRIMARY KEY,
     hash BLOB NOT NULL,
@@ -81,7 +89,12 @@ class SqliteJournal(Journal):
     async def _write(self, rows: list[Row]) -> None:
         db = await self._conn()
         try:
-            await db.executemany("INSERT INTO records (seq, kind, key, body, hash) VALUES (?, ?, ?, ?, ?)", rows)
+            await db.executemany(
+                "INSERT INTO records (seq, kind, key, body, hash) VALUES (?, ?, ?, ?, ?)", [r[:5] for r in rows]
+            )
+            tags = [(tag, r.tags[0], r.seq) for r in rows if r.tags for tag in r.tags[1]]
+            if tags:
+                await db.executemany("INSERT INTO tags (tag, id, seq) VALUES (?, ?, ?)", tags)
             await db.commit()
         except BaseException:
             await db.rollback()
@@ -93,6 +106,28 @@ class SqliteJournal(Journal):
             "SELECT seq, kind, key, body, hash FROM records WHERE key = ? AND kind = ? AND seq < ?"
             " ORDER BY seq DESC LIMIT ?",
             (key, kind, before_seq if before_seq is not None else 2**62, limit),
+        )
+        return [Row(*r) for r in await cursor.fetchall()]
+
+    async def _select_tagged(
+        self, tag: str, limit: int, before_id: str | None, also_tag: str | None, by_seq: bool
+    ) -> list[Row]:
+        db = await self._conn()
+        where, args = ["t.tag = ?"], [tag]
+        if also_tag is not None:
+            where.append("EXISTS (SELECT 1 FROM tags u WHERE u.seq = t.seq AND u.tag = ?)")
+            args.append(also_tag)
+        if before_id is not None and by_seq:
+            where.append("t.seq < COALESCE((SELECT MIN(seq) FROM tags c WHERE c.tag = ? AND c.id = ?), 0)")
+            args += [tag, before_id]
+        elif before_id is not None:
+            where.append("t.id < ?")
+            args.append(before_id)
+        order = "t.seq DESC" if by_seq else "t.id DESC, t.seq DESC"
+        cursor = await db.execute(
+            "SELECT r.seq, r.kind, r.key, r.body, r.hash FROM tags t JOIN records r ON r.seq = t.seq"
+            f" WHERE {' AND '.join(where)} ORDER BY {order} LIMIT ?",
+            (*args, limit),
         )
         return [Row(*r) for r in await cursor.fetchall()]
 

@@ -178,6 +178,18 @@ def record_key(record: Record) -> str | None:
     return None
 
 
+def record_tags(record: Record) -> tuple[str, tuple[str, ...]] | None:
+    """(id, tags) under which history queries find a record: payments by balance and
+    status, statement entries by balance. The id orders and pages the results."""
+    if isinstance(record, Decided):
+        p = record.payment
+        tags = ["pay", f"s:{p.status}"] + [f"b:{b}" for b in (p.balance_from, p.balance_to) if b]
+        return p.id, tuple(tags)
+    if isinstance(record, Posted):
+        return record.payment_id, (f"e:{record.balance_id}",)
+    return None
+
+
 class RecordCodec:
     """Encoder/decoder pair; build one per process (msgspec codecs are not picklable)."""
 
