@@ -10,6 +10,7 @@ import asyncio
 from collections import defaultdict
 from typing import Any
 
+from actors.coordinator import PayOutcome
 from actors.peers import Peer, PeerLookup
 from actors.registry import BalanceInfo
 from actors.settings import Settings
@@ -45,17 +46,36 @@ class LedgerClient:
         return self._peers(coordinator_name(index))
 
     async def pay(self, requests: list[PaymentRequest]) -> list[PaymentRecord]:
+        """Payments without idempotency keys: each gets its record."""
+        outcomes = await self.pay_outcomes(requests)
+        assert all(o.payment is not None for o in outcomes)
+        return [o.payment for o in outcomes]  # type: ignore[misc]
+
+    async def pay_outcomes(self, requests: list[PaymentRequest]) -> list[PayOutcome]:
         groups: dict[int, list[int]] = defaultdict(list)
         for n, r in enumerate(requests):
             groups[coordinator_of(r.payment_id, self.settings.coordinators)].append(n)
         replies = await asyncio.gather(
             *(self.coordinator(c).call("pay", [requests[n] for n in ns]) for c, ns in groups.items())
         )
-        out: list[PaymentRecord | None] = [None] * len(requests)
-        for ns, payments in zip(groups.values(), replies, strict=True):
-            for n, p in zip(ns, payments, strict=True):
-                out[n] = p
+        out: list[PayOutcome | None] = [None] * len(requests)
+        for ns, outcomes in zip(groups.values(), replies, strict=True):
+            for n, o in zip(ns, outcomes, strict=True):
+                out[n] = o
         return out  # type: ignore[return-value]
+
+    async def list_payments(
+        self, balance_id: str | None, status: str | None, limit: int, before_id: str | None
+    ) -> tuple[list[PaymentRecord], bool]:
+        """Newest first across every coordinator; (page, has_more)."""
+        pages = await asyncio.gather(
+            *(
+                self.coordinator(c).call("list_payments", balance_id, status, limit + 1, before_id)
+                for c in range(self.settings.coordinators)
+            )
+        )
+        merged = sorted((p for page in pages for p in page), key=lambda p: p.id, reverse=True)
+        return merged[:limit], len(merged) > limit
 
     async def get_payment(self, payment_id: str) -> PaymentRecord | None:
         return await self.coordinator(coordinator_of(payment_id, self.settings.coordinators)).call(

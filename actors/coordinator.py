@@ -18,6 +18,8 @@ import asyncio
 import time
 from collections import OrderedDict, defaultdict
 
+import msgspec
+
 from actors.peers import PeerLookup, call_until_done, ray_lookup
 from actors.settings import Settings
 from actors.topology import partition_of, shard_name, shard_of_partition
@@ -38,6 +40,28 @@ def _now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
+class PayOutcome(msgspec.Struct, frozen=True, array_like=True):
+    payment: PaymentRecord | None
+    replayed: bool = False  # an idempotency key answered with the first outcome
+    conflict: bool = False  # the key was used before with a different request
+
+
+def _pending_record(r: PaymentRequest) -> PaymentRecord:
+    return PaymentRecord(
+        id=r.payment_id,
+        balance_from=r.balance_from,
+        balance_to=r.balance_to,
+        amount_minor=r.amount_minor,
+        currency=r.currency,
+        status=PaymentStatus.PENDING,
+        reason=None,
+        created_at_ms=r.created_at_ms,
+        settled_at_ms=None,
+        description=r.description,
+        metadata=r.metadata,
+    )
+
+
 class PaymentCoordinator:
     def __init__(
         self, settings: Settings, index: int, peers: PeerLookup | None = None, journal: Journal | None = None
@@ -52,6 +76,9 @@ class PaymentCoordinator:
         self.unfinished: dict[str, PaymentRecord] = {}  # decided, phase 2 not yet durable
         self.recent: OrderedDict[str, PaymentRecord] = OrderedDict()
         self._inflight: dict[str, asyncio.Future[PaymentRecord]] = {}
+        self._pending: dict[str, PaymentRequest] = {}  # in flight, shown as `pending`
+        self.keys: OrderedDict[str, tuple[bytes | None, str, int]] = OrderedDict()
+        self._keys_evicted_until_ms = 0  # newest creation time of a key dropped inside the window
         self._recovery: asyncio.Task[None] | None = None
         for stored in self.journal.load().records:
             self._apply(stored.record)
@@ -59,8 +86,11 @@ class PaymentCoordinator:
     # -- state ------------------------------------------------------------------------------
     def _apply(self, record: Record) -> None:
         if isinstance(record, Decided):
-            self.unfinished[record.payment.id] = record.payment
-            self._remember(record.payment)
+            p = record.payment
+            self.unfinished[p.id] = p
+            self._remember(p)
+            if p.idempotency_key is not None:
+                self._remember_key(p.idempotency_key, p.fingerprint, p.id, p.created_at_ms)
         elif isinstance(record, Completed):
             self.unfinished.pop(record.payment_id, None)
         elif isinstance(record, EpochStarted):
@@ -137,33 +167,84 @@ class PaymentCoordinator:
         await self.journal.durable()
         await self._phase2(list(self.unfinished.values()))
 
+    # -- idempotency --------------------------------------------------------------------------
+    def _remember_key(self, key: str, fingerprint: bytes | None, payment_id: str, created_at_ms: int) -> None:
+        self.keys[key] = (fingerprint, payment_id, created_at_ms)
+        self.keys.move_to_end(key)
+        window_start_ms = _now_ms() - self.settings.idempotency_window_s * 1000
+        while self.keys:
+            oldest_key, (_, _, oldest_ms) = next(iter(self.keys.items()))
+            if oldest_ms >= window_start_ms and len(self.keys) <= self.settings.idempotency_keys_in_memory_max:
+                break
+            del self.keys[oldest_key]
+            if oldest_ms >= window_start_ms:  # evicted while still inside the window
+                self._keys_evicted_until_ms = max(self._keys_evicted_until_ms, oldest_ms)
+
+    async def _find_key(self, key: str) -> tuple[bytes | None, str] | None:
+        window_start_ms = _now_ms() - self.settings.idempotency_window_s * 1000
+        known = self.keys.get(key)
+        if known is not None:
+            return (known[0], known[1]) if known[2] >= window_start_ms else None
+        if self._keys_evicted_until_ms < window_start_ms:
+            return None  # nothing inside the window was evicted: the key is new
+        found = await self.journal.tagged(f"k:{key}", limit=1)
+        for stored in found:
+            assert isinstance(stored.record, Decided)
+            p = stored.record.payment
+            if p.created_at_ms >= window_start_ms:
+                return p.fingerprint, p.id
+        return None
+
     # -- payments ---------------------------------------------------------------------------
-    async def pay(self, requests: list[PaymentRequest]) -> list[PaymentRecord]:
+    async def pay(self, requests: list[PaymentRequest]) -> list[PayOutcome]:
+        """Run payments; a request whose idempotency key was seen replays the first
+        outcome (or is refused if its fingerprint differs). Concurrent duplicates wait
+        for the one in flight, so a key never makes two payments."""
         await self.ready()
-        results: list[PaymentRecord | asyncio.Future[PaymentRecord] | None] = []
-        fresh: list[PaymentRequest] = []
         loop = asyncio.get_running_loop()
+        answers: list[PayOutcome | str | None] = []  # an outcome, a payment id to replay, or fresh
+        fresh: list[PaymentRequest] = []
         for r in requests:
-            known = self.recent.get(r.payment_id) or self._inflight.get(r.payment_id)
-            if known is not None:  # a redelivered call: answer with the first outcome
-                results.append(known)
+            if r.idempotency_key is not None:
+                known = await self._find_key(r.idempotency_key)
+                if known is None and r.idempotency_key in self.keys:  # claimed while we looked on disk
+                    known = self.keys[r.idempotency_key][:2]
+                if known is not None:
+                    answers.append(PayOutcome(None, conflict=True) if known[0] != r.fingerprint else known[1])
+                    continue
+            if r.payment_id in self.recent or r.payment_id in self._inflight:
+                answers.append(r.payment_id)  # a redelivered call: answer with the first outcome
                 continue
             self._inflight[r.payment_id] = loop.create_future()
+            self._pending[r.payment_id] = r
+            if r.idempotency_key is not None:
+                self._remember_key(r.idempotency_key, r.fingerprint, r.payment_id, r.created_at_ms)
             fresh.append(r)
-            results.append(None)
+            answers.append(None)
         if fresh:
             try:
-                decided = await self._run(fresh)
+                decided = iter(await self._run(fresh))
+            except BaseException:
+                for r in fresh:  # nothing was decided: the key may be used again
+                    if r.idempotency_key is not None:
+                        self.keys.pop(r.idempotency_key, None)
+                raise
             finally:
                 for r in fresh:
+                    self._pending.pop(r.payment_id, None)
                     fut = self._inflight.pop(r.payment_id)
                     if r.payment_id in self.recent:
                         fut.set_result(self.recent[r.payment_id])
                     else:
                         fut.cancel()
-            it = iter(decided)
-            results = [next(it) if x is None else x for x in results]
-        return [x if isinstance(x, PaymentRecord) else await x for x in results]  # type: ignore[misc]
+            answers = [PayOutcome(next(decided)) if a is None else a for a in answers]
+        return [a if isinstance(a, PayOutcome) else await self._replay(a) for a in answers]  # type: ignore[arg-type]
+
+    async def _replay(self, payment_id: str) -> PayOutcome:
+        inflight = self._inflight.get(payment_id)
+        payment = await asyncio.shield(inflight) if inflight is not None else await self.get_payment(payment_id)
+        assert payment is not None, f"an idempotency key points at unknown payment {payment_id}"
+        return PayOutcome(payment, replayed=True)
 
     async def _run(self, requests: list[PaymentRequest]) -> list[PaymentRecord]:
         if not self.journal.writable:
@@ -207,6 +288,8 @@ class PaymentCoordinator:
                 settled_at_ms=settled_at_ms,
                 description=r.description,
                 metadata=r.metadata,
+                idempotency_key=r.idempotency_key,
+                fingerprint=r.fingerprint,
             )
             self._commit(Decided(payment))
             decided.append(payment)
@@ -237,12 +320,28 @@ class PaymentCoordinator:
         known = self.recent.get(payment_id)
         if known is not None:
             return known
+        pending = self._pending.get(payment_id)
+        if pending is not None:
+            return _pending_record(pending)
         found = await self.journal.query(payment_id, "de", limit=1)
         if not found:
             return None
         rec = found[0].record
         assert isinstance(rec, Decided)
         return rec.payment
+
+    async def list_payments(
+        self, balance_id: str | None, status: str | None, limit: int, before_id: str | None
+    ) -> list[PaymentRecord]:
+        """Decided payments, newest first (by id, i.e. creation time)."""
+        await self.journal.durable()
+        status_tag = f"s:{status}" if status else None
+        if balance_id:
+            tag, also = f"b:{balance_id}", status_tag
+        else:
+            tag, also = status_tag or "pay", None
+        found = await self.journal.tagged(tag, limit=limit, before_id=before_id, also_tag=also)
+        return [s.record.payment for s in found]  # type: ignore[union-attr]
 
     async def stats(self) -> dict[str, object]:
         await self.ready()

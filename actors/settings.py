@@ -33,6 +33,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     journal_batch_rows_max: int = 4096  # rows per SQLite transaction
     snapshot_every_records: int = 100_000  # bounds replay work after a crash
     recent_payments_max: int = 100_000  # coordinator's in-memory cache of decided payments
+    idempotency_window_s: int = 24 * 3600  # a key replays its first outcome this long
+    idempotency_keys_in_memory_max: int = 200_000  # older keys in the window are looked up on disk
     directory_cache_max: int = 100_000  # gateway's cache of immutable balance facts
     auth_cache_ttl_ms: int = 1_000  # how long another gateway may still accept a revoked key
 

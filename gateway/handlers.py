@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import re
-import time
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
@@ -13,15 +11,11 @@ import msgspec
 from aiohttp import web
 
 from actors.registry import SYSTEM_ACCOUNT_ID, BalanceInfo
-from gateway import render, schemas
+from gateway import payments, render, schemas
 from gateway.auth import Principal, new_account_token
 from gateway.errors import ApiError
-from gateway.keys import AUTH, CLIENT, DIRECTORY, PRINCIPAL, SETTINGS
-from ledger.ids import make_id
-from ledger.messages import PaymentRequest
-from ledger.money import AmountError, parse_amount
+from gateway.keys import AUTH, CLIENT, DIRECTORY, PRINCIPAL
 from ledger.records import PaymentRecord
-from ledger.results import PaymentStatus
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 T = TypeVar("T")
@@ -51,21 +45,6 @@ async def decode(request: web.Request, type_: type[T]) -> T:
         raise ApiError(code, str(exc), param) from None
     except msgspec.DecodeError:
         raise ApiError("validation_error", "the body is not valid JSON") from None
-
-
-def _now_ms() -> int:
-    return time.time_ns() // 1_000_000
-
-
-def _new_id(prefix: str) -> str:
-    return make_id(prefix, _now_ms(), os.urandom(10))
-
-
-def _amount(text: str, exponent: int, param: str = "amount", *, allow_zero: bool = False) -> int:
-    try:
-        return parse_amount(text, exponent, allow_zero=allow_zero)
-    except AmountError as exc:
-        raise ApiError("invalid_amount", str(exc), param) from None
 
 
 def principal(request: web.Request) -> Principal:
@@ -140,7 +119,7 @@ async def create_balance(request: web.Request) -> web.Response:
     currency = await request.app[DIRECTORY].currency(body.currency)
     if currency is None:
         raise ApiError("unknown_currency", f"unknown currency {body.currency!r}", "currency")
-    limit = _amount(body.overdraft_limit, currency.exponent, "overdraft_limit", allow_zero=True)
+    limit = payments.parse_money(body.overdraft_limit, currency.exponent, "overdraft_limit", allow_zero=True)
     code, info = await request.app[CLIENT].registry.call(
         "create_balance", request.match_info["id"], body.currency, limit
     )
@@ -162,88 +141,35 @@ async def get_balance(request: web.Request) -> web.Response:
 
 
 # -- money movement -----------------------------------------------------------------------
-async def _settle(request: web.Request, payment: PaymentRequest, exponent: int) -> web.Response:
-    """Run the payment; 201 once final and durable, 202 pending past the wait limit."""
-    settings = request.app[SETTINGS]
-    task = asyncio.ensure_future(request.app[CLIENT].pay([payment]))
-    try:
-        [record] = await asyncio.wait_for(asyncio.shield(task), settings.payment_wait_ms / 1000)
-    except TimeoutError:
-        pending = PaymentRecord(
-            id=payment.payment_id,
-            balance_from=payment.balance_from,
-            balance_to=payment.balance_to,
-            amount_minor=payment.amount_minor,
-            currency=payment.currency,
-            status=PaymentStatus.PENDING,
-            reason=None,
-            created_at_ms=payment.created_at_ms,
-            settled_at_ms=None,
-            description=payment.description,
-            metadata=payment.metadata,
+async def _single(request: web.Request, body_type: type[T], deposit: bool | None) -> web.Response:
+    body = await decode(request, body_type)
+    key = payments.idempotency_key(request)
+    fp = payments.fingerprint(request, body) if key is not None else None  # type: ignore[arg-type]
+    if deposit is None:
+        prepared = await payments.prepare_payment(request, body, key, fp)  # type: ignore[arg-type]
+    else:
+        prepared = await payments.prepare_issuer_move(
+            request,
+            body.balance_id,
+            body.amount,
+            deposit=deposit,
+            key=key,
+            fp=fp,  # type: ignore[attr-defined]
         )
-        return json_response(render.payment(pending, exponent), 202)
-    return json_response(render.payment(record, exponent), 201)
-
-
-async def _balance_or_404(request: web.Request, balance_id: str, param: str) -> BalanceInfo:
-    [info] = await request.app[DIRECTORY].balances([balance_id])
-    if info is None:
-        raise ApiError("balance_not_found", f"no such balance: {balance_id}", param)
-    return info
-
-
-async def _issuer_move(request: web.Request, *, deposit: bool) -> web.Response:
-    body = await decode(request, schemas.DepositCreate if deposit else schemas.WithdrawalCreate)
-    info = await _balance_or_404(request, body.balance_id, "balance_id")
-    if info.account_id == SYSTEM_ACCOUNT_ID:
-        raise ApiError("validation_error", "an issuer balance cannot deposit to itself", "balance_id")
-    currency = await request.app[DIRECTORY].currency(info.currency)
-    assert currency is not None and currency.issuer_balance_id is not None
-    amount = _amount(body.amount, currency.exponent)
-    issuer = currency.issuer_balance_id
-    payment = PaymentRequest(
-        payment_id=_new_id("pay"),
-        balance_from=issuer if deposit else info.id,
-        balance_to=info.id if deposit else issuer,
-        amount_minor=amount,
-        currency=info.currency,
-        created_at_ms=_now_ms(),
-        description="deposit" if deposit else "withdrawal",
-    )
-    return await _settle(request, payment, currency.exponent)
+    [result] = await payments.settle(request, [prepared])
+    return payments.respond(result)
 
 
 async def create_deposit(request: web.Request) -> web.Response:
-    return await _issuer_move(request, deposit=True)
+    return await _single(request, schemas.DepositCreate, deposit=True)
 
 
 async def create_withdrawal(request: web.Request) -> web.Response:
-    return await _issuer_move(request, deposit=False)
+    return await _single(request, schemas.WithdrawalCreate, deposit=False)
 
 
 async def create_payment(request: web.Request) -> web.Response:
-    body = await decode(request, schemas.PaymentCreate)
-    if body.balance_from == body.balance_to:
-        raise ApiError("same_balance", "a payment needs two different balances", "balance_to")
-    source = await _balance_or_404(request, body.balance_from, "balance_from")
-    if not can_read_account(request, source.account_id):
-        raise ApiError("forbidden", "an account token pays only from its own balances", "balance_from")
-    target = await _balance_or_404(request, body.balance_to, "balance_to")
-    if SYSTEM_ACCOUNT_ID in (source.account_id, target.account_id):
-        raise ApiError("validation_error", "issuer balances move money only by deposits and withdrawals")
-    exponent = await request.app[DIRECTORY].exponent(source.currency)
-    payment = PaymentRequest(
-        payment_id=_new_id("pay"),
-        balance_from=source.id,
-        balance_to=target.id,
-        amount_minor=_amount(body.amount, exponent),
-        currency=source.currency,
-        created_at_ms=_now_ms(),
-        description=body.description,
-        metadata=body.metadata,
-    )
-    return await _settle(request, payment, exponent)
+    return await _single(request, schemas.PaymentCreate, deposit=None)
 
 
 async def get_payment(request: web.Request) -> web.Response:

@@ -14,6 +14,8 @@ class PaymentRequest(msgspec.Struct, frozen=True, array_like=True):
     created_at_ms: int
     description: str | None = None
     metadata: dict[str, str] | None = None
+    idempotency_key: str | None = None  # scoped by the caller: "<principal>:<client key>"
+    fingerprint: bytes | None = None  # of the request that first used the key
 
 
 class SideRequest(msgspec.Struct, frozen=True, array_like=True):

@@ -82,6 +82,8 @@ class PaymentRecord(msgspec.Struct, frozen=True, array_like=True, forbid_unknown
     settled_at_ms: int | None
     description: str | None = None
     metadata: dict[str, str] | None = None
+    idempotency_key: str | None = None
+    fingerprint: bytes | None = None
 
 
 class Decided(msgspec.Struct, tag="de", **_opts):
@@ -184,6 +186,8 @@ def record_tags(record: Record) -> tuple[str, tuple[str, ...]] | None:
     if isinstance(record, Decided):
         p = record.payment
         tags = ["pay", f"s:{p.status}"] + [f"b:{b}" for b in (p.balance_from, p.balance_to) if b]
+        if p.idempotency_key is not None:
+            tags.append(f"k:{p.idempotency_key}")
         return p.id, tuple(tags)
     if isinstance(record, Posted):
         return record.payment_id, (f"e:{record.balance_id}",)

@@ -1,0 +1,176 @@
+"""Money movement at the edge: turn requests into PaymentRequests (refusing bad ones
+with an ApiError, before anything moves), run them in one call, render the outcomes.
+
+Shared by single payments, deposits, withdrawals and the batch endpoint, so a batch item
+is checked exactly like the same request sent alone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import time
+from typing import NamedTuple
+
+import msgspec
+from aiohttp import web
+
+from actors.coordinator import PayOutcome, _pending_record
+from actors.registry import SYSTEM_ACCOUNT_ID, BalanceInfo
+from actors.topology import coordinator_of
+from gateway import render, schemas
+from gateway.errors import ApiError
+from gateway.keys import CLIENT, DIRECTORY, PRINCIPAL, SETTINGS
+from ledger.ids import make_id
+from ledger.messages import PaymentRequest
+from ledger.money import AmountError, parse_amount
+
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+IDEMPOTENCY_KEY_LEN_MAX = 255
+
+
+class Prepared(NamedTuple):
+    request: PaymentRequest
+    exponent: int
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def new_id(prefix: str) -> str:
+    return make_id(prefix, now_ms(), os.urandom(10))
+
+
+def parse_money(text: str, exponent: int, param: str = "amount", *, allow_zero: bool = False) -> int:
+    try:
+        return parse_amount(text, exponent, allow_zero=allow_zero)
+    except AmountError as exc:
+        raise ApiError("invalid_amount", str(exc), param) from None
+
+
+def idempotency_key(request: web.Request, client_key: str | None = None) -> str | None:
+    """The caller-scoped key ("<principal>:<key>"), from the header or a batch item."""
+    key = client_key if client_key is not None else request.headers.get(IDEMPOTENCY_HEADER)
+    if key is None:
+        return None
+    if not 1 <= len(key) <= IDEMPOTENCY_KEY_LEN_MAX:
+        raise ApiError("validation_error", "Idempotency-Key must be 1 to 255 characters", IDEMPOTENCY_HEADER)
+    principal = request[PRINCIPAL]
+    return f"{'admin' if principal.admin else principal.account_id}:{key}"
+
+
+def fingerprint(request: web.Request, body: msgspec.Struct) -> bytes:
+    """Same key, same fingerprint -> replay; different -> 409. Canonical: the decoded body
+    re-encoded, so key order and whitespace do not matter."""
+    h = hashlib.sha256(f"{request.method} {request.path}\n".encode())
+    h.update(msgspec.json.encode(body))
+    return h.digest()[:16]
+
+
+def payment_id_for(key: str | None, coordinators: int) -> str:
+    """A fresh payment id owned by the coordinator that owns `key`, so the idempotency
+    check and the payment meet in one actor (expected `coordinators` draws)."""
+    while True:
+        payment_id = new_id("pay")
+        if key is None or coordinator_of(payment_id, coordinators) == coordinator_of(key, coordinators):
+            return payment_id
+
+
+async def balance_or_404(request: web.Request, balance_id: str, param: str) -> BalanceInfo:
+    [info] = await request.app[DIRECTORY].balances([balance_id])
+    if info is None:
+        raise ApiError("balance_not_found", f"no such balance: {balance_id}", param)
+    return info
+
+
+def _owns(request: web.Request, info: BalanceInfo) -> bool:
+    principal = request[PRINCIPAL]
+    return principal.admin or principal.account_id == info.account_id
+
+
+async def prepare_payment(
+    request: web.Request, body: schemas.PaymentCreate, key: str | None, fp: bytes | None
+) -> Prepared:
+    if body.balance_from == body.balance_to:
+        raise ApiError("same_balance", "a payment needs two different balances", "balance_to")
+    source = await balance_or_404(request, body.balance_from, "balance_from")
+    if not _owns(request, source):
+        raise ApiError("forbidden", "an account token pays only from its own balances", "balance_from")
+    target = await balance_or_404(request, body.balance_to, "balance_to")
+    if SYSTEM_ACCOUNT_ID in (source.account_id, target.account_id):
+        raise ApiError("validation_error", "issuer balances move money only by deposits and withdrawals")
+    exponent = await request.app[DIRECTORY].exponent(source.currency)
+    payment = PaymentRequest(
+        payment_id=payment_id_for(key, request.app[SETTINGS].coordinators),
+        balance_from=source.id,
+        balance_to=target.id,
+        amount_minor=parse_money(body.amount, exponent),
+        currency=source.currency,
+        created_at_ms=now_ms(),
+        description=body.description,
+        metadata=body.metadata,
+        idempotency_key=key,
+        fingerprint=fp,
+    )
+    return Prepared(payment, exponent)
+
+
+async def prepare_issuer_move(
+    request: web.Request, balance_id: str, amount: str, *, deposit: bool, key: str | None, fp: bytes | None
+) -> Prepared:
+    info = await balance_or_404(request, balance_id, "balance_id")
+    if info.account_id == SYSTEM_ACCOUNT_ID:
+        raise ApiError("validation_error", "an issuer balance cannot pay itself", "balance_id")
+    currency = await request.app[DIRECTORY].currency(info.currency)
+    assert currency is not None and currency.issuer_balance_id is not None
+    issuer = currency.issuer_balance_id
+    payment = PaymentRequest(
+        payment_id=payment_id_for(key, request.app[SETTINGS].coordinators),
+        balance_from=issuer if deposit else info.id,
+        balance_to=info.id if deposit else issuer,
+        amount_minor=parse_money(amount, currency.exponent),
+        currency=info.currency,
+        created_at_ms=now_ms(),
+        description="deposit" if deposit else "withdrawal",
+        idempotency_key=key,
+        fingerprint=fp,
+    )
+    return Prepared(payment, currency.exponent)
+
+
+class Settled(NamedTuple):
+    status: int  # 201 final, 202 pending, 409 key reused
+    body: msgspec.Struct
+    replayed: bool
+
+
+async def settle(request: web.Request, prepared: list[Prepared]) -> list[Settled]:
+    """Run every payment in one call; those not final within the wait limit answer 202
+    `pending` and settle in the background."""
+    task = asyncio.ensure_future(request.app[CLIENT].pay_outcomes([p.request for p in prepared]))
+    try:
+        outcomes: list[PayOutcome] = await asyncio.wait_for(
+            asyncio.shield(task), request.app[SETTINGS].payment_wait_ms / 1000
+        )
+    except TimeoutError:
+        return [Settled(202, render.payment(_pending_record(p.request), p.exponent), False) for p in prepared]
+    settled = []
+    for p, outcome in zip(prepared, outcomes, strict=True):
+        if outcome.conflict:
+            error = ApiError("idempotency_key_reused", "this Idempotency-Key was used with a different request")
+            settled.append(Settled(409, error.problem(), False))
+            continue
+        assert outcome.payment is not None
+        status = 202 if outcome.payment.status == "pending" else 201
+        settled.append(Settled(status, render.payment(outcome.payment, p.exponent), outcome.replayed))
+    return settled
+
+
+def respond(result: Settled) -> web.Response:
+    headers = {"Idempotent-Replayed": "true"} if result.replayed else None
+    content_type = "application/problem+json" if result.status == 409 else "application/json"
+    return web.Response(
+        body=msgspec.json.encode(result.body), status=result.status, content_type=content_type, headers=headers
+    )
