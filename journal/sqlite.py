@@ -6,11 +6,14 @@ always sees a prefix of committed batches. Rows are written with `executemany` i
 transaction per batch (aiosqlite costs ~200 µs per statement; a batch amortises it).
 
 Loading uses the synchronous sqlite3 module because actors rebuild state inside their
-synchronous `__init__`; writes and history queries go through aiosqlite's thread.
+synchronous `__init__`. Writes go through one aiosqlite connection, one transaction at a
+time (a lock keeps a snapshot from committing half of a batch); history queries use a
+second, read-only connection, so under WAL they only ever see committed rows.
 """
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
@@ -57,7 +60,10 @@ class SqliteJournal(Journal):
         super().__init__(**kwargs)
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._db: aiosqlite.Connection | None = None
+        self._writer: aiosqlite.Connection | None = None
+        self._reader: aiosqlite.Connection | None = None
+        self._open_lock = asyncio.Lock()  # one connection per role, even on concurrent first use
+        self._write_lock = asyncio.Lock()  # one transaction at a time on the writer
 
     def _read(self) -> tuple[int, bytes, bytes | None, Iterator[Row]]:
         conn = _connect_sync(self.path)
@@ -77,31 +83,38 @@ class SqliteJournal(Journal):
 
         return seq, hash_, body, rows()
 
-    async def _conn(self) -> aiosqlite.Connection:
-        if self._db is None:
-            db = await aiosqlite.connect(self.path)
-            await db.execute("PRAGMA journal_mode=WAL")
-            await db.execute("PRAGMA synchronous=FULL")
-            await db.executescript(SCHEMA)
-            self._db = db
-        return self._db
+    async def _connect(self, *, read_only: bool) -> aiosqlite.Connection:
+        async with self._open_lock:
+            db = self._reader if read_only else self._writer
+            if db is None:
+                db = await aiosqlite.connect(self.path)
+                await db.execute("PRAGMA journal_mode=WAL")
+                await db.execute("PRAGMA synchronous=FULL")
+                if read_only:
+                    await db.execute("PRAGMA query_only=1")
+                    self._reader = db
+                else:
+                    await db.executescript(SCHEMA)
+                    self._writer = db
+            return db
 
     async def _write(self, rows: list[Row]) -> None:
-        db = await self._conn()
-        try:
-            await db.executemany(
-                "INSERT INTO records (seq, kind, key, body, hash) VALUES (?, ?, ?, ?, ?)", [r[:5] for r in rows]
-            )
-            tags = [(tag, r.tags[0], r.seq) for r in rows if r.tags for tag in r.tags[1]]
-            if tags:
-                await db.executemany("INSERT INTO tags (tag, id, seq) VALUES (?, ?, ?)", tags)
-            await db.commit()
-        except BaseException:
-            await db.rollback()
-            raise
+        db = await self._connect(read_only=False)
+        async with self._write_lock:
+            try:
+                await db.executemany(
+                    "INSERT INTO records (seq, kind, key, body, hash) VALUES (?, ?, ?, ?, ?)", [r[:5] for r in rows]
+                )
+                tags = [(tag, r.tags[0], r.seq) for r in rows if r.tags for tag in r.tags[1]]
+                if tags:
+                    await db.executemany("INSERT INTO tags (tag, id, seq) VALUES (?, ?, ?)", tags)
+                await db.commit()
+            except BaseException:
+                await db.rollback()
+                raise
 
     async def _select(self, key: str, kind: str, limit: int, before_seq: int | None) -> list[Row]:
-        db = await self._conn()
+        db = await self._connect(read_only=True)
         cursor = await db.execute(
             "SELECT seq, kind, key, body, hash FROM records WHERE key = ? AND kind = ? AND seq < ?"
             " ORDER BY seq DESC LIMIT ?",
@@ -112,7 +125,7 @@ class SqliteJournal(Journal):
     async def _select_tagged(
         self, tag: str, limit: int, before_id: str | None, also_tag: str | None, by_seq: bool
     ) -> list[Row]:
-        db = await self._conn()
+        db = await self._connect(read_only=True)
         where, args = ["t.tag = ?"], [tag]
         if also_tag is not None:
             where.append("EXISTS (SELECT 1 FROM tags u WHERE u.seq = t.seq AND u.tag = ?)")
@@ -132,11 +145,13 @@ class SqliteJournal(Journal):
         return [Row(*r) for r in await cursor.fetchall()]
 
     async def _write_snapshot(self, seq: int, hash_: bytes, body: bytes) -> None:
-        db = await self._conn()
-        await db.execute("INSERT OR REPLACE INTO snapshots (seq, hash, body) VALUES (?, ?, ?)", (seq, hash_, body))
-        await db.commit()
+        db = await self._connect(read_only=False)
+        async with self._write_lock:
+            await db.execute("INSERT OR REPLACE INTO snapshots (seq, hash, body) VALUES (?, ?, ?)", (seq, hash_, body))
+            await db.commit()
 
     async def _close(self) -> None:
-        if self._db is not None:
-            await self._db.close()
-            self._db = None
+        for db in (self._reader, self._writer):
+            if db is not None:
+                await db.close()
+        self._reader = self._writer = None

@@ -1,0 +1,585 @@
+"""The Journal contract: one parametrized suite run against both adapters (STYLE item 7).
+
+Every test gets a `JournalHarness` for one adapter. `reopen()` builds a fresh journal
+object on the same SQLite file or the same `MemoryStore`, which is what a restart looks
+like to the code above the port. The harness also reads and edits what is stored behind
+the adapter's back (a separate sqlite3 connection, or `store.rows`), so the tests can
+check what is really durable and can tamper with it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sqlite3
+from collections.abc import AsyncIterator, Callable, Sequence
+from pathlib import Path
+
+import aiosqlite
+import pytest
+
+from journal import Journal, JournalCorrupt, MemoryJournal, MemoryStore, SqliteJournal, StoredRecord
+from journal.base import GENESIS_HASH, Row, chain_hash, kind_of
+from ledger.records import (
+    BalanceOpened,
+    Completed,
+    Decided,
+    EpochStarted,
+    Fenced,
+    KeyCreated,
+    PaymentRecord,
+    Posted,
+    Record,
+    RecordCodec,
+    Reserved,
+    record_key,
+)
+
+ADAPTERS = ["sqlite", "memory"]
+WAIT_S_MAX = 5.0  # upper bound on any wait for something that must happen; never a speed claim
+
+
+# -- records -------------------------------------------------------------------------------
+def posted(n: int, balance_id: str = "bal_a") -> Posted:
+    return Posted(f"pay_{n}", balance_id, delta_minor=-n, balance_after_minor=10_000 - n, at_ms=1_000 + n)
+
+
+def decided(payment_id: str, balance_from: str = "bal_a", balance_to: str = "bal_b") -> Decided:
+    return Decided(
+        PaymentRecord(
+            id=payment_id,
+            balance_from=balance_from,
+            balance_to=balance_to,
+            amount_minor=250,
+            currency="USD",
+            status="posted",
+            reason=None,
+            created_at_ms=1_700,
+            settled_at_ms=1_701,
+            description="rent",
+            metadata={"invoice": payment_id},
+        )
+    )
+
+
+def mixed(start: int, count: int) -> list[Record]:
+    """Records of several kinds, keyed and unkeyed, with bytes, dicts and optionals."""
+    out: list[Record] = []
+    for n in range(start, start + count):
+        match n % 6:
+            case 0:
+                out.append(posted(n, balance_id=f"bal_{n % 4}"))
+            case 1:
+                out.append(decided(f"pay_{n}"))
+            case 2:
+                out.append(Reserved(f"pay_{n}", "bal_a", amount_minor=n, coordinator=0, epoch=3))
+            case 3:
+                out.append(KeyCreated(f"key_{n}", "acc_1", token_hash=bytes([n % 256]) * 32, created_at_ms=n))
+            case 4:
+                out.append(BalanceOpened(f"bal_{n}", "EUR", overdraft_limit_minor=0, unlimited=n % 2 == 0))
+            case _:
+                out.append(Completed(f"pay_{n}"))
+    return out
+
+
+def replay(journal: Journal) -> tuple[int, bytes | None, list[StoredRecord]]:
+    loaded = journal.load()
+    return loaded.snapshot_seq, loaded.snapshot, list(loaded.records)
+
+
+def stored(first_seq: int, records: Sequence[Record]) -> list[StoredRecord]:
+    return [StoredRecord(first_seq + i, r) for i, r in enumerate(records)]
+
+
+async def eventually(predicate: Callable[[], bool], what: str) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + WAIT_S_MAX
+    while not predicate():
+        assert loop.time() < deadline, f"never happened: {what}"
+        await asyncio.sleep(0.005)
+
+
+# -- the harness: one adapter, its storage, restarts and sabotage -----------------------------
+class JournalHarness:
+    def __init__(self, adapter: str, tmp_path: Path) -> None:
+        self.adapter = adapter
+        self.path = tmp_path / "j.sqlite"
+        self.store = MemoryStore()
+        self.opened: list[Journal] = []
+        self._blocker: sqlite3.Connection | None = None
+
+    def reopen(self, **kwargs: int) -> Journal:
+        """A fresh journal object on the same storage: a process restart."""
+        journal: Journal
+        if self.adapter == "sqlite":
+            journal = SqliteJournal(self.path, **kwargs)
+        else:
+            journal = MemoryJournal(self.store, **kwargs)
+        self.opened.append(journal)
+        return journal
+
+    def rows(self) -> list[Row]:
+        """What is durable right now, read behind the adapter's back."""
+        if self.adapter == "memory":
+            return list(self.store.rows)
+        if not self.path.exists():
+            return []
+        with contextlib.closing(sqlite3.connect(self.path)) as conn:
+            found = conn.execute("SELECT seq, kind, key, body, hash FROM records ORDER BY seq").fetchall()
+        return [Row(*r) for r in found]
+
+    def seqs(self) -> list[int]:
+        return [r.seq for r in self.rows()]
+
+    def rewrite(self, seq: int, *, body: bytes, hash_: bytes | None = None) -> None:
+        """Replace a stored row's body (and optionally its hash), as an attacker or bit rot would."""
+        if self.adapter == "memory":
+            i = next(i for i, r in enumerate(self.store.rows) if r.seq == seq)
+            row = self.store.rows[i]
+            self.store.rows[i] = row._replace(body=body, hash=row.hash if hash_ is None else hash_)
+            return
+        with contextlib.closing(sqlite3.connect(self.path)) as conn, conn:
+            if hash_ is None:
+                changed = conn.execute("UPDATE records SET body = ? WHERE seq = ?", (body, seq)).rowcount
+            else:
+                changed = conn.execute(
+                    "UPDATE records SET body = ?, hash = ? WHERE seq = ?", (body, hash_, seq)
+                ).rowcount
+        assert changed == 1
+
+    def delete(self, seq: int) -> None:
+        if self.adapter == "memory":
+            before = len(self.store.rows)
+            self.store.rows = [r for r in self.store.rows if r.seq != seq]
+            assert len(self.store.rows) == before - 1
+            return
+        with contextlib.closing(sqlite3.connect(self.path)) as conn, conn:
+            assert conn.execute("DELETE FROM records WHERE seq = ?", (seq,)).rowcount == 1
+
+    async def make_unwritable(self, journal: Journal) -> None:
+        """Memory: the store's fault switch. SQLite: another connection holds the write lock
+        (`BEGIN EXCLUSIVE`); file permission bits would not stop a root test run.
+
+        The adapter's connection waits out SQLite's default 5 s busy timeout before a write
+        fails; the test shortens it on that connection (a test-only reach into the adapter)
+        so that the failure path runs within milliseconds."""
+        if self.adapter == "memory":
+            self.store.fail_writes = True
+            return
+        assert isinstance(journal, SqliteJournal)
+        writer = await journal._connect(read_only=False)
+        await writer.execute("PRAGMA busy_timeout = 20")
+        self._blocker = sqlite3.connect(self.path, timeout=1.0, isolation_level=None)
+        self._blocker.execute("BEGIN EXCLUSIVE")
+
+    def make_writable(self) -> None:
+        self.store.fail_writes = False
+        if self._blocker is not None:
+            self._blocker.execute("ROLLBACK")
+            self._blocker.close()
+            self._blocker = None
+
+
+@pytest.fixture(params=ADAPTERS)
+async def harness(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[JournalHarness]:
+    h = JournalHarness(request.param, tmp_path)
+    try:
+        yield h
+    finally:
+        h.make_writable()
+        for journal in h.opened:
+            await asyncio.wait_for(journal.close(), WAIT_S_MAX)
+
+
+def assert_valid_chain(rows: Sequence[Row], expected: Sequence[Record]) -> None:
+    """Recompute the whole chain from genesis: seqs 1..n, hashes, kinds, keys, bodies."""
+    codec = RecordCodec()
+    prev = GENESIS_HASH
+    assert [r.seq for r in rows] == list(range(1, len(expected) + 1))
+    for row, record in zip(rows, expected, strict=True):
+        assert row.hash == chain_hash(prev, row.seq, row.body), f"chain broken at seq {row.seq}"
+        assert codec.decode(row.body) == record
+        assert (row.kind, row.key) == (kind_of(record), record_key(record))
+        prev = row.hash
+
+
+# -- loading and appending ---------------------------------------------------------------------
+async def test_load_on_an_empty_journal(harness: JournalHarness) -> None:
+    journal = harness.reopen()
+    assert replay(journal) == (0, None, [])
+    assert (journal.last_seq, journal.durable_seq) == (0, 0)
+    await journal.durable()  # nothing to wait for
+    assert journal.flush_count == 0
+    assert harness.seqs() == []
+
+
+async def test_append_returns_contiguous_seqs_and_is_not_durable_until_flushed(harness: JournalHarness) -> None:
+    journal = harness.reopen()
+    replay(journal)
+    records = mixed(0, 25)
+    seqs = [journal.append(r) for r in records]
+    assert seqs == list(range(1, 26))
+    assert journal.last_seq == 25
+    # append is synchronous and queues only: nothing has been written yet
+    assert journal.durable_seq == 0 and harness.seqs() == []
+    await journal.durable()
+    assert journal.durable_seq == 25
+    assert_valid_chain(harness.rows(), records)
+
+
+async def test_durable_returns_only_once_the_record_is_stored(harness: JournalHarness) -> None:
+    journal = harness.reopen()
+    replay(journal)
+    seen: list[tuple[int, int, bool]] = []
+
+    async def append_then_wait(n: int) -> None:
+        await asyncio.sleep(0.001 * (n % 3))  # spread appends over several flushes
+        seq = journal.append(posted(n))
+        await journal.durable(seq)
+        seen.append((seq, journal.durable_seq, seq in harness.seqs()))
+
+    await asyncio.gather(*(append_then_wait(n) for n in range(30)))
+    assert len(seen) == 30
+    for seq, durable_seq, is_stored in seen:
+        assert durable_seq >= seq
+        assert is_stored, f"durable({seq}) returned before an independent reader could see it"
+    flushes = journal.flush_count
+    await journal.durable(5)  # already durable: returns without another flush
+    assert journal.flush_count == flushes
+
+
+async def test_close_writes_what_is_still_queued(harness: JournalHarness) -> None:
+    journal = harness.reopen()
+    replay(journal)
+    records = mixed(0, 7)
+    for r in records:
+        journal.append(r)
+    await journal.close()
+    assert_valid_chain(harness.rows(), records)
+    assert replay(harness.reopen()) == (0, None, stored(1, records))
+
+
+async def test_reopen_replays_exactly_the_appended_records_in_order(harness: JournalHarness) -> None:
+    journal = harness.reopen()
+    replay(journal)
+    records = mixed(0, 40)
+    for r in records:
+        journal.append(r)
+    await journal.durable()
+    await journal.close()
+
+    again = harness.reopen()
+    assert replay(again) == (0, None, stored(1, records))
+    assert (again.last_seq, again.durable_seq) == (40, 40)
+
+
+async def test_appends_after_reopen_continue_the_sequence_and_the_chain(harness: JournalHarness) -> None:
+    everything: list[Record] = []
+    for restart in range(3):  # the first open, then two restarts
+        journal = harness.reopen()
+        assert replay(journal) == (0, None, stored(1, everything))
+        batch = mixed(len(everything), 9 + restart)
+        seqs = [journal.append(r) for r in batch]
+        assert seqs == list(range(len(everything) + 1, len(everything) + len(batch) + 1))
+        everything += batch
+        await journal.durable()
+        await journal.close()
+    assert replay(harness.reopen()) == (0, None, stored(1, everything))
+    assert_valid_chain(harness.rows(), everything)
+
+
+async def test_concurrent_appenders_share_flushes(harness: JournalHarness) -> None:
+    journal = harness.reopen()
+    replay(journal)
+    appenders = 2000
+
+    async def append_and_wait(n: int) -> int:
+        seq = journal.append(posted(n))
+        await journal.durable(seq)
+        assert journal.durable_seq >= seq
+        return seq
+
+    seqs = await asyncio.gather(*(append_and_wait(n) for n in range(appenders)))
+    assert sorted(seqs) == list(range(1, appenders + 1))
+    assert journal.flush_count < appenders / 10, f"{journal.flush_count} flushes for {appenders} records"
+    await journal.close()
+    records = replay(harness.reopen())[2]
+    assert [s.seq for s in records] == list(range(1, appenders + 1))
+    assert sorted(s.record.payment_id for s in records) == sorted(f"pay_{n}" for n in range(appenders))
+
+
+async def test_a_flush_writes_at_most_batch_rows_max(harness: JournalHarness) -> None:
+    journal = harness.reopen(batch_rows_max=64)
+    replay(journal)
+    records = [posted(n) for n in range(1000)]
+    for r in records:
+        journal.append(r)
+    await journal.durable()
+    assert journal.flush_count >= 1000 / 64  # 16 rows or fewer in the last one
+    assert_valid_chain(harness.rows(), records)
+
+
+# -- history queries --------------------------------------------------------------------------
+async def _history(harness: JournalHarness) -> tuple[Journal, list[int]]:
+    """bal_a postings interleaved with other keys and kinds; returns bal_a's seqs."""
+    journal = harness.reopen()
+    replay(journal)
+    seqs_a = []
+    for n in range(12):
+        seqs_a.append(journal.append(posted(n, "bal_a")))
+        journal.append(posted(n, "bal_b"))
+        journal.append(Fenced(coordinator=0, epoch=n))
+    journal.append(decided("bal_a"))  # same key, other kind
+    await journal.durable()
+    return journal, seqs_a
+
+
+async def test_query_returns_newest_first_and_honours_limit_and_before_seq(harness: JournalHarness) -> None:
+    journal, seqs_a = await _history(harness)
+    newest_first = sorted(seqs_a, reverse=True)
+
+    found = await journal.query("bal_a", "po")
+    assert [s.seq for s in found] == newest_first
+    assert [s.record for s in found] == [posted(n, "bal_a") for n in reversed(range(12))]
+
+    assert [s.seq for s in await journal.query("bal_a", "po", limit=3)] == newest_first[:3]
+    assert await journal.query("bal_a", "po", limit=0) == []
+    cut = newest_first[4]
+    assert [s.seq for s in await journal.query("bal_a", "po", before_seq=cut)] == newest_first[5:]
+    assert [s.seq for s in await journal.query("bal_a", "po", limit=2, before_seq=cut)] == newest_first[5:7]
+    assert await journal.query("bal_a", "po", before_seq=min(seqs_a)) == []
+
+    paged: list[int] = []  # paging with before_seq visits every entry once
+    before: int | None = None
+    while page := await journal.query("bal_a", "po", limit=5, before_seq=before):
+        paged += [s.seq for s in page]
+        before = page[-1].seq
+    assert paged == newest_first
+
+
+async def test_query_filters_by_key_and_kind(harness: JournalHarness) -> None:
+    journal, _ = await _history(harness)
+    assert [s.record for s in await journal.query("bal_a", "de")] == [decided("bal_a")]
+    assert len(await journal.query("bal_b", "po")) == 12
+    assert await journal.query("bal_c", "po") == []
+    assert await journal.query("bal_a", "fe") == []  # Fenced has no key
+
+
+async def test_record_key_indexes_posted_by_balance_and_decided_by_payment(harness: JournalHarness) -> None:
+    journal = harness.reopen()
+    replay(journal)
+    journal.append(Posted("pay_1", "bal_x", delta_minor=-5, balance_after_minor=95, at_ms=1))
+    journal.append(decided("pay_1", balance_from="bal_x", balance_to="bal_y"))
+    journal.append(Reserved("pay_2", "bal_x", amount_minor=5, coordinator=0, epoch=1))
+    journal.append(EpochStarted(4))
+    await journal.durable()
+
+    assert [s.seq for s in await journal.query("bal_x", "po")] == [1]
+    assert await journal.query("pay_1", "po") == []  # not by payment id
+    assert [s.seq for s in await journal.query("pay_1", "de")] == [2]
+    assert await journal.query("bal_x", "de") == []  # not by either balance
+    assert await journal.query("bal_y", "de") == []
+    assert await journal.query("bal_x", "rs") == []  # unkeyed kinds are not indexed
+    assert await journal.query("pay_2", "rs") == []
+    assert [(r.kind, r.key) for r in harness.rows()] == [("po", "bal_x"), ("de", "pay_1"), ("rs", None), ("ep", None)]
+
+
+async def test_query_sees_only_durable_rows(harness: JournalHarness) -> None:
+    journal = harness.reopen()
+    replay(journal)
+    await journal.durable(journal.append(posted(0)))  # the adapter is open and has written once
+
+    pending = journal.append(posted(1))  # queued, not flushed yet
+    assert [s.seq for s in await journal.query("bal_a", "po")] == [1]
+    await journal.durable(pending)
+    assert [s.seq for s in await journal.query("bal_a", "po")] == [2, 1]
+
+    await harness.make_unwritable(journal)
+    try:
+        stuck = journal.append(posted(2))
+        await eventually(lambda: not journal.writable, "a failed flush")
+        assert [s.seq for s in await journal.query("bal_a", "po")] == [2, 1]
+        assert journal.durable_seq < stuck
+    finally:
+        harness.make_writable()
+    await asyncio.wait_for(journal.durable(stuck), WAIT_S_MAX)
+    assert [s.seq for s in await journal.query("bal_a", "po")] == [3, 2, 1]
+
+
+# -- snapshots ----------------------------------------------------------------------------------
+async def test_snapshot_bounds_replay_and_the_chain_continues_across_it(harness: JournalHarness) -> None:
+    journal = harness.reopen()
+    replay(journal)
+    before = mixed(0, 10)
+    for r in before:
+        journal.append(r)
+    assert await journal.save_snapshot(b"state@10") == 10
+    await journal.close()
+
+    again = harness.reopen()
+    assert replay(again) == (10, b"state@10", [])
+    assert (again.last_seq, again.durable_seq) == (10, 10)
+    after = mixed(10, 5)
+    assert [again.append(r) for r in after] == [11, 12, 13, 14, 15]
+    await again.close()
+
+    third = harness.reopen()
+    assert replay(third) == (10, b"state@10", stored(11, after))
+    assert_valid_chain(harness.rows(), before + after)  # the hash kept at the snapshot was the real one
+    # history on both sides of the snapshot stays queryable (mixed() posts to bal_0 at n=0 and n=12)
+    assert [s.seq for s in await third.query("bal_0", "po")] == [13, 1]
+
+
+async def test_snapshot_captures_the_position_at_the_call(harness: JournalHarness) -> None:
+    journal = harness.reopen()
+    replay(journal)
+    for r in mixed(0, 6):
+        journal.append(r)
+    write = journal.save_snapshot(b"state@6")  # state and position taken together, written later
+    later = mixed(6, 3)
+    for r in later:
+        journal.append(r)
+    assert await write == 6
+    await journal.close()
+    assert replay(harness.reopen()) == (6, b"state@6", stored(7, later))
+
+
+async def test_the_latest_snapshot_wins(harness: JournalHarness) -> None:
+    journal = harness.reopen()
+    replay(journal)
+    records = mixed(0, 12)
+    for r in records[:4]:
+        journal.append(r)
+    assert await journal.save_snapshot(b"first") == 4
+    for r in records[4:9]:
+        journal.append(r)
+    assert await journal.save_snapshot(b"second") == 9
+    for r in records[9:]:
+        journal.append(r)
+    await journal.close()
+    assert replay(harness.reopen()) == (9, b"second", stored(10, records[9:]))
+
+
+# -- tampering ----------------------------------------------------------------------------------
+async def _ten_records(harness: JournalHarness) -> list[Record]:
+    journal = harness.reopen()
+    replay(journal)
+    records = mixed(0, 10)
+    for r in records:
+        journal.append(r)
+    await journal.close()
+    return records
+
+
+def _replay_until_corrupt(harness: JournalHarness, match: str) -> list[StoredRecord]:
+    seen: list[StoredRecord] = []
+    with pytest.raises(JournalCorrupt, match=match):
+        for item in harness.reopen().load().records:
+            seen.append(item)
+    return seen
+
+
+async def test_a_flipped_body_byte_is_detected(harness: JournalHarness) -> None:
+    records = await _ten_records(harness)
+    row = harness.rows()[4]
+    harness.rewrite(5, body=row.body[:-1] + bytes([row.body[-1] ^ 0x01]))
+    assert _replay_until_corrupt(harness, "hash chain broken at seq 5") == stored(1, records[:4])
+
+
+async def test_a_rewritten_row_with_a_recomputed_hash_breaks_the_next_link(harness: JournalHarness) -> None:
+    records = await _ten_records(harness)
+    rows = harness.rows()
+    forged = RecordCodec().encode(Completed("pay_forged"))
+    harness.rewrite(5, body=forged, hash_=chain_hash(rows[3].hash, 5, forged))
+    seen = _replay_until_corrupt(harness, "hash chain broken at seq 6")
+    assert seen == [*stored(1, records[:4]), StoredRecord(5, Completed("pay_forged"))]
+
+
+async def test_swapped_rows_are_detected(harness: JournalHarness) -> None:
+    await _ten_records(harness)
+    rows = harness.rows()
+    harness.rewrite(3, body=rows[3].body, hash_=rows[3].hash)
+    harness.rewrite(4, body=rows[2].body, hash_=rows[2].hash)
+    assert len(_replay_until_corrupt(harness, "hash chain broken at seq 3")) == 2
+
+
+async def test_a_deleted_middle_row_is_a_sequence_gap(harness: JournalHarness) -> None:
+    records = await _ten_records(harness)
+    harness.delete(6)
+    assert _replay_until_corrupt(harness, "sequence gap: expected 6, found 7") == stored(1, records[:5])
+
+
+async def test_a_tampered_row_after_a_snapshot_is_detected(harness: JournalHarness) -> None:
+    journal = harness.reopen()
+    replay(journal)
+    for r in mixed(0, 5):
+        journal.append(r)
+    await journal.save_snapshot(b"state@5")
+    for r in mixed(5, 4):
+        journal.append(r)
+    await journal.close()
+    row = harness.rows()[6]
+    harness.rewrite(7, body=bytes([row.body[0] ^ 0x10]) + row.body[1:])
+    assert [s.seq for s in _replay_until_corrupt(harness, "hash chain broken at seq 7")] == [6]
+
+
+# -- an unwritable disk ---------------------------------------------------------------------------
+async def test_unwritable_storage_holds_acks_until_it_recovers(harness: JournalHarness) -> None:
+    journal = harness.reopen()
+    replay(journal)
+    records = mixed(0, 12)
+    await journal.durable(journal.append(records[0]))
+    assert journal.writable
+
+    await harness.make_unwritable(journal)
+    try:
+        for r in records[1:8]:
+            journal.append(r)
+        waiting = asyncio.ensure_future(journal.durable(8))
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(waiting), 0.2)
+        await eventually(lambda: not journal.writable, "writable turns False")
+        # what was already started must still be recorded once the disk is back
+        for r in records[8:]:
+            journal.append(r)
+        assert not waiting.done()
+        assert journal.durable_seq == 1
+        assert harness.seqs() == [1]
+    finally:
+        harness.make_writable()
+
+    await asyncio.wait_for(waiting, WAIT_S_MAX)
+    assert journal.durable_seq >= 8
+    await journal.durable()
+    assert journal.writable
+    assert_valid_chain(harness.rows(), records)  # each record stored exactly once, in order
+    await journal.close()
+    assert replay(harness.reopen()) == (0, None, stored(1, records))
+
+
+# -- SQLite adapter specifics (outside the contract) ------------------------------------------------
+# A dropped connection's __del__ would warn; were that an error, __del__ would stop before ending
+# the connection's non-daemon worker thread and the test process would never exit.
+@pytest.mark.filterwarnings("ignore::ResourceWarning")
+@pytest.mark.parametrize("first_use", ["two queries", "a query and the first flush"])
+async def test_sqlite_concurrent_first_use_opens_one_connection(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, first_use: str
+) -> None:
+    opened: list[object] = []
+    real_connect = aiosqlite.connect
+
+    def counting_connect(*args: object, **kwargs: object) -> aiosqlite.Connection:
+        opened.append(args[0])
+        return real_connect(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(aiosqlite, "connect", counting_connect)
+    journal = SqliteJournal(tmp_path / "j.sqlite")
+    replay(journal)
+    if first_use == "two queries":  # e.g. two statement requests right after a restart
+        await asyncio.gather(journal.query("bal_a", "po"), journal.query("bal_b", "po"))
+    else:
+        await asyncio.gather(journal.query("bal_a", "po"), journal.durable(journal.append(posted(1))))
+    await journal.close()
+    # One reader (queries) and, once something is written, one writer: never a spare one.
+    expected = 1 if first_use == "two queries" else 2
+    assert len(opened) == expected, f"{len(opened)} connections opened, {expected} expected"
