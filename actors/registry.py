@@ -104,6 +104,7 @@ class Registry:
         self.issuers: dict[str, str] = {}
         self.keys: dict[str, tuple[str, bytes]] = {}  # key id -> (account id, token hash)
         self.key_by_hash: dict[bytes, str] = {}
+        self._status_changed: set[str] = set()  # accounts whose status shards must mirror
         self._lock = asyncio.Lock()  # serialises balance creation (one issuer per currency)
         self._recovery: asyncio.Task[None] | None = None
         for stored in self.journal.load().records:
@@ -115,6 +116,7 @@ class Registry:
             self.emails[r.email.lower()] = r.account_id
         elif isinstance(r, AccountChanged):
             self.accounts[r.account_id].active = r.active
+            self._status_changed.add(r.account_id)
         elif isinstance(r, BalanceCreated):
             self.balances[r.balance_id] = BalanceInfo(r.balance_id, r.account_id, r.currency, r.created_at_ms)
             self.not_ready.add(r.balance_id)
@@ -150,11 +152,16 @@ class Registry:
         if not self.journal.writable:
             raise JournalUnavailable("registry journal is not writable")
 
-    def _shard_peer(self, balance_id: str):  # type: ignore[no-untyped-def]
+    def _peer(self, name: str):  # type: ignore[no-untyped-def]
         if self._peers is None:
             self._peers = ray_lookup(self.settings.namespace)
-        shard = shard_of_partition(partition_of(balance_id, self.settings.partitions), self.settings.shards)
-        return self._peers(shard_name(shard))
+        return self._peers(name)
+
+    def _shard_index(self, balance_id: str) -> int:
+        return shard_of_partition(partition_of(balance_id, self.settings.partitions), self.settings.shards)
+
+    def _shard_peer(self, balance_id: str):  # type: ignore[no-untyped-def]
+        return self._peer(shard_name(self._shard_index(balance_id)))
 
     # -- lifecycle ------------------------------------------------------------------------
     async def genesis(self, partitions: int) -> int:
@@ -174,6 +181,22 @@ class Registry:
     async def _recover(self) -> None:
         for balance_id in sorted(self.not_ready):
             await self._open_on_shard(self.balances[balance_id])
+        # A crash may have come between journaling a status change and telling the shards.
+        for account_id in sorted(self._status_changed):
+            await self._mirror_status(account_id)
+
+    async def _mirror_status(self, account_id: str) -> None:
+        account = self.accounts[account_id]
+        by_shard: dict[int, list[str]] = {}
+        for balance_id in account.balance_ids:
+            if balance_id not in self.not_ready:
+                by_shard.setdefault(self._shard_index(balance_id), []).append(balance_id)
+        await asyncio.gather(
+            *(
+                self._peer(shard_name(k)).call("set_account_active", ids, account.active)
+                for k, ids in by_shard.items()
+            )
+        )
 
     async def _open_on_shard(self, info: BalanceInfo) -> None:
         spec = BalanceSpec(
@@ -244,6 +267,33 @@ class Registry:
     def _account_info(self, account_id: str) -> AccountInfo:
         a = self.accounts[account_id]
         return AccountInfo(account_id, a.email, a.active, a.created_at_ms, a.metadata, list(a.balance_ids))
+
+    async def set_account_status(self, account_id: str, active: bool) -> AccountInfo | None:
+        """Disable or re-enable an account: its balances refuse payments meanwhile."""
+        await self.ready()
+        self._require_writable()
+        account = self.accounts.get(account_id)
+        if account is None or account_id == SYSTEM_ACCOUNT_ID:
+            return None
+        if account.active != active:
+            self._commit(AccountChanged(account_id, active))
+            await self.journal.durable()
+        await self._mirror_status(account_id)
+        return self._account_info(account_id)
+
+    async def list_accounts(self, active: bool | None, limit: int, before_id: str | None) -> list[AccountInfo]:
+        """Newest first (ids are time-ordered)."""
+        await self.journal.durable()
+        ids = sorted(self.accounts, reverse=True)
+        if before_id is not None:
+            ids = [a for a in ids if a < before_id]
+        out = []
+        for account_id in ids:
+            if active is None or self.accounts[account_id].active == active:
+                out.append(self._account_info(account_id))
+                if len(out) == limit:
+                    break
+        return out
 
     async def get_account(self, account_id: str) -> AccountInfo | None:
         await self.journal.durable()

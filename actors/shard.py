@@ -124,9 +124,20 @@ class BalanceShard:
         await self._settle(parts)  # a read never shows what is not yet on disk
         return views
 
-    async def entries(self, balance_id: str, limit: int, before_seq: int | None = None) -> list[Entry]:
+    async def set_account_active(self, balance_ids: list[str], active: bool) -> None:
+        touched = [self._part(b) for b in balance_ids]
+        self._require_writable(touched)
+        for balance_id, part in zip(balance_ids, touched, strict=True):
+            record = part.book.decide_account_activity(balance_id, active)
+            if record is not None:
+                part.commit(record)
+        await self._settle(touched)
+
+    async def entries(self, balance_id: str, limit: int, before_payment_id: str | None = None) -> list[Entry]:
+        """Statement lines, newest first; the cursor is the payment id of a line."""
         part = self._part(balance_id)
-        stored = await part.journal.query(balance_id, "po", limit=limit, before_seq=before_seq)
+        await part.journal.durable()
+        stored = await part.journal.tagged(f"e:{balance_id}", limit=limit, before_id=before_payment_id, by_seq=True)
         out = []
         for s in stored:
             rec = s.record
@@ -159,7 +170,7 @@ class BalanceShard:
         touched = [self._part(r.balance_id) for r in refs]
         self._require_writable(touched)
         for ref, part in zip(refs, touched, strict=True):
-            record = part.book.decide_post(ref.payment_id, ref.balance_id, at_ms)
+            record = part.book.decide_post(ref.payment_id, ref.balance_id, at_ms, ref.amount_minor, ref.hold_id)
             if record is not None:
                 part.commit(record)
         await self._settle(touched)
@@ -168,7 +179,7 @@ class BalanceShard:
         touched = [self._part(r.balance_id) for r in refs]
         self._require_writable(touched)
         for ref, part in zip(refs, touched, strict=True):
-            record = part.book.decide_void(ref.payment_id, ref.balance_id)
+            record = part.book.decide_void(ref.hold_id or ref.payment_id, ref.balance_id)
             if record is not None:
                 part.commit(record)
         await self._settle(touched)

@@ -21,7 +21,6 @@ STATUS_OF_CODE: dict[str, tuple[int, str]] = {
     "conflict": (409, "Conflict"),
     "email_taken": (409, "Email taken"),
     "balance_exists": (409, "Balance exists"),
-    "currency_exists": (409, "Currency exists"),
     "idempotency_key_reused": (409, "Idempotency key reused"),
     "payload_too_large": (413, "Payload too large"),
     "unsupported_media_type": (415, "Unsupported media type"),

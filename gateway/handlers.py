@@ -15,7 +15,9 @@ from gateway import payments, render, schemas
 from gateway.auth import Principal, new_account_token
 from gateway.errors import ApiError
 from gateway.keys import AUTH, CLIENT, DIRECTORY, PRINCIPAL
+from ledger.money import format_amount
 from ledger.records import PaymentRecord
+from ledger.results import FINAL_STATUSES, Check
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 T = TypeVar("T")
@@ -202,3 +204,142 @@ async def revoke_key(request: web.Request) -> web.Response:
     if not revoked:
         raise ApiError("not_found", "no such key")
     return web.Response(status=204)
+
+
+# -- lists ----------------------------------------------------------------------------------
+def list_params(request: web.Request) -> tuple[int, str | None]:
+    raw = request.query.get("limit", "20")
+    if not (raw.isdigit() and len(raw) <= 3 and 1 <= int(raw) <= 100):
+        raise ApiError("validation_error", "limit must be an integer from 1 to 100", "limit")
+    starting_after = request.query.get("starting_after")
+    if starting_after is not None and not 1 <= len(starting_after) <= 64:
+        raise ApiError("validation_error", "starting_after must be an id", "starting_after")
+    return int(raw), starting_after
+
+
+def _status_filter(request: web.Request, allowed: frozenset[str]) -> str | None:
+    status = request.query.get("status")
+    if status is not None and status not in allowed:
+        raise ApiError("validation_error", f"status must be one of {sorted(allowed)}", "status")
+    return status
+
+
+async def list_accounts(request: web.Request) -> web.Response:
+    limit, starting_after = list_params(request)
+    status = _status_filter(request, frozenset({"active", "disabled"}))
+    active = None if status is None else status == "active"
+    infos = await request.app[CLIENT].registry.call("list_accounts", active, limit + 1, starting_after)
+    page = infos[:limit]
+    balance_infos = [i for i in await request.app[DIRECTORY].balances([b for a in page for b in a.balance_ids]) if i]
+    rendered = {b.id: b for b in await _render_balances(request, balance_infos)}
+    data = [render.account(a, [rendered[b] for b in a.balance_ids if b in rendered]) for a in page]
+    return json_response(schemas.AccountList(data=data, has_more=len(infos) > limit))
+
+
+async def patch_account(request: web.Request) -> web.Response:
+    body = await decode(request, schemas.AccountPatch)
+    account_id = request.match_info["id"]
+    info = await request.app[CLIENT].registry.call("set_account_status", account_id, body.status == "active")
+    if info is None:
+        raise ApiError("account_not_found", "no such account")
+    infos = [i for i in await request.app[DIRECTORY].balances(info.balance_ids) if i is not None]
+    return json_response(render.account(info, await _render_balances(request, infos)))
+
+
+async def patch_balance(request: web.Request) -> web.Response:
+    body = await decode(request, schemas.BalancePatch)
+    [info] = await request.app[DIRECTORY].balances([request.match_info["id"]])
+    if info is None:
+        raise ApiError("balance_not_found", "no such balance")
+    if info.account_id == SYSTEM_ACCOUNT_ID:
+        raise ApiError("validation_error", "issuer balances cannot be changed")
+    exponent = await request.app[DIRECTORY].exponent(info.currency)
+    limit = None
+    if body.overdraft_limit is not None:
+        limit = payments.parse_money(body.overdraft_limit, exponent, "overdraft_limit", allow_zero=True)
+    active = None if body.status is None else body.status == "active"
+    client = request.app[CLIENT]
+    code = await client.shard(client.shard_for(info.id)).call("change_balance", info.id, active, limit)
+    if code == Check.NOT_ENOUGH_MONEY:
+        raise ApiError("conflict", "the balance already uses more than that overdraft limit", "overdraft_limit")
+    assert code == Check.OK, code
+    return json_response((await _render_balances(request, [info]))[0])
+
+
+async def list_entries(request: web.Request) -> web.Response:
+    limit, starting_after = list_params(request)
+    [info] = await request.app[DIRECTORY].balances([request.match_info["id"]])
+    if info is None or not can_read_account(request, info.account_id):
+        raise ApiError("balance_not_found", "no such balance")
+    client = request.app[CLIENT]
+    entries = await client.shard(client.shard_for(info.id)).call("entries", info.id, limit + 1, starting_after)
+    exponent = await request.app[DIRECTORY].exponent(info.currency)
+    data = [
+        schemas.Entry(
+            payment_id=e.payment_id,
+            amount=format_amount(e.delta_minor, exponent),
+            balance_after=format_amount(e.balance_after_minor, exponent),
+            created_at=render.timestamp(e.at_ms),
+        )
+        for e in entries[:limit]
+    ]
+    return json_response(schemas.EntryList(data=data, has_more=len(entries) > limit))
+
+
+async def list_payments(request: web.Request) -> web.Response:
+    limit, starting_after = list_params(request)
+    status = _status_filter(request, FINAL_STATUSES)
+    balance_id = request.query.get("balance")
+    client, who = request.app[CLIENT], principal(request)
+    if balance_id is not None:
+        [info] = await request.app[DIRECTORY].balances([balance_id])
+        if info is None or not can_read_account(request, info.account_id):
+            raise ApiError("balance_not_found", "no such balance", "balance")
+        balances: list[str | None] = [balance_id]
+    elif who.admin:
+        balances = [None]
+    else:  # an account sees the payments touching any of its balances
+        account = await client.registry.call("get_account", who.account_id)
+        balances = list(account.balance_ids) if account else []
+    pages = await asyncio.gather(*(client.list_payments(b, status, limit, starting_after) for b in balances))
+    merged = {p.id: p for page, _ in pages for p in page}
+    ordered = sorted(merged.values(), key=lambda p: p.id, reverse=True)
+    has_more = len(ordered) > limit or any(more for _, more in pages)
+    data = [render.payment(p, await request.app[DIRECTORY].exponent(p.currency)) for p in ordered[:limit]]
+    return json_response(schemas.PaymentList(data=data, has_more=has_more))
+
+
+# -- currencies (admin) ---------------------------------------------------------------------
+async def create_currency(request: web.Request) -> web.Response:
+    body = await decode(request, schemas.CurrencyCreate)
+    view = await request.app[CLIENT].registry.call("create_currency", body.code, body.exponent, body.name)
+    if view is None:
+        raise ApiError("conflict", f"currency {body.code} exists", "code")
+    view = await request.app[DIRECTORY].currency(body.code)  # creates its issuer balance
+    assert view is not None
+    return json_response(
+        schemas.Currency(view.code, view.exponent, view.name, view.custom, view.issuer_balance_id), 201
+    )
+
+
+# -- batches --------------------------------------------------------------------------------
+async def create_batch(request: web.Request) -> web.Response:
+    """Each item succeeds or fails alone; results come back in input order."""
+    body = await decode(request, schemas.BatchCreate)
+    results: list[dict[str, object] | None] = [None] * len(body.payments)
+    prepared: list[payments.Prepared] = []
+    slots: list[int] = []
+    for n, item in enumerate(body.payments):
+        try:
+            key = payments.idempotency_key(request, item.idempotency_key)
+            fp = payments.fingerprint(request, item) if key is not None else None
+            single = schemas.PaymentCreate(
+                item.balance_from, item.balance_to, item.amount, item.description, item.metadata
+            )
+            prepared.append(await payments.prepare_payment(request, single, key, fp))
+            slots.append(n)
+        except ApiError as error:
+            results[n] = msgspec.to_builtins(error.problem())
+    for n, settled in zip(slots, await payments.settle(request, prepared) if prepared else [], strict=True):
+        results[n] = msgspec.to_builtins(settled.body)
+    return json_response(schemas.BatchResult(results=results))  # type: ignore[arg-type]

@@ -78,6 +78,10 @@ def build_spec(version: str) -> dict[str, Any]:
             if entry["description"] != STATUS_OF_CODE[code][1]:
                 entry["description"] += f" / {STATUS_OF_CODE[code][1]}"
         paths.setdefault(op.path, {})[op.method.lower()] = item
+    batch = components.get("BatchResult")
+    if batch is not None:  # each result is a payment or a problem (msgspec cannot say so itself)
+        payment_ref = ref_of[next(op.response for op in OPS if (op.method, op.path) == ("POST", "/v1/payments"))]
+        batch["properties"]["results"]["items"] = {"oneOf": [payment_ref, problem_ref]}
     return {
         "openapi": "3.1.0",
         "info": {

@@ -6,7 +6,7 @@ request is refused by the decoder before any handler code runs.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 from msgspec import Meta
@@ -110,3 +110,66 @@ class ApiKey(msgspec.Struct, omit_defaults=True):
 class Health(msgspec.Struct, omit_defaults=True):
     status: str
     reason: str | None = None
+
+
+Status = Literal["active", "disabled"]
+Limit = Annotated[int, Meta(ge=1, le=100)]
+
+
+class AccountPatch(msgspec.Struct, **_req):
+    status: Status
+
+
+class BalancePatch(msgspec.Struct, **_req):
+    status: Status | None = None
+    overdraft_limit: AmountText | None = None
+
+
+class CurrencyCreate(msgspec.Struct, **_req):
+    code: Annotated[str, Meta(pattern=r"^[A-Z0-9]{3,12}$")]
+    exponent: Annotated[int, Meta(ge=0, le=8)]
+    name: Annotated[str, Meta(min_length=1, max_length=100)]
+
+
+class BatchItem(msgspec.Struct, **_req):
+    balance_from: Id
+    balance_to: Id
+    amount: AmountText
+    description: Description | None = None
+    metadata: Metadata | None = None
+    idempotency_key: Annotated[str, Meta(min_length=1, max_length=255)] | None = None
+
+
+BATCH_ITEMS_MAX = 1000
+
+
+class BatchCreate(msgspec.Struct, **_req):
+    payments: Annotated[list[BatchItem], Meta(min_length=1, max_length=BATCH_ITEMS_MAX)]
+
+
+class BatchResult(msgspec.Struct):
+    """`results[i]` answers `payments[i]`: a payment, or a problem for that item alone."""
+
+    results: list[dict[str, Any]]
+
+
+class AccountList(msgspec.Struct):
+    data: list[Account]
+    has_more: bool
+
+
+class PaymentList(msgspec.Struct):
+    data: list[Payment]
+    has_more: bool
+
+
+class Entry(msgspec.Struct):
+    payment_id: str
+    amount: str
+    balance_after: str
+    created_at: str
+
+
+class EntryList(msgspec.Struct):
+    data: list[Entry]
+    has_more: bool

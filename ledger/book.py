@@ -16,6 +16,7 @@ import msgspec
 
 from ledger.money import INT64_MAX
 from ledger.records import (
+    AccountActivity,
     BalanceChanged,
     BalanceOpened,
     Fenced,
@@ -34,7 +35,16 @@ CREDIT = 1
 class Balance:
     """Mutable, compact: a book may hold a million of these."""
 
-    __slots__ = ("active", "amount", "currency", "incoming", "overdraft_limit", "reserved", "unlimited")
+    __slots__ = (
+        "account_active",
+        "active",
+        "amount",
+        "currency",
+        "incoming",
+        "overdraft_limit",
+        "reserved",
+        "unlimited",
+    )
 
     def __init__(self, currency: str, overdraft_limit: int, unlimited: bool) -> None:
         self.amount = 0
@@ -43,7 +53,12 @@ class Balance:
         self.overdraft_limit = overdraft_limit
         self.currency = currency
         self.active = True
+        self.account_active = True
         self.unlimited = unlimited
+
+    @property
+    def usable(self) -> bool:
+        return self.active and self.account_active
 
     @property
     def available(self) -> int:
@@ -74,10 +89,11 @@ class BalanceView(msgspec.Struct, frozen=True, array_like=True):
     overdraft_limit_minor: int
     active: bool
     unlimited: bool
+    account_active: bool = True
 
 
 class BookSnapshot(msgspec.Struct, frozen=True, array_like=True):
-    balances: list[tuple[str, str, int, int, int, int, bool, bool]]
+    balances: list[tuple[str, str, int, int, int, int, bool, bool, bool]]
     holds: list[tuple[str, str, int, int, int, int]]
     fences: dict[int, int]
 
@@ -110,6 +126,12 @@ class BalanceBook:
             return Check.NOT_ENOUGH_MONEY, None  # the lower limit would not cover what is spent
         return Check.OK, BalanceChanged(balance_id, new_active, new_limit)
 
+    def decide_account_activity(self, balance_id: str, account_active: bool) -> AccountActivity | None:
+        balance = self.balances.get(balance_id)
+        if balance is None or balance.account_active == account_active:
+            return None
+        return AccountActivity(balance_id, account_active)
+
     def decide_reserve(
         self, payment_id: str, balance_id: str, amount_minor: int, currency: str, coordinator: int, epoch: int
     ) -> tuple[Check, Reserved | None]:
@@ -121,7 +143,7 @@ class BalanceBook:
             return Check.BALANCE_NOT_FOUND, None
         if (payment_id, balance_id) in self.holds:
             return Check.OK, None  # a retried reserve: already escrowed
-        if not balance.active:
+        if not balance.usable:
             return Check.BALANCE_DISABLED, None
         if balance.currency != currency:
             return Check.CURRENCIES_DONT_MATCH, None
@@ -140,7 +162,7 @@ class BalanceBook:
             return Check.BALANCE_NOT_FOUND, None
         if (payment_id, balance_id) in self.holds:
             return Check.OK, None
-        if not balance.active:
+        if not balance.usable:
             return Check.BALANCE_DISABLED, None
         if balance.currency != currency:
             return Check.CURRENCIES_DONT_MATCH, None
@@ -148,13 +170,23 @@ class BalanceBook:
             return Check.AMOUNT_OVERFLOW, None
         return Check.OK, Prepared(payment_id, balance_id, amount_minor, coordinator, epoch)
 
-    def decide_post(self, payment_id: str, balance_id: str, at_ms: int) -> Posted | None:
-        hold = self.holds.get((payment_id, balance_id))
+    def decide_post(
+        self,
+        payment_id: str,
+        balance_id: str,
+        at_ms: int,
+        amount_minor: int | None = None,
+        hold_id: str | None = None,
+    ) -> Posted | None:
+        """Post the hold `hold_id or payment_id`: all of it, or `amount_minor` of it."""
+        hold = self.holds.get((hold_id or payment_id, balance_id))
         if hold is None:
             return None  # posted (or voided) before: phase 2 is retried idempotently
+        amount = hold.amount_minor if amount_minor is None else amount_minor
+        assert 0 < amount <= hold.amount_minor, "a capture is positive and within the hold"
         balance = self.balances[balance_id]
-        delta = -hold.amount_minor if hold.side == DEBIT else hold.amount_minor
-        return Posted(payment_id, balance_id, delta, balance.amount + delta, at_ms)
+        delta = -amount if hold.side == DEBIT else amount
+        return Posted(payment_id, balance_id, delta, balance.amount + delta, at_ms, hold_id)
 
     def decide_void(self, payment_id: str, balance_id: str) -> Voided | None:
         if (payment_id, balance_id) not in self.holds:
@@ -182,7 +214,8 @@ class BalanceBook:
             )
         elif isinstance(record, Posted):
             balance = self.balances[record.balance_id]
-            hold = self.holds.pop((record.payment_id, record.balance_id))
+            hold = self.holds.pop((record.hold_id or record.payment_id, record.balance_id))
+            assert abs(record.delta_minor) <= hold.amount_minor, "a post never exceeds its hold"
             if hold.side == DEBIT:
                 balance.reserved -= hold.amount_minor
             else:
@@ -204,6 +237,9 @@ class BalanceBook:
             balance = self.balances[record.balance_id]
             balance.active = record.active
             balance.overdraft_limit = record.overdraft_limit_minor
+        elif isinstance(record, AccountActivity):
+            self.balances[record.balance_id].account_active = record.account_active
+            return
         elif isinstance(record, Fenced):
             self.fences[record.coordinator] = record.epoch
             return
@@ -224,7 +260,15 @@ class BalanceBook:
         if b is None:
             return None
         return BalanceView(
-            balance_id, b.currency, b.amount, b.reserved, b.available, b.overdraft_limit, b.active, b.unlimited
+            balance_id,
+            b.currency,
+            b.amount,
+            b.reserved,
+            b.available,
+            b.overdraft_limit,
+            b.active,
+            b.unlimited,
+            b.account_active,
         )
 
     def open_holds(self, coordinator: int | None = None) -> list[OpenHold]:
@@ -244,7 +288,17 @@ class BalanceBook:
     def snapshot(self) -> BookSnapshot:
         return BookSnapshot(
             balances=[
-                (bid, b.currency, b.amount, b.reserved, b.incoming, b.overdraft_limit, b.active, b.unlimited)
+                (
+                    bid,
+                    b.currency,
+                    b.amount,
+                    b.reserved,
+                    b.incoming,
+                    b.overdraft_limit,
+                    b.active,
+                    b.unlimited,
+                    b.account_active,
+                )
                 for bid, b in self.balances.items()
             ],
             holds=[(pid, bid, h.side, h.amount_minor, h.coordinator, h.epoch) for (pid, bid), h in self.holds.items()],
@@ -254,9 +308,10 @@ class BalanceBook:
     @classmethod
     def from_snapshot(cls, snap: BookSnapshot) -> BalanceBook:
         book = cls()
-        for bid, currency, amount, reserved, incoming, limit, active, unlimited in snap.balances:
+        for bid, currency, amount, reserved, incoming, limit, active, unlimited, account_active in snap.balances:
             b = Balance(currency, limit, unlimited)
-            b.amount, b.reserved, b.incoming, b.active = amount, reserved, incoming, active
+            b.amount, b.reserved, b.incoming = amount, reserved, incoming
+            b.active, b.account_active = active, account_active
             book.balances[bid] = b
         for pid, bid, side, amount, coordinator, epoch in snap.holds:
             book.holds[(pid, bid)] = Hold(side, amount, coordinator, epoch)

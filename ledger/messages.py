@@ -30,6 +30,8 @@ class SideRequest(msgspec.Struct, frozen=True, array_like=True):
 class HoldRef(msgspec.Struct, frozen=True, array_like=True):
     payment_id: str
     balance_id: str
+    amount_minor: int | None = None  # post only this much of the hold (a partial capture)
+    hold_id: str | None = None  # the hold's key, when the posting payment has its own id
 
 
 class BalanceSpec(msgspec.Struct, frozen=True, array_like=True):

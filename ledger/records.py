@@ -25,6 +25,14 @@ class BalanceChanged(msgspec.Struct, tag="bc", **_opts):
     overdraft_limit_minor: int
 
 
+class AccountActivity(msgspec.Struct, tag="aa", **_opts):
+    """The owning account was disabled or re-enabled (kept apart from the balance's own
+    status, so re-enabling the account restores each balance as it was)."""
+
+    balance_id: str
+    account_active: bool
+
+
 class Reserved(msgspec.Struct, tag="rs", **_opts):
     """Escrow on the paying side: `reserved` grows, `available` shrinks."""
 
@@ -46,11 +54,15 @@ class Prepared(msgspec.Struct, tag="pr", **_opts):
 
 
 class Posted(msgspec.Struct, tag="po", **_opts):
-    payment_id: str
+    """The hold is released and `delta_minor` applied: the whole hold, or for a captured
+    authorization possibly less (the rest of the hold is simply released)."""
+
+    payment_id: str  # the payment this statement line belongs to
     balance_id: str
     delta_minor: int  # negative for the paying side
     balance_after_minor: int
     at_ms: int
+    hold_id: str | None = None  # the hold's key when it differs from payment_id (captures)
 
 
 class Voided(msgspec.Struct, tag="vo", **_opts):
@@ -152,6 +164,7 @@ class KeyRevoked(msgspec.Struct, tag="kr", **_opts):
 Record = (
     BalanceOpened
     | BalanceChanged
+    | AccountActivity
     | Reserved
     | Prepared
     | Posted
