@@ -10,7 +10,7 @@ import asyncio
 from collections import defaultdict
 from typing import Any
 
-from actors.coordinator import PayOutcome
+from actors.coordinator import Outcome
 from actors.peers import Peer, PeerLookup
 from actors.registry import BalanceInfo
 from actors.settings import Settings
@@ -23,8 +23,8 @@ from actors.topology import (
     shard_of_partition,
 )
 from ledger.book import BalanceView
-from ledger.messages import PaymentRequest
-from ledger.records import PaymentRecord
+from ledger.messages import HoldRequest, PaymentRequest
+from ledger.records import HoldRecord, PaymentRecord
 
 
 class LedgerClient:
@@ -51,14 +51,14 @@ class LedgerClient:
         assert all(o.payment is not None for o in outcomes)
         return [o.payment for o in outcomes]  # type: ignore[misc]
 
-    async def pay_outcomes(self, requests: list[PaymentRequest]) -> list[PayOutcome]:
+    async def pay_outcomes(self, requests: list[PaymentRequest]) -> list[Outcome]:
         groups: dict[int, list[int]] = defaultdict(list)
         for n, r in enumerate(requests):
             groups[coordinator_of(r.payment_id, self.settings.coordinators)].append(n)
         replies = await asyncio.gather(
             *(self.coordinator(c).call("pay", [requests[n] for n in ns]) for c, ns in groups.items())
         )
-        out: list[PayOutcome | None] = [None] * len(requests)
+        out: list[Outcome | None] = [None] * len(requests)
         for ns, outcomes in zip(groups.values(), replies, strict=True):
             for n, o in zip(ns, outcomes, strict=True):
                 out[n] = o
@@ -76,6 +76,21 @@ class LedgerClient:
         )
         merged = sorted((p for page in pages for p in page), key=lambda p: p.id, reverse=True)
         return merged[:limit], len(merged) > limit
+
+    def coordinator_of(self, some_id: str) -> Peer:
+        return self.coordinator(coordinator_of(some_id, self.settings.coordinators))
+
+    async def place_hold(self, request: HoldRequest) -> Outcome:
+        return await self.coordinator_of(request.hold_id).call("place_hold", request)
+
+    async def capture_hold(self, hold_id: str, *args: Any) -> Outcome:
+        return await self.coordinator_of(hold_id).call("capture_hold", hold_id, *args)
+
+    async def void_hold(self, hold_id: str, *args: Any) -> Outcome:
+        return await self.coordinator_of(hold_id).call("void_hold", hold_id, *args)
+
+    async def get_hold(self, hold_id: str) -> HoldRecord | None:
+        return await self.coordinator_of(hold_id).call("get_hold", hold_id)
 
     async def get_payment(self, payment_id: str) -> PaymentRecord | None:
         return await self.coordinator(coordinator_of(payment_id, self.settings.coordinators)).call(

@@ -25,8 +25,17 @@ from actors.settings import Settings
 from actors.topology import partition_of, shard_name, shard_of_partition
 from journal import Journal, JournalUnavailable, SqliteJournal
 from ledger.book import DEBIT, OpenHold
-from ledger.messages import HoldRef, PaymentRequest, SideRequest
-from ledger.records import Completed, Decided, EpochStarted, PaymentRecord, Record
+from ledger.messages import HoldRef, HoldRequest, PaymentRequest, SideRequest
+from ledger.records import (
+    Completed,
+    Decided,
+    EpochStarted,
+    HoldClosed,
+    HoldPlaced,
+    HoldRecord,
+    PaymentRecord,
+    Record,
+)
 from ledger.results import Check, PaymentStatus, decide
 
 ABORTED_IN_RECOVERY = "aborted_in_recovery"
@@ -40,10 +49,15 @@ def _now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-class PayOutcome(msgspec.Struct, frozen=True, array_like=True):
-    payment: PaymentRecord | None
+class Outcome(msgspec.Struct, frozen=True, array_like=True):
+    payment: PaymentRecord | None = None
+    hold: HoldRecord | None = None
     replayed: bool = False  # an idempotency key answered with the first outcome
     conflict: bool = False  # the key was used before with a different request
+    refused: str | None = None  # hold operations: not_found, not_held, amount_exceeds_hold
+
+
+HOLD_HELD = "held"
 
 
 def _pending_record(r: PaymentRequest) -> PaymentRecord:
@@ -77,6 +91,9 @@ class PaymentCoordinator:
         self.recent: OrderedDict[str, PaymentRecord] = OrderedDict()
         self._inflight: dict[str, asyncio.Future[PaymentRecord]] = {}
         self._pending: dict[str, PaymentRequest] = {}  # in flight, shown as `pending`
+        self.open_holds: dict[str, HoldRecord] = {}  # status held: never presumed aborted
+        self.recent_holds: OrderedDict[str, HoldRecord] = OrderedDict()
+        self._sweeper: asyncio.Task[None] | None = None
         self.keys: OrderedDict[str, tuple[bytes | None, str, int]] = OrderedDict()
         self._keys_evicted_until_ms = 0  # newest creation time of a key dropped inside the window
         self._recovery: asyncio.Task[None] | None = None
@@ -93,6 +110,16 @@ class PaymentCoordinator:
                 self._remember_key(p.idempotency_key, p.fingerprint, p.id, p.created_at_ms)
         elif isinstance(record, Completed):
             self.unfinished.pop(record.payment_id, None)
+        elif isinstance(record, HoldPlaced):
+            self._remember_hold(record.hold)
+            if record.hold.idempotency_key is not None:
+                h = record.hold
+                self._remember_key(h.idempotency_key, h.fingerprint, h.id, h.created_at_ms)  # type: ignore[arg-type]
+        elif isinstance(record, HoldClosed):
+            self._remember_hold(record.hold)
+            if record.idempotency_key is not None:
+                closed_ms = record.hold.closed_at_ms or 0
+                self._remember_key(record.idempotency_key, record.fingerprint, record.hold.id, closed_ms)
         elif isinstance(record, EpochStarted):
             assert record.epoch > self.epoch, "epochs only grow"
             self.epoch = record.epoch
@@ -123,6 +150,8 @@ class PaymentCoordinator:
         if self._recovery is None:
             self._recovery = asyncio.get_running_loop().create_task(self._recover())
         await asyncio.shield(self._recovery)
+        if self._sweeper is None:
+            self._sweeper = asyncio.get_running_loop().create_task(self._sweep_expired_holds())
         return self.epoch
 
     async def _recover(self) -> None:
@@ -137,7 +166,14 @@ class PaymentCoordinator:
                 holds[hold.payment_id].append(hold)
         now_ms = _now_ms()
         for payment_id, hs in holds.items():
-            if payment_id in self.unfinished or payment_id in self.recent:
+            if payment_id in self.unfinished or payment_id in self.recent or payment_id in self.open_holds:
+                continue
+            hold = await self._hold(payment_id) if payment_id.startswith("hold_") else None
+            if hold is not None:
+                # Captured: its payment is unfinished and posts it below. Voided, expired or
+                # refused: release what is still held.
+                if hold.status != "captured":
+                    await self._void_legs([hold])
                 continue
             found = await self.journal.query(payment_id, "de", limit=1)
             if found:
@@ -187,22 +223,24 @@ class PaymentCoordinator:
             return (known[0], known[1]) if known[2] >= window_start_ms else None
         if self._keys_evicted_until_ms < window_start_ms:
             return None  # nothing inside the window was evicted: the key is new
-        found = await self.journal.tagged(f"k:{key}", limit=1)
-        for stored in found:
-            assert isinstance(stored.record, Decided)
-            p = stored.record.payment
-            if p.created_at_ms >= window_start_ms:
-                return p.fingerprint, p.id
+        for stored in await self.journal.tagged(f"k:{key}", limit=1):
+            r = stored.record
+            if isinstance(r, Decided) and r.payment.created_at_ms >= window_start_ms:
+                return r.payment.fingerprint, r.payment.id
+            if isinstance(r, HoldPlaced) and r.hold.created_at_ms >= window_start_ms:
+                return r.hold.fingerprint, r.hold.id
+            if isinstance(r, HoldClosed) and (r.hold.closed_at_ms or 0) >= window_start_ms:
+                return r.fingerprint, r.hold.id
         return None
 
     # -- payments ---------------------------------------------------------------------------
-    async def pay(self, requests: list[PaymentRequest]) -> list[PayOutcome]:
+    async def pay(self, requests: list[PaymentRequest]) -> list[Outcome]:
         """Run payments; a request whose idempotency key was seen replays the first
         outcome (or is refused if its fingerprint differs). Concurrent duplicates wait
         for the one in flight, so a key never makes two payments."""
         await self.ready()
         loop = asyncio.get_running_loop()
-        answers: list[PayOutcome | str | None] = []  # an outcome, a payment id to replay, or fresh
+        answers: list[Outcome | str | None] = []  # an outcome, a payment id to replay, or fresh
         fresh: list[PaymentRequest] = []
         for r in requests:
             if r.idempotency_key is not None:
@@ -210,7 +248,7 @@ class PaymentCoordinator:
                 if known is None and r.idempotency_key in self.keys:  # claimed while we looked on disk
                     known = self.keys[r.idempotency_key][:2]
                 if known is not None:
-                    answers.append(PayOutcome(None, conflict=True) if known[0] != r.fingerprint else known[1])
+                    answers.append(Outcome(conflict=True) if known[0] != r.fingerprint else known[1])
                     continue
             if r.payment_id in self.recent or r.payment_id in self._inflight:
                 answers.append(r.payment_id)  # a redelivered call: answer with the first outcome
@@ -237,28 +275,42 @@ class PaymentCoordinator:
                         fut.set_result(self.recent[r.payment_id])
                     else:
                         fut.cancel()
-            answers = [PayOutcome(next(decided)) if a is None else a for a in answers]
-        return [a if isinstance(a, PayOutcome) else await self._replay(a) for a in answers]  # type: ignore[arg-type]
+            answers = [Outcome(next(decided)) if a is None else a for a in answers]
+        return [a if isinstance(a, Outcome) else await self._replay(a) for a in answers]  # type: ignore[arg-type]
 
-    async def _replay(self, payment_id: str) -> PayOutcome:
-        inflight = self._inflight.get(payment_id)
-        payment = await asyncio.shield(inflight) if inflight is not None else await self.get_payment(payment_id)
-        assert payment is not None, f"an idempotency key points at unknown payment {payment_id}"
-        return PayOutcome(payment, replayed=True)
+    async def _replay(self, some_id: str) -> Outcome:
+        """The first outcome of a payment or hold operation an idempotency key points at."""
+        inflight = self._inflight.get(some_id)
+        if inflight is not None:
+            await asyncio.shield(inflight)
+        if some_id.startswith("hold_"):
+            hold = await self._hold(some_id)
+            assert hold is not None, f"an idempotency key points at unknown hold {some_id}"
+            return Outcome(hold=hold, replayed=True)
+        payment = await self.get_payment(some_id)
+        assert payment is not None, f"an idempotency key points at unknown payment {some_id}"
+        return Outcome(payment, replayed=True)
 
-    async def _run(self, requests: list[PaymentRequest]) -> list[PaymentRecord]:
-        if not self.journal.writable:
-            raise JournalUnavailable("coordinator journal is not writable")
+    async def _claim_key(self, key: str | None, fingerprint: bytes | None) -> Outcome | None:
+        """None if `key` is new (or absent); else the replay or the conflict."""
+        if key is None:
+            return None
+        known = await self._find_key(key)
+        if known is None and key in self.keys:  # claimed while we looked on disk
+            known = self.keys[key][:2]
+        if known is None:
+            return None
+        return Outcome(conflict=True) if known[0] != fingerprint else await self._replay(known[1])
+
+    async def _phase1(self, legs: list[tuple[str, str, str, int, str]]) -> dict[tuple[str, str], Check]:
+        """Reserve on the paying side and prepare the receiving side of every
+        (id, from, to, amount, currency), one call per shard and side; each leg's check."""
         epoch = self.epoch
         debits: dict[int, list[SideRequest]] = defaultdict(list)
         credits: dict[int, list[SideRequest]] = defaultdict(list)
-        for r in requests:
-            debits[self._shard(r.balance_from)].append(
-                SideRequest(r.payment_id, r.balance_from, r.amount_minor, r.currency)
-            )
-            credits[self._shard(r.balance_to)].append(
-                SideRequest(r.payment_id, r.balance_to, r.amount_minor, r.currency)
-            )
+        for hold_id, balance_from, balance_to, amount_minor, currency in legs:
+            debits[self._shard(balance_from)].append(SideRequest(hold_id, balance_from, amount_minor, currency))
+            credits[self._shard(balance_to)].append(SideRequest(hold_id, balance_to, amount_minor, currency))
         calls = [(k, "reserve", items) for k, items in debits.items()] + [
             (k, "prepare", items) for k, items in credits.items()
         ]
@@ -272,6 +324,14 @@ class PaymentCoordinator:
                 # A shard that raised (journal unwritable) left no hold behind: refuse the leg.
                 code = Check.UNAVAILABLE if isinstance(reply, BaseException) else Check(reply[n])
                 codes[(item.payment_id, item.balance_id)] = code
+        return codes
+
+    async def _run(self, requests: list[PaymentRequest]) -> list[PaymentRecord]:
+        if not self.journal.writable:
+            raise JournalUnavailable("coordinator journal is not writable")
+        codes = await self._phase1(
+            [(r.payment_id, r.balance_from, r.balance_to, r.amount_minor, r.currency) for r in requests]
+        )
         settled_at_ms = _now_ms()
         decided = []
         for r in requests:
@@ -305,7 +365,8 @@ class PaymentCoordinator:
             target = posts if p.status == PaymentStatus.SUCCESS else voids
             for balance_id in (p.balance_from, p.balance_to):
                 if balance_id:
-                    target[self._shard(balance_id)].append(HoldRef(p.id, balance_id))
+                    ref = HoldRef(p.id, balance_id, p.amount_minor if p.hold_id else None, p.hold_id)
+                    target[self._shard(balance_id)].append(ref)
         await asyncio.gather(
             *(call_until_done(self._peer(k), "post", refs) for k, refs in posts.items()),
             *(call_until_done(self._peer(k), "void", refs) for k, refs in voids.items()),
@@ -314,6 +375,173 @@ class PaymentCoordinator:
             if p.id in self.unfinished:
                 self._commit(Completed(p.id))
         # Completed only saves recovery work; no reply waits for it.
+
+    # -- holds ------------------------------------------------------------------------------
+    def _remember_hold(self, hold: HoldRecord) -> None:
+        if hold.status == HOLD_HELD:
+            self.open_holds[hold.id] = hold
+        else:
+            self.open_holds.pop(hold.id, None)
+        self.recent_holds[hold.id] = hold
+        self.recent_holds.move_to_end(hold.id)
+        while len(self.recent_holds) > self.settings.recent_payments_max:
+            self.recent_holds.popitem(last=False)  # open ones stay in open_holds
+
+    async def _hold(self, hold_id: str) -> HoldRecord | None:
+        known = self.open_holds.get(hold_id) or self.recent_holds.get(hold_id)
+        if known is not None:
+            return known
+        for kind in ("hc", "hp"):  # closed, else as placed
+            found = await self.journal.query(hold_id, kind, limit=1)
+            if found:
+                return found[0].record.hold  # type: ignore[union-attr]
+        return None
+
+    async def _void_legs(self, holds: list[HoldRecord]) -> None:
+        refs: dict[int, list[HoldRef]] = defaultdict(list)
+        for h in holds:
+            for balance_id in (h.balance_from, h.balance_to):
+                refs[self._shard(balance_id)].append(HoldRef(h.id, balance_id))
+        await asyncio.gather(*(call_until_done(self._peer(k), "void", rs) for k, rs in refs.items()))
+
+    async def place_hold(self, r: HoldRequest) -> Outcome:
+        await self.ready()
+        claimed = await self._claim_key(r.idempotency_key, r.fingerprint)
+        if claimed is not None:
+            return claimed
+        if r.hold_id in self.recent_holds or r.hold_id in self._inflight:
+            return await self._replay(r.hold_id)  # a redelivered call
+        if not self.journal.writable:
+            raise JournalUnavailable("coordinator journal is not writable")
+        done = self._inflight[r.hold_id] = asyncio.get_running_loop().create_future()
+        if r.idempotency_key is not None:
+            self._remember_key(r.idempotency_key, r.fingerprint, r.hold_id, r.created_at_ms)
+        try:
+            codes = await self._phase1([(r.hold_id, r.balance_from, r.balance_to, r.amount_minor, r.currency)])
+            status, reason = decide(codes[(r.hold_id, r.balance_from)], codes[(r.hold_id, r.balance_to)])
+            hold = HoldRecord(
+                id=r.hold_id,
+                balance_from=r.balance_from,
+                balance_to=r.balance_to,
+                amount_minor=r.amount_minor,
+                currency=r.currency,
+                status=HOLD_HELD if status == PaymentStatus.SUCCESS else str(status),
+                reason=reason,
+                created_at_ms=r.created_at_ms,
+                expires_at_ms=r.expires_at_ms,
+                closed_at_ms=None if status == PaymentStatus.SUCCESS else _now_ms(),
+                idempotency_key=r.idempotency_key,
+                fingerprint=r.fingerprint,
+            )
+            self._commit(HoldPlaced(hold))
+            await self.journal.durable()
+            if hold.status != HOLD_HELD:
+                await self._void_legs([hold])
+            return Outcome(hold=hold)
+        except BaseException:
+            if r.idempotency_key is not None and r.hold_id not in self.recent_holds:
+                self.keys.pop(r.idempotency_key, None)
+            raise
+        finally:
+            del self._inflight[r.hold_id]
+            done.cancel()
+
+    async def capture_hold(
+        self,
+        hold_id: str,
+        amount_minor: int | None,
+        payment_id: str,
+        created_at_ms: int,
+        key: str | None,
+        fingerprint: bytes | None,
+    ) -> Outcome:
+        await self.ready()
+        claimed = await self._claim_key(key, fingerprint)
+        if claimed is not None:
+            return claimed
+        if payment_id in self.recent or payment_id in self._inflight:
+            return await self._replay(payment_id)
+        await self._expire_due()
+        hold = self.open_holds.get(hold_id)
+        if hold is None:  # from here to the commit, no await: one capture or void wins
+            known = await self._hold(hold_id)
+            return Outcome(hold=known, refused="not_found" if known is None else "not_held")
+        amount = hold.amount_minor if amount_minor is None else amount_minor
+        if not 0 < amount <= hold.amount_minor:
+            return Outcome(hold=hold, refused="amount_exceeds_hold")
+        if not self.journal.writable:
+            raise JournalUnavailable("coordinator journal is not writable")
+        now_ms = _now_ms()
+        capture = PaymentRecord(
+            id=payment_id,
+            balance_from=hold.balance_from,
+            balance_to=hold.balance_to,
+            amount_minor=amount,
+            currency=hold.currency,
+            status=PaymentStatus.SUCCESS,
+            reason=None,
+            created_at_ms=created_at_ms,
+            settled_at_ms=now_ms,
+            description="capture",
+            idempotency_key=key,
+            fingerprint=fingerprint,
+            hold_id=hold_id,
+        )
+        closed = msgspec.structs.replace(
+            hold, status="captured", closed_at_ms=now_ms, captured_minor=amount, payment_id=payment_id
+        )
+        done = self._inflight[payment_id] = asyncio.get_running_loop().create_future()
+        try:
+            self._commit(Decided(capture))
+            self._commit(HoldClosed(closed))
+            await self.journal.durable()
+            await self._phase2([capture])
+            return Outcome(payment=capture, hold=closed)
+        finally:
+            del self._inflight[payment_id]
+            done.cancel()
+
+    async def void_hold(self, hold_id: str, key: str | None, fingerprint: bytes | None) -> Outcome:
+        await self.ready()
+        claimed = await self._claim_key(key, fingerprint)
+        if claimed is not None:
+            return claimed
+        await self._expire_due()
+        hold = self.open_holds.get(hold_id)
+        if hold is None:
+            known = await self._hold(hold_id)
+            return Outcome(hold=known, refused="not_found" if known is None else "not_held")
+        if not self.journal.writable:
+            raise JournalUnavailable("coordinator journal is not writable")
+        closed = msgspec.structs.replace(hold, status="voided", closed_at_ms=_now_ms())
+        self._commit(HoldClosed(closed, key, fingerprint))
+        await self.journal.durable()
+        await self._void_legs([closed])
+        return Outcome(hold=closed)
+
+    async def get_hold(self, hold_id: str) -> HoldRecord | None:
+        await self.ready()
+        await self._expire_due()
+        return await self._hold(hold_id)
+
+    async def _expire_due(self) -> None:
+        now_ms = _now_ms()
+        due = [h for h in self.open_holds.values() if h.expires_at_ms <= now_ms]
+        if not due or not self.journal.writable:
+            return
+        expired = [msgspec.structs.replace(h, status="expired", closed_at_ms=now_ms) for h in due]
+        for h in expired:
+            self._commit(HoldClosed(h))
+        await self.journal.durable()
+        await self._void_legs(expired)
+
+    async def _sweep_expired_holds(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.hold_sweep_interval_ms / 1000)
+            try:
+                await self._expire_due()
+            except Exception:  # the next sweep tries again; nothing is lost meanwhile
+                continue
 
     async def get_payment(self, payment_id: str) -> PaymentRecord | None:
         await self.ready()

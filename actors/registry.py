@@ -192,10 +192,7 @@ class Registry:
             if balance_id not in self.not_ready:
                 by_shard.setdefault(self._shard_index(balance_id), []).append(balance_id)
         await asyncio.gather(
-            *(
-                self._peer(shard_name(k)).call("set_account_active", ids, account.active)
-                for k, ids in by_shard.items()
-            )
+            *(self._peer(shard_name(k)).call("set_account_active", ids, account.active) for k, ids in by_shard.items())
         )
 
     async def _open_on_shard(self, info: BalanceInfo) -> None:

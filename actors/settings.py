@@ -33,6 +33,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     journal_batch_rows_max: int = 4096  # rows per SQLite transaction
     snapshot_every_records: int = 100_000  # bounds replay work after a crash
     recent_payments_max: int = 100_000  # coordinator's in-memory cache of decided payments
+    hold_sweep_interval_ms: int = 500  # how late past its expiry a hold may still be released
+    hold_expires_in_s_max: int = 7 * 24 * 3600
     idempotency_window_s: int = 24 * 3600  # a key replays its first outcome this long
     idempotency_keys_in_memory_max: int = 200_000  # older keys in the window are looked up on disk
     directory_cache_max: int = 100_000  # gateway's cache of immutable balance facts

@@ -10,13 +10,15 @@ from typing import TypeVar
 import msgspec
 from aiohttp import web
 
+from actors.coordinator import Outcome
 from actors.registry import SYSTEM_ACCOUNT_ID, BalanceInfo
 from gateway import payments, render, schemas
 from gateway.auth import Principal, new_account_token
 from gateway.errors import ApiError
-from gateway.keys import AUTH, CLIENT, DIRECTORY, PRINCIPAL
+from gateway.keys import AUTH, CLIENT, DIRECTORY, PRINCIPAL, SETTINGS
+from ledger.messages import HoldRequest
 from ledger.money import format_amount
-from ledger.records import PaymentRecord
+from ledger.records import HoldRecord, PaymentRecord
 from ledger.results import FINAL_STATUSES, Check
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -343,3 +345,90 @@ async def create_batch(request: web.Request) -> web.Response:
     for n, settled in zip(slots, await payments.settle(request, prepared) if prepared else [], strict=True):
         results[n] = msgspec.to_builtins(settled.body)
     return json_response(schemas.BatchResult(results=results))  # type: ignore[arg-type]
+
+
+# -- holds ----------------------------------------------------------------------------------
+async def _decode_optional(request: web.Request, type_: type[T]) -> T:
+    """Capture and void may be sent without a body."""
+    if not request.can_read_body:
+        return msgspec.json.decode(b"{}", type=type_)
+    return await decode(request, type_)
+
+
+def _hold_response(request: web.Request, outcome: Outcome, exponent: int, status: int) -> web.Response:
+    if outcome.conflict:
+        raise ApiError("idempotency_key_reused", "this Idempotency-Key was used with a different request")
+    if outcome.refused == "not_found" or (outcome.hold is None and outcome.payment is None):
+        raise ApiError("not_found", "no such hold")
+    if outcome.refused == "not_held":
+        assert outcome.hold is not None
+        raise ApiError("conflict", f"the hold is {outcome.hold.status}, no longer held")
+    if outcome.refused == "amount_exceeds_hold":
+        raise ApiError("invalid_amount", "a capture cannot exceed the held amount", "amount")
+    assert outcome.refused is None, outcome.refused
+    if outcome.payment is not None:
+        body: msgspec.Struct = render.payment(outcome.payment, exponent)
+    else:
+        assert outcome.hold is not None
+        body = render.hold(outcome.hold, exponent)
+    headers = {"Idempotent-Replayed": "true"} if outcome.replayed else None
+    return web.Response(body=msgspec.json.encode(body), status=status, content_type="application/json", headers=headers)
+
+
+async def create_hold(request: web.Request) -> web.Response:
+    body = await decode(request, schemas.HoldCreate)
+    key = payments.idempotency_key(request)
+    fp = payments.fingerprint(request, body) if key is not None else None
+    single = schemas.PaymentCreate(body.balance_from, body.balance_to, body.amount)
+    prepared = await payments.prepare_payment(request, single, key, fp)  # the same checks as a payment
+    p = prepared.request
+    hold_request = HoldRequest(
+        hold_id=payments.payment_id_for(key, request.app[SETTINGS].coordinators, prefix="hold"),
+        balance_from=p.balance_from,
+        balance_to=p.balance_to,
+        amount_minor=p.amount_minor,
+        currency=p.currency,
+        created_at_ms=p.created_at_ms,
+        expires_at_ms=p.created_at_ms + body.expires_in_s * 1000,
+        idempotency_key=key,
+        fingerprint=fp,
+    )
+    outcome = await request.app[CLIENT].place_hold(hold_request)
+    return _hold_response(request, outcome, prepared.exponent, 201)
+
+
+async def _own_hold(request: web.Request, *, paying_side: bool) -> HoldRecord:
+    hold = await request.app[CLIENT].get_hold(request.match_info["id"])
+    if hold is None:
+        raise ApiError("not_found", "no such hold")
+    sides = [hold.balance_from] if paying_side else [hold.balance_from, hold.balance_to]
+    infos = await request.app[DIRECTORY].balances(sides)
+    if not any(i is not None and can_read_account(request, i.account_id) for i in infos):
+        raise ApiError("not_found", "no such hold")
+    return hold
+
+
+async def get_hold(request: web.Request) -> web.Response:
+    hold = await _own_hold(request, paying_side=False)
+    return json_response(render.hold(hold, await request.app[DIRECTORY].exponent(hold.currency)))
+
+
+async def capture_hold(request: web.Request) -> web.Response:
+    body = await _decode_optional(request, schemas.HoldCapture)
+    hold = await _own_hold(request, paying_side=True)
+    exponent = await request.app[DIRECTORY].exponent(hold.currency)
+    amount = payments.parse_money(body.amount, exponent) if body.amount is not None else None
+    key = payments.idempotency_key(request)
+    fp = payments.fingerprint(request, body) if key is not None else None
+    payment_id = payments.payment_id_for(hold.id, request.app[SETTINGS].coordinators)
+    outcome = await request.app[CLIENT].capture_hold(hold.id, amount, payment_id, payments.now_ms(), key, fp)
+    return _hold_response(request, outcome, exponent, 201)
+
+
+async def void_hold(request: web.Request) -> web.Response:
+    body = await _decode_optional(request, schemas.HoldVoid)
+    hold = await _own_hold(request, paying_side=True)
+    key = payments.idempotency_key(request)
+    fp = payments.fingerprint(request, body) if key is not None else None
+    outcome = await request.app[CLIENT].void_hold(hold.id, key, fp)
+    return _hold_response(request, outcome, await request.app[DIRECTORY].exponent(hold.currency), 200)

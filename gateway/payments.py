@@ -16,7 +16,7 @@ from typing import NamedTuple
 import msgspec
 from aiohttp import web
 
-from actors.coordinator import PayOutcome, _pending_record
+from actors.coordinator import Outcome, _pending_record
 from actors.registry import SYSTEM_ACCOUNT_ID, BalanceInfo
 from actors.topology import coordinator_of
 from gateway import render, schemas
@@ -69,11 +69,11 @@ def fingerprint(request: web.Request, body: msgspec.Struct) -> bytes:
     return h.digest()[:16]
 
 
-def payment_id_for(key: str | None, coordinators: int) -> str:
-    """A fresh payment id owned by the coordinator that owns `key`, so the idempotency
-    check and the payment meet in one actor (expected `coordinators` draws)."""
+def payment_id_for(key: str | None, coordinators: int, prefix: str = "pay") -> str:
+    """A fresh id owned by the coordinator that owns `key` (an idempotency key or a hold
+    id), so the check and the payment meet in one actor (expected `coordinators` draws)."""
     while True:
-        payment_id = new_id("pay")
+        payment_id = new_id(prefix)
         if key is None or coordinator_of(payment_id, coordinators) == coordinator_of(key, coordinators):
             return payment_id
 
@@ -151,7 +151,7 @@ async def settle(request: web.Request, prepared: list[Prepared]) -> list[Settled
     `pending` and settle in the background."""
     task = asyncio.ensure_future(request.app[CLIENT].pay_outcomes([p.request for p in prepared]))
     try:
-        outcomes: list[PayOutcome] = await asyncio.wait_for(
+        outcomes: list[Outcome] = await asyncio.wait_for(
             asyncio.shield(task), request.app[SETTINGS].payment_wait_ms / 1000
         )
     except TimeoutError:

@@ -8,7 +8,7 @@ from actors.registry import AccountInfo, BalanceInfo
 from gateway import schemas
 from ledger.book import BalanceView
 from ledger.money import format_amount
-from ledger.records import PaymentRecord
+from ledger.records import HoldRecord, PaymentRecord
 
 
 def timestamp(ms: int) -> str:
@@ -53,4 +53,21 @@ def payment(p: PaymentRecord, exponent: int) -> schemas.Payment:
         settled_at=timestamp(p.settled_at_ms) if p.settled_at_ms is not None else None,
         description=p.description,
         metadata=p.metadata,
+    )
+
+
+def hold(h: HoldRecord, exponent: int) -> schemas.Hold:
+    return schemas.Hold(
+        id=h.id,
+        balance_from=h.balance_from,
+        balance_to=h.balance_to,
+        amount=format_amount(h.amount_minor, exponent),
+        currency=h.currency,
+        status=h.status,
+        created_at=timestamp(h.created_at_ms),
+        expires_at=timestamp(h.expires_at_ms),
+        reason=h.reason,
+        closed_at=timestamp(h.closed_at_ms) if h.closed_at_ms is not None else None,
+        captured_amount=format_amount(h.captured_minor, exponent) if h.captured_minor is not None else None,
+        payment_id=h.payment_id,
     )

@@ -173,3 +173,33 @@ class Entry(msgspec.Struct):
 class EntryList(msgspec.Struct):
     data: list[Entry]
     has_more: bool
+
+
+class HoldCreate(msgspec.Struct, **_req):
+    balance_from: Id
+    balance_to: Id
+    amount: AmountText
+    expires_in_s: Annotated[int, Meta(ge=1, le=7 * 24 * 3600)]
+
+
+class HoldCapture(msgspec.Struct, **_req):
+    amount: AmountText | None = None  # default: all of it; the rest is released
+
+
+class HoldVoid(msgspec.Struct, **_req):
+    pass
+
+
+class Hold(msgspec.Struct, omit_defaults=True):
+    id: str
+    balance_from: str
+    balance_to: str
+    amount: str
+    currency: str
+    status: str
+    created_at: str
+    expires_at: str
+    reason: str | None = None
+    closed_at: str | None = None
+    captured_amount: str | None = None
+    payment_id: str | None = None

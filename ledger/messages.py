@@ -39,3 +39,15 @@ class BalanceSpec(msgspec.Struct, frozen=True, array_like=True):
     currency: str
     overdraft_limit_minor: int = 0
     unlimited: bool = False
+
+
+class HoldRequest(msgspec.Struct, frozen=True, array_like=True):
+    hold_id: str
+    balance_from: str
+    balance_to: str
+    amount_minor: int
+    currency: str
+    created_at_ms: int
+    expires_at_ms: int
+    idempotency_key: str | None = None
+    fingerprint: bytes | None = None

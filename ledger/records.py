@@ -96,6 +96,43 @@ class PaymentRecord(msgspec.Struct, frozen=True, array_like=True, forbid_unknown
     metadata: dict[str, str] | None = None
     idempotency_key: str | None = None
     fingerprint: bytes | None = None
+    hold_id: str | None = None  # set on the payment that captures a hold
+
+
+class HoldRecord(msgspec.Struct, frozen=True, array_like=True, forbid_unknown_fields=True):
+    """An authorization: the amount is reserved on `balance_from` (and the credit prepared
+    on `balance_to`) until it is captured, voided or expires."""
+
+    id: str
+    balance_from: str
+    balance_to: str
+    amount_minor: int
+    currency: str
+    status: str  # held, captured, voided, expired, or the payment status that refused it
+    reason: str | None
+    created_at_ms: int
+    expires_at_ms: int
+    closed_at_ms: int | None = None
+    captured_minor: int | None = None
+    payment_id: str | None = None  # the capturing payment
+    idempotency_key: str | None = None
+    fingerprint: bytes | None = None
+
+
+class HoldPlaced(msgspec.Struct, tag="hp", **_opts):
+    """The decision to keep a hold open (or that it was refused): recovery must not
+    presume it aborted."""
+
+    hold: HoldRecord
+
+
+class HoldClosed(msgspec.Struct, tag="hc", **_opts):
+    """Captured, voided or expired: the hold's final state, and the commit point of that
+    decision (a capture's payment is journaled in the same flush)."""
+
+    hold: HoldRecord
+    idempotency_key: str | None = None  # of the void request, if it had one
+    fingerprint: bytes | None = None
 
 
 class Decided(msgspec.Struct, tag="de", **_opts):
@@ -173,6 +210,8 @@ Record = (
     | EpochStarted
     | Decided
     | Completed
+    | HoldPlaced
+    | HoldClosed
     | Genesis
     | AccountCreated
     | AccountChanged
@@ -188,6 +227,8 @@ def record_key(record: Record) -> str | None:
     """The id a journal indexes a record by, for history queries (statements, payments)."""
     if isinstance(record, Decided):
         return record.payment.id
+    if isinstance(record, HoldPlaced | HoldClosed):
+        return record.hold.id
     if isinstance(record, Posted):
         return record.balance_id
     return None
@@ -202,6 +243,10 @@ def record_tags(record: Record) -> tuple[str, tuple[str, ...]] | None:
         if p.idempotency_key is not None:
             tags.append(f"k:{p.idempotency_key}")
         return p.id, tuple(tags)
+    if isinstance(record, HoldPlaced) and record.hold.idempotency_key is not None:
+        return record.hold.id, (f"k:{record.hold.idempotency_key}",)
+    if isinstance(record, HoldClosed) and record.idempotency_key is not None:
+        return record.hold.id, (f"k:{record.idempotency_key}",)
     if isinstance(record, Posted):
         return record.payment_id, (f"e:{record.balance_id}",)
     return None
