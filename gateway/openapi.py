@@ -63,7 +63,9 @@ def build_spec(version: str) -> dict[str, Any]:
         if op.body is not None:
             errors |= {"validation_error", "payload_too_large", "unsupported_media_type"}
         if op.idempotent:
-            errors.add("idempotency_key_reused")
+            errors |= {"idempotency_key_reused", "validation_error"}
+        if op.query:
+            errors.add("validation_error")
         if op.access != "public" or op.errors:
             errors.add("unavailable")
         for code in sorted(errors, key=lambda c: STATUS_OF_CODE[c][0]):
