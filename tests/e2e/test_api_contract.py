@@ -57,7 +57,7 @@ async def test_account_keys_scope_what_a_token_can_do(api: Api) -> None:
     assert (await alice_api.get(f"/v1/payments/{paid.body['id']}")).status == 200
     bob_only = await api.pay(b_bal["id"], a_bal["id"], "2")
     bob_key = await api.post(f"/v1/accounts/{bob['id']}/keys")
-    carol, c_bal = await funded(api)
+    _, c_bal = await funded(api)
     carol_only = await api.pay(c_bal["id"], b_bal["id"], "1")
     # Alice sees payments touching her balances only.
     assert (await alice_api.get(f"/v1/payments/{bob_only.body['id']}")).status == 200

@@ -34,8 +34,11 @@ def rayledger_command() -> list[str]:
 
 
 class Server:
-    def __init__(self, data_dir: Path, *extra_args: str, port: int | None = None) -> None:
+    def __init__(
+        self, data_dir: Path, *extra_args: str, port: int | None = None, env: dict[str, str] | None = None
+    ) -> None:
         self.data_dir = data_dir
+        self.extra_env = env or {}
         self.port = port or free_port()
         self.extra_args = extra_args
         self.token = secrets.token_urlsafe(32)
@@ -61,7 +64,7 @@ class Server:
         ]
 
     def env(self) -> dict[str, str]:
-        return {**os.environ, "RAYLEDGER_ADMIN_TOKEN": self.token, "RAY_DEDUP_LOGS": "0"}
+        return {**os.environ, "RAYLEDGER_ADMIN_TOKEN": self.token, "RAY_DEDUP_LOGS": "0", **self.extra_env}
 
     def start(self) -> Server:
         with open(self.log_path, "ab") as log:

@@ -1,0 +1,82 @@
+"""API state that must survive a crash of the whole server: revoked keys stay revoked,
+idempotency keys keep replaying, holds stay held. And the 202 pending fallback."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import aiohttp
+
+from tests.support.api import Api
+from tests.support.server import Server
+
+
+async def test_keys_idempotency_and_holds_survive_kill9(tmp_path: Path) -> None:
+    server = Server(tmp_path / "data").start()
+    try:
+        async with aiohttp.ClientSession() as session:
+            api = Api(session, server.url, server.token)
+            alice, bob = await api.account("alice@example.com"), await api.account("bob@example.com")
+            a, b = await api.balance(alice["id"], "USD"), await api.balance(bob["id"], "USD")
+            await api.deposit(a["id"], "20")
+            live = (await api.post(f"/v1/accounts/{alice['id']}/keys")).body
+            dead = (await api.post(f"/v1/accounts/{alice['id']}/keys")).body
+            assert (await api.request("DELETE", f"/v1/keys/{dead['id']}")).status == 204
+            body = {"balance_from": a["id"], "balance_to": b["id"], "amount": "2"}
+            first = await api.post("/v1/payments", body, headers={"Idempotency-Key": "k-1"})
+            hold = await api.post(
+                "/v1/holds", {"balance_from": a["id"], "balance_to": b["id"], "amount": "5", "expires_in_s": 3600}
+            )
+            assert hold.body["status"] == "held"
+
+        server.kill9()
+        server.start()
+
+        async with aiohttp.ClientSession() as session:
+            api = Api(session, server.url, server.token)
+            assert (await Api(session, server.url, dead["token"]).get(f"/v1/accounts/{alice['id']}")).status == 401
+            assert (await Api(session, server.url, live["token"]).get(f"/v1/accounts/{alice['id']}")).status == 200
+            again = await api.post("/v1/payments", body, headers={"Idempotency-Key": "k-1"})
+            assert again.body == first.body and again.headers["Idempotent-Replayed"] == "true"
+            reused = await api.post("/v1/payments", {**body, "amount": "3"}, headers={"Idempotency-Key": "k-1"})
+            assert reused.status == 409
+            # The hold was not presumed aborted by recovery: still held, still reserved.
+            assert (await api.get(f"/v1/holds/{hold.body['id']}")).body["status"] == "held"
+            balance = (await api.get(f"/v1/balances/{a['id']}")).body
+            assert (balance["amount"], balance["reserved"], balance["available"]) == ("18.00", "5.00", "13.00")
+            captured = await api.post(f"/v1/holds/{hold.body['id']}/capture")
+            assert captured.status == 201 and captured.body["amount"] == "5.00"
+            assert (await api.get(f"/v1/balances/{b['id']}")).body["amount"] == "7.00"
+    finally:
+        server.stop()
+
+
+async def settled(api: Api, payment_id: str) -> dict:
+    """Poll as a client would after a 202, until the payment is final (bounded)."""
+    for _ in range(200):
+        state = (await api.get(f"/v1/payments/{payment_id}")).body
+        if state["status"] != "pending":
+            return state
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"{payment_id} still pending")
+
+
+async def test_payment_not_final_within_the_wait_limit_answers_202(tmp_path: Path) -> None:
+    server = Server(tmp_path / "data", env={"RAYLEDGER_PAYMENT_WAIT_MS": "0"}).start()
+    try:
+        async with aiohttp.ClientSession() as session:
+            api = Api(session, server.url, server.token)
+            account = await api.account("carol@example.com")
+            other = await api.account("dave@example.com")
+            a, b = await api.balance(account["id"], "EUR"), await api.balance(other["id"], "EUR")
+            deposit = await api.post("/v1/deposits", {"balance_id": a["id"], "amount": "10"})
+            assert deposit.status == 202 and deposit.body["status"] == "pending"
+            assert (await settled(api, deposit.body["id"]))["status"] == "success"
+            paid = await api.pay(a["id"], b["id"], "4")
+            assert paid.status == 202 and paid.body["status"] == "pending" and "settled_at" not in paid.body
+            state = await settled(api, paid.body["id"])
+            assert state["status"] == "success" and state["settled_at"]
+            assert (await api.get(f"/v1/balances/{b['id']}")).body["amount"] == "4.00"
+    finally:
+        server.stop()
