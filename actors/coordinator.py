@@ -220,7 +220,10 @@ class PaymentCoordinator:
         window_start_ms = _now_ms() - self.settings.idempotency_window_s * 1000
         known = self.keys.get(key)
         if known is not None:
-            return (known[0], known[1]) if known[2] >= window_start_ms else None
+            if known[2] >= window_start_ms:
+                return known[0], known[1]
+            del self.keys[key]  # expired: the key may be used afresh
+            return None
         if self._keys_evicted_until_ms < window_start_ms:
             return None  # nothing inside the window was evicted: the key is new
         for stored in await self.journal.tagged(f"k:{key}", limit=1):
