@@ -1,4 +1,4 @@
-"""`rayledger` command line: serve (and, later, verify, seed, bench, keys).
+"""`rayledger` command line: serve, verify.
 
 A top-level module named `rayledger_cli` rather than `cli`, so that installing the
 package cannot shadow another distribution's `cli` module.
@@ -131,6 +131,38 @@ def serve(settings: Settings) -> int:
         lock.close()
 
 
+def verify(settings: Settings) -> int:
+    from rich.console import Console
+    from rich.progress import Progress
+
+    from actors.audit import count_records, journal_files
+    from actors.audit import verify as audit
+
+    console = Console()
+    files = journal_files(settings.data_path)
+    total = sum(count_records(f) for f in files)
+    with Progress(console=console, transient=True) as progress:
+        task = progress.add_task(f"replaying {len(files)} journals", total=total * 1 or None)
+        report = audit(
+            settings.data_path,
+            lambda n: progress.advance(task, n),
+            idempotency_window_s=settings.idempotency_window_s,
+        )
+    console.print(
+        f"journals {report.journals}, records {report.records}, balances {report.balances}, "
+        f"payments {report.payments}, open holds {report.open_holds}"
+    )
+    for currency, amount in sorted(report.totals.items()):
+        console.print(f"  {currency}: sum {amount}")
+    if report.violations:
+        for violation in report.violations:
+            console.print(f"[red]VIOLATION[/red] {violation}", highlight=False)
+        console.print(f"[red]{len(report.violations)} violation(s)[/red]")
+        return 1
+    console.print("[green]OK[/green]: chains intact, state reproduced, money conserved")
+    return 0
+
+
 def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-dir", help="journal directory (default ./data)")
 
@@ -147,6 +179,8 @@ def main(argv: list[str] | None = None) -> int:
     p_serve.add_argument("--shards", type=int, help="BalanceShard actors (2)")
     p_serve.add_argument("--coordinators", type=int, help="PaymentCoordinator actors (1)")
     p_serve.add_argument("--no-dashboard", dest="dashboard", action="store_false", default=None)
+    p_verify = sub.add_parser("verify", help="audit every journal offline; non-zero exit on any violation")
+    _common(p_verify)
     args = vars(parser.parse_args(argv))
     command = args.pop("command")
     try:
@@ -155,6 +189,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(str(exc))
     if command == "serve":
         return serve(settings)
+    if command == "verify":
+        return verify(settings)
     raise AssertionError(command)
 
 

@@ -81,8 +81,9 @@ class Journal(abc.ABC):
 
     # -- adapter hooks ----------------------------------------------------------------
     @abc.abstractmethod
-    def _read(self) -> tuple[int, bytes, bytes | None, Iterator[Row]]:
-        """(snapshot_seq, hash at snapshot, snapshot body, rows after it in seq order)."""
+    def _read(self, from_genesis: bool) -> tuple[int, bytes, bytes | None, Iterator[Row]]:
+        """(snapshot_seq, hash at snapshot, snapshot body, rows after it in seq order);
+        `from_genesis`: every row from seq 1 (the snapshot is still returned)."""
 
     @abc.abstractmethod
     async def _write(self, rows: list[Row]) -> None:
@@ -106,15 +107,16 @@ class Journal(abc.ABC):
         return None
 
     # -- recovery ---------------------------------------------------------------------
-    def load(self) -> Loaded:
+    def load(self, *, from_genesis: bool = False) -> Loaded:
         """Read the latest snapshot and the records after it, checking the chain.
 
         Synchronous so that an actor can rebuild its state inside `__init__`, before it
-        serves any call.
+        serves any call. `from_genesis` (audits) replays every record from the first and
+        checks the snapshot's position in the chain too.
         """
-        snapshot_seq, snapshot_hash, snapshot, rows = self._read()
-        self.last_seq = self.durable_seq = snapshot_seq
-        self._last_hash = snapshot_hash
+        snapshot_seq, snapshot_hash, snapshot, rows = self._read(from_genesis)
+        self.last_seq = self.durable_seq = 0 if from_genesis else snapshot_seq
+        self._last_hash = GENESIS_HASH if from_genesis else snapshot_hash
 
         def records() -> Iterator[StoredRecord]:
             for row in rows:
@@ -124,6 +126,8 @@ class Journal(abc.ABC):
                     raise JournalCorrupt(f"hash chain broken at seq {row.seq}")
                 self.last_seq = self.durable_seq = row.seq
                 self._last_hash = row.hash
+                if from_genesis and row.seq == snapshot_seq and row.hash != snapshot_hash:
+                    raise JournalCorrupt(f"the snapshot at seq {row.seq} does not match the chain")
                 yield StoredRecord(row.seq, self.codec.decode(row.body))
 
         return Loaded(snapshot_seq, snapshot, records())

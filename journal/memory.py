@@ -24,11 +24,12 @@ class MemoryJournal(Journal):
         super().__init__(**kwargs)
         self.store = store if store is not None else MemoryStore()
 
-    def _read(self) -> tuple[int, bytes, bytes | None, Iterator[Row]]:
+    def _read(self, from_genesis: bool) -> tuple[int, bytes, bytes | None, Iterator[Row]]:
         if self.store.snapshot is None:
             return 0, GENESIS_HASH, None, iter(list(self.store.rows))
         seq, hash_, body = self.store.snapshot
-        return seq, hash_, body, iter([r for r in self.store.rows if r.seq > seq])
+        first_seq = 0 if from_genesis else seq
+        return seq, hash_, body, iter([r for r in self.store.rows if r.seq > first_seq])
 
     async def _write(self, rows: list[Row]) -> None:
         await asyncio.sleep(0)  # a real flush suspends; keep the same interleavings

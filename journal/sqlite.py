@@ -65,15 +65,16 @@ class SqliteJournal(Journal):
         self._open_lock = asyncio.Lock()  # one connection per role, even on concurrent first use
         self._write_lock = asyncio.Lock()  # one transaction at a time on the writer
 
-    def _read(self) -> tuple[int, bytes, bytes | None, Iterator[Row]]:
+    def _read(self, from_genesis: bool) -> tuple[int, bytes, bytes | None, Iterator[Row]]:
         conn = _connect_sync(self.path)
         snap = conn.execute("SELECT seq, hash, body FROM snapshots ORDER BY seq DESC LIMIT 1").fetchone()
         seq, hash_, body = snap if snap else (0, GENESIS_HASH, None)
+        first_seq = 0 if from_genesis else seq
 
         def rows() -> Iterator[Row]:
             try:
                 cursor = conn.execute(
-                    "SELECT seq, kind, key, body, hash FROM records WHERE seq > ? ORDER BY seq", (seq,)
+                    "SELECT seq, kind, key, body, hash FROM records WHERE seq > ? ORDER BY seq", (first_seq,)
                 )
                 while chunk := cursor.fetchmany(10_000):
                     for r in chunk:
