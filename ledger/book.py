@@ -149,6 +149,8 @@ class BalanceBook:
             return Check.CURRENCIES_DONT_MATCH, None
         if not balance.unlimited and balance.available < amount_minor:
             return Check.NOT_ENOUGH_MONEY, None
+        if balance.amount - balance.reserved - amount_minor < -INT64_MAX:
+            return Check.AMOUNT_OVERFLOW, None  # an issuer cannot issue past what int64 records
         return Check.OK, Reserved(payment_id, balance_id, amount_minor, coordinator, epoch)
 
     def decide_prepare(
