@@ -60,6 +60,10 @@ class Outcome(msgspec.Struct, frozen=True, array_like=True):
 HOLD_HELD = "held"
 
 
+def _decided_outcome(payment: PaymentRecord | None) -> Outcome:
+    return Outcome(payment) if payment is not None else Outcome(refused="unavailable")
+
+
 def _pending_record(r: PaymentRequest) -> PaymentRecord:
     return PaymentRecord(
         id=r.payment_id,
@@ -263,29 +267,33 @@ class PaymentCoordinator:
             fresh.append(r)
             answers.append(None)
         if fresh:
+            results: list[PaymentRecord | None] = [None] * len(fresh)
             try:
-                decided = iter(await self._run(fresh))
-            except BaseException:
-                for r in fresh:  # nothing was decided: the key may be used again
-                    if r.idempotency_key is not None:
-                        self.keys.pop(r.idempotency_key, None)
-                raise
+                results = await self._run(fresh)
             finally:
-                for r in fresh:
+                for r, result in zip(fresh, results, strict=True):
+                    if result is None and r.idempotency_key is not None:
+                        self.keys.pop(r.idempotency_key, None)  # nothing was decided: the key is free
                     self._pending.pop(r.payment_id, None)
                     fut = self._inflight.pop(r.payment_id)
                     if r.payment_id in self.recent:
                         fut.set_result(self.recent[r.payment_id])
                     else:
                         fut.cancel()
-            answers = [Outcome(next(decided)) if a is None else a for a in answers]
+            decided = iter(results)
+            answers = [_decided_outcome(next(decided)) if a is None else a for a in answers]
         return [a if isinstance(a, Outcome) else await self._replay(a) for a in answers]  # type: ignore[arg-type]
 
     async def _replay(self, some_id: str) -> Outcome:
         """The first outcome of a payment or hold operation an idempotency key points at."""
         inflight = self._inflight.get(some_id)
         if inflight is not None:
-            await asyncio.shield(inflight)
+            try:
+                await asyncio.shield(inflight)
+            except asyncio.CancelledError:
+                if inflight.cancelled():  # the first attempt was aborted undecided
+                    return Outcome(refused="unavailable")
+                raise
         if some_id.startswith("hold_"):
             hold = await self._hold(some_id)
             assert hold is not None, f"an idempotency key points at unknown hold {some_id}"
@@ -329,15 +337,32 @@ class PaymentCoordinator:
                 codes[(item.payment_id, item.balance_id)] = code
         return codes
 
-    async def _run(self, requests: list[PaymentRequest]) -> list[PaymentRecord]:
+    async def _run(self, requests: list[PaymentRequest]) -> list[PaymentRecord | None]:
+        """Decide and settle; None for a payment a shard could not take part in (its
+        journal is unwritable): such a payment is aborted undecided, nothing moves, and
+        the caller answers 503 so the client retries."""
         if not self.journal.writable:
             raise JournalUnavailable("coordinator journal is not writable")
         codes = await self._phase1(
             [(r.payment_id, r.balance_from, r.balance_to, r.amount_minor, r.currency) for r in requests]
         )
+        unavailable = [
+            r
+            for r in requests
+            if Check.UNAVAILABLE in (codes[(r.payment_id, r.balance_from)], codes[(r.payment_id, r.balance_to)])
+        ]
+        if unavailable:  # presumed abort, without a decision record: release the legs that held
+            voids: dict[int, list[HoldRef]] = defaultdict(list)
+            for r in unavailable:
+                for balance_id in (r.balance_from, r.balance_to):
+                    if codes[(r.payment_id, balance_id)] == Check.OK:
+                        voids[self._shard(balance_id)].append(HoldRef(r.payment_id, balance_id))
+            await asyncio.gather(*(call_until_done(self._peer(k), "void", refs) for k, refs in voids.items()))
         settled_at_ms = _now_ms()
         decided = []
         for r in requests:
+            if r in unavailable:
+                continue
             status, reason = decide(codes[(r.payment_id, r.balance_from)], codes[(r.payment_id, r.balance_to)])
             payment = PaymentRecord(
                 id=r.payment_id,
@@ -358,7 +383,8 @@ class PaymentCoordinator:
             decided.append(payment)
         await self.journal.durable()
         await self._phase2(decided)
-        return decided
+        by_id = {p.id: p for p in decided}
+        return [by_id.get(r.payment_id) for r in requests]
 
     async def _phase2(self, payments: list[PaymentRecord]) -> None:
         """Post (success) or void (anything else) both legs, then mark complete."""

@@ -162,6 +162,10 @@ async def settle(request: web.Request, prepared: list[Prepared]) -> list[Settled
             error = ApiError("idempotency_key_reused", "this Idempotency-Key was used with a different request")
             settled.append(Settled(409, error.problem(), False))
             continue
+        if outcome.refused == "unavailable":
+            error = ApiError("unavailable", "a journal cannot be written now; nothing moved; retry later")
+            settled.append(Settled(503, error.problem(), False))
+            continue
         assert outcome.payment is not None
         status = 202 if outcome.payment.status == "pending" else 201
         settled.append(Settled(status, render.payment(outcome.payment, p.exponent), outcome.replayed))
@@ -169,8 +173,10 @@ async def settle(request: web.Request, prepared: list[Prepared]) -> list[Settled
 
 
 def respond(result: Settled) -> web.Response:
-    headers = {"Idempotent-Replayed": "true"} if result.replayed else None
-    content_type = "application/problem+json" if result.status == 409 else "application/json"
+    headers = {"Idempotent-Replayed": "true"} if result.replayed else {}
+    if result.status == 503:
+        headers["Retry-After"] = "1"
+    content_type = "application/problem+json" if result.status >= 400 else "application/json"
     return web.Response(
         body=msgspec.json.encode(result.body), status=result.status, content_type=content_type, headers=headers
     )

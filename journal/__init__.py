@@ -5,16 +5,18 @@ contract suite runs against both (tests/integration/test_journal_contract.py).
 """
 
 from journal.base import Journal, JournalCorrupt, JournalUnavailable, Loaded, StoredRecord
-from journal.memory import MemoryJournal, MemoryStore
+from journal.memory import CrashPoint, MemoryJournal, MemoryStore, SimulatedCrash
 from journal.sqlite import SqliteJournal
 
 __all__ = [
+    "CrashPoint",
     "Journal",
     "JournalCorrupt",
     "JournalUnavailable",
     "Loaded",
     "MemoryJournal",
     "MemoryStore",
+    "SimulatedCrash",
     "SqliteJournal",
     "StoredRecord",
 ]

@@ -7,16 +7,38 @@ building a new journal on the same store; `fail_writes` simulates an unwritable 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from journal.base import GENESIS_HASH, Journal, Row
 
 
+class SimulatedCrash(BaseException):
+    """The process died: not an error to handle, so it is not an Exception."""
+
+
+class CrashPoint:
+    """A test hook shared by several stores: at the first flush that `decide(rows)` picks
+    (answering "before" or "after" the write), every store "dies" — that flush is lost or
+    kept, and no later flush of any store is written."""
+
+    def __init__(self, decide: Callable[[list[Row]], str | None], on_crash: Callable[[], None]) -> None:
+        self.decide = decide
+        self.on_crash = on_crash
+        self.happened = False
+
+
 class MemoryStore:
-    def __init__(self) -> None:
-        self.rows: list[Row] = []
+    def __init__(self, rows: list[Row] | None = None) -> None:
+        self.rows: list[Row] = list(rows or [])
         self.snapshot: tuple[int, bytes, bytes] | None = None
         self.fail_writes = False
+        self.crash: CrashPoint | None = None
+
+    def survivor(self) -> MemoryStore:
+        """What a restarted process finds: the written rows and snapshot, no hooks."""
+        store = MemoryStore(self.rows)
+        store.snapshot = self.snapshot
+        return store
 
 
 class MemoryJournal(Journal):
@@ -35,6 +57,16 @@ class MemoryJournal(Journal):
         await asyncio.sleep(0)  # a real flush suspends; keep the same interleavings
         if self.store.fail_writes:
             raise OSError("simulated: no space left on device")
+        crash = self.store.crash
+        if crash is not None:
+            when = None if crash.happened else crash.decide(rows)
+            if crash.happened or when is not None:
+                if when == "after":
+                    self.store.rows.extend(rows)
+                if not crash.happened:
+                    crash.happened = True
+                    crash.on_crash()
+                raise SimulatedCrash(f"crash {when} writing {[r.kind for r in rows]}")
         self.store.rows.extend(rows)
 
     async def _select(self, key: str, kind: str, limit: int, before_seq: int | None) -> list[Row]:

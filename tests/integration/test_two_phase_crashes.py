@@ -1,0 +1,111 @@
+"""Deterministic crashes around every journal write of the two-phase protocol.
+
+The whole ledger runs as plain objects on memory journals. A `CrashPoint` hook kills
+"every process" at the first flush containing a given record kind — before that flush is
+written, or right after — with no sleeping and no timing. The ledger is then rebuilt
+from what the journals hold, recovers, and must show: money conserved, nothing left
+reserved, every payment acknowledged before the crash present with its status, and
+every payment that was not acknowledged either absent, or settled consistently.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from journal import CrashPoint
+from journal.base import Row
+from ledger.records import PaymentRecord
+from ledger.results import FINAL_STATUSES, PaymentStatus
+from tests.support.audit import audit
+from tests.support.local import LocalLedger
+from tests.support.scenario import open_funded_balances, payment
+
+KINDS = {"reserve": "rs", "prepare": "pr", "decision": "de", "post": "po", "void": "vo"}
+
+
+@pytest.mark.parametrize("when", ["before", "after"])
+@pytest.mark.parametrize("write", list(KINDS))
+async def test_crash_around_each_journal_write(tmp_path: Path, write: str, when: str) -> None:
+    ledger = await LocalLedger(tmp_path, memory=True, partitions=4, shards=2).start()
+    _, ids, deposits = await open_funded_balances(ledger.client, 4, 10_00)
+    # Acknowledged before anything goes wrong: must come back exactly as they were.
+    acknowledged: list[PaymentRecord] = await ledger.client.pay([payment(ids[1], ids[2], 1_00)])
+    acknowledged += await ledger.client.pay([payment(ids[2], ids[0], 99_00)])
+    # In flight at the crash: across and within shards; the last two cannot be afforded.
+    requests = [payment(ids[n % 4], ids[(n + 1) % 4], 3_00) for n in range(4)]
+    requests += [payment(ids[0], ids[2], 50_00), payment(ids[3], ids[1], 60_00)]
+    tasks = [asyncio.ensure_future(ledger.client.pay([r])) for r in requests]
+
+    def decide(rows: list[Row]) -> str | None:
+        return when if any(r.kind == KINDS[write] for r in rows) else None
+
+    def on_crash() -> None:  # what had been replied when the processes died
+        acknowledged.extend(t.result()[0] for t in tasks if t.done() and not t.exception())
+
+    crash = CrashPoint(decide, on_crash)
+    assert ledger.stores is not None
+    for store in ledger.stores.values():
+        store.crash = crash
+    for _ in range(10_000):  # drive the loop until the crash happens (or all is done)
+        if crash.happened or all(t.done() for t in tasks):
+            break
+        await asyncio.sleep(0)
+    assert crash.happened, f"no {write} record was ever written"
+    for t in tasks:
+        t.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    ledger.crash()
+
+    await ledger.start()  # recovery: replay, fence, drive decided payments, abort the rest
+    stats = await asyncio.gather(*(ledger.client.shard(k).call("stats") for k in range(2)))
+    assert sum(s["open_holds"] for s in stats) == 0, "recovery left money held"
+    assert [p.status for p in acknowledged[:2]] == [PaymentStatus.SUCCESS, PaymentStatus.NOT_ENOUGH_MONEY]
+    for ack in acknowledged:
+        assert ack.status in FINAL_STATUSES
+        assert await ledger.client.get_payment(ack.id) == ack
+    # In flight at the crash: unknown, or settled with a final status (all or nothing).
+    recovered = [await ledger.client.get_payment(r.payment_id) for r in requests]
+    settled = [p for p in recovered if p is not None]
+    assert all(p.status in FINAL_STATUSES for p in settled)
+    audit(await ledger.client.all_balances(), [*deposits, *acknowledged[:2], *settled])
+    if write in ("reserve", "prepare", "decision") and when == "before":
+        # No decision reached the disk: every one of them was aborted, none succeeded.
+        assert all(p.status == PaymentStatus.SYSTEM_FAILURE for p in settled)
+    if write in ("post", "void") or (write, when) == ("decision", "after"):
+        # Every decision was durable: recovery drove each to its end.
+        assert len(settled) == len(requests) and all(p.reason != "aborted_in_recovery" for p in settled)
+    await ledger.stop()
+
+
+async def test_unwritable_partition_refuses_then_resumes(tmp_path: Path) -> None:
+    """A journal that cannot be written: payments touching it are refused (503 upstream,
+    nothing moves) while others go on; once it can be written again, all resume."""
+    ledger = await LocalLedger(tmp_path, memory=True, partitions=4, shards=2).start()
+    _, ids, deposits = await open_funded_balances(ledger.client, 6, 10_00)
+    partition = {b: ledger.client.shard_for(b) for b in ids}
+    from actors.topology import partition_of
+
+    victim = ids[0]
+    store = ledger.stores[f"p-{partition_of(victim, 4)}"]  # type: ignore[index]
+    healthy = [b for b in ids if partition_of(b, 4) != partition_of(victim, 4)]
+    assert len(healthy) >= 2, partition
+    store.fail_writes = True
+    first = asyncio.ensure_future(ledger.client.pay_outcomes([payment(victim, healthy[0], 1_00)]))
+    for _ in range(1000):  # its flush fails: the journal turns unwritable, the payment waits
+        await asyncio.sleep(0)
+    assert not first.done()
+    [refused] = await ledger.client.pay_outcomes([payment(healthy[0], victim, 2_00)])
+    assert refused.refused == "unavailable" and refused.payment is None
+    [elsewhere] = await ledger.client.pay_outcomes([payment(healthy[0], healthy[1], 3_00)])
+    assert elsewhere.payment is not None and elsewhere.payment.status == PaymentStatus.SUCCESS
+
+    store.fail_writes = False
+    [done] = await asyncio.wait_for(first, timeout=30)
+    assert done.payment is not None and done.payment.status == PaymentStatus.SUCCESS
+    [after] = await ledger.client.pay_outcomes([payment(healthy[0], victim, 2_00)])
+    assert after.payment is not None and after.payment.status == PaymentStatus.SUCCESS
+    audit(await ledger.client.all_balances(), [*deposits, done.payment, elsewhere.payment, after.payment])
+    await ledger.stop()
