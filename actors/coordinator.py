@@ -88,7 +88,9 @@ class PaymentCoordinator:
         self.index = index
         self._peers = peers
         self.journal = journal or SqliteJournal(
-            coordinator_journal_path(settings, index), batch_rows_max=settings.journal_batch_rows_max
+            coordinator_journal_path(settings, index),
+            batch_rows_max=settings.journal_batch_rows_max,
+            busy_timeout_ms=settings.journal_busy_timeout_ms,
         )
         self.epoch = 0
         self.unfinished: dict[str, PaymentRecord] = {}  # decided, phase 2 not yet durable

@@ -92,7 +92,9 @@ class Registry:
     def __init__(self, settings: Settings, peers: PeerLookup | None = None, journal: Journal | None = None) -> None:
         self.settings = settings
         self._peers = peers
-        self.journal = journal or SqliteJournal(registry_journal_path(settings))
+        self.journal = journal or SqliteJournal(
+            registry_journal_path(settings), busy_timeout_ms=settings.journal_busy_timeout_ms
+        )
         self.partitions: int | None = None
         self.accounts: dict[str, _Account] = {}
         self.emails: dict[str, str] = {}

@@ -31,6 +31,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     payment_wait_ms: int = 10_000  # then 202 pending; the payment still settles
     request_body_bytes_max: int = 2**20  # the API's 1 MiB limit
     journal_batch_rows_max: int = 4096  # rows per SQLite transaction
+    journal_busy_timeout_ms: int = 5_000  # a locked or stalled disk turns the journal unwritable after this
+    requests_in_flight_max: int = 1_024  # past this the gateway answers 503 at once instead of queueing
     snapshot_every_records: int = 100_000  # bounds replay work after a crash
     recent_payments_max: int = 100_000  # coordinator's in-memory cache of decided payments
     hold_sweep_interval_ms: int = 500  # how late past its expiry a hold may still be released

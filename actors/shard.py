@@ -62,7 +62,11 @@ class BalanceShard:
         owned = partitions_of_shard(index, settings.partitions, settings.shards)
         if journals is None:
             journals = {
-                p: SqliteJournal(partition_journal_path(settings, p), batch_rows_max=settings.journal_batch_rows_max)
+                p: SqliteJournal(
+                    partition_journal_path(settings, p),
+                    batch_rows_max=settings.journal_batch_rows_max,
+                    busy_timeout_ms=settings.journal_busy_timeout_ms,
+                )
                 for p in owned
             }
         self.partitions = {p: Partition(p, journals[p]) for p in owned}
@@ -197,8 +201,8 @@ class BalanceShard:
 
     # -- operations -----------------------------------------------------------------------
     async def stats(self) -> dict[str, object]:
+        """Health and counters; answers at once even while a journal cannot be written."""
         parts = list(self.partitions.values())
-        await self._settle(parts)
         return {
             "shard": self.index,
             "partitions": sorted(self.partitions),

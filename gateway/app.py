@@ -19,7 +19,7 @@ from gateway import handlers
 from gateway.auth import Authenticator, require_admin
 from gateway.directory import Directory
 from gateway.errors import ApiError, problem_response
-from gateway.keys import AUTH, CLIENT, DIRECTORY, OPENAPI, PRINCIPAL, SETTINGS
+from gateway.keys import ADMISSION, AUTH, CLIENT, DIRECTORY, OPENAPI, PRINCIPAL, SETTINGS, Admission
 from gateway.openapi import build_spec
 from gateway.routes import OPS, Op
 
@@ -80,6 +80,25 @@ def _op_of(request: web.Request) -> Op | None:
 
 
 @web.middleware
+async def admission_middleware(request: web.Request, handler: handlers.Handler) -> web.StreamResponse:
+    """Bounded work: past `requests_in_flight_max` concurrent API requests, answer 503
+    at once (clients back off on Retry-After) rather than queue without bound and let
+    every request time out together."""
+    if not request.path.startswith("/v1"):
+        return await handler(request)
+    admission = request.app[ADMISSION]
+    if admission.in_flight >= admission.limit:
+        admission.refused += 1
+        error = ApiError("unavailable", "the ledger is at capacity; retry shortly")
+        return problem_response(error, headers={"Retry-After": "1"})
+    admission.in_flight += 1
+    try:
+        return await handler(request)
+    finally:
+        admission.in_flight -= 1
+
+
+@web.middleware
 async def auth_middleware(request: web.Request, handler: handlers.Handler) -> web.StreamResponse:
     op = _op_of(request)
     if op is None and not request.path.startswith("/v1"):
@@ -121,7 +140,7 @@ def package_version() -> str:
 
 def create_app(settings: Settings, client: LedgerClient, admin_token: str) -> web.Application:
     app = web.Application(
-        middlewares=[error_middleware, auth_middleware],
+        middlewares=[error_middleware, admission_middleware, auth_middleware],
         client_max_size=settings.request_body_bytes_max,
     )
     app[SETTINGS] = settings
@@ -129,6 +148,7 @@ def create_app(settings: Settings, client: LedgerClient, admin_token: str) -> we
     app[DIRECTORY] = Directory(client, settings.directory_cache_max)
     app[AUTH] = Authenticator(admin_token, client, settings.auth_cache_ttl_ms)
     app[OPENAPI] = msgspec.json.encode(build_spec(package_version()))
+    app[ADMISSION] = Admission(settings.requests_in_flight_max)
     for op in OPS:
         app.router.add_route(op.method, op.path, _bind(op))
     app.router.add_get("/openapi.json", openapi_json)

@@ -11,7 +11,18 @@ from actors.settings import Settings
 from gateway.auth import Authenticator
 from gateway.directory import Directory
 
+
+class Admission:
+    """How many API requests are being served, and how many were turned away."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.in_flight = 0
+        self.refused = 0
+
+
 SETTINGS = web.AppKey("settings", Settings)
+ADMISSION = web.AppKey("admission", Admission)
 CLIENT = web.AppKey("client", LedgerClient)
 DIRECTORY = web.AppKey("directory", Directory)
 AUTH = web.AppKey("auth", Authenticator)

@@ -56,8 +56,9 @@ def _connect_sync(path: Path) -> sqlite3.Connection:
 
 
 class SqliteJournal(Journal):
-    def __init__(self, path: str | Path, **kwargs: int) -> None:
+    def __init__(self, path: str | Path, *, busy_timeout_ms: int = 5_000, **kwargs: int) -> None:
         super().__init__(**kwargs)
+        self.busy_timeout_s = busy_timeout_ms / 1000
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._writer: aiosqlite.Connection | None = None
@@ -88,7 +89,7 @@ class SqliteJournal(Journal):
         async with self._open_lock:
             db = self._reader if read_only else self._writer
             if db is None:
-                db = await aiosqlite.connect(self.path)
+                db = await aiosqlite.connect(self.path, timeout=self.busy_timeout_s)
                 await db.execute("PRAGMA journal_mode=WAL")
                 await db.execute("PRAGMA synchronous=FULL")
                 if read_only:

@@ -1,0 +1,82 @@
+"""Overload and an unwritable journal against the real server: the ledger says 503 with
+Retry-After (and acknowledges nothing it has not written), then resumes on its own."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from pathlib import Path
+
+import aiohttp
+
+from actors.topology import partition_of
+from tests.support.api import Api
+from tests.support.server import Server
+
+PARTITIONS = 4  # the test server's --partitions
+
+
+async def test_overload_is_refused_fast_and_applies_nothing(tmp_path: Path) -> None:
+    server = Server(tmp_path / "data", env={"RAYLEDGER_REQUESTS_IN_FLIGHT_MAX": "4"}).start()
+    try:
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
+            api = Api(session, server.url, server.token)
+            a = await api.balance((await api.account("a@example.com"))["id"], "USD")
+            b = await api.balance((await api.account("b@example.com"))["id"], "USD")
+            await api.deposit(a["id"], "1000")
+            replies = await asyncio.gather(*(api.pay(a["id"], b["id"], "1") for _ in range(300)))
+            statuses = [r.status for r in replies]
+            assert statuses.count(503) > 0 and statuses.count(201) > 0
+            assert set(statuses) == {201, 503}
+            refused = [r for r in replies if r.status == 503]
+            assert all(r.headers["Retry-After"] == "1" and r.body["code"] == "unavailable" for r in refused)
+            moved = statuses.count(201)
+            assert (await api.get(f"/v1/balances/{b['id']}")).body["amount"] == f"{moved}.00"
+            assert (await api.get(f"/v1/balances/{a['id']}")).body["amount"] == f"{1000 - moved}.00"
+    finally:
+        server.stop()
+
+
+async def test_unwritable_journal_refuses_with_503_and_resumes(tmp_path: Path) -> None:
+    env = {"RAYLEDGER_JOURNAL_BUSY_TIMEOUT_MS": "200", "RAYLEDGER_PAYMENT_WAIT_MS": "1000"}
+    server = Server(tmp_path / "data", env=env).start()
+    try:
+        async with aiohttp.ClientSession() as session:
+            api = Api(session, server.url, server.token)
+            a = await api.balance((await api.account("a@example.com"))["id"], "USD")
+            b = await api.balance((await api.account("b@example.com"))["id"], "USD")
+            await api.deposit(a["id"], "100")
+            journal = server.data_dir / "partitions" / f"p-{partition_of(a['id'], PARTITIONS):04d}.sqlite"
+            # Another process holds the write lock: every commit to that journal fails, as
+            # on a full or failing disk (root ignores permission bits, so a lock it is).
+            blocker = sqlite3.connect(journal, isolation_level=None, timeout=5)
+            blocker.execute("BEGIN EXCLUSIVE")
+            try:
+                first = await api.pay(a["id"], b["id"], "1")
+                assert first.status in (202, 503), first  # not acknowledged: not on disk
+                for _ in range(100):  # the failed flush marks the journal unwritable
+                    ready = await Api(session, server.url, None).get("/readyz")
+                    if ready.status == 503:
+                        break
+                    await asyncio.sleep(0.1)
+                assert ready.status == 503 and "not writable" in ready.body["reason"]
+                refused = await api.pay(a["id"], b["id"], "2")
+                assert (refused.status, refused.body["code"]) == (503, "unavailable")
+                assert refused.headers["Retry-After"] == "1"
+            finally:
+                blocker.execute("ROLLBACK")
+                blocker.close()
+            for _ in range(100):  # the journal retries by itself and the ledger resumes
+                if (await Api(session, server.url, None).get("/readyz")).status == 200:
+                    break
+                await asyncio.sleep(0.1)
+            resumed = await api.pay(a["id"], b["id"], "3")
+            assert resumed.status == 201 and resumed.body["status"] == "success"
+            amounts = {3}
+            if first.status == 202:  # it waited for the disk and then settled
+                state = (await api.get(f"/v1/payments/{first.body['id']}")).body
+                assert state["status"] == "success"
+                amounts.add(1)
+            assert (await api.get(f"/v1/balances/{b['id']}")).body["amount"] == f"{sum(amounts)}.00"
+    finally:
+        server.stop()
