@@ -1,0 +1,23 @@
+"""The bank test in its short CI form: concurrent clients with retries while the nemesis
+kills actor workers, the whole server, and makes a journal unwritable, several times
+each; then conservation, acknowledged-means-durable, one payment per key, and a clean
+`rayledger verify`. The long form is `python -m benchmarks.bank --soak`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from benchmarks.bank import FAULTS, run_bank
+
+
+async def test_bank_survives_every_kind_of_fault(tmp_path: Path) -> None:
+    report = await run_bank(
+        tmp_path / "data", seconds=60, clients=8, accounts=6, faults=list(FAULTS), fault_every_s=3.0, seed=7
+    )
+    print(json.dumps(report))
+    assert report["violations"] == []
+    assert report["unresolved"] == 0
+    assert all(report["faults"].get(kind, 0) >= 2 for kind in FAULTS), report["faults"]  # type: ignore[union-attr]
+    assert report["payments_acked"] > 200
+    assert {"success", "not_enough_money"} <= set(report["statuses"])  # type: ignore[arg-type]
