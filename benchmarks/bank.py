@@ -8,9 +8,13 @@ Clients send payments between a few funded balances with an Idempotency-Key each
 retry the same request (same key, same body) on timeouts, connection errors and 5xx until
 it is final. The nemesis, on a schedule:
   shard | coordinator | registry   kill -9 one actor worker process (Ray restarts it)
-  server                           kill -9 every process of the server, then start it again
+  gateway                          kill -9 the gateway process alone and start it again
+                                   (the actors live on in the Ray cluster)
+  server                           kill -9 every process (Ray and gateway), then start again
   disk                             make one partition journal unwritable for a while
-(In the embedded server the gateway is the Ray driver, so killing it is `server`.)
+The server runs as a Ray head (`ray start`) plus a separate `rayledger serve --address`
+gateway, so that the gateway can die alone; `--embedded` uses `rayledger serve` alone,
+where the gateway is the Ray driver and `gateway` is not available.
 Afterwards the checker asserts: per-currency conservation, no balance below zero, every
 acknowledged payment present with its acknowledged status, one payment per key, balances
 equal to the sum of acknowledged successes (nothing applied twice or lost), and a clean
@@ -36,9 +40,9 @@ import aiohttp
 
 from actors.audit import verify
 from actors.topology import partition_of
-from benchmarks.server import Server
+from benchmarks.server import ClusterServer, Server
 
-FAULTS = ("shard", "coordinator", "registry", "server", "disk")
+FAULTS = ("shard", "coordinator", "registry", "gateway", "server", "disk")
 ACTOR_CLASS = {"shard": "BalanceShard", "coordinator": "PaymentCoordinator", "registry": "Registry"}
 PARTITIONS = 4
 REQUEST_TIMEOUT_S = 15.0
@@ -142,9 +146,11 @@ class Bank:
                 self.run.acks.append(ack)
             n += 1
 
-    async def nemesis(self, faults: list[str], every_s: float, until: float) -> None:
+    async def nemesis(self, faults: list[str], every_s: float, until: float, rounds: int | None) -> None:
         schedule = list(faults)
         while time.monotonic() + every_s < until:
+            if rounds is not None and self.run.faults.total() >= rounds * len(schedule):
+                return
             await asyncio.sleep(every_s)
             fault = schedule[self.run.faults.total() % len(schedule)]
             await self.inject(fault)
@@ -158,6 +164,10 @@ class Bank:
                 import signal
 
                 os.kill(self.rng.choice(pids), signal.SIGKILL)
+        elif fault == "gateway":
+            assert isinstance(self.server, ClusterServer), "the embedded gateway cannot die alone"
+            await asyncio.to_thread(self.server.kill_gateway)
+            await asyncio.to_thread(self.server.start)
         elif fault == "server":
             await asyncio.to_thread(self.server.kill9)
             await asyncio.to_thread(self.server.start)
@@ -221,8 +231,11 @@ async def run_bank(
     faults: list[str],
     fault_every_s: float,
     seed: int,
+    embedded: bool = False,
+    fault_rounds: int | None = None,
 ) -> dict[str, object]:
-    server = Server(data_dir, env={"RAYLEDGER_JOURNAL_BUSY_TIMEOUT_MS": "300"}).start()
+    env = {"RAYLEDGER_JOURNAL_BUSY_TIMEOUT_MS": "300"}
+    server = (Server(data_dir, env=env) if embedded else ClusterServer(data_dir, env=env)).start()
     bank = Bank(server, seed)
     started = time.monotonic()
     try:
@@ -231,7 +244,8 @@ async def run_bank(
             await bank.setup(accounts, "100.00")  # small, so some payments are refused too
             until = time.monotonic() + seconds
             await asyncio.gather(
-                *(bank.client(n, until) for n in range(clients)), bank.nemesis(faults, fault_every_s, until)
+                *(bank.client(n, until) for n in range(clients)),
+                bank.nemesis(faults, fault_every_s, until, fault_rounds),
             )
         # A final crash and restart before checking: what is acknowledged must be on disk.
         server.kill9()
@@ -253,6 +267,7 @@ async def run_bank(
         "scenario": "bank",
         "seconds": round(time.monotonic() - started, 1),
         "clients": clients,
+        "server": "embedded" if embedded else "ray head + gateway",
         "faults": dict(bank.run.faults),
         "payments_acked": len(bank.run.acks),
         "statuses": dict(statuses),
@@ -274,10 +289,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--soak", action="store_true", help="ten minutes, 32 clients, every fault kind")
     parser.add_argument("--data-dir", type=Path, help="default: a fresh temporary directory")
+    parser.add_argument("--embedded", action="store_true", help="one `rayledger serve` process (no gateway fault)")
     args = parser.parse_args(argv)
     if args.soak:
         args.seconds, args.clients, args.faults = 600.0, 32, ",".join(FAULTS)
     faults = [f for f in args.faults.split(",") if f]
+    if args.embedded and "gateway" in faults:
+        faults.remove("gateway")
     unknown = set(faults) - set(FAULTS)
     if unknown:
         parser.error(f"unknown faults {sorted(unknown)}; choose from {FAULTS}")
@@ -291,6 +309,7 @@ def main(argv: list[str] | None = None) -> int:
             faults=faults,
             fault_every_s=args.fault_every_s,
             seed=args.seed,
+            embedded=args.embedded,
         )
     )
     print(json.dumps(report))

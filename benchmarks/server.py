@@ -12,6 +12,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -110,8 +111,8 @@ class Server:
             except psutil.NoSuchProcess:
                 pass
         psutil.wait_procs(procs, timeout=30)
-        assert self.process is not None
-        self.process.wait(timeout=30)
+        if self.process is not None:
+            self.process.wait(timeout=30)
         return len(procs)
 
     def actor_pids(self, class_name: str) -> list[int]:
@@ -137,4 +138,82 @@ class Server:
             self.kill9()
             raise
         psutil.wait_procs([p for p in procs if p.is_running()], timeout=30)
+        return code
+
+
+class ClusterServer(Server):
+    """A Ray head started with `ray start` (private temp dir, token auth) and the gateway
+    as a separate `rayledger serve --address` process, so the gateway alone can be
+    killed while the actors live on in the cluster. `kill9()` kills both."""
+
+    def __init__(self, data_dir: Path, **kwargs: object) -> None:
+        super().__init__(data_dir, **kwargs)  # type: ignore[arg-type]
+        self.ray_port = free_port()
+        self.temp_dir: Path | None = None
+        self.token_path = data_dir.parent / f"ray-token-{self.ray_port}"
+
+    def _ray_env(self) -> dict[str, str]:
+        return {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(self.token_path)}
+
+    def command(self) -> list[str]:
+        return [*super().command(), "--address", f"127.0.0.1:{self.ray_port}"]
+
+    def env(self) -> dict[str, str]:
+        return {**super().env(), **self._ray_env()}
+
+    def _head_running(self) -> bool:
+        return self.temp_dir is not None and bool(self._cluster_processes())
+
+    def _cluster_processes(self) -> list[psutil.Process]:
+        if self.temp_dir is None:
+            return []
+        found: list[psutil.Process] = []
+        for p in psutil.process_iter(["cmdline"]):
+            try:
+                if any(str(self.temp_dir) in part for part in p.info["cmdline"] or []):
+                    found += [p, *p.children(recursive=True)]
+            except psutil.Error:
+                continue
+        return list({p.pid: p for p in found}.values())
+
+    def start(self) -> Server:
+        if not self._head_running():
+            if not self.token_path.exists():
+                self.token_path.write_text(secrets.token_hex(32))
+                self.token_path.chmod(0o600)
+            self.temp_dir = Path(tempfile.mkdtemp(prefix="rl-head-"))
+            ray = Path(sys.executable).parent / "ray"
+            with open(self.log_path, "ab") as log:
+                subprocess.run(
+                    [
+                        str(ray), "start", "--head", "--node-ip-address", "127.0.0.1",
+                        "--port", str(self.ray_port), "--temp-dir", str(self.temp_dir),
+                        "--include-dashboard", "false", "--object-store-memory", str(128 * 2**20),
+                        "--disable-usage-stats",
+                    ],
+                    env=self._ray_env(), stdout=log, stderr=subprocess.STDOUT, check=True, timeout=120,
+                )  # fmt: skip
+        return super().start()
+
+    def kill_gateway(self) -> None:
+        """SIGKILL the gateway process alone; the actors keep running in the cluster."""
+        assert self.process is not None
+        self.process.kill()
+        self.process.wait(timeout=30)
+
+    def tree(self) -> list[psutil.Process]:
+        gateway = super().tree() if self.process is not None and self.process.poll() is None else []
+        return list({p.pid: p for p in [*gateway, *self._cluster_processes()]}.values())
+
+    def stop(self) -> int:
+        code = super().stop() if self.process is not None else 0
+        procs = self._cluster_processes()
+        for p in procs:
+            try:
+                p.terminate()
+            except psutil.Error:
+                pass
+        _, alive = psutil.wait_procs(procs, timeout=15)
+        for p in alive:
+            p.kill()
         return code
