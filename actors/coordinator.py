@@ -449,7 +449,16 @@ class PaymentCoordinator:
             self._remember_key(r.idempotency_key, r.fingerprint, r.hold_id, r.created_at_ms)
         try:
             codes = await self._phase1([(r.hold_id, r.balance_from, r.balance_to, r.amount_minor, r.currency)])
-            status, reason = decide(codes[(r.hold_id, r.balance_from)], codes[(r.hold_id, r.balance_to)])
+            legs = (codes[(r.hold_id, r.balance_from)], codes[(r.hold_id, r.balance_to)])
+            if Check.UNAVAILABLE in legs:  # as for payments: abort undecided, answer 503
+                held = [b for b, c in zip((r.balance_from, r.balance_to), legs, strict=True) if c == Check.OK]
+                await asyncio.gather(
+                    *(call_until_done(self._peer(self._shard(b)), "void", [HoldRef(r.hold_id, b)]) for b in held)
+                )
+                if r.idempotency_key is not None:
+                    self.keys.pop(r.idempotency_key, None)
+                return Outcome(refused="unavailable")
+            status, reason = decide(*legs)
             hold = HoldRecord(
                 id=r.hold_id,
                 balance_from=r.balance_from,

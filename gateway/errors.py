@@ -62,8 +62,13 @@ class ApiError(Exception):
         )
 
 
+RETRY_AFTER_S = 1  # a 503 is transient: an actor restarting, a disk coming back, a burst
+
+
 def problem_response(error: ApiError, headers: dict[str, str] | None = None) -> web.Response:
     problem = error.problem()
+    if problem.status == 503:
+        headers = {"Retry-After": str(RETRY_AFTER_S), **(headers or {})}
     return web.Response(
         body=msgspec.json.encode(problem),
         status=problem.status,

@@ -335,10 +335,7 @@ async def create_batch(request: web.Request) -> web.Response:
         try:
             key = payments.idempotency_key(request, item.idempotency_key)
             fp = payments.fingerprint(request, item) if key is not None else None
-            single = schemas.PaymentCreate(
-                item.balance_from, item.balance_to, item.amount, item.description, item.metadata
-            )
-            prepared.append(await payments.prepare_payment(request, single, key, fp))
+            prepared.append(await payments.prepare_payment(request, item, key, fp))
             slots.append(n)
         except ApiError as error:
             results[n] = msgspec.to_builtins(error.problem())
@@ -358,6 +355,8 @@ async def _decode_optional(request: web.Request, type_: type[T]) -> T:
 def _hold_response(request: web.Request, outcome: Outcome, exponent: int, status: int) -> web.Response:
     if outcome.conflict:
         raise ApiError("idempotency_key_reused", "this Idempotency-Key was used with a different request")
+    if outcome.refused == "unavailable":
+        raise ApiError("unavailable", "a journal cannot be written now; nothing moved; retry later")
     if outcome.refused == "not_found" or (outcome.hold is None and outcome.payment is None):
         raise ApiError("not_found", "no such hold")
     if outcome.refused == "not_held":

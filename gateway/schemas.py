@@ -131,12 +131,9 @@ class CurrencyCreate(msgspec.Struct, **_req):
     name: Annotated[str, Meta(min_length=1, max_length=100)]
 
 
-class BatchItem(msgspec.Struct, **_req):
-    balance_from: Id
-    balance_to: Id
-    amount: AmountText
-    description: Description | None = None
-    metadata: Metadata | None = None
+class BatchItem(PaymentCreate, **_req):
+    """A payment request with its own idempotency key (the batch has no header per item)."""
+
     idempotency_key: Annotated[str, Meta(min_length=1, max_length=255)] | None = None
 
 

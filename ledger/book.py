@@ -132,21 +132,31 @@ class BalanceBook:
             return None
         return AccountActivity(balance_id, account_active)
 
-    def decide_reserve(
-        self, payment_id: str, balance_id: str, amount_minor: int, currency: str, coordinator: int, epoch: int
-    ) -> tuple[Check, Reserved | None]:
-        assert amount_minor > 0, "amounts are validated at the gateway"
+    def _check_leg(
+        self, payment_id: str, balance_id: str, currency: str, coordinator: int, epoch: int
+    ) -> tuple[Check | None, Balance | None]:
+        """The checks both legs share, in precedence order: (a verdict, or None to go on)."""
         if epoch < self.fences.get(coordinator, 0):
             return Check.FENCED, None
         balance = self.balances.get(balance_id)
         if balance is None:
             return Check.BALANCE_NOT_FOUND, None
         if (payment_id, balance_id) in self.holds:
-            return Check.OK, None  # a retried reserve: already escrowed
+            return Check.OK, None  # a retried call: the hold exists already
         if not balance.usable:
             return Check.BALANCE_DISABLED, None
         if balance.currency != currency:
             return Check.CURRENCIES_DONT_MATCH, None
+        return None, balance
+
+    def decide_reserve(
+        self, payment_id: str, balance_id: str, amount_minor: int, currency: str, coordinator: int, epoch: int
+    ) -> tuple[Check, Reserved | None]:
+        assert amount_minor > 0, "amounts are validated at the gateway"
+        verdict, balance = self._check_leg(payment_id, balance_id, currency, coordinator, epoch)
+        if verdict is not None:
+            return verdict, None
+        assert balance is not None
         if not balance.unlimited and balance.available < amount_minor:
             return Check.NOT_ENOUGH_MONEY, None
         if balance.amount - balance.reserved - amount_minor < -INT64_MAX:
@@ -157,17 +167,10 @@ class BalanceBook:
         self, payment_id: str, balance_id: str, amount_minor: int, currency: str, coordinator: int, epoch: int
     ) -> tuple[Check, Prepared | None]:
         assert amount_minor > 0, "amounts are validated at the gateway"
-        if epoch < self.fences.get(coordinator, 0):
-            return Check.FENCED, None
-        balance = self.balances.get(balance_id)
-        if balance is None:
-            return Check.BALANCE_NOT_FOUND, None
-        if (payment_id, balance_id) in self.holds:
-            return Check.OK, None
-        if not balance.usable:
-            return Check.BALANCE_DISABLED, None
-        if balance.currency != currency:
-            return Check.CURRENCIES_DONT_MATCH, None
+        verdict, balance = self._check_leg(payment_id, balance_id, currency, coordinator, epoch)
+        if verdict is not None:
+            return verdict, None
+        assert balance is not None
         if balance.amount + balance.incoming + amount_minor > INT64_MAX:
             return Check.AMOUNT_OVERFLOW, None
         return Check.OK, Prepared(payment_id, balance_id, amount_minor, coordinator, epoch)
