@@ -47,6 +47,7 @@ ACTOR_CLASS = {"shard": "BalanceShard", "coordinator": "PaymentCoordinator", "re
 PARTITIONS = 4
 REQUEST_TIMEOUT_S = 15.0
 RESOLVE_DEADLINE_S = 120.0  # how long a client keeps retrying one payment
+DISK_FAULT_S = 1.5  # how long a journal stays unwritable (the busy timeout is 0.3 s)
 
 
 @dataclass
@@ -77,6 +78,7 @@ class Bank:
         self.run = Run()
         self.balances: list[str] = []
         self.session: aiohttp.ClientSession | None = None
+        self.nemesis_done = asyncio.Event()
 
     @property
     def headers(self) -> dict[str, str]:
@@ -138,7 +140,7 @@ class Bank:
 
     async def client(self, index: int, until: float) -> None:
         n = 0
-        while time.monotonic() < until:
+        while time.monotonic() < until or not self.nemesis_done.is_set():
             a, b = self.rng.sample(self.balances, 2)
             body = {"balance_from": a, "balance_to": b, "amount": f"{self.rng.randint(1, 2500) / 100:.2f}"}
             ack = await self.pay_until_final(f"c{index}-{n}", body)
@@ -147,14 +149,22 @@ class Bank:
             n += 1
 
     async def nemesis(self, faults: list[str], every_s: float, until: float, rounds: int | None) -> None:
+        """Inject faults in turn every `every_s`: until the window closes, or, given
+        `rounds`, exactly that many rounds (the clients keep going until they are done)."""
         schedule = list(faults)
-        while time.monotonic() + every_s < until:
-            if rounds is not None and self.run.faults.total() >= rounds * len(schedule):
-                return
-            await asyncio.sleep(every_s)
-            fault = schedule[self.run.faults.total() % len(schedule)]
-            await self.inject(fault)
-            self.run.faults[fault] += 1
+        try:
+            while True:
+                if rounds is not None:
+                    if self.run.faults.total() >= rounds * len(schedule):
+                        return
+                elif time.monotonic() + every_s >= until:
+                    return
+                await asyncio.sleep(every_s)
+                fault = schedule[self.run.faults.total() % len(schedule)]
+                await self.inject(fault)
+                self.run.faults[fault] += 1
+        finally:
+            self.nemesis_done.set()
 
     async def inject(self, fault: str) -> None:
         if fault in ACTOR_CLASS:
@@ -177,7 +187,7 @@ class Bank:
             blocker = sqlite3.connect(path, isolation_level=None, timeout=10)
             try:
                 blocker.execute("BEGIN EXCLUSIVE")
-                await asyncio.sleep(2.0)
+                await asyncio.sleep(DISK_FAULT_S)
             finally:
                 blocker.execute("ROLLBACK")
                 blocker.close()

@@ -14,11 +14,11 @@ from benchmarks.bank import FAULTS, run_bank
 async def test_bank_survives_every_kind_of_fault(tmp_path: Path) -> None:
     report = await run_bank(
         tmp_path / "data",
-        seconds=40,
+        seconds=30,
         clients=8,
         accounts=6,
         faults=list(FAULTS),
-        fault_every_s=1.0,
+        fault_every_s=0.5,
         fault_rounds=2,
         seed=7,
     )
