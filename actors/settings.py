@@ -32,6 +32,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     request_body_bytes_max: int = 2**20  # the API's 1 MiB limit
     journal_batch_rows_max: int = 4096  # rows per SQLite transaction
     journal_busy_timeout_ms: int = 5_000  # a locked or stalled disk turns the journal unwritable after this
+    gateway_batch_max: int = 512  # payments per coordinator call
+    gateway_batches_in_flight_max: int = 4  # concurrent calls; more requests wait and batch
     requests_in_flight_max: int = 1_024  # past this the gateway answers 503 at once instead of queueing
     snapshot_every_records: int = 100_000  # bounds replay work after a crash
     recent_payments_max: int = 100_000  # coordinator's in-memory cache of decided payments

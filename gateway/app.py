@@ -17,9 +17,10 @@ from actors.client import LedgerClient
 from actors.settings import Settings
 from gateway import handlers
 from gateway.auth import Authenticator, require_admin
+from gateway.batcher import PaymentBatcher
 from gateway.directory import Directory
 from gateway.errors import ApiError, problem_response
-from gateway.keys import ADMISSION, AUTH, CLIENT, DIRECTORY, OPENAPI, PRINCIPAL, SETTINGS, Admission
+from gateway.keys import ADMISSION, AUTH, BATCHER, CLIENT, DIRECTORY, OPENAPI, PRINCIPAL, SETTINGS, Admission
 from gateway.openapi import build_spec
 from gateway.routes import OPS, Op
 
@@ -149,6 +150,7 @@ def create_app(settings: Settings, client: LedgerClient, admin_token: str) -> we
     app[AUTH] = Authenticator(admin_token, client, settings.auth_cache_ttl_ms)
     app[OPENAPI] = msgspec.json.encode(build_spec(package_version()))
     app[ADMISSION] = Admission(settings.requests_in_flight_max)
+    app[BATCHER] = PaymentBatcher(client, settings.gateway_batch_max, settings.gateway_batches_in_flight_max)
     for op in OPS:
         app.router.add_route(op.method, op.path, _bind(op))
     app.router.add_get("/openapi.json", openapi_json)

@@ -9,6 +9,7 @@ from aiohttp import web
 from actors.client import LedgerClient
 from actors.settings import Settings
 from gateway.auth import Authenticator
+from gateway.batcher import PaymentBatcher
 from gateway.directory import Directory
 
 
@@ -23,6 +24,7 @@ class Admission:
 
 SETTINGS = web.AppKey("settings", Settings)
 ADMISSION = web.AppKey("admission", Admission)
+BATCHER = web.AppKey("batcher", PaymentBatcher)
 CLIENT = web.AppKey("client", LedgerClient)
 DIRECTORY = web.AppKey("directory", Directory)
 AUTH = web.AppKey("auth", Authenticator)

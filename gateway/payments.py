@@ -21,7 +21,7 @@ from actors.registry import SYSTEM_ACCOUNT_ID, BalanceInfo
 from actors.topology import coordinator_of
 from gateway import render, schemas
 from gateway.errors import ApiError
-from gateway.keys import CLIENT, DIRECTORY, PRINCIPAL, SETTINGS
+from gateway.keys import BATCHER, DIRECTORY, PRINCIPAL, SETTINGS
 from ledger.ids import make_id
 from ledger.messages import PaymentRequest
 from ledger.money import AmountError, parse_amount
@@ -149,7 +149,7 @@ class Settled(NamedTuple):
 async def settle(request: web.Request, prepared: list[Prepared]) -> list[Settled]:
     """Run every payment in one call; those not final within the wait limit answer 202
     `pending` and settle in the background."""
-    task = asyncio.ensure_future(request.app[CLIENT].pay_outcomes([p.request for p in prepared]))
+    task = asyncio.ensure_future(request.app[BATCHER].submit([p.request for p in prepared]))
     try:
         outcomes: list[Outcome] = await asyncio.wait_for(
             asyncio.shield(task), request.app[SETTINGS].payment_wait_ms / 1000

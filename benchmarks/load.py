@@ -1,0 +1,183 @@
+"""Load generator: one JSON line per run.
+
+    python -m benchmarks.load --scenario uniform --balances 1000 --connections 64 --seconds 20
+
+Starts its own embedded server (or targets `--url` with `--token`), opens N funded
+balances, runs a bounded loopback-only workload at C concurrent connections, then
+checks conservation. Scenarios:
+  uniform  random pairs of balances
+  hot      like uniform, but 10% of payments touch one hot balance
+  batch    POST /v1/payments/batch with `--batch` payments per request
+  read     80% GET /v1/balances/{id}, 20% payments
+The client runs on the same machine as the server and competes with it for the CPU, so
+the figures are lower bounds for the server.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import random
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import aiohttp
+
+from benchmarks.server import Server
+
+SCENARIOS = ("uniform", "hot", "batch", "read")
+
+
+def _pct(sorted_ms: list[float], q: float) -> float:
+    if not sorted_ms:
+        return 0.0
+    return round(sorted_ms[min(len(sorted_ms) - 1, int(q * len(sorted_ms)))], 2)
+
+
+async def run_load(
+    url: str, token: str, *, scenario: str, balances: int, connections: int, seconds: float, batch: int, seed: int
+) -> dict[str, object]:
+    rng = random.Random(seed)
+    headers = {"Authorization": f"Bearer {token}"}
+    connector = aiohttp.TCPConnector(limit=connections)
+    async with aiohttp.ClientSession(url, headers=headers, connector=connector) as http:
+
+        async def post(path: str, body: object) -> tuple[int, object]:
+            async with http.post(path, json=body) as r:
+                return r.status, await r.json(content_type=None)
+
+        ids: list[str] = []
+        stamp = int(time.time())
+        setup = asyncio.Semaphore(16)
+
+        async def open_balance(n: int) -> str:
+            async with setup:
+                _, account = await post("/v1/accounts", {"email": f"load{stamp}-{n}@example.com"})
+                _, bal = await post(f"/v1/accounts/{account['id']}/balances", {"currency": "USD"})  # type: ignore[index]
+                status, _ = await post("/v1/deposits", {"balance_id": bal["id"], "amount": "1000000"})  # type: ignore[index]
+                assert status == 201
+                return bal["id"]  # type: ignore[index,no-any-return]
+
+        ids = list(await asyncio.gather(*(open_balance(n) for n in range(balances))))
+        hot = ids[0]
+        latencies_ms: list[float] = []
+        statuses: dict[str, int] = {}
+        errors = 0
+        payments = 0
+
+        def pair() -> tuple[str, str]:
+            if scenario == "hot" and rng.random() < 0.1:
+                other = rng.choice(ids[1:])
+                return (hot, other) if rng.random() < 0.5 else (other, hot)
+            a, b = rng.sample(ids, 2)
+            return a, b
+
+        def one_payment() -> dict[str, str]:
+            a, b = pair()
+            return {"balance_from": a, "balance_to": b, "amount": f"{rng.randint(1, 500) / 100:.2f}"}
+
+        deadline = time.monotonic() + seconds
+
+        async def worker() -> None:
+            nonlocal errors, payments
+            while time.monotonic() < deadline:
+                started = time.perf_counter()
+                try:
+                    if scenario == "read" and rng.random() < 0.8:
+                        async with http.get(f"/v1/balances/{rng.choice(ids)}") as r:
+                            await r.read()
+                            ok = r.status == 200
+                    elif scenario == "batch":
+                        status, body = await post(
+                            "/v1/payments/batch", {"payments": [one_payment() for _ in range(batch)]}
+                        )
+                        ok = status == 200
+                        if ok:
+                            for item in body["results"]:  # type: ignore[index]
+                                statuses[str(item.get("status"))] = statuses.get(str(item.get("status")), 0) + 1
+                            payments += batch
+                    else:
+                        status, body = await post("/v1/payments", one_payment())
+                        ok = status in (201, 202)
+                        if ok:
+                            statuses[body["status"]] = statuses.get(body["status"], 0) + 1  # type: ignore[index]
+                            payments += 1
+                except (aiohttp.ClientError, TimeoutError):
+                    ok = False
+                latencies_ms.append((time.perf_counter() - started) * 1000)
+                if not ok:
+                    errors += 1
+
+        started = time.monotonic()
+        await asyncio.gather(*(worker() for _ in range(connections)))
+        elapsed = time.monotonic() - started
+        async with http.get("/v1/currencies/USD") as r:
+            issuer = (await r.json())["issuer_balance_id"]
+        total = 0
+        for balance_id in [*ids, issuer]:
+            async with http.get(f"/v1/balances/{balance_id}") as r:
+                amount = (await r.json())["amount"]
+                total += int(amount.replace(".", ""))
+    latencies_ms.sort()
+    return {
+        "scenario": scenario,
+        "connections": connections,
+        "balances": balances,
+        "seconds": round(elapsed, 1),
+        "requests": len(latencies_ms),
+        "payments": payments,
+        "payments_per_s": round(payments / elapsed, 1),
+        "requests_per_s": round(len(latencies_ms) / elapsed, 1),
+        "p50_ms": _pct(latencies_ms, 0.50),
+        "p99_ms": _pct(latencies_ms, 0.99),
+        "p999_ms": _pct(latencies_ms, 0.999),
+        "mean_ms": round(statistics.fmean(latencies_ms), 2) if latencies_ms else 0.0,
+        "errors": errors,
+        "statuses": statuses,
+        "conserved": total == 0,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.load", description=__doc__.split("\n")[0])
+    parser.add_argument("--scenario", choices=SCENARIOS, default="uniform")
+    parser.add_argument("--balances", type=int, default=1000)
+    parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--batch", type=int, default=100)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--url", help="a running server (default: start one)")
+    parser.add_argument("--token", help="its admin token")
+    parser.add_argument("--shards", type=int, default=2)
+    args = parser.parse_args(argv)
+    server = None
+    if args.url is None:
+        data_dir = Path(tempfile.mkdtemp(prefix="rayledger-load-")) / "data"
+        server = Server(data_dir, "--shards", str(args.shards)).start()
+        args.url, args.token = server.url, server.token
+    try:
+        report = asyncio.run(
+            run_load(
+                args.url,
+                args.token,
+                scenario=args.scenario,
+                balances=args.balances,
+                connections=args.connections,
+                seconds=args.seconds,
+                batch=args.batch,
+                seed=args.seed,
+            )
+        )
+    finally:
+        if server is not None:
+            server.stop()
+    print(json.dumps(report))
+    return 0 if report["conserved"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
