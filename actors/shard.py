@@ -21,6 +21,7 @@ from journal import Journal, JournalUnavailable, SqliteJournal
 from ledger.book import BalanceBook, BalanceView, BookSnapshot, OpenHold
 from ledger.messages import BalanceSpec, HoldRef, SideRequest
 from ledger.records import Posted, Record
+from ledger.results import Check
 
 
 class Entry(msgspec.Struct, frozen=True, array_like=True):
@@ -157,16 +158,20 @@ class BalanceShard:
         return await self._hold(coordinator, epoch, items, debit=False)
 
     async def _hold(self, coordinator: int, epoch: int, items: list[SideRequest], *, debit: bool) -> list[int]:
-        touched = [self._part(it.balance_id) for it in items]
-        self._require_writable(touched)
         codes = []
-        for it, part in zip(items, touched, strict=True):
+        written = []
+        for it in items:
+            part = self._part(it.balance_id)
+            if not part.journal.writable:  # refuse this leg only; the rest of the batch goes on
+                codes.append(int(Check.UNAVAILABLE))
+                continue
             decide = part.book.decide_reserve if debit else part.book.decide_prepare
             code, record = decide(it.payment_id, it.balance_id, it.amount_minor, it.currency, coordinator, epoch)
             if record is not None:
                 part.commit(record)
+            written.append(part)
             codes.append(int(code))
-        await self._settle(touched)
+        await self._settle(written)
         return codes
 
     async def post(self, refs: list[HoldRef]) -> None:
