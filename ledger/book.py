@@ -12,6 +12,8 @@ Invariants, asserted after every change:
 
 from __future__ import annotations
 
+import sys
+
 import msgspec
 
 from ledger.money import INT64_MAX
@@ -51,7 +53,7 @@ class Balance:
         self.reserved = 0
         self.incoming = 0  # prepared credits not yet posted (guards int64 overflow)
         self.overdraft_limit = overdraft_limit
-        self.currency = currency
+        self.currency = sys.intern(currency)  # one "USD" for a million balances, not a million
         self.active = True
         self.account_active = True
         self.unlimited = unlimited
