@@ -317,26 +317,25 @@ class PaymentCoordinator:
 
     async def _phase1(self, legs: list[tuple[str, str, str, int, str]]) -> dict[tuple[str, str], Check]:
         """Reserve on the paying side and prepare the receiving side of every
-        (id, from, to, amount, currency), one call per shard and side; each leg's check."""
+        (id, from, to, amount, currency), one call per shard; each leg's check."""
         epoch = self.epoch
         debits: dict[int, list[SideRequest]] = defaultdict(list)
         credits: dict[int, list[SideRequest]] = defaultdict(list)
         for hold_id, balance_from, balance_to, amount_minor, currency in legs:
             debits[self._shard(balance_from)].append(SideRequest(hold_id, balance_from, amount_minor, currency))
             credits[self._shard(balance_to)].append(SideRequest(hold_id, balance_to, amount_minor, currency))
-        calls = [(k, "reserve", items) for k, items in debits.items()] + [
-            (k, "prepare", items) for k, items in credits.items()
-        ]
+        shards = sorted(debits.keys() | credits.keys())  # one call per shard carries both sides
         replies = await asyncio.gather(
-            *(self._peer(k).call(method, self.index, epoch, items) for k, method, items in calls),
+            *(self._peer(k).call("hold", self.index, epoch, debits[k], credits[k]) for k in shards),
             return_exceptions=True,
         )
         codes: dict[tuple[str, str], Check] = {}
-        for (_, _, items), reply in zip(calls, replies, strict=True):
-            for n, item in enumerate(items):
-                # A shard that raised (journal unwritable) left no hold behind: refuse the leg.
-                code = Check.UNAVAILABLE if isinstance(reply, BaseException) else Check(reply[n])
-                codes[(item.payment_id, item.balance_id)] = code
+        for k, reply in zip(shards, replies, strict=True):
+            for side, items in enumerate((debits[k], credits[k])):
+                for n, item in enumerate(items):
+                    # A shard that raised (an actor lost for good) left no hold behind: refuse the leg.
+                    code = Check.UNAVAILABLE if isinstance(reply, BaseException) else Check(reply[side][n])
+                    codes[(item.payment_id, item.balance_id)] = code
         return codes
 
     async def _run(self, requests: list[PaymentRequest]) -> list[PaymentRecord | None]:

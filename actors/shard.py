@@ -157,9 +157,27 @@ class BalanceShard:
     async def prepare(self, coordinator: int, epoch: int, items: list[SideRequest]) -> list[int]:
         return await self._hold(coordinator, epoch, items, debit=False)
 
+    async def hold(
+        self, coordinator: int, epoch: int, debits: list[SideRequest], credits: list[SideRequest]
+    ) -> tuple[list[int], list[int]]:
+        """Phase one for both sides in one call (the coordinator's usual path): reserve the
+        paying legs and prepare the receiving legs owned here; one flush covers both."""
+        written: list[Partition] = []
+        debit_codes = self._decide_holds(coordinator, epoch, debits, written, debit=True)
+        credit_codes = self._decide_holds(coordinator, epoch, credits, written, debit=False)
+        await self._settle(written)
+        return debit_codes, credit_codes
+
     async def _hold(self, coordinator: int, epoch: int, items: list[SideRequest], *, debit: bool) -> list[int]:
+        written: list[Partition] = []
+        codes = self._decide_holds(coordinator, epoch, items, written, debit=debit)
+        await self._settle(written)
+        return codes
+
+    def _decide_holds(
+        self, coordinator: int, epoch: int, items: list[SideRequest], written: list[Partition], *, debit: bool
+    ) -> list[int]:
         codes = []
-        written = []
         for it in items:
             part = self._part(it.balance_id)
             if not part.journal.writable:  # refuse this leg only; the rest of the batch goes on
@@ -171,7 +189,6 @@ class BalanceShard:
                 part.commit(record)
             written.append(part)
             codes.append(int(code))
-        await self._settle(written)
         return codes
 
     async def post(self, refs: list[HoldRef]) -> None:

@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import random
 import subprocess
 import sys
@@ -31,9 +30,10 @@ from rich.progress import Progress
 
 from actors.audit import count_records, journal_files
 from actors.inprocess import InProcessLedger
+from actors.shard import BalanceShard
+from benchmarks.funding import open_funded_balances, payment
 from benchmarks.server import Server, rayledger_command
-from ledger.ids import make_id
-from ledger.messages import PaymentRequest
+from journal import Journal
 
 PARTITIONS = 4  # what benchmarks.server starts with
 BALANCES = 2_000
@@ -41,28 +41,11 @@ BATCH = 2_000
 DEPOSIT_MINOR = 10**9
 
 
-def _now_ms() -> int:
-    return time.time_ns() // 1_000_000
-
-
-def _payment(balance_from: str, balance_to: str, amount_minor: int) -> PaymentRequest:
-    return PaymentRequest(
-        make_id("pay", _now_ms(), os.urandom(10)), balance_from, balance_to, amount_minor, "USD", _now_ms()
-    )
-
-
 async def build(data_dir: Path, records: int, *, progress: bool) -> int:
     """Fill `data_dir` until its journals hold `records` records; returns the count."""
     rng = random.Random(7)
     ledger = await InProcessLedger(data_dir, partitions=PARTITIONS).start()
-    registry = ledger.client.registry
-    accounts = await asyncio.gather(
-        *(registry.call("create_account", f"r{n}@example.com", None) for n in range(BALANCES))
-    )
-    opened = await asyncio.gather(*(registry.call("create_balance", a.id, "USD", 0) for a in accounts))
-    ids = [info.id for _, info in opened]
-    issuer = (await registry.call("currency", "USD", ensure_issuer=True)).issuer_balance_id
-    await ledger.client.pay([_payment(issuer, b, DEPOSIT_MINOR) for b in ids])
+    _, ids, _ = await open_funded_balances(ledger.client, BALANCES, DEPOSIT_MINOR, prefix="recovery")
 
     def written() -> int:
         return sum(j.last_seq for obj in ledger.objects.values() for j in _journals(obj))
@@ -71,14 +54,15 @@ async def build(data_dir: Path, records: int, *, progress: bool) -> int:
         task = bar.add_task("writing journals", total=records)
         while (done := written()) < records:
             bar.update(task, completed=done)
-            await ledger.client.pay([_payment(*rng.sample(ids, 2), rng.randint(1, 10_000)) for _ in range(BATCH)])
+            await ledger.client.pay([payment(*rng.sample(ids, 2), rng.randint(1, 10_000)) for _ in range(BATCH)])
     await ledger.stop()
     return sum(count_records(p) for p in journal_files(data_dir))
 
 
-def _journals(obj: object) -> list:  # type: ignore[type-arg]
-    partitions = getattr(obj, "partitions", None)
-    return [p.journal for p in partitions.values()] if partitions is not None else [obj.journal]  # type: ignore[attr-defined]
+def _journals(obj: object) -> list[Journal]:
+    if isinstance(obj, BalanceShard):
+        return [p.journal for p in obj.partitions.values()]
+    return [obj.journal]  # type: ignore[attr-defined]
 
 
 async def replay(data_dir: Path) -> float:
