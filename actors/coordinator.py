@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import OrderedDict, defaultdict
+from collections.abc import Coroutine
 
 import msgspec
 
@@ -47,6 +48,19 @@ def coordinator_journal_path(settings: Settings, index: int) -> str:
 
 def _now_ms() -> int:
     return time.time_ns() // 1_000_000
+
+
+class CoordinatorSnapshot(msgspec.Struct, frozen=True, array_like=True):
+    """A coordinator's state at one journal position (snapshots bound its replay).
+    Ordered collections are oldest first, as their caches evict."""
+
+    epoch: int
+    unfinished: list[PaymentRecord]
+    recent: list[PaymentRecord]
+    open_holds: list[HoldRecord]
+    recent_holds: list[HoldRecord]
+    keys: list[tuple[str, bytes | None, str, int]]  # key, fingerprint, payment or hold id, at ms
+    keys_evicted_until_ms: int
 
 
 class Outcome(msgspec.Struct, frozen=True, array_like=True):
@@ -103,7 +117,13 @@ class PaymentCoordinator:
         self.keys: OrderedDict[str, tuple[bytes | None, str, int]] = OrderedDict()
         self._keys_evicted_until_ms = 0  # newest creation time of a key dropped inside the window
         self._recovery: asyncio.Task[None] | None = None
-        for stored in self.journal.load().records:
+        self.snapshot_seq = 0
+        self._snapshotting: asyncio.Task[None] | None = None
+        loaded = self.journal.load()
+        if loaded.snapshot is not None:
+            self._restore(msgspec.msgpack.decode(loaded.snapshot, type=CoordinatorSnapshot))
+            self.snapshot_seq = loaded.snapshot_seq
+        for stored in loaded.records:
             self._apply(stored.record)
 
     # -- state ------------------------------------------------------------------------------
@@ -135,6 +155,40 @@ class PaymentCoordinator:
     def _commit(self, record: Record) -> None:
         self.journal.append(record)
         self._apply(record)
+        if (
+            self.journal.last_seq - self.snapshot_seq >= self.settings.snapshot_every_records
+            and self._snapshotting is None
+        ):
+            # State and journal position are captured together, with no await between.
+            write = self.journal.save_snapshot(msgspec.msgpack.encode(self.state()))
+            self._snapshotting = asyncio.get_running_loop().create_task(self._save_snapshot(write))
+
+    async def _save_snapshot(self, write: Coroutine[None, None, int]) -> None:
+        try:
+            self.snapshot_seq = await write
+        finally:
+            self._snapshotting = None
+
+    def state(self) -> CoordinatorSnapshot:
+        """What replaying the journal up to its last record rebuilds."""
+        return CoordinatorSnapshot(
+            epoch=self.epoch,
+            unfinished=list(self.unfinished.values()),
+            recent=list(self.recent.values()),
+            open_holds=list(self.open_holds.values()),
+            recent_holds=list(self.recent_holds.values()),
+            keys=[(key, *value) for key, value in self.keys.items()],
+            keys_evicted_until_ms=self._keys_evicted_until_ms,
+        )
+
+    def _restore(self, snap: CoordinatorSnapshot) -> None:
+        self.epoch = snap.epoch
+        self.unfinished = {p.id: p for p in snap.unfinished}
+        self.recent = OrderedDict((p.id, p) for p in snap.recent)
+        self.open_holds = {h.id: h for h in snap.open_holds}
+        self.recent_holds = OrderedDict((h.id, h) for h in snap.recent_holds)
+        self.keys = OrderedDict((key, (fingerprint, some_id, at_ms)) for key, fingerprint, some_id, at_ms in snap.keys)
+        self._keys_evicted_until_ms = snap.keys_evicted_until_ms
 
     def _remember(self, payment: PaymentRecord) -> None:
         self.recent[payment.id] = payment
@@ -615,4 +669,6 @@ class PaymentCoordinator:
         return {"coordinator": self.index, "epoch": self.epoch, "unfinished": len(self.unfinished)}
 
     async def close(self) -> None:
+        if self._snapshotting is not None:
+            await self._snapshotting
         await self.journal.close()
