@@ -21,6 +21,7 @@ from collections.abc import Coroutine
 
 import msgspec
 
+from actors.memory import freeze_long_lived_state
 from actors.peers import PeerLookup, call_until_done, ray_lookup
 from actors.settings import Settings
 from actors.topology import partition_of, shard_name, shard_of_partition
@@ -125,6 +126,7 @@ class PaymentCoordinator:
             self.snapshot_seq = loaded.snapshot_seq
         for stored in loaded.records:
             self._apply(stored.record)
+        freeze_long_lived_state()
 
     # -- state ------------------------------------------------------------------------------
     def _apply(self, record: Record) -> None:
@@ -168,6 +170,7 @@ class PaymentCoordinator:
             self.snapshot_seq = await write
         finally:
             self._snapshotting = None
+        freeze_long_lived_state()
 
     def state(self) -> CoordinatorSnapshot:
         """What replaying the journal up to its last record rebuilds."""

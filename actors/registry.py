@@ -17,6 +17,7 @@ import time
 
 import msgspec
 
+from actors.memory import freeze_long_lived_state
 from actors.peers import PeerLookup, ray_lookup
 from actors.settings import Settings
 from actors.topology import partition_of, shard_name, shard_of_partition
@@ -111,6 +112,7 @@ class Registry:
         self._recovery: asyncio.Task[None] | None = None
         for stored in self.journal.load().records:
             self._apply(stored.record)
+        freeze_long_lived_state()
 
     def _apply(self, r: Record) -> None:
         if isinstance(r, AccountCreated):

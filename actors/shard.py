@@ -15,6 +15,7 @@ from collections.abc import Coroutine, Iterable
 
 import msgspec
 
+from actors.memory import freeze_long_lived_state
 from actors.settings import Settings
 from actors.topology import partition_of, partitions_of_shard
 from journal import Journal, JournalUnavailable, SqliteJournal
@@ -72,6 +73,7 @@ class BalanceShard:
             }
         self.partitions = {p: Partition(p, journals[p]) for p in owned}
         self._snapshots: dict[int, asyncio.Task[None]] = {}  # partition -> snapshot being written
+        freeze_long_lived_state()
 
     # -- helpers ------------------------------------------------------------------------
     def _part(self, balance_id: str) -> Partition:
@@ -103,6 +105,7 @@ class BalanceShard:
             part.snapshot_seq = await write
         finally:
             del self._snapshots[part.index]
+        freeze_long_lived_state()
 
     # -- balances -----------------------------------------------------------------------
     async def open_balances(self, specs: list[BalanceSpec]) -> None:
