@@ -8,8 +8,8 @@
 Recovery (presumed abort): a new incarnation journals a higher epoch, fences every shard
 (older-epoch reserves are refused from then on) and collects the holds it left open. A hold
 whose payment has a decision is driven to it; one without is aborted (a `system_failure`
-decision) and voided. Calls are batched: one reserve/prepare/post/void call per shard per
-batch of payments.
+decision) and voided. Calls are batched: per batch of payments, one phase-one call per
+shard (reserves and prepares together), then one post and/or void call per shard.
 """
 
 from __future__ import annotations
@@ -170,17 +170,31 @@ class PaymentCoordinator:
             self.snapshot_seq = await write
         finally:
             self._snapshotting = None
-        freeze_long_lived_state()
+
+    def _journaled(self, some_id: str) -> bool:
+        return (
+            some_id in self.unfinished
+            or some_id in self.recent
+            or some_id in self.open_holds
+            or some_id in self.recent_holds
+        )
 
     def state(self) -> CoordinatorSnapshot:
-        """What replaying the journal up to its last record rebuilds."""
+        """What replaying the journal up to its last record rebuilds. Keys claimed by a
+        request still in flight, not journaled yet, are left out: the request may still
+        give its key back (nothing decided), and replay would not know them either."""
+        keys = [
+            (key, *value)
+            for key, value in self.keys.items()
+            if value[1] not in self._inflight or self._journaled(value[1])
+        ]
         return CoordinatorSnapshot(
             epoch=self.epoch,
             unfinished=list(self.unfinished.values()),
             recent=list(self.recent.values()),
             open_holds=list(self.open_holds.values()),
             recent_holds=list(self.recent_holds.values()),
-            keys=[(key, *value) for key, value in self.keys.items()],
+            keys=keys,
             keys_evicted_until_ms=self._keys_evicted_until_ms,
         )
 
@@ -390,7 +404,9 @@ class PaymentCoordinator:
         for k, reply in zip(shards, replies, strict=True):
             for side, items in enumerate((debits[k], credits[k])):
                 for n, item in enumerate(items):
-                    # A shard that raised (an actor lost for good) left no hold behind: refuse the leg.
+                    # A shard that raised: refuse the leg. Legs it may have held before
+                    # failing stay reserved until this coordinator's next recovery, whose
+                    # fence finds them undecided and releases them.
                     code = Check.UNAVAILABLE if isinstance(reply, BaseException) else Check(reply[side][n])
                     codes[(item.payment_id, item.balance_id)] = code
         return codes
@@ -673,5 +689,5 @@ class PaymentCoordinator:
 
     async def close(self) -> None:
         if self._snapshotting is not None:
-            await self._snapshotting
+            await asyncio.gather(self._snapshotting, return_exceptions=True)  # the journal closes regardless
         await self.journal.close()

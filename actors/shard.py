@@ -105,7 +105,6 @@ class BalanceShard:
             part.snapshot_seq = await write
         finally:
             del self._snapshots[part.index]
-        freeze_long_lived_state()
 
     # -- balances -----------------------------------------------------------------------
     async def open_balances(self, specs: list[BalanceSpec]) -> None:
@@ -252,5 +251,5 @@ class BalanceShard:
         return [v for p in parts for b in p.book.balances if (v := p.book.view(b)) is not None]
 
     async def close(self) -> None:
-        await asyncio.gather(*self._snapshots.values())
+        await asyncio.gather(*self._snapshots.values(), return_exceptions=True)  # journals close regardless
         await asyncio.gather(*(p.journal.close() for p in self.partitions.values()))

@@ -151,11 +151,12 @@ def main(argv: list[str] | None = None) -> int:
         if bench.args[-1] == "uniform":
             uniform = report
         met = ""
-        if "error" in report:
+        checks_failed = any(report.get(k) is False for k in ("conserved", "verify_ok", "served"))
+        if "error" in report or done.returncode != 0 or checks_failed:
             met = "failed"
         elif bench.met:
             met = "yes" if bench.met(report) else "no"
-        elif bench.target.startswith("≥ 50%") and uniform:
+        elif bench.target.startswith("≥ 50%") and uniform and "payments_per_s" in uniform:
             met = "yes" if report["payments_per_s"] >= 0.5 * uniform["payments_per_s"] else "no"
         shown = " ".join(["python", *command[1:]]).replace(" --no-progress", "")
         rows.append((bench.name, figures(report), bench.target, met, shown, report))

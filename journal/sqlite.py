@@ -3,7 +3,7 @@
 WAL with synchronous=FULL: a commit returns only after the WAL is fsynced, and a torn
 write at the tail is discarded by SQLite's frame checksums on the next open, so replay
 always sees a prefix of committed batches. Rows are written with `executemany` in one
-transaction per batch (aiosqlite costs ~200 µs per statement; a batch amortises it).
+transaction per batch, so one fsync covers the whole batch.
 
 Loading uses the synchronous sqlite3 module because actors rebuild state inside their
 synchronous `__init__`. Writes use a plain sqlite3 connection owned by one dedicated
@@ -53,9 +53,13 @@ CREATE TABLE IF NOT EXISTS snapshots (
 
 def _connect_sync(path: Path, timeout_s: float = 5.0) -> sqlite3.Connection:
     conn = sqlite3.connect(path, timeout=timeout_s, isolation_level=None)  # explicit BEGIN/COMMIT
-    conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute("PRAGMA synchronous=FULL")
-    conn.executescript(SCHEMA)
+    try:
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=FULL")
+        conn.executescript(SCHEMA)
+    except BaseException:
+        conn.close()
+        raise
     return conn
 
 
@@ -103,12 +107,17 @@ class SqliteJournal(Journal):
             if self._writer is None:
                 self._writer = _connect_sync(self.path, self.busy_timeout_s)
             db = self._writer
-            db.execute("BEGIN IMMEDIATE")
             try:
+                db.execute("BEGIN IMMEDIATE")
                 work(db)
                 db.execute("COMMIT")
             except BaseException:
-                db.execute("ROLLBACK")
+                try:
+                    if db.in_transaction:  # SQLite may have rolled back already (disk full, I/O error)
+                        db.execute("ROLLBACK")
+                except sqlite3.Error:
+                    db.close()  # a fresh connection for the retry, not one stuck in a transaction
+                    self._writer = None
                 raise
 
         await asyncio.get_running_loop().run_in_executor(self._writer_thread, run)

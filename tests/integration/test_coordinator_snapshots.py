@@ -3,6 +3,7 @@ traffic built, and the same state that replaying every record from genesis build
 
 from __future__ import annotations
 
+import asyncio
 import os
 from pathlib import Path
 
@@ -56,4 +57,24 @@ async def test_snapshot_and_tail_rebuild_the_live_state(tmp_path: Path) -> None:
     from_genesis = PaymentCoordinator(ledger.settings, 0, ledger.peer, MemoryJournal(no_snapshot))
     assert from_genesis.snapshot_seq == 0
     assert from_genesis.state() == state
+    await ledger.stop()
+
+
+async def test_a_snapshot_leaves_out_keys_of_requests_not_yet_journaled(tmp_path: Path) -> None:
+    """A key is claimed before its payment is decided and given back if nothing is; a
+    snapshot taken meanwhile must not make it outlive a restart (a retry would then find
+    a key pointing at no payment). A key whose payment is journaled stays, in flight or not."""
+    ledger = await LocalLedger(tmp_path, memory=True).start()
+    _, (a, b), _ = await open_funded_balances(ledger.client, 2, 100_00)
+    decided = msgspec.structs.replace(payment(a, b, 1_00), idempotency_key="admin:decided", fingerprint=b"fp")
+    await ledger.client.pay([decided])
+    coordinator = ledger.coordinator()
+    claimed = payment(a, b, 2_00)
+    coordinator._inflight[claimed.payment_id] = asyncio.get_running_loop().create_future()
+    coordinator._inflight[decided.payment_id] = asyncio.get_running_loop().create_future()  # phase two, say
+    coordinator._remember_key("admin:claimed", b"fp", claimed.payment_id, now_ms())
+
+    keys = {key for key, *_ in coordinator.state().keys}
+    assert "admin:decided" in keys and "admin:claimed" not in keys
+    coordinator._inflight.clear()
     await ledger.stop()
