@@ -21,6 +21,7 @@ from gateway.batcher import PaymentBatcher
 from gateway.directory import Directory
 from gateway.errors import ApiError, problem_response
 from gateway.keys import ADMISSION, AUTH, BATCHER, CLIENT, DIRECTORY, OPENAPI, PRINCIPAL, SETTINGS, Admission
+from gateway.metrics import METRICS, GatewayMetrics, metrics_endpoint, metrics_middleware
 from gateway.openapi import build_spec
 from gateway.routes import OPS, Op
 
@@ -141,7 +142,7 @@ def package_version() -> str:
 
 def create_app(settings: Settings, client: LedgerClient, admin_token: str) -> web.Application:
     app = web.Application(
-        middlewares=[error_middleware, admission_middleware, auth_middleware],
+        middlewares=[metrics_middleware, error_middleware, admission_middleware, auth_middleware],
         client_max_size=settings.request_body_bytes_max,
     )
     app[SETTINGS] = settings
@@ -150,9 +151,11 @@ def create_app(settings: Settings, client: LedgerClient, admin_token: str) -> we
     app[AUTH] = Authenticator(admin_token, client, settings.auth_cache_ttl_ms)
     app[OPENAPI] = msgspec.json.encode(build_spec(package_version()))
     app[ADMISSION] = Admission(settings.requests_in_flight_max)
+    app[METRICS] = GatewayMetrics()
     app[BATCHER] = PaymentBatcher(client, settings.gateway_batch_max, settings.gateway_batches_in_flight_max)
     for op in OPS:
         app.router.add_route(op.method, op.path, _bind(op))
+    app.router.add_get("/metrics", metrics_endpoint)
     app.router.add_get("/openapi.json", openapi_json)
     app.router.add_get("/docs", docs)
     app.router.add_static("/docs/static", swagger_ui.static_path)

@@ -4,7 +4,7 @@ One actor call per HTTP request caps the gateway near 1.7k requests/s on two cor
 combined calls carry 10k+ payments/s (DESIGN §6). No timer: while `in_flight_max`
 batches are out, new requests queue, and the next free slot takes everything queued (up
 to `batch_max`). An idle ledger therefore adds no latency, and a busy one batches more.
-A timer (waiting 2–5 ms for a batch to fill) was measured and gave nothing: at 64
+A timer (waiting 2 to 5 ms for a batch to fill) was measured and gave nothing: at 64
 connections the clients not in the current batch are already queued (benchmarks/RESULTS.md).
 """
 

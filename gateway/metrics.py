@@ -1,0 +1,76 @@
+"""Gateway metrics in Prometheus text at `GET /metrics` (no auth, API.md "Operations").
+
+Each app has its own registry, so several gateways in one process (tests) never share
+counters. Requests are labelled by route template (`/v1/balances/{id}`), never by the
+concrete path, so the label set stays bounded whatever clients send; tokens and ids never
+become labels.
+"""
+
+from __future__ import annotations
+
+import time
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+METRICS = web.AppKey("metrics", "GatewayMetrics")
+UNMATCHED = "unmatched"
+LATENCY_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+class GatewayMetrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "rayledger_http_requests",
+            "HTTP requests answered, by route template, method and status",
+            ("route", "method", "status"),
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "rayledger_http_request_duration_seconds",
+            "Time from request to response, by route template and method",
+            ("route", "method"),
+            buckets=LATENCY_BUCKETS_S,
+            registry=self.registry,
+        )
+        self.in_flight = Gauge("rayledger_http_requests_in_flight", "Requests being served now", registry=self.registry)
+        self.payments = Counter(
+            "rayledger_payments",
+            "Payments (and deposits, withdrawals, batch items) answered, by final status",
+            ("status",),
+            registry=self.registry,
+        )
+
+    def observe(self, route: str, method: str, status: int, seconds: float) -> None:
+        self.requests.labels(route, method, str(status)).inc()
+        self.latency.labels(route, method).observe(seconds)
+
+
+def route_of(request: web.Request) -> str:
+    resource = request.match_info.route.resource
+    return resource.canonical if resource is not None else UNMATCHED
+
+
+@web.middleware
+async def metrics_middleware(request: web.Request, handler: web.Handler) -> web.StreamResponse:
+    """Outermost, so error answers (problem+json from inner middlewares) are counted too."""
+    metrics = request.app[METRICS]
+    started = time.perf_counter()
+    metrics.in_flight.inc()
+    status = 500
+    try:
+        response = await handler(request)
+        status = response.status
+        return response
+    except web.HTTPException as exc:
+        status = exc.status
+        raise
+    finally:
+        metrics.in_flight.dec()
+        metrics.observe(route_of(request), request.method, status, time.perf_counter() - started)
+
+
+async def metrics_endpoint(request: web.Request) -> web.Response:
+    body = generate_latest(request.app[METRICS].registry)
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
