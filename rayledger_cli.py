@@ -1,4 +1,4 @@
-"""`rayledger` command line: serve, verify.
+"""`rayledger` command line: serve, verify, seed.
 
 A top-level module named `rayledger_cli` rather than `cli`, so that installing the
 package cannot shadow another distribution's `cli` module.
@@ -163,6 +163,19 @@ def verify(settings: Settings) -> int:
     return 0
 
 
+def seed(args: dict[str, Any]) -> int:
+    from rayledger_seed import run_seed
+
+    token = args["token"] or os.environ.get("RAYLEDGER_ADMIN_TOKEN")
+    if token is None:
+        path = Path(args["data_dir"] or "./data") / ADMIN_TOKEN_FILE
+        if not path.exists():
+            print(f"rayledger seed: no --token, no RAYLEDGER_ADMIN_TOKEN and no {path}", file=sys.stderr)
+            return 2
+        token = path.read_text().strip()
+    return run_seed(args["url"], token, args["accounts"], args["payments"], args["run"], args["seed_value"])
+
+
 def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-dir", help="journal directory (default ./data)")
 
@@ -181,8 +194,18 @@ def main(argv: list[str] | None = None) -> int:
     p_serve.add_argument("--no-dashboard", dest="dashboard", action="store_false", default=None)
     p_verify = sub.add_parser("verify", help="audit every journal offline; non-zero exit on any violation")
     _common(p_verify)
+    p_seed = sub.add_parser("seed", help="load sample accounts, balances, deposits and payments (for demos)")
+    _common(p_seed)
+    p_seed.add_argument("--url", default="http://127.0.0.1:8080", help="a running ledger (default %(default)s)")
+    p_seed.add_argument("--token", help="admin token (default: RAYLEDGER_ADMIN_TOKEN, else <data-dir>/admin_token)")
+    p_seed.add_argument("--accounts", type=int, default=50)
+    p_seed.add_argument("--payments", type=int, default=500)
+    p_seed.add_argument("--run", default="seed", help="names this run's data and idempotency keys")
+    p_seed.add_argument("--seed", dest="seed_value", type=int, default=1, help="random seed")
     args = vars(parser.parse_args(argv))
     command = args.pop("command")
+    if command == "seed":
+        return seed(args)
     try:
         settings = settings_from_env(args)
     except (ValueError, TypeError) as exc:

@@ -1,0 +1,37 @@
+"""`rayledger seed` against a real server: the sample data is there, every kind of outcome
+occurs, and the seeded money is conserved."""
+
+from __future__ import annotations
+
+import subprocess
+
+from benchmarks.server import rayledger_command
+from tests.support.api import Api
+from tests.support.server import Server
+
+
+async def test_seed_loads_sample_data_through_the_api(api: Api, server: Server) -> None:
+    done = subprocess.run(
+        [*rayledger_command(), "seed", "--url", server.url, "--token", server.token, "--accounts", "10",
+         "--payments", "40", "--run", "demo"],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "seeded 10 accounts, 12 balances, 12 deposits, 40 payments" in done.stdout
+    for status in ("success", "not_enough_money", "currencies_dont_match"):
+        assert status in done.stdout
+
+    listed = (await api.get("/v1/accounts?limit=100")).body["data"]
+    seeded = [a for a in listed if a["email"].startswith("demo-")]
+    assert len(seeded) == 10
+    total_minor = 0
+    deposits_minor = 0
+    for account in seeded:
+        for balance in (await api.get(f"/v1/accounts/{account['id']}")).body["balances"]:
+            view = (await api.get(f"/v1/balances/{balance['id']}")).body
+            total_minor += int(view["amount"].replace(".", ""))
+            paid = (await api.get(f"/v1/payments?balance={balance['id']}&limit=100")).body["data"]
+            deposits = [p for p in paid if p.get("description") == "deposit" and p["balance_to"] == balance["id"]]
+            assert len(deposits) == 1
+            deposits_minor += int(deposits[0]["amount"].replace(".", ""))
+    assert total_minor == deposits_minor  # payments only moved money among the seeded balances
