@@ -24,7 +24,8 @@ import msgspec
 from actors.memory import freeze_long_lived_state
 from actors.peers import PeerLookup, call_until_done, ray_lookup
 from actors.settings import Settings
-from actors.topology import partition_of, shard_name, shard_of_partition
+from actors.telemetry import Telemetry
+from actors.topology import coordinator_name, partition_of, shard_name, shard_of_partition
 from journal import Journal, JournalUnavailable, SqliteJournal
 from ledger.book import DEBIT, OpenHold
 from ledger.messages import HoldRef, HoldRequest, PaymentRequest, SideRequest
@@ -120,6 +121,8 @@ class PaymentCoordinator:
         self._recovery: asyncio.Task[None] | None = None
         self.snapshot_seq = 0
         self._snapshotting: asyncio.Task[None] | None = None
+        self.telemetry = Telemetry(settings.namespace, coordinator_name(index))
+        self.telemetry.watch(self.journal, f"c-{index}")
         loaded = self.journal.load()
         if loaded.snapshot is not None:
             self._restore(msgspec.msgpack.decode(loaded.snapshot, type=CoordinatorSnapshot))
@@ -315,6 +318,17 @@ class PaymentCoordinator:
 
     # -- payments ---------------------------------------------------------------------------
     async def pay(self, requests: list[PaymentRequest]) -> list[Outcome]:
+        started = time.perf_counter()
+        with self.telemetry.serving():
+            outcomes = await self._pay(requests)
+        latency_ms = (time.perf_counter() - started) * 1000
+        for o in outcomes:
+            if o.payment is not None and not o.replayed:
+                self.telemetry.payments.inc(1, {"status": str(o.payment.status)})
+                self.telemetry.payment_latency_ms.observe(latency_ms)
+        return outcomes
+
+    async def _pay(self, requests: list[PaymentRequest]) -> list[Outcome]:
         """Run payments; a request whose idempotency key was seen replays the first
         outcome (or is refused if its fingerprint differs). Concurrent duplicates wait
         for the one in flight, so a key never makes two payments."""

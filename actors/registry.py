@@ -20,7 +20,8 @@ import msgspec
 from actors.memory import freeze_long_lived_state
 from actors.peers import PeerLookup, ray_lookup
 from actors.settings import Settings
-from actors.topology import partition_of, shard_name, shard_of_partition
+from actors.telemetry import Telemetry
+from actors.topology import REGISTRY_NAME, partition_of, shard_name, shard_of_partition
 from journal import Journal, JournalUnavailable, SqliteJournal
 from ledger.currencies import CurrencyInfo, iso_currencies
 from ledger.ids import make_id
@@ -112,6 +113,8 @@ class Registry:
         self._recovery: asyncio.Task[None] | None = None
         for stored in self.journal.load().records:
             self._apply(stored.record)
+        self.telemetry = Telemetry(settings.namespace, REGISTRY_NAME)
+        self.telemetry.watch(self.journal, "registry")
         freeze_long_lived_state()
 
     def _apply(self, r: Record) -> None:

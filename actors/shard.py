@@ -17,7 +17,8 @@ import msgspec
 
 from actors.memory import freeze_long_lived_state
 from actors.settings import Settings
-from actors.topology import partition_of, partitions_of_shard
+from actors.telemetry import Telemetry
+from actors.topology import partition_of, partitions_of_shard, shard_name
 from journal import Journal, JournalUnavailable, SqliteJournal
 from ledger.book import BalanceBook, BalanceView, BookSnapshot, OpenHold
 from ledger.messages import BalanceSpec, HoldRef, SideRequest
@@ -73,7 +74,14 @@ class BalanceShard:
             }
         self.partitions = {p: Partition(p, journals[p]) for p in owned}
         self._snapshots: dict[int, asyncio.Task[None]] = {}  # partition -> snapshot being written
+        self.telemetry = Telemetry(settings.namespace, shard_name(index))
+        for p, part in self.partitions.items():
+            self.telemetry.watch(part.journal, f"p-{p}")
+        self._count_balances()
         freeze_long_lived_state()
+
+    def _count_balances(self) -> None:
+        self.telemetry.balances.set(sum(len(p.book.balances) for p in self.partitions.values()))
 
     # -- helpers ------------------------------------------------------------------------
     def _part(self, balance_id: str) -> Partition:
@@ -114,6 +122,7 @@ class BalanceShard:
             record = part.book.decide_open(spec.balance_id, spec.currency, spec.overdraft_limit_minor, spec.unlimited)
             if record is not None:
                 part.commit(record)
+        self._count_balances()
         await self._settle(touched)
 
     async def change_balance(self, balance_id: str, active: bool | None, overdraft_limit_minor: int | None) -> int:
@@ -164,11 +173,12 @@ class BalanceShard:
     ) -> tuple[list[int], list[int]]:
         """Phase one for both sides in one call (the coordinator's usual path): reserve the
         paying legs and prepare the receiving legs owned here; one flush covers both."""
-        written: list[Partition] = []
-        debit_codes = self._decide_holds(coordinator, epoch, debits, written, debit=True)
-        credit_codes = self._decide_holds(coordinator, epoch, credits, written, debit=False)
-        await self._settle(written)
-        return debit_codes, credit_codes
+        with self.telemetry.serving():
+            written: list[Partition] = []
+            debit_codes = self._decide_holds(coordinator, epoch, debits, written, debit=True)
+            credit_codes = self._decide_holds(coordinator, epoch, credits, written, debit=False)
+            await self._settle(written)
+            return debit_codes, credit_codes
 
     async def _hold(self, coordinator: int, epoch: int, items: list[SideRequest], *, debit: bool) -> list[int]:
         written: list[Partition] = []
@@ -197,11 +207,12 @@ class BalanceShard:
         at_ms = time.time_ns() // 1_000_000
         touched = [self._part(r.balance_id) for r in refs]
         self._require_writable(touched)
-        for ref, part in zip(refs, touched, strict=True):
-            record = part.book.decide_post(ref.payment_id, ref.balance_id, at_ms, ref.amount_minor, ref.hold_id)
-            if record is not None:
-                part.commit(record)
-        await self._settle(touched)
+        with self.telemetry.serving():
+            for ref, part in zip(refs, touched, strict=True):
+                record = part.book.decide_post(ref.payment_id, ref.balance_id, at_ms, ref.amount_minor, ref.hold_id)
+                if record is not None:
+                    part.commit(record)
+            await self._settle(touched)
 
     async def void(self, refs: list[HoldRef]) -> None:
         touched = [self._part(r.balance_id) for r in refs]

@@ -16,7 +16,8 @@ from __future__ import annotations
 import abc
 import asyncio
 import hashlib
-from collections.abc import Coroutine, Iterator
+import time
+from collections.abc import Callable, Coroutine, Iterator
 from typing import NamedTuple
 
 from ledger.records import Record, RecordCodec, record_key, record_tags
@@ -78,6 +79,7 @@ class Journal(abc.ABC):
         self._wake: asyncio.Event | None = None
         self._flusher: asyncio.Task[None] | None = None
         self._closed = False
+        self.on_flush: Callable[[int, float], None] | None = None  # (rows, seconds): metrics
 
     # -- adapter hooks ----------------------------------------------------------------
     @abc.abstractmethod
@@ -171,6 +173,7 @@ class Journal(abc.ABC):
             self._wake.clear()
             while self._pending:
                 batch = self._pending[: self.batch_rows_max]
+                started = time.perf_counter()
                 try:
                     await self._write(batch)
                 except Exception:  # disk full, permissions, I/O error: keep the batch, retry
@@ -184,6 +187,8 @@ class Journal(abc.ABC):
                 self.flush_count += 1
                 self.durable_seq = batch[-1].seq
                 self._release()
+                if self.on_flush is not None:
+                    self.on_flush(len(batch), time.perf_counter() - started)
 
     def _release(self) -> None:
         still_waiting = []

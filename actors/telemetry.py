@@ -1,0 +1,102 @@
+"""Actor metrics for the Ray dashboard and Ray's Prometheus endpoint (`ray.util.metrics`).
+
+Inside a Ray worker the metrics are Ray's; elsewhere (the in-process ledger, unit tests)
+they are no-ops, so the actor classes stay constructible without Ray. Tags are bounded:
+the ledger (its Ray namespace), an actor's name, a journal, a payment status; never an id.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from journal import Journal
+
+LATENCY_MS_BOUNDARIES = [1, 2.5, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 10000]
+BATCH_SIZE_BOUNDARIES = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096]
+
+
+class _Noop:
+    def inc(self, value: float = 1, tags: dict[str, str] | None = None) -> None:
+        return None
+
+    def observe(self, value: float, tags: dict[str, str] | None = None) -> None:
+        return None
+
+    def set(self, value: float, tags: dict[str, str] | None = None) -> None:
+        return None
+
+
+def _in_ray_worker() -> bool:
+    try:
+        import ray
+    except ImportError:
+        return False
+    return bool(ray.is_initialized()) and ray.get_runtime_context().get_actor_id() is not None
+
+
+class Telemetry:
+    """The ledger's metrics, with `ledger` and `actor` as default tags on every one."""
+
+    def __init__(self, ledger: str, actor: str) -> None:
+        self.actor = actor
+        self._in_flight = 0
+        make: Any
+        if _in_ray_worker():
+            from ray.util import metrics
+
+            def make(kind: str, name: str, description: str, tag_keys: tuple[str, ...], **kw: Any) -> Any:
+                keys = ("ledger", "actor", *tag_keys)
+                metric = getattr(metrics, kind)(name, description=description, tag_keys=keys, **kw)
+                return metric.set_default_tags({"ledger": ledger, "actor": actor})
+        else:
+
+            def make(*_: Any, **__: Any) -> Any:
+                return _Noop()
+
+        self.payments = make("Counter", "rayledger_payments_decided", "Payments decided, by status", ("status",))
+        self.payment_latency_ms = make(
+            "Histogram",
+            "rayledger_payment_latency_ms",
+            "From a coordinator taking a payment to both legs posted or voided",
+            (),
+            boundaries=LATENCY_MS_BOUNDARIES,
+        )
+        self.flush_latency_ms = make(
+            "Histogram",
+            "rayledger_journal_flush_latency_ms",
+            "One journal flush (a transaction and its fsync)",
+            ("journal",),
+            boundaries=LATENCY_MS_BOUNDARIES,
+        )
+        self.flush_rows = make(
+            "Histogram",
+            "rayledger_journal_flush_rows",
+            "Records written by one journal flush (group commit batch size)",
+            ("journal",),
+            boundaries=BATCH_SIZE_BOUNDARIES,
+        )
+        self.calls_in_flight = make("Gauge", "rayledger_calls_in_flight", "Calls an actor is serving now", ())
+        self.balances = make("Gauge", "rayledger_balances", "Balances held in memory by a shard", ())
+
+    def watch(self, journal: Journal, name: str) -> None:
+        """Observe every flush of `journal` (latency and rows), tagged with its name."""
+        tags = {"journal": name}
+
+        def observe(rows: int, seconds: float) -> None:
+            self.flush_latency_ms.observe(seconds * 1000, tags)
+            self.flush_rows.observe(rows, tags)
+
+        journal.on_flush = observe
+
+    @contextmanager
+    def serving(self) -> Iterator[None]:
+        """Counts a call in `calls_in_flight` (queue depth) while it runs."""
+        self._in_flight += 1
+        self.calls_in_flight.set(self._in_flight)
+        try:
+            yield
+        finally:
+            self._in_flight -= 1
+            self.calls_in_flight.set(self._in_flight)
