@@ -4,7 +4,7 @@ FROM python:3.11-slim
 
 RUN useradd --create-home --uid 10001 rayledger
 WORKDIR /app
-COPY pyproject.toml README.md rayledger_cli.py ./
+COPY pyproject.toml README.md rayledger_cli.py rayledger_seed.py ./
 COPY ledger ./ledger
 COPY journal ./journal
 COPY actors ./actors

@@ -31,3 +31,15 @@ def test_the_dashboard_queries_only_defined_metrics() -> None:
             unknown.add(name)
     assert not unknown, f"the dashboard queries metrics the code does not define: {sorted(unknown)}"
     assert defined - {n for u in used for n in defined if u.startswith(n)} == set(), "a metric has no panel"
+
+
+def test_the_image_copies_every_module_the_package_installs() -> None:
+    import tomllib
+
+    setuptools = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    copied = set()
+    for line in (ROOT / "Dockerfile").read_text().splitlines():
+        if line.startswith("COPY "):
+            copied |= {Path(src).stem if src.endswith(".py") else src for src in line.split()[1:-1]}
+    missing = {*setuptools["packages"], *setuptools["py-modules"]} - copied
+    assert not missing, f"the Dockerfile does not copy {sorted(missing)}: pip install would fail in the image"
