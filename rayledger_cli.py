@@ -95,6 +95,7 @@ def serve(settings: Settings) -> int:
     from actors.factory import PartitionCountMismatch, start_actors
     from actors.peers import ray_lookup
     from gateway import create_app
+    from gateway.logs import configure as configure_logs
 
     data_dir = settings.data_path
     try:
@@ -103,6 +104,7 @@ def serve(settings: Settings) -> int:
         print(f"rayledger: {exc}", file=sys.stderr)
         return 1
     token, token_source = admin_token(data_dir)
+    configure_logs(os.environ.get("RAYLEDGER_LOG_LEVEL", "info"))
     print(f"rayledger: starting (journal in {data_dir})", flush=True)
     dashboard_url, temp_dir = start_ray(settings)
     try:

@@ -21,6 +21,7 @@ from gateway.batcher import PaymentBatcher
 from gateway.directory import Directory
 from gateway.errors import ApiError, problem_response
 from gateway.keys import ADMISSION, AUTH, BATCHER, CLIENT, DIRECTORY, OPENAPI, PRINCIPAL, SETTINGS, Admission
+from gateway.logs import request_log_middleware
 from gateway.metrics import METRICS, GatewayMetrics, metrics_endpoint, metrics_middleware
 from gateway.openapi import build_spec
 from gateway.routes import OPS, Op
@@ -142,7 +143,13 @@ def package_version() -> str:
 
 def create_app(settings: Settings, client: LedgerClient, admin_token: str) -> web.Application:
     app = web.Application(
-        middlewares=[metrics_middleware, error_middleware, admission_middleware, auth_middleware],
+        middlewares=[
+            metrics_middleware,
+            request_log_middleware,
+            error_middleware,
+            admission_middleware,
+            auth_middleware,
+        ],
         client_max_size=settings.request_body_bytes_max,
     )
     app[SETTINGS] = settings

@@ -22,6 +22,7 @@ from actors.topology import coordinator_of
 from gateway import render, schemas
 from gateway.errors import ApiError
 from gateway.keys import BATCHER, DIRECTORY, PRINCIPAL, SETTINGS
+from gateway.logs import LOGGED_IDS
 from gateway.metrics import METRICS
 from ledger.ids import make_id
 from ledger.messages import PaymentRequest
@@ -170,6 +171,7 @@ async def settle(request: web.Request, prepared: list[Prepared]) -> list[Settled
         assert outcome.payment is not None
         if not outcome.replayed:
             request.app[METRICS].payments.labels(outcome.payment.status).inc()
+        request[LOGGED_IDS].append(outcome.payment.id)
         status = 202 if outcome.payment.status == "pending" else 201
         settled.append(Settled(status, render.payment(outcome.payment, p.exponent), outcome.replayed))
     return settled

@@ -1,0 +1,76 @@
+"""Structured logs: one JSON object per line on stderr, for log shippers to index.
+
+Each API request logs one `request` event with its request id (the client's `X-Request-Id`
+when it is a short token, else a fresh one; echoed in the response), route template,
+status, duration and the ids of the payments it created. Headers and bodies are never
+logged, so neither tokens nor personal data reach the logs.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import secrets
+import sys
+import time
+from datetime import UTC, datetime
+
+import msgspec
+from aiohttp import web
+
+from gateway.metrics import route_of
+
+log = logging.getLogger("rayledger.gateway")
+REQUEST_ID = web.RequestKey("request_id", str)
+LOGGED_IDS = web.RequestKey("logged_ids", list)  # handlers add the ids of what they created
+_CLIENT_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, object] = {
+            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "event": record.getMessage(),
+            **getattr(record, "fields", {}),
+        }
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return msgspec.json.encode(entry).decode()
+
+
+def configure(level: str = "info") -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter())
+    root = logging.getLogger("rayledger")
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    root.propagate = False
+
+
+@web.middleware
+async def request_log_middleware(request: web.Request, handler: web.Handler) -> web.StreamResponse:
+    given = request.headers.get("X-Request-Id", "")
+    request_id = given if _CLIENT_ID.match(given) else secrets.token_hex(8)
+    request[REQUEST_ID] = request_id
+    request[LOGGED_IDS] = []
+    started = time.perf_counter()
+    status = 500
+    try:
+        response = await handler(request)
+        status = response.status
+        response.headers["X-Request-Id"] = request_id
+        return response
+    finally:
+        if request.path.startswith("/v1") and log.isEnabledFor(logging.INFO):
+            fields: dict[str, object] = {
+                "request_id": request_id,
+                "method": request.method,
+                "route": route_of(request),
+                "status": status,
+                "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+            }
+            if request[LOGGED_IDS]:
+                fields["ids"] = request[LOGGED_IDS]
+            log.info("request", extra={"fields": fields})

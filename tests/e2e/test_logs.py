@@ -1,0 +1,27 @@
+"""Structured logs: one JSON line per API request with its request id (echoed to the
+client), route template, status and the ids of the payments it made; never a token."""
+
+from __future__ import annotations
+
+import json
+
+from tests.support.api import Api
+from tests.support.server import Server
+
+
+async def test_each_request_logs_one_json_line_without_secrets(api: Api, server: Server) -> None:
+    a = (await api.balance((await api.account("logs-a@example.com"))["id"], "USD"))["id"]
+    b = (await api.balance((await api.account("logs-b@example.com"))["id"], "USD"))["id"]
+    await api.deposit(a, "5.00")
+    body = {"balance_from": a, "balance_to": b, "amount": "1.00"}
+    paid = await api.post("/v1/payments", body, headers={"X-Request-Id": "req-logs-1"})
+    assert paid.status == 201 and paid.headers["X-Request-Id"] == "req-logs-1"
+    generated = await api.get(f"/v1/balances/{a}", headers={"X-Request-Id": "not a valid id!"})
+    assert generated.headers["X-Request-Id"] not in ("", "not a valid id!")
+
+    lines = [json.loads(line) for line in server.log_path.read_text().splitlines() if line.startswith("{")]
+    [entry] = [e for e in lines if e.get("request_id") == "req-logs-1"]
+    assert entry["event"] == "request" and entry["route"] == "/v1/payments" and entry["status"] == 201
+    assert entry["ids"] == [paid.body["id"]]
+    assert any(e.get("request_id") == generated.headers["X-Request-Id"] for e in lines)
+    assert server.token not in server.log_path.read_text()
