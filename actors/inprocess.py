@@ -48,6 +48,16 @@ class InProcessLedger:
         await self.client.status()
         return self
 
+    def journals(self) -> list[Journal]:
+        """Every journal of every actor, open now."""
+        found: list[Journal] = []
+        for obj in self.objects.values():
+            if isinstance(obj, BalanceShard):
+                found += [p.journal for p in obj.partitions.values()]
+            else:
+                found.append(obj.journal)
+        return found
+
     def coordinator(self, index: int = 0) -> PaymentCoordinator:
         return self.objects[coordinator_name(index)]  # type: ignore[no-any-return]
 

@@ -163,10 +163,10 @@ class BalanceShard:
 
     # -- two-phase payment legs -----------------------------------------------------------
     async def reserve(self, coordinator: int, epoch: int, items: list[SideRequest]) -> list[int]:
-        return await self._hold(coordinator, epoch, items, debit=True)
+        return (await self.hold(coordinator, epoch, items, []))[0]
 
     async def prepare(self, coordinator: int, epoch: int, items: list[SideRequest]) -> list[int]:
-        return await self._hold(coordinator, epoch, items, debit=False)
+        return (await self.hold(coordinator, epoch, [], items))[1]
 
     async def hold(
         self, coordinator: int, epoch: int, debits: list[SideRequest], credits: list[SideRequest]
@@ -179,12 +179,6 @@ class BalanceShard:
             credit_codes = self._decide_holds(coordinator, epoch, credits, written, debit=False)
             await self._settle(written)
             return debit_codes, credit_codes
-
-    async def _hold(self, coordinator: int, epoch: int, items: list[SideRequest], *, debit: bool) -> list[int]:
-        written: list[Partition] = []
-        codes = self._decide_holds(coordinator, epoch, items, written, debit=debit)
-        await self._settle(written)
-        return codes
 
     def _decide_holds(
         self, coordinator: int, epoch: int, items: list[SideRequest], written: list[Partition], *, debit: bool

@@ -40,7 +40,6 @@ class Telemetry:
     """The ledger's metrics, with `ledger` and `actor` as default tags on every one."""
 
     def __init__(self, ledger: str, actor: str) -> None:
-        self.actor = actor
         self._in_flight = 0
         make: Any
         if _in_ray_worker():

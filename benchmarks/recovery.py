@@ -30,10 +30,8 @@ from rich.progress import Progress
 
 from actors.audit import count_records, journal_files
 from actors.inprocess import InProcessLedger
-from actors.shard import BalanceShard
 from benchmarks.funding import open_funded_balances, payment
 from benchmarks.server import Server, rayledger_command
-from journal import Journal
 
 PARTITIONS = 4  # what benchmarks.server starts with
 BALANCES = 2_000
@@ -48,7 +46,7 @@ async def build(data_dir: Path, records: int, *, progress: bool) -> int:
     _, ids, _ = await open_funded_balances(ledger.client, BALANCES, DEPOSIT_MINOR, prefix="recovery")
 
     def written() -> int:
-        return sum(j.last_seq for obj in ledger.objects.values() for j in _journals(obj))
+        return sum(j.last_seq for j in ledger.journals())
 
     with Progress(disable=not progress, transient=True) as bar:
         task = bar.add_task("writing journals", total=records)
@@ -57,12 +55,6 @@ async def build(data_dir: Path, records: int, *, progress: bool) -> int:
             await ledger.client.pay([payment(*rng.sample(ids, 2), rng.randint(1, 10_000)) for _ in range(BATCH)])
     await ledger.stop()
     return sum(count_records(p) for p in journal_files(data_dir))
-
-
-def _journals(obj: object) -> list[Journal]:
-    if isinstance(obj, BalanceShard):
-        return [p.journal for p in obj.partitions.values()]
-    return [obj.journal]  # type: ignore[attr-defined]
 
 
 async def replay(data_dir: Path) -> float:

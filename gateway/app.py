@@ -21,8 +21,8 @@ from gateway.batcher import PaymentBatcher
 from gateway.directory import Directory
 from gateway.errors import ApiError, problem_response
 from gateway.keys import ADMISSION, AUTH, BATCHER, CLIENT, DIRECTORY, OPENAPI, PRINCIPAL, SETTINGS, Admission
-from gateway.logs import request_log_middleware
-from gateway.metrics import METRICS, GatewayMetrics, metrics_endpoint, metrics_middleware
+from gateway.logs import observe_middleware
+from gateway.metrics import METRICS, GatewayMetrics, metrics_endpoint
 from gateway.openapi import build_spec
 from gateway.routes import OPS, Op
 
@@ -144,8 +144,7 @@ def package_version() -> str:
 def create_app(settings: Settings, client: LedgerClient, admin_token: str) -> web.Application:
     app = web.Application(
         middlewares=[
-            metrics_middleware,
-            request_log_middleware,
+            observe_middleware,
             error_middleware,
             admission_middleware,
             auth_middleware,

@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 import msgspec
 from aiohttp import web
 
-from gateway.metrics import route_of
+from gateway.metrics import METRICS, route_of
 
 log = logging.getLogger("rayledger.gateway")
 REQUEST_ID = web.RequestKey("request_id", str)
@@ -50,26 +50,37 @@ def configure(level: str = "info") -> None:
 
 
 @web.middleware
-async def request_log_middleware(request: web.Request, handler: web.Handler) -> web.StreamResponse:
+async def observe_middleware(request: web.Request, handler: web.Handler) -> web.StreamResponse:
+    """Outermost, so error answers (problem+json from inner middlewares) are seen too: one
+    timing and one route lookup per request feed both the metrics and the request log."""
+    metrics = request.app[METRICS]
     given = request.headers.get("X-Request-Id", "")
     request_id = given if _CLIENT_ID.match(given) else secrets.token_hex(8)
     request[REQUEST_ID] = request_id
     request[LOGGED_IDS] = []
     started = time.perf_counter()
+    metrics.in_flight.inc()
     status = 500
     try:
         response = await handler(request)
         status = response.status
         response.headers["X-Request-Id"] = request_id
         return response
+    except web.HTTPException as exc:
+        status = exc.status
+        raise
     finally:
+        metrics.in_flight.dec()
+        seconds = time.perf_counter() - started
+        route = route_of(request)
+        metrics.observe(route, request.method, status, seconds)
         if request.path.startswith("/v1") and log.isEnabledFor(logging.INFO):
             fields: dict[str, object] = {
                 "request_id": request_id,
                 "method": request.method,
-                "route": route_of(request),
+                "route": route,
                 "status": status,
-                "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+                "duration_ms": round(seconds * 1000, 2),
             }
             if request[LOGGED_IDS]:
                 fields["ids"] = request[LOGGED_IDS]

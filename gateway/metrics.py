@@ -1,4 +1,4 @@
-"""Gateway metrics in Prometheus text at `GET /metrics` (no auth, API.md "Operations").
+"""Gateway metrics in Prometheus text at `GET /metrics` (no auth, like /healthz and /readyz).
 
 Each app has its own registry, so several gateways in one process (tests) never share
 counters. Requests are labelled by route template (`/v1/balances/{id}`), never by the
@@ -7,8 +7,6 @@ become labels.
 """
 
 from __future__ import annotations
-
-import time
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -50,25 +48,6 @@ class GatewayMetrics:
 def route_of(request: web.Request) -> str:
     resource = request.match_info.route.resource
     return resource.canonical if resource is not None else UNMATCHED
-
-
-@web.middleware
-async def metrics_middleware(request: web.Request, handler: web.Handler) -> web.StreamResponse:
-    """Outermost, so error answers (problem+json from inner middlewares) are counted too."""
-    metrics = request.app[METRICS]
-    started = time.perf_counter()
-    metrics.in_flight.inc()
-    status = 500
-    try:
-        response = await handler(request)
-        status = response.status
-        return response
-    except web.HTTPException as exc:
-        status = exc.status
-        raise
-    finally:
-        metrics.in_flight.dec()
-        metrics.observe(route_of(request), request.method, status, time.perf_counter() - started)
 
 
 async def metrics_endpoint(request: web.Request) -> web.Response:

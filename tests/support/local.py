@@ -8,8 +8,7 @@ from typing import Any
 
 from actors.coordinator import PaymentCoordinator
 from actors.inprocess import InProcessLedger
-from actors.shard import BalanceShard
-from journal import Journal, MemoryJournal, MemoryStore
+from journal import MemoryJournal, MemoryStore
 
 
 class LocalLedger(InProcessLedger):
@@ -33,19 +32,13 @@ class LocalLedger(InProcessLedger):
         """Every process dies at once: unflushed records are lost, tasks are abandoned.
         The next `start()` sees only what the stores hold."""
         assert self.stores is not None, "crashes are simulated on memory journals"
+        for journal in self.journals():
+            if journal._flusher is not None:
+                journal._flusher.cancel()
         for obj in self.objects.values():
-            for journal in _journals_of(obj):
-                if journal._flusher is not None:
-                    journal._flusher.cancel()
             if isinstance(obj, PaymentCoordinator):
                 for task in (obj._sweeper, obj._recovery):
                     if task is not None:
                         task.cancel()
         self.stores = {name: store.survivor() for name, store in self.stores.items()}
         self.objects = {}
-
-
-def _journals_of(obj: Any) -> list[Journal]:
-    if isinstance(obj, BalanceShard):
-        return [p.journal for p in obj.partitions.values()]
-    return [obj.journal]
