@@ -2,7 +2,7 @@
 # The journal lives on the /data volume; keep it on durable storage.
 FROM python:3.11-slim
 
-RUN useradd --create-home --uid 10001 rayledger
+RUN useradd --create-home --uid 10001 --user-group rayledger
 WORKDIR /app
 COPY pyproject.toml README.md rayledger_cli.py rayledger_seed.py ./
 COPY ledger ./ledger
@@ -13,7 +13,7 @@ COPY benchmarks ./benchmarks
 RUN pip install --no-cache-dir . \
     && mkdir /data && chown rayledger:rayledger /data
 
-USER rayledger
+USER 10001:10001
 VOLUME ["/data"]
 # 8080: REST API; 8265: Ray dashboard
 EXPOSE 8080 8265

@@ -182,7 +182,7 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-dir", help="journal directory (default ./data)")
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rayledger", description="A payments ledger on Ray.")
     sub = parser.add_subparsers(dest="command", required=True)
     p_serve = sub.add_parser("serve", help="start the ledger and its REST gateway")
@@ -204,6 +204,11 @@ def main(argv: list[str] | None = None) -> int:
     p_seed.add_argument("--payments", type=int, default=500)
     p_seed.add_argument("--run", default="seed", help="names this run's data and idempotency keys")
     p_seed.add_argument("--seed", dest="seed_value", type=int, default=1, help="random seed")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
     args = vars(parser.parse_args(argv))
     command = args.pop("command")
     if command == "seed":

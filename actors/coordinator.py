@@ -24,7 +24,7 @@ import msgspec
 from actors.memory import freeze_long_lived_state
 from actors.peers import PeerLookup, call_until_done, ray_lookup
 from actors.settings import Settings
-from actors.telemetry import Telemetry
+from actors.telemetry import Telemetry, placement
 from actors.topology import coordinator_name, partition_of, shard_name, shard_of_partition
 from journal import Journal, JournalUnavailable, SqliteJournal
 from ledger.book import DEBIT, OpenHold
@@ -699,7 +699,7 @@ class PaymentCoordinator:
 
     async def stats(self) -> dict[str, object]:
         await self.ready()
-        return {"coordinator": self.index, "epoch": self.epoch, "unfinished": len(self.unfinished)}
+        return {"coordinator": self.index, "epoch": self.epoch, "unfinished": len(self.unfinished), **placement()}
 
     async def close(self) -> None:
         if self._snapshotting is not None:

@@ -3,15 +3,20 @@
 Named and detached in the ledger's namespace so that the gateway (and a restarted
 gateway) finds them by name; `max_restarts=-1` so Ray restarts a dead actor, whose
 `__init__` replays its journal; `max_task_retries=-1` so calls in flight are delivered
-again to the new incarnation (which is why every method is idempotent). `num_cpus=0`:
-the actors are I/O-bound and must all fit on a 2-core machine.
+again to the new incarnation (which is why every method is idempotent). A hundredth of a
+CPU each: the actors are I/O-bound and must all fit on a 2-core machine, yet not zero,
+because Ray ignores a soft node affinity for work that requests no resources at all
+(ray-project/ray#25360) and would place shards on random nodes.
 """
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Iterator
 from typing import Any
 
 import ray
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from actors.coordinator import PaymentCoordinator
 from actors.registry import Registry
@@ -22,17 +27,27 @@ from actors.topology import REGISTRY_NAME, coordinator_name, shard_name
 MAX_CONCURRENCY = 10_000  # calls an async actor interleaves; shards batch, so few are live
 
 
-def _remote(cls: type, name: str, settings: Settings, *args: Any) -> Any:
+def _spread_over_nodes() -> Iterator[NodeAffinitySchedulingStrategy]:
+    """Round robin over the nodes alive now that take work (a head started with no CPUs
+    does not), so shards land on different nodes (Ray's SPREAD is best effort and was seen
+    placing every shard on one node). Soft: an actor whose node is lost restarts on
+    another one."""
+    nodes = sorted(n["NodeID"] for n in ray.nodes() if n["Alive"] and n["Resources"].get("CPU", 0) > 0)
+    for k in itertools.count():
+        yield NodeAffinitySchedulingStrategy(nodes[k % len(nodes)], soft=True)
+
+
+def _remote(cls: type, name: str, settings: Settings, where: NodeAffinitySchedulingStrategy, *args: Any) -> Any:
     options = {
         "name": name,
         "namespace": settings.namespace,
         "lifetime": "detached",
         "max_restarts": -1,
         "max_task_retries": -1,
-        "num_cpus": 0,
+        "num_cpus": 0.01,
         "max_concurrency": MAX_CONCURRENCY,
         "get_if_exists": True,
-        "scheduling_strategy": "SPREAD",  # shards land on different nodes when there are several
+        "scheduling_strategy": where,
     }
     return ray.remote(cls).options(**options).remote(settings, *args)
 
@@ -53,15 +68,18 @@ class PartitionCountMismatch(Exception):
 
 def start_actors(settings: Settings) -> Handles:
     """Create (or find) every actor and wait until all have recovered."""
-    registry = _remote(Registry, REGISTRY_NAME, settings)
+    nodes = _spread_over_nodes()
+    registry = _remote(Registry, REGISTRY_NAME, settings, next(nodes))
     stored = ray.get(registry.genesis.remote(settings.partitions))
     if stored != settings.partitions:
         raise PartitionCountMismatch(
             f"this ledger was created with {stored} partitions; it cannot be served with "
             f"{settings.partitions} (partitions are fixed at creation; change --shards instead)"
         )
-    shards = [_remote(BalanceShard, shard_name(k), settings, k) for k in range(settings.shards)]
-    coordinators = [_remote(PaymentCoordinator, coordinator_name(k), settings, k) for k in range(settings.coordinators)]
+    shards = [_remote(BalanceShard, shard_name(k), settings, next(nodes), k) for k in range(settings.shards)]
+    coordinators = [
+        _remote(PaymentCoordinator, coordinator_name(k), settings, next(nodes), k) for k in range(settings.coordinators)
+    ]
     handles = Handles(registry, shards, coordinators)
     ray.get([s.stats.remote() for s in shards])
     ray.get([registry.ready.remote(), *[c.ready.remote() for c in coordinators]])

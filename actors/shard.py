@@ -17,7 +17,7 @@ import msgspec
 
 from actors.memory import freeze_long_lived_state
 from actors.settings import Settings
-from actors.telemetry import Telemetry
+from actors.telemetry import Telemetry, placement
 from actors.topology import partition_of, partitions_of_shard, shard_name
 from journal import Journal, JournalUnavailable, SqliteJournal
 from ledger.book import BalanceBook, BalanceView, BookSnapshot, OpenHold
@@ -238,6 +238,7 @@ class BalanceShard:
             "balances": sum(len(p.book.balances) for p in parts),
             "open_holds": sum(len(p.book.holds) for p in parts),
             "writable": all(p.journal.writable for p in parts),
+            **placement(),
         }
 
     async def totals(self) -> dict[str, int]:

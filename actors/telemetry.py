@@ -7,6 +7,7 @@ the ledger (its Ray namespace), an actor's name, a journal, a payment status; ne
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -34,6 +35,18 @@ def _in_ray_worker() -> bool:
     except ImportError:
         return False
     return bool(ray.is_initialized()) and ray.get_runtime_context().get_actor_id() is not None
+
+
+def placement() -> dict[str, object]:
+    """Where the calling actor runs: its process and, inside Ray, its node (operators see
+    how shards spread over the cluster; tests check that they do)."""
+    where: dict[str, object] = {"pid": os.getpid()}
+    if _in_ray_worker():
+        import ray
+
+        where["node_id"] = ray.get_runtime_context().get_node_id()
+        where["node_ip"] = ray.util.get_node_ip_address()
+    return where
 
 
 class Telemetry:

@@ -48,11 +48,20 @@ QUICK_LOAD = ["--balances", "100", "--seconds", "5"]
 BENCHES = [
     Bench("HTTP ceiling (GET /healthz)", [*LOAD, *C64, "--scenario", "ping"], QUICK_LOAD, "reference"),
     Bench(
-        "single payments, uniform",
+        "single payments, uniform (2 shards)",
         [*LOAD, *C64, "--scenario", "uniform"],
         QUICK_LOAD,
         "≥ 10,000/s, p99 ≤ 25 ms",
         lambda r: r["payments_per_s"] >= 10_000 and r["p99_ms"] <= 25,
+    ),
+    *(
+        Bench(
+            f"single payments, uniform, {n} shard{'s' if n > 1 else ''}",
+            [*LOAD, *C64, "--shards", str(n)],
+            QUICK_LOAD,
+            "scale-out",
+        )
+        for n in (1, 4)
     ),
     Bench("single payments, hot balance", [*LOAD, *C64, "--scenario", "hot"], QUICK_LOAD, "≥ 50% of uniform"),
     Bench(

