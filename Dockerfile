@@ -10,7 +10,9 @@ COPY journal ./journal
 COPY actors ./actors
 COPY gateway ./gateway
 COPY benchmarks ./benchmarks
-RUN pip install --no-cache-dir . \
+# Installs this package (with error tracking); its dependencies' bounds are in pyproject.toml.
+# hadolint ignore=DL3013
+RUN pip install --no-cache-dir ".[sentry]" \
     && mkdir /data && chown rayledger:rayledger /data
 
 USER 10001:10001

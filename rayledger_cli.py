@@ -72,6 +72,9 @@ def start_ray(settings: Settings) -> tuple[str | None, str | None]:
     Returns (dashboard URL, temp dir to remove on exit)."""
     import ray
 
+    # Actors' log lines reach this process's stderr prefixed with the actor's name; Ray
+    # would fold lines that differ only in numbers (two shards' recoveries, aborted ids).
+    os.environ.setdefault("RAY_DEDUP_LOGS", "0")
     if settings.ray_address:
         context = ray.init(address=settings.ray_address, namespace=settings.namespace, logging_level=logging.WARNING)
         return context.dashboard_url or None, None
@@ -93,6 +96,7 @@ def serve(settings: Settings) -> int:
 
     from actors.client import LedgerClient
     from actors.factory import PartitionCountMismatch, start_actors
+    from actors.logs import track_errors
     from actors.peers import ray_lookup
     from gateway import create_app
     from gateway.logs import configure as configure_logs
@@ -105,6 +109,8 @@ def serve(settings: Settings) -> int:
         return 1
     token, token_source = admin_token(data_dir)
     configure_logs(os.environ.get("RAYLEDGER_LOG_LEVEL", "info"))
+    if track_errors():
+        print("rayledger: reporting errors to Sentry (SENTRY_DSN)", flush=True)
     print(f"rayledger: starting (journal in {data_dir})", flush=True)
     dashboard_url, temp_dir = start_ray(settings)
     try:

@@ -15,12 +15,14 @@ shard (reserves and prepares together), then one post and/or void call per shard
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections import OrderedDict, defaultdict
 from collections.abc import Coroutine
 
 import msgspec
 
+from actors.logs import event
 from actors.memory import freeze_long_lived_state
 from actors.peers import PeerLookup, call_until_done, ray_lookup
 from actors.settings import Settings
@@ -42,6 +44,8 @@ from ledger.records import (
 from ledger.results import Check, PaymentStatus, decide
 
 ABORTED_IN_RECOVERY = "aborted_in_recovery"
+
+log = logging.getLogger("rayledger.coordinator")
 
 
 def coordinator_journal_path(settings: Settings, index: int) -> str:
@@ -121,15 +125,21 @@ class PaymentCoordinator:
         self._recovery: asyncio.Task[None] | None = None
         self.snapshot_seq = 0
         self._snapshotting: asyncio.Task[None] | None = None
-        self.telemetry = Telemetry(settings.namespace, coordinator_name(index))
+        self._name = coordinator_name(index)
+        self.telemetry = Telemetry(settings.namespace, self._name)
         self.telemetry.watch(self.journal, f"c-{index}")
         loaded = self.journal.load()
         if loaded.snapshot is not None:
             self._restore(msgspec.msgpack.decode(loaded.snapshot, type=CoordinatorSnapshot))
             self.snapshot_seq = loaded.snapshot_seq
+        self._replayed = 0
         for stored in loaded.records:
             self._apply(stored.record)
+            self._replayed += 1
         freeze_long_lived_state()
+
+    def __repr__(self) -> str:  # Ray prefixes the actor's forwarded log lines with it
+        return coordinator_name(self.index)
 
     # -- state ------------------------------------------------------------------------------
     def _apply(self, record: Record) -> None:
@@ -235,6 +245,7 @@ class PaymentCoordinator:
         return self.epoch
 
     async def _recover(self) -> None:
+        started = time.perf_counter()
         self._commit(EpochStarted(self.epoch + 1))
         await self.journal.durable()
         open_lists = await asyncio.gather(
@@ -245,6 +256,7 @@ class PaymentCoordinator:
             for hold in open_holds:
                 holds[hold.payment_id].append(hold)
         now_ms = _now_ms()
+        aborted: list[str] = []
         for payment_id, hs in holds.items():
             if payment_id in self.unfinished or payment_id in self.recent or payment_id in self.open_holds:
                 continue
@@ -263,6 +275,8 @@ class PaymentCoordinator:
                 self._remember(rec.payment)
                 continue
             # Presumed abort: nobody was told anything about this payment.
+            aborted.append(payment_id)
+            event(log, "aborted_in_recovery", logging.WARNING, actor=self._name, payment_id=payment_id)
             debit = next((h for h in hs if h.side == DEBIT), None)
             credit = next((h for h in hs if h.side != DEBIT), None)
             self._commit(
@@ -281,7 +295,19 @@ class PaymentCoordinator:
                 )
             )
         await self.journal.durable()
-        await self._phase2(list(self.unfinished.values()))
+        redriven = list(self.unfinished.values())
+        await self._phase2(redriven)
+        event(
+            log,
+            "recovered",
+            actor=self._name,
+            epoch=self.epoch,
+            records_replayed=self._replayed,
+            settled=len(redriven),  # decided (before the restart or aborted just now), posted or voided now
+            aborted=len(aborted),
+            seconds=round(time.perf_counter() - started, 3),
+            **placement(),
+        )
 
     # -- idempotency --------------------------------------------------------------------------
     def _remember_key(self, key: str, fingerprint: bytes | None, payment_id: str, created_at_ms: int) -> None:

@@ -12,15 +12,17 @@ Each currency's issuer balance is created with the first balance in that currenc
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import time
 
 import msgspec
 
+from actors.logs import event
 from actors.memory import freeze_long_lived_state
 from actors.peers import PeerLookup, ray_lookup
 from actors.settings import Settings
-from actors.telemetry import Telemetry
+from actors.telemetry import Telemetry, placement
 from actors.topology import REGISTRY_NAME, partition_of, shard_name, shard_of_partition
 from journal import Journal, JournalUnavailable, SqliteJournal
 from ledger.currencies import CurrencyInfo, iso_currencies
@@ -39,6 +41,8 @@ from ledger.records import (
 )
 
 SYSTEM_ACCOUNT_ID = "acc_system"
+
+log = logging.getLogger("rayledger.registry")
 
 
 class AccountInfo(msgspec.Struct, frozen=True):
@@ -111,11 +115,27 @@ class Registry:
         self._status_changed: set[str] = set()  # accounts whose status shards must mirror
         self._lock = asyncio.Lock()  # serialises balance creation (one issuer per currency)
         self._recovery: asyncio.Task[None] | None = None
+        started = time.perf_counter()
+        replayed = 0
         for stored in self.journal.load().records:
             self._apply(stored.record)
+            replayed += 1
         self.telemetry = Telemetry(settings.namespace, REGISTRY_NAME)
         self.telemetry.watch(self.journal, "registry")
         freeze_long_lived_state()
+        event(
+            log,
+            "recovered",
+            actor=REGISTRY_NAME,
+            accounts=len(self.accounts),
+            balances=len(self.balances),
+            records_replayed=replayed,
+            seconds=round(time.perf_counter() - started, 3),
+            **placement(),
+        )
+
+    def __repr__(self) -> str:  # Ray prefixes the actor's forwarded log lines with it
+        return REGISTRY_NAME
 
     def _apply(self, r: Record) -> None:
         if isinstance(r, AccountCreated):

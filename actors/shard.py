@@ -10,11 +10,13 @@ Every method is idempotent: Ray may deliver a call again after a restart.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Coroutine, Iterable
 
 import msgspec
 
+from actors.logs import event
 from actors.memory import freeze_long_lived_state
 from actors.settings import Settings
 from actors.telemetry import Telemetry, placement
@@ -24,6 +26,8 @@ from ledger.book import BalanceBook, BalanceView, BookSnapshot, OpenHold
 from ledger.messages import BalanceSpec, HoldRef, SideRequest
 from ledger.records import Posted, Record
 from ledger.results import Check
+
+log = logging.getLogger("rayledger.shard")
 
 
 class Entry(msgspec.Struct, frozen=True, array_like=True):
@@ -45,8 +49,10 @@ class Partition:
             self.snapshot_seq = loaded.snapshot_seq
         else:
             self.book = BalanceBook()
+        self.replayed = 0
         for stored in loaded.records:
             self.book.apply(stored.record)
+            self.replayed += 1
 
     def commit(self, record: Record) -> None:
         """Journal, then apply: the order that makes replay reproduce live state."""
@@ -60,6 +66,7 @@ def partition_journal_path(settings: Settings, partition: int) -> str:
 
 class BalanceShard:
     def __init__(self, settings: Settings, index: int, journals: dict[int, Journal] | None = None) -> None:
+        started = time.perf_counter()
         self.settings = settings
         self.index = index
         owned = partitions_of_shard(index, settings.partitions, settings.shards)
@@ -79,6 +86,21 @@ class BalanceShard:
             self.telemetry.watch(part.journal, f"p-{p}")
         self._count_balances()
         freeze_long_lived_state()
+        parts = self.partitions.values()
+        event(
+            log,
+            "recovered",
+            actor=shard_name(index),
+            partitions=sorted(self.partitions),
+            balances=sum(len(p.book.balances) for p in parts),
+            open_holds=sum(len(p.book.holds) for p in parts),
+            records_replayed=sum(p.replayed for p in parts),
+            seconds=round(time.perf_counter() - started, 3),
+            **placement(),
+        )
+
+    def __repr__(self) -> str:  # Ray prefixes the actor's forwarded log lines with it
+        return shard_name(self.index)
 
     def _count_balances(self) -> None:
         self.telemetry.balances.set(sum(len(p.book.balances) for p in self.partitions.values()))

@@ -12,6 +12,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from actors.logs import configure as configure_logs
+from actors.logs import track_errors
 from journal import Journal
 
 LATENCY_MS_BOUNDARIES = [1, 2.5, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 10000]
@@ -56,6 +58,8 @@ class Telemetry:
         self._in_flight = 0
         make: Any
         if _in_ray_worker():
+            configure_logs()  # the actor's events as JSON lines in its worker log
+            track_errors()
             from ray.util import metrics
 
             def make(kind: str, name: str, description: str, tag_keys: tuple[str, ...], **kw: Any) -> Any:

@@ -11,42 +11,19 @@ from __future__ import annotations
 import logging
 import re
 import secrets
-import sys
 import time
-from datetime import UTC, datetime
 
-import msgspec
 from aiohttp import web
 
+from actors.logs import configure, event
 from gateway.metrics import METRICS, route_of
+
+__all__ = ["LOGGED_IDS", "REQUEST_ID", "configure", "observe_middleware"]
 
 log = logging.getLogger("rayledger.gateway")
 REQUEST_ID = web.RequestKey("request_id", str)
 LOGGED_IDS = web.RequestKey("logged_ids", list)  # handlers add the ids of what they created
 _CLIENT_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
-
-
-class JsonFormatter(logging.Formatter):
-    def format(self, record: logging.LogRecord) -> str:
-        entry: dict[str, object] = {
-            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
-            "level": record.levelname.lower(),
-            "logger": record.name,
-            "event": record.getMessage(),
-            **getattr(record, "fields", {}),
-        }
-        if record.exc_info:
-            entry["exception"] = self.formatException(record.exc_info)
-        return msgspec.json.encode(entry).decode()
-
-
-def configure(level: str = "info") -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonFormatter())
-    root = logging.getLogger("rayledger")
-    root.handlers[:] = [handler]
-    root.setLevel(level.upper())
-    root.propagate = False
 
 
 @web.middleware
@@ -75,13 +52,14 @@ async def observe_middleware(request: web.Request, handler: web.Handler) -> web.
         route = route_of(request)
         metrics.observe(route, request.method, status, seconds)
         if request.path.startswith("/v1") and log.isEnabledFor(logging.INFO):
-            fields: dict[str, object] = {
-                "request_id": request_id,
-                "method": request.method,
-                "route": route,
-                "status": status,
-                "duration_ms": round(seconds * 1000, 2),
-            }
-            if request[LOGGED_IDS]:
-                fields["ids"] = request[LOGGED_IDS]
-            log.info("request", extra={"fields": fields})
+            ids = {"ids": request[LOGGED_IDS]} if request[LOGGED_IDS] else {}
+            event(
+                log,
+                "request",
+                request_id=request_id,
+                method=request.method,
+                route=route,
+                status=status,
+                duration_ms=round(seconds * 1000, 2),
+                **ids,
+            )

@@ -16,6 +16,7 @@ from __future__ import annotations
 import abc
 import asyncio
 import hashlib
+import logging
 import time
 from collections.abc import Callable, Coroutine, Iterator
 from typing import NamedTuple
@@ -24,6 +25,7 @@ from ledger.records import Record, RecordCodec, record_key, record_tags
 
 GENESIS_HASH = b"\x00" * 16
 FLUSH_RETRY_S_MAX = 1.0
+log = logging.getLogger("rayledger.journal")
 
 
 class JournalCorrupt(Exception):
@@ -67,6 +69,7 @@ def kind_of(record: Record) -> str:
 
 class Journal(abc.ABC):
     def __init__(self, *, batch_rows_max: int = 4096) -> None:
+        self.name = type(self).__name__  # adapters name their file; for logs
         self.codec = RecordCodec()
         self.batch_rows_max = batch_rows_max
         self.last_seq = 0
@@ -176,12 +179,17 @@ class Journal(abc.ABC):
                 started = time.perf_counter()
                 try:
                     await self._write(batch)
-                except Exception:  # disk full, permissions, I/O error: keep the batch, retry
+                except Exception as exc:  # disk full, permissions, I/O error: keep the batch, retry
+                    if self.writable:
+                        fields = {"journal": self.name, "error": f"{type(exc).__name__}: {exc}"[:300]}
+                        log.error("journal_unwritable", extra={"fields": fields})
                     self.writable = False
                     await asyncio.sleep(retry_s)
                     retry_s = min(retry_s * 2, FLUSH_RETRY_S_MAX)
                     continue
                 retry_s = 0.01
+                if not self.writable:
+                    log.warning("journal_writable_again", extra={"fields": {"journal": self.name}})
                 self.writable = True
                 del self._pending[: len(batch)]
                 self.flush_count += 1

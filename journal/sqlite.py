@@ -68,6 +68,7 @@ class SqliteJournal(Journal):
         super().__init__(**kwargs)
         self.busy_timeout_s = busy_timeout_ms / 1000
         self.path = Path(path)
+        self.name = str(Path(self.path.parent.name, self.path.name))  # e.g. partitions/p-0003.sqlite
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._writer: sqlite3.Connection | None = None  # used only on the writer thread
         self._writer_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"journal-{self.path.stem}")

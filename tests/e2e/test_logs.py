@@ -1,9 +1,11 @@
 """Structured logs: one JSON line per API request with its request id (echoed to the
-client), route template, status and the ids of the payments it made; never a token."""
+client), route template, status and the ids of the payments it made; the actors' events
+(recovery) as JSON lines too, prefixed by Ray with the actor's name; never a token."""
 
 from __future__ import annotations
 
 import json
+import re
 
 from tests.support.api import Api
 from tests.support.server import Server
@@ -25,3 +27,20 @@ async def test_each_request_logs_one_json_line_without_secrets(api: Api, server:
     assert entry["ids"] == [paid.body["id"]]
     assert any(e.get("request_id") == generated.headers["X-Request-Id"] for e in lines)
     assert server.token not in server.log_path.read_text()
+
+
+def test_actors_log_their_recovery_as_json(server: Server) -> None:
+    # Ray forwards an actor's stderr to the server's, as "(<class or actor name> pid=N) <line>".
+    forwarded = re.compile(r"\((?P<actor>[\w-]+) pid=(?P<pid>\d+)\) (?P<json>\{.*\})$")
+    events = []
+    for line in re.sub(r"\x1b\[[0-9;]*m", "", server.log_path.read_text()).splitlines():
+        if m := forwarded.search(line):
+            events.append((m["actor"], int(m["pid"]), json.loads(m["json"])))
+    recovered = {e["actor"]: (pid, e) for _, pid, e in events if e["event"] == "recovered"}
+    assert set(recovered) == {"registry", "shard-0", "shard-1", "coordinator-0"}
+    for pid, e in recovered.values():
+        assert e["pid"] == pid and e["level"] == "info" and e["logger"].startswith("rayledger.")
+        assert e["seconds"] >= 0 and "node_id" in e
+    assert recovered["coordinator-0"][1]["epoch"] >= 1
+    owned = recovered["shard-0"][1]["partitions"] + recovered["shard-1"][1]["partitions"]
+    assert sorted(owned) == list(range(len(owned))) and len(owned) >= 2  # each partition once

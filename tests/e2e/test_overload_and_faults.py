@@ -1,17 +1,22 @@
 """Overload and an unwritable journal against the real server: the ledger says 503 with
-Retry-After (and acknowledges nothing it has not written), then resumes on its own."""
+Retry-After (and acknowledges nothing it has not written), then resumes on its own; the
+outage reaches error tracking (Sentry, here a stand-in ingest on loopback)."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import sqlite3
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import aiohttp
+from aiohttp import web
 
 from actors.topology import partition_of
 from tests.support.api import Api
-from tests.support.server import Server
+from tests.support.server import Server, free_port
 
 PARTITIONS = 4  # the test server's --partitions
 
@@ -37,8 +42,47 @@ async def test_overload_is_refused_fast_and_applies_nothing(tmp_path: Path) -> N
         server.stop()
 
 
+@asynccontextmanager
+async def sentry_ingest() -> AsyncIterator[tuple[str, list[bytes]]]:
+    """A Sentry DSN on loopback and the envelopes posted to it."""
+    envelopes: list[bytes] = []
+
+    async def envelope(request: web.Request) -> web.Response:
+        envelopes.append(await request.read())  # aiohttp undoes the client's gzip
+        return web.json_response({})
+
+    app = web.Application()
+    app.router.add_post("/api/{project}/envelope/", envelope)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        yield f"http://public@127.0.0.1:{port}/1", envelopes
+    finally:
+        await runner.cleanup()
+
+
+def sentry_events(envelopes: list[bytes]) -> list[dict[str, object]]:
+    items = [json.loads(line) for e in envelopes for line in e.splitlines() if line.startswith(b"{")]
+    return [i for i in items if "event_id" in i and "level" in i]
+
+
 async def test_unwritable_journal_refuses_with_503_and_resumes(tmp_path: Path) -> None:
-    env = {"RAYLEDGER_JOURNAL_BUSY_TIMEOUT_MS": "200", "RAYLEDGER_PAYMENT_WAIT_MS": "1000"}
+    async with sentry_ingest() as (dsn, envelopes):
+        await unwritable_journal_scenario(tmp_path, dsn)
+        for _ in range(100):  # the actor's client sends in the background
+            if sentry_events(envelopes):
+                break
+            await asyncio.sleep(0.1)
+    events = sentry_events(envelopes)
+    reported = [e for e in events if e.get("logentry", {}).get("message") == "journal_unwritable"]  # type: ignore[union-attr]
+    assert reported and all(e["level"] == "error" and "request" not in e for e in reported), events
+    assert all(b"Bearer" not in e for e in envelopes)
+
+
+async def unwritable_journal_scenario(tmp_path: Path, sentry_dsn: str) -> None:
+    env = {"RAYLEDGER_JOURNAL_BUSY_TIMEOUT_MS": "200", "RAYLEDGER_PAYMENT_WAIT_MS": "1000", "SENTRY_DSN": sentry_dsn}
     server = Server(tmp_path / "data", env=env).start()
     try:
         async with aiohttp.ClientSession() as session:

@@ -20,6 +20,7 @@ from journal.base import Row
 from ledger.records import PaymentRecord
 from ledger.results import FINAL_STATUSES, PaymentStatus
 from tests.support.audit import audit
+from tests.support.events import captured_events
 from tests.support.local import LocalLedger
 from tests.support.scenario import open_funded_balances, payment
 
@@ -59,7 +60,8 @@ async def test_crash_around_each_journal_write(tmp_path: Path, write: str, when:
     await asyncio.gather(*tasks, return_exceptions=True)
     ledger.crash()
 
-    await ledger.start()  # recovery: replay, fence, drive decided payments, abort the rest
+    with captured_events() as events:
+        await ledger.start()  # recovery: replay, fence, drive decided payments, abort the rest
     stats = await asyncio.gather(*(ledger.client.shard(k).call("stats") for k in range(2)))
     assert sum(s["open_holds"] for s in stats) == 0, "recovery left money held"
     assert [p.status for p in acknowledged[:2]] == [PaymentStatus.SUCCESS, PaymentStatus.NOT_ENOUGH_MONEY]
@@ -74,6 +76,11 @@ async def test_crash_around_each_journal_write(tmp_path: Path, write: str, when:
     if write in ("reserve", "prepare", "decision") and when == "before":
         # No decision reached the disk: every one of them was aborted, none succeeded.
         assert all(p.status == PaymentStatus.SYSTEM_FAILURE for p in settled)
+    # Each payment aborted in recovery is logged with its id, and the recovery with the count.
+    aborted = {p.id for p in settled if p.reason == "aborted_in_recovery"}
+    assert {e["payment_id"] for e in events if e["event"] == "aborted_in_recovery"} == aborted
+    [recovered] = [e for e in events if e["event"] == "recovered" and e["actor"] == "coordinator-0"]
+    assert recovered["aborted"] == len(aborted) and recovered["epoch"] == 2
     if write in ("post", "void") or (write, when) == ("decision", "after"):
         # Every decision was durable: recovery drove each to its end.
         assert len(settled) == len(requests) and all(p.reason != "aborted_in_recovery" for p in settled)
@@ -93,19 +100,27 @@ async def test_unwritable_partition_refuses_then_resumes(tmp_path: Path) -> None
     healthy = [b for b in ids if partition_of(b, 4) != partition_of(victim, 4)]
     assert len(healthy) >= 2, partition
     store.fail_writes = True
-    first = asyncio.ensure_future(ledger.client.pay_outcomes([payment(victim, healthy[0], 1_00)]))
-    for _ in range(1000):  # its flush fails: the journal turns unwritable, the payment waits
-        await asyncio.sleep(0)
-    assert not first.done()
-    [refused] = await ledger.client.pay_outcomes([payment(healthy[0], victim, 2_00)])
-    assert refused.refused == "unavailable" and refused.payment is None
-    [elsewhere] = await ledger.client.pay_outcomes([payment(healthy[0], healthy[1], 3_00)])
-    assert elsewhere.payment is not None and elsewhere.payment.status == PaymentStatus.SUCCESS
+    with captured_events() as events:
+        first = asyncio.ensure_future(ledger.client.pay_outcomes([payment(victim, healthy[0], 1_00)]))
+        for _ in range(1000):  # its flush fails: the journal turns unwritable, the payment waits
+            await asyncio.sleep(0)
+        assert not first.done()
+        [refused] = await ledger.client.pay_outcomes([payment(healthy[0], victim, 2_00)])
+        assert refused.refused == "unavailable" and refused.payment is None
+        [elsewhere] = await ledger.client.pay_outcomes([payment(healthy[0], healthy[1], 3_00)])
+        assert elsewhere.payment is not None and elsewhere.payment.status == PaymentStatus.SUCCESS
 
-    store.fail_writes = False
-    [done] = await asyncio.wait_for(first, timeout=30)
-    assert done.payment is not None and done.payment.status == PaymentStatus.SUCCESS
-    [after] = await ledger.client.pay_outcomes([payment(healthy[0], victim, 2_00)])
-    assert after.payment is not None and after.payment.status == PaymentStatus.SUCCESS
+        store.fail_writes = False
+        [done] = await asyncio.wait_for(first, timeout=30)
+        assert done.payment is not None and done.payment.status == PaymentStatus.SUCCESS
+        [after] = await ledger.client.pay_outcomes([payment(healthy[0], victim, 2_00)])
+        assert after.payment is not None and after.payment.status == PaymentStatus.SUCCESS
+    # The outage and the recovery are logged once each, naming the journal.
+    outage = [e for e in events if e["event"].startswith("journal_")]
+    assert [(e["event"], e["level"]) for e in outage] == [
+        ("journal_unwritable", "ERROR"),
+        ("journal_writable_again", "WARNING"),
+    ]
+    assert outage[0]["journal"] == outage[1]["journal"] and "error" in outage[0]
     audit(await ledger.client.all_balances(), [*deposits, done.payment, elsewhere.payment, after.payment])
     await ledger.stop()

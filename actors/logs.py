@@ -1,0 +1,76 @@
+"""Structured logs shared by the gateway and the actors: one JSON object per line on
+stderr. Inside Ray an actor's stderr is its worker log file, shown per actor on the Ray
+dashboard and under the session's `logs/` directory.
+
+Events carry ids (actor, journal, payment) and counts, never tokens or request bodies.
+`event(log, name, **fields)` is the one way to emit one. `track_errors()` adds Sentry.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from datetime import UTC, datetime
+from typing import Any
+
+import msgspec
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, object] = {
+            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "event": record.getMessage(),
+            **getattr(record, "fields", {}),
+        }
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return msgspec.json.encode(entry).decode()
+
+
+def configure(level: str = "info") -> None:
+    """JSON lines on stderr for every `rayledger.*` logger (idempotent)."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter())
+    root = logging.getLogger("rayledger")
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    root.propagate = False
+
+
+def event(log: logging.Logger, name: str, level: int = logging.INFO, **fields: object) -> None:
+    if log.isEnabledFor(level):
+        log.log(level, name, extra={"fields": fields})
+
+
+def track_errors() -> bool:
+    """Error tracking with Sentry when `SENTRY_DSN` is set (the `sentry` extra): ERROR log
+    events (a journal that cannot be written, an internal error) and unhandled exceptions,
+    from the gateway and from every actor. Nothing that could carry a secret or personal
+    data leaves: no request data (the token is a header), no local variables of frames."""
+    dsn = os.environ.get("SENTRY_DSN")
+    if not dsn:
+        return False
+    try:
+        import sentry_sdk
+    except ImportError:
+        raise SystemExit("SENTRY_DSN is set but sentry-sdk is not installed: pip install 'rayledger[sentry]'") from None
+    if sentry_sdk.get_client().is_active():
+        return True
+    sentry_sdk.init(
+        dsn=dsn,
+        environment=os.environ.get("SENTRY_ENVIRONMENT", "production"),
+        send_default_pii=False,
+        include_local_variables=False,
+        max_request_body_size="never",
+        before_send=_scrub,  # type: ignore[arg-type]
+    )
+    return True
+
+
+def _scrub(event: dict[str, Any], hint: dict[str, Any]) -> dict[str, Any]:
+    event.pop("request", None)  # URL with query, headers, cookies, body
+    return event
