@@ -72,9 +72,6 @@ def start_ray(settings: Settings) -> tuple[str | None, str | None]:
     Returns (dashboard URL, temp dir to remove on exit)."""
     import ray
 
-    # Actors' log lines reach this process's stderr prefixed with the actor's name; Ray
-    # would fold lines that differ only in numbers (two shards' recoveries, aborted ids).
-    os.environ.setdefault("RAY_DEDUP_LOGS", "0")
     if settings.ray_address:
         context = ray.init(address=settings.ray_address, namespace=settings.namespace, logging_level=logging.WARNING)
         return context.dashboard_url or None, None
@@ -95,7 +92,7 @@ def serve(settings: Settings) -> int:
     from aiohttp import web
 
     from actors.client import LedgerClient
-    from actors.factory import PartitionCountMismatch, start_actors
+    from actors.factory import LayoutMismatch, PartitionCountMismatch, start_actors
     from actors.logs import track_errors
     from actors.peers import ray_lookup
     from gateway import create_app
@@ -108,7 +105,7 @@ def serve(settings: Settings) -> int:
         print(f"rayledger: {exc}", file=sys.stderr)
         return 1
     token, token_source = admin_token(data_dir)
-    configure_logs(os.environ.get("RAYLEDGER_LOG_LEVEL", "info"))
+    configure_logs()
     if track_errors():
         print("rayledger: reporting errors to Sentry (SENTRY_DSN)", flush=True)
     print(f"rayledger: starting (journal in {data_dir})", flush=True)
@@ -116,7 +113,7 @@ def serve(settings: Settings) -> int:
     try:
         try:
             start_actors(settings)
-        except PartitionCountMismatch as exc:
+        except (PartitionCountMismatch, LayoutMismatch) as exc:
             print(f"rayledger: {exc}", file=sys.stderr)
             return 1
         client = LedgerClient(settings, ray_lookup(settings.namespace))
@@ -137,6 +134,25 @@ def serve(settings: Settings) -> int:
             ray.shutdown()
             shutil.rmtree(temp_dir, ignore_errors=True)
         lock.close()
+
+
+def stop(settings: Settings) -> int:
+    """Stop a ledger's actors on a shared Ray cluster (before serving it with another
+    layout, or for good). An embedded ledger stops with its `serve` process."""
+    import ray
+
+    from actors.factory import stop_ledger
+
+    if not settings.ray_address:
+        print("rayledger: stop needs --address (an embedded ledger stops with its serve process)", file=sys.stderr)
+        return 2
+    ray.init(address=settings.ray_address, namespace=settings.namespace, logging_level=logging.WARNING)
+    try:
+        names = stop_ledger(settings.namespace)
+    finally:
+        ray.shutdown()
+    print(f"rayledger: stopped {', '.join(names) if names else 'nothing (no actor was running)'}")
+    return 0
 
 
 def verify(settings: Settings) -> int:
@@ -200,6 +216,8 @@ def build_parser() -> argparse.ArgumentParser:
     p_serve.add_argument("--shards", type=int, help="BalanceShard actors (2)")
     p_serve.add_argument("--coordinators", type=int, help="PaymentCoordinator actors (1)")
     p_serve.add_argument("--no-dashboard", dest="dashboard", action="store_false", default=None)
+    p_stop = sub.add_parser("stop", help="stop the ledger's actors on a Ray cluster (then serve with any layout)")
+    p_stop.add_argument("--address", dest="ray_address", required=True, help="the Ray cluster")
     p_verify = sub.add_parser("verify", help="audit every journal offline; non-zero exit on any violation")
     _common(p_verify)
     p_seed = sub.add_parser("seed", help="load sample accounts, balances, deposits and payments (for demos)")
@@ -227,6 +245,8 @@ def main(argv: list[str] | None = None) -> int:
         return serve(settings)
     if command == "verify":
         return verify(settings)
+    if command == "stop":
+        return stop(settings)
     raise AssertionError(command)
 
 

@@ -138,7 +138,7 @@ class PaymentCoordinator:
             self._replayed += 1
         freeze_long_lived_state()
 
-    def __repr__(self) -> str:  # Ray prefixes the actor's forwarded log lines with it
+    def __repr__(self) -> str:  # Ray prefixes forwarded log lines with it (with the class name during __init__)
         return coordinator_name(self.index)
 
     # -- state ------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ because Ray ignores a soft node affinity for work that requests no resources at 
 from __future__ import annotations
 
 import itertools
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -22,22 +23,22 @@ from actors.coordinator import PaymentCoordinator
 from actors.registry import Registry
 from actors.settings import Settings
 from actors.shard import BalanceShard
-from actors.topology import REGISTRY_NAME, coordinator_name, shard_name
+from actors.topology import REGISTRY_NAME, coordinator_name, partitions_of_shard, shard_name
 
 MAX_CONCURRENCY = 10_000  # calls an async actor interleaves; shards batch, so few are live
 
 
-def _spread_over_nodes() -> Iterator[NodeAffinitySchedulingStrategy]:
+def _spread_over_nodes() -> Iterator[NodeAffinitySchedulingStrategy | str]:
     """Round robin over the nodes alive now that take work (a head started with no CPUs
     does not), so shards land on different nodes (Ray's SPREAD is best effort and was seen
     placing every shard on one node). Soft: an actor whose node is lost restarts on
-    another one."""
+    another one. No such node yet (an autoscaler will add them): Ray's default placement."""
     nodes = sorted(n["NodeID"] for n in ray.nodes() if n["Alive"] and n["Resources"].get("CPU", 0) > 0)
     for k in itertools.count():
-        yield NodeAffinitySchedulingStrategy(nodes[k % len(nodes)], soft=True)
+        yield NodeAffinitySchedulingStrategy(nodes[k % len(nodes)], soft=True) if nodes else "DEFAULT"
 
 
-def _remote(cls: type, name: str, settings: Settings, where: NodeAffinitySchedulingStrategy, *args: Any) -> Any:
+def _remote(cls: type, name: str, settings: Settings, where: NodeAffinitySchedulingStrategy | str, *args: Any) -> Any:
     options = {
         "name": name,
         "namespace": settings.namespace,
@@ -53,7 +54,8 @@ def _remote(cls: type, name: str, settings: Settings, where: NodeAffinitySchedul
 
 
 class Handles:
-    def __init__(self, registry: Any, shards: list[Any], coordinators: list[Any]) -> None:
+    def __init__(self, namespace: str, registry: Any, shards: list[Any], coordinators: list[Any]) -> None:
+        self.namespace = namespace
         self.registry = registry
         self.shards = shards
         self.coordinators = coordinators
@@ -66,6 +68,29 @@ class PartitionCountMismatch(Exception):
     pass
 
 
+class LayoutMismatch(Exception):
+    """Actors of another layout are running: serving beside them would give a partition
+    two writers."""
+
+
+def running_actors(namespace: str) -> set[str]:
+    """Names of the ledger's actors alive (or restarting) in its namespace."""
+    return {a["name"] for a in ray.util.list_named_actors(all_namespaces=True) if a["namespace"] == namespace}
+
+
+def _check_layout(settings: Settings) -> None:
+    running = running_actors(settings.namespace) - {REGISTRY_NAME}
+    wanted = {shard_name(k) for k in range(settings.shards)} | {
+        coordinator_name(k) for k in range(settings.coordinators)
+    }
+    if running and running != wanted:
+        raise LayoutMismatch(
+            f"this ledger is running with {', '.join(sorted(running))} in namespace {settings.namespace!r}; "
+            f"stop it first (rayledger stop --address ...) to serve it with {settings.shards} shards and "
+            f"{settings.coordinators} coordinators"
+        )
+
+
 def start_actors(settings: Settings) -> Handles:
     """Create (or find) every actor and wait until all have recovered."""
     nodes = _spread_over_nodes()
@@ -76,12 +101,16 @@ def start_actors(settings: Settings) -> Handles:
             f"this ledger was created with {stored} partitions; it cannot be served with "
             f"{settings.partitions} (partitions are fixed at creation; change --shards instead)"
         )
+    _check_layout(settings)
     shards = [_remote(BalanceShard, shard_name(k), settings, next(nodes), k) for k in range(settings.shards)]
     coordinators = [
         _remote(PaymentCoordinator, coordinator_name(k), settings, next(nodes), k) for k in range(settings.coordinators)
     ]
-    handles = Handles(registry, shards, coordinators)
-    ray.get([s.stats.remote() for s in shards])
+    handles = Handles(settings.namespace, registry, shards, coordinators)
+    for k, stats in enumerate(ray.get([s.stats.remote() for s in shards])):
+        owned = partitions_of_shard(k, settings.partitions, settings.shards)
+        if stats["partitions"] != sorted(owned):  # a shard left from a start with another layout
+            raise LayoutMismatch(f"{shard_name(k)} owns partitions {stats['partitions']}, not {sorted(owned)}")
     ray.get([registry.ready.remote(), *[c.ready.remote() for c in coordinators]])
     return handles
 
@@ -90,3 +119,24 @@ def kill_actors(handles: Handles) -> None:
     """Stop this ledger's actors for good (tests, clean shutdown of a shared cluster)."""
     for handle in handles.all():
         ray.kill(handle, no_restart=True)
+    _await_gone(handles.namespace)
+
+
+def stop_ledger(namespace: str) -> list[str]:
+    """Stop every actor of the ledger in `namespace` for good, as a crash would (every
+    acknowledged operation is already durable); returns their names. The next start
+    recovers them from their journals, with any layout."""
+    names = sorted(running_actors(namespace))
+    for name in names:
+        ray.kill(ray.get_actor(name, namespace=namespace), no_restart=True)
+    _await_gone(namespace)
+    return names
+
+
+def _await_gone(namespace: str, timeout_s: float = 30.0) -> None:
+    """`ray.kill` returns before the names are released; a start right after must not
+    find them (it would take them for a running ledger)."""
+    deadline = time.monotonic() + timeout_s
+    while running_actors(namespace):
+        assert time.monotonic() < deadline, f"actors of {namespace!r} still listed {timeout_s} s after being killed"
+        time.sleep(0.05)

@@ -31,8 +31,10 @@ class JsonFormatter(logging.Formatter):
         return msgspec.json.encode(entry).decode()
 
 
-def configure(level: str = "info") -> None:
-    """JSON lines on stderr for every `rayledger.*` logger (idempotent)."""
+def configure(level: str | None = None) -> None:
+    """JSON lines on stderr for every `rayledger.*` logger (idempotent); the level defaults
+    to `RAYLEDGER_LOG_LEVEL` (info)."""
+    level = level or os.environ.get("RAYLEDGER_LOG_LEVEL", "info")
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter())
     root = logging.getLogger("rayledger")
@@ -46,18 +48,24 @@ def event(log: logging.Logger, name: str, level: int = logging.INFO, **fields: o
         log.log(level, name, extra={"fields": fields})
 
 
-def track_errors() -> bool:
+def track_errors(*, required: bool = True) -> bool:
     """Error tracking with Sentry when `SENTRY_DSN` is set (the `sentry` extra): ERROR log
     events (a journal that cannot be written, an internal error) and unhandled exceptions,
     from the gateway and from every actor. Nothing that could carry a secret or personal
-    data leaves: no request data (the token is a header), no local variables of frames."""
+    data leaves: no request data (the token is a header), no local variables of frames.
+    Each process reads `SENTRY_DSN` from its own environment: on a cluster, set it on
+    every node. Missing sentry-sdk stops `serve` (`required`), but never an actor."""
     dsn = os.environ.get("SENTRY_DSN")
     if not dsn:
         return False
     try:
         import sentry_sdk
     except ImportError:
-        raise SystemExit("SENTRY_DSN is set but sentry-sdk is not installed: pip install 'rayledger[sentry]'") from None
+        missing = "SENTRY_DSN is set but sentry-sdk is not installed: pip install 'rayledger[sentry]'"
+        if required:
+            raise SystemExit(missing) from None
+        logging.getLogger("rayledger").warning("error_tracking_off", extra={"fields": {"reason": missing}})
+        return False
     if sentry_sdk.get_client().is_active():
         return True
     sentry_sdk.init(

@@ -134,7 +134,7 @@ class Registry:
             **placement(),
         )
 
-    def __repr__(self) -> str:  # Ray prefixes the actor's forwarded log lines with it
+    def __repr__(self) -> str:  # Ray prefixes forwarded log lines with it (with the class name during __init__)
         return REGISTRY_NAME
 
     def _apply(self, r: Record) -> None:

@@ -99,7 +99,7 @@ class BalanceShard:
             **placement(),
         )
 
-    def __repr__(self) -> str:  # Ray prefixes the actor's forwarded log lines with it
+    def __repr__(self) -> str:  # Ray prefixes forwarded log lines with it (with the class name during __init__)
         return shard_name(self.index)
 
     def _count_balances(self) -> None:

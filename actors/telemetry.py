@@ -59,7 +59,7 @@ class Telemetry:
         make: Any
         if _in_ray_worker():
             configure_logs()  # the actor's events as JSON lines in its worker log
-            track_errors()
+            track_errors(required=False)
             from ray.util import metrics
 
             def make(kind: str, name: str, description: str, tag_keys: tuple[str, ...], **kw: Any) -> Any:

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import random
+from pathlib import Path
 
 import pytest
 import ray
 
-from actors.factory import PartitionCountMismatch
+from actors.factory import LayoutMismatch, PartitionCountMismatch, running_actors, stop_ledger
 from ledger.records import PaymentRecord
 from ledger.results import FINAL_STATUSES, PaymentStatus
 from tests.integration.conftest import RayLedger
@@ -88,6 +89,26 @@ async def test_restart_with_more_shards_moves_partitions(ray_ledger: RayLedger) 
     assert sorted(await client.all_balances(), key=lambda b: b.balance_id) == before
     paid = await client.pay([payment(ids[0], ids[5], 7_00), payment(ids[1], ids[4], 1_00)])
     assert [p.status for p in paid] == [PaymentStatus.SUCCESS, PaymentStatus.SUCCESS]
+    audit(await client.all_balances(), [*deposits, *paid])
+
+
+async def test_another_layout_is_refused_while_the_ledger_runs(ray_ledger: RayLedger) -> None:
+    """A second `serve` with more shards beside a running ledger would give partitions two
+    writers: refused until the running actors are stopped."""
+    _, ids, deposits = await open_funded_balances(ray_ledger.client, 4, 5_00)
+    second = RayLedger(Path(ray_ledger.settings.data_dir))  # another serve of the same ledger
+    second.settings = ray_ledger.settings
+    with pytest.raises(LayoutMismatch, match="shard-0, shard-1"):
+        second.reconfigure(shards=3).start()
+    assert await ray_ledger.client.all_balances()  # the running ledger is untouched
+
+    stopped = stop_ledger(ray_ledger.settings.namespace)
+    assert stopped == ["coordinator-0", "registry", "shard-0", "shard-1"]
+    assert running_actors(ray_ledger.settings.namespace) == set()
+    ray_ledger.handles = None  # already stopped
+    client = ray_ledger.reconfigure(shards=3).start().client
+    paid = await client.pay([payment(ids[0], ids[3], 5_00)])
+    assert paid[0].status == PaymentStatus.SUCCESS
     audit(await client.all_balances(), [*deposits, *paid])
 
 
