@@ -2,7 +2,7 @@
 # A Ray cluster on this machine (head + N worker nodes on distinct 127.0.0.x addresses)
 # with the rayledger gateway on top.
 #
-#   ./run_cluster.sh start [--workers N] [--data-dir DIR] [--port PORT]
+#   ./run_cluster.sh start [--workers N] [--shards N] [--data-dir DIR] [--port PORT]
 #   ./run_cluster.sh status
 #   ./run_cluster.sh stop
 #
@@ -23,6 +23,7 @@ bin="${RAYLEDGER_BIN:-$here/.venv/bin}"
 ray_port="${RAY_PORT:-6390}"
 
 workers=0
+shards=2
 data_dir="$here/data"
 port=8080
 
@@ -32,6 +33,7 @@ parse() {
     while [ $# -gt 0 ]; do
         case "$1" in
             --workers) workers="$2"; shift 2 ;;
+            --shards) shards="$2"; shift 2 ;;
             --data-dir) data_dir="$2"; shift 2 ;;
             --port) port="$2"; shift 2 ;;
             *) usage ;;
@@ -45,7 +47,7 @@ cluster_pids() {
     local tmp="$1" pid
     for pid in /proc/[0-9]*; do
         pid="${pid#/proc/}"
-        if tr '\0' ' ' < "/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "$tmp"; then
+        if tr '\0' ' ' 2>/dev/null < "/proc/$pid/cmdline" | grep -qF -- "$tmp"; then
             echo "$pid"
             descendants "$pid"
         fi
@@ -82,7 +84,7 @@ start() {
             --temp-dir "$tmp" --object-store-memory 134217728 --disable-usage-stats \
             > "$state/worker-$i.log" 2>&1
     done
-    nohup "$bin/rayledger" serve --address "127.0.0.1:$ray_port" --data-dir "$data_dir" --port "$port" \
+    nohup "$bin/rayledger" serve --address "127.0.0.1:$ray_port" --data-dir "$data_dir" --port "$port" --shards "$shards" \
         > "$state/gateway.log" 2>&1 &
     echo $! > "$state/gateway.pid"
     cluster_pids "$tmp" > "$state/ray.pids"
