@@ -217,7 +217,7 @@ def build_parser() -> argparse.ArgumentParser:
     p_serve.add_argument("--coordinators", type=int, help="PaymentCoordinator actors (1)")
     p_serve.add_argument("--no-dashboard", dest="dashboard", action="store_false", default=None)
     p_stop = sub.add_parser("stop", help="stop the ledger's actors on a Ray cluster (then serve with any layout)")
-    p_stop.add_argument("--address", dest="ray_address", required=True, help="the Ray cluster")
+    p_stop.add_argument("--address", dest="ray_address", help="the Ray cluster (or RAYLEDGER_RAY_ADDRESS)")
     p_verify = sub.add_parser("verify", help="audit every journal offline; non-zero exit on any violation")
     _common(p_verify)
     p_seed = sub.add_parser("seed", help="load sample accounts, balances, deposits and payments (for demos)")
