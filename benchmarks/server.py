@@ -7,7 +7,9 @@ Only processes this helper started are signalled (by PID, walking its own tree).
 from __future__ import annotations
 
 import os
+import re
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -105,6 +107,7 @@ class Server:
     def kill9(self) -> int:
         """SIGKILL every process of the server (gateway, Ray, actors) at once."""
         procs = self.tree()
+        left_behind = ray_temp_dirs(procs)
         for p in procs:
             try:
                 p.send_signal(signal.SIGKILL)
@@ -113,6 +116,8 @@ class Server:
         psutil.wait_procs(procs, timeout=30)
         if self.process is not None:
             self.process.wait(timeout=30)
+        for path in left_behind:  # a killed server cannot remove its embedded Ray's files
+            shutil.rmtree(path, ignore_errors=True)
         return len(procs)
 
     def actor_pids(self, class_name: str) -> list[int]:
@@ -139,6 +144,21 @@ class Server:
             raise
         psutil.wait_procs([p for p in procs if p.is_running()], timeout=30)
         return code
+
+
+def ray_temp_dirs(procs: list[psutil.Process]) -> set[str]:
+    """The private temp dirs (`rayledger-*`) of an embedded Ray, from its processes' command
+    lines."""
+    found = set()
+    for p in procs:
+        try:
+            found |= set(_TEMP_DIR.findall(" ".join(p.cmdline())))
+        except psutil.Error:
+            continue
+    return found
+
+
+_TEMP_DIR = re.compile(r"(/[^\s=]*/rayledger-[A-Za-z0-9_]{8})(?=/|\s|$)")
 
 
 class ClusterServer(Server):
