@@ -2,10 +2,11 @@
 
     python -m tests.support.multinode
 
-1. A head and two worker nodes; the ledger's shards spread over them.
-2. A worker node hosting a shard is lost (its raylet and workers killed -9) while payments
-   are being made; its actors restart on the surviving nodes and reopen their partition
-   journals (one data directory every node sees), and the payments complete.
+1. A head (no CPUs: it runs no actor) and two worker nodes; the ledger's actors spread
+   over the workers.
+2. The worker hosting the coordinator and a shard is lost (all its processes killed -9)
+   while payments are being made; its actors restart on the surviving node and reopen
+   their journals (one data directory every node sees); every payment ends final.
 3. A node is added and the ledger restarted with twice the shards: partitions move to the
    new actors with their journals, nothing is lost, payments go on.
 
@@ -98,6 +99,9 @@ def run(cluster: Any, data_dir: Path) -> dict[str, Any]:
     async def shard_nodes(client: LedgerClient) -> list[dict[str, Any]]:
         return (await client.status())["shards"]  # type: ignore[no-any-return]
 
+    async def coordinator_node(client: LedgerClient) -> str:
+        return (await client.status())["coordinators"][0]["node_id"]  # type: ignore[no-any-return]
+
     async def phase_one() -> list[Any]:
         _, ids, deposits = await open_funded_balances(client, BALANCES, DEPOSIT_MINOR)
         report["ids"] = ids
@@ -108,9 +112,12 @@ def run(cluster: Any, data_dir: Path) -> dict[str, Any]:
     before = asyncio.run(shard_nodes(client))
     report["nodes"] = [cluster.head_node.node_id, *(w.node_id for w in workers)]
     report["shard_nodes_before"] = [s["node_id"] for s in before]
-    victim = next((w for w in workers if w.node_id in report["shard_nodes_before"]), None)
+    report["coordinator_node_before"] = asyncio.run(coordinator_node(client))
+    # The head takes no actors, so the two workers hold them all (registry, shard-0 |
+    # shard-1, coordinator-0 round robin): the one with the coordinator also has a shard.
+    victim = next((w for w in workers if w.node_id == report["coordinator_node_before"]), None)
     if victim is None:
-        report["error"] = "no shard was placed on a worker node"
+        report["error"] = "the coordinator was not placed on a worker node"
         return report
     report["lost_node"] = victim.node_id
 
@@ -128,6 +135,7 @@ def run(cluster: Any, data_dir: Path) -> dict[str, Any]:
     report["statuses_during_loss"] = sorted({str(p.status) for p in during})
     report["statuses_after_loss"] = sorted({str(p.status) for p in after})
     report["shard_nodes_after_loss"] = [s["node_id"] for s in asyncio.run(shard_nodes(client))]
+    report["coordinator_node_after_loss"] = asyncio.run(coordinator_node(client))
     report["audit_after_loss"] = audited(asyncio.run(client.all_balances()), acknowledged)
 
     new_node = cluster.add_node(**NODE_ARGS)
@@ -165,6 +173,7 @@ def main() -> int:
             initialize_head=True,
             head_node_args={
                 **NODE_ARGS,
+                "num_cpus": 0,  # the driver's node: it must survive, so it hosts no actor
                 "include_dashboard": False,
                 "temp_dir": os.path.join(temp_dir, "ray"),  # where RAY_TMPDIR points Ray too
                 "_system_config": HEALTH_CHECKS,
