@@ -93,10 +93,10 @@ def serve(settings: Settings) -> int:
 
     from actors.client import LedgerClient
     from actors.factory import LayoutMismatch, PartitionCountMismatch, start_actors
+    from actors.logs import configure as configure_logs
     from actors.logs import track_errors
     from actors.peers import ray_lookup
     from gateway import create_app
-    from gateway.logs import configure as configure_logs
 
     data_dir = settings.data_path
     try:

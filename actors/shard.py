@@ -86,15 +86,12 @@ class BalanceShard:
             self.telemetry.watch(part.journal, f"p-{p}")
         self._count_balances()
         freeze_long_lived_state()
-        parts = self.partitions.values()
         event(
             log,
             "recovered",
             actor=shard_name(index),
-            partitions=sorted(self.partitions),
-            balances=sum(len(p.book.balances) for p in parts),
-            open_holds=sum(len(p.book.holds) for p in parts),
-            records_replayed=sum(p.replayed for p in parts),
+            **self._counts(),
+            records_replayed=sum(p.replayed for p in self.partitions.values()),
             seconds=round(time.perf_counter() - started, 3),
             **placement(),
         )
@@ -102,8 +99,19 @@ class BalanceShard:
     def __repr__(self) -> str:  # Ray prefixes forwarded log lines with it (with the class name during __init__)
         return shard_name(self.index)
 
+    def _balance_count(self) -> int:
+        return sum(len(p.book.balances) for p in self.partitions.values())
+
     def _count_balances(self) -> None:
-        self.telemetry.balances.set(sum(len(p.book.balances) for p in self.partitions.values()))
+        self.telemetry.balances.set(self._balance_count())
+
+    def _counts(self) -> dict[str, object]:
+        """What this shard holds (its recovery log event and `stats`)."""
+        return {
+            "partitions": sorted(self.partitions),
+            "balances": self._balance_count(),
+            "open_holds": sum(len(p.book.holds) for p in self.partitions.values()),
+        }
 
     # -- helpers ------------------------------------------------------------------------
     def _part(self, balance_id: str) -> Partition:
@@ -253,13 +261,10 @@ class BalanceShard:
     # -- operations -----------------------------------------------------------------------
     async def stats(self) -> dict[str, object]:
         """Health and counters; answers at once even while a journal cannot be written."""
-        parts = list(self.partitions.values())
         return {
             "shard": self.index,
-            "partitions": sorted(self.partitions),
-            "balances": sum(len(p.book.balances) for p in parts),
-            "open_holds": sum(len(p.book.holds) for p in parts),
-            "writable": all(p.journal.writable for p in parts),
+            **self._counts(),
+            "writable": all(p.journal.writable for p in self.partitions.values()),
             **placement(),
         }
 

@@ -7,6 +7,7 @@ the ledger (its Ray namespace), an actor's name, a journal, a payment status; ne
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -39,9 +40,11 @@ def _in_ray_worker() -> bool:
     return bool(ray.is_initialized()) and ray.get_runtime_context().get_actor_id() is not None
 
 
+@functools.cache
 def placement() -> dict[str, object]:
     """Where the calling actor runs: its process and, inside Ray, its node (operators see
-    how shards spread over the cluster; tests check that they do)."""
+    how shards spread over the cluster; tests check that they do). Fixed for the life of
+    the process, so looked up once rather than on every `/readyz` poll."""
     where: dict[str, object] = {"pid": os.getpid()}
     if _in_ray_worker():
         import ray

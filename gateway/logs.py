@@ -15,10 +15,8 @@ import time
 
 from aiohttp import web
 
-from actors.logs import configure, event
+from actors.logs import event
 from gateway.metrics import METRICS, route_of
-
-__all__ = ["LOGGED_IDS", "REQUEST_ID", "configure", "observe_middleware"]
 
 log = logging.getLogger("rayledger.gateway")
 REQUEST_ID = web.RequestKey("request_id", str)
