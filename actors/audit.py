@@ -52,7 +52,7 @@ def count_records(path: Path) -> int:
     import sqlite3
 
     with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as conn:
-        return int(conn.execute("SELECT COALESCE(MAX(seq), 0) FROM records").fetchone()[0])
+        return int(conn.execute("SELECT COALESCE(MAX(last_seq), 0) FROM frames").fetchone()[0])
 
 
 def _replay(path: Path, report: Report, advance: Progress) -> Iterator[StoredRecord]:

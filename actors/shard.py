@@ -183,7 +183,7 @@ class BalanceShard:
         """Statement lines, newest first; the cursor is the payment id of a line."""
         part = self._part(balance_id)
         await part.journal.durable()
-        stored = await part.journal.tagged(f"e:{balance_id}", limit=limit, before_id=before_payment_id, by_seq=True)
+        stored = await part.journal.tagged(f"po:{balance_id}", limit=limit, before_id=before_payment_id, by_seq=True)
         out = []
         for s in stored:
             rec = s.record

@@ -6,12 +6,13 @@ contract suite runs against both (tests/integration/test_journal_contract.py).
 
 from journal.base import Journal, JournalCorrupt, JournalUnavailable, Loaded, StoredRecord
 from journal.memory import CrashPoint, MemoryJournal, MemoryStore, SimulatedCrash
-from journal.sqlite import SqliteJournal
+from journal.sqlite import JournalFormatError, SqliteJournal
 
 __all__ = [
     "CrashPoint",
     "Journal",
     "JournalCorrupt",
+    "JournalFormatError",
     "JournalUnavailable",
     "Loaded",
     "MemoryJournal",

@@ -1,14 +1,21 @@
 """Group commit shared by every adapter.
 
-`append()` is synchronous: it assigns the next sequence number, extends the hash chain and
-queues the row, so a caller can decide, append and apply without a suspension point.
-`durable(seq)` waits until a flush covers `seq`. One flusher task per journal writes
-whatever has queued while the previous flush was in flight as a single transaction, so
-concurrent callers share one fsync without any timer.
+`append()` is synchronous: it assigns the next sequence number and queues the record, so a
+caller can decide, append and apply without a suspension point. `durable(seq)` waits until
+a flush covers `seq`. One flusher task per journal writes whatever has queued while the
+previous flush was in flight as one *frame*: a single stored row holding those records as
+one msgpack array, chained to the previous frame by a hash. Concurrent callers share one
+fsync without any timer, and a flush costs one row however many records it carries (one
+row per record, plus its history-index rows, made the commit ~2x slower: RESULTS.md).
 
 A failed write leaves the batch queued and is retried with backoff; meanwhile `writable`
 is False so callers refuse new work (503) instead of piling it up. Nothing is acknowledged
 until it is durable, so a caller that gives up waiting has told its client nothing.
+
+History (statements, payment lists, lookups by id or idempotency key) is an index derived
+from durable frames and written after them, outside the commit, by a second task: a query
+waits until the index covers every durable record, so it sees all that was acknowledged.
+The index is rebuildable: on open it catches up from the frames it has not covered yet.
 """
 
 from __future__ import annotations
@@ -21,7 +28,7 @@ import time
 from collections.abc import Callable, Coroutine, Iterator
 from typing import NamedTuple
 
-from ledger.records import Record, RecordCodec, record_key, record_tags
+from ledger.records import Record, RecordCodec, record_tags
 
 GENESIS_HASH = b"\x00" * 16
 FLUSH_RETRY_S_MAX = 1.0
@@ -36,13 +43,44 @@ class JournalUnavailable(Exception):
     """The journal cannot be written right now; nothing new is accepted."""
 
 
-class Row(NamedTuple):
-    seq: int
-    kind: str
-    key: str | None
+class Frame(NamedTuple):
+    """Records `first_seq..last_seq`, stored as one row; `lens` are their encoded lengths
+    (`body` is a msgpack array header followed by the records), so a query can cut one
+    record out. `hash` chains the frame to the one before (it covers seqs and body)."""
+
+    first_seq: int
+    last_seq: int
     body: bytes
     hash: bytes
-    tags: tuple[str, tuple[str, ...]] | None = None  # (id, tags) for history queries
+    lens: tuple[int, ...]
+
+
+class Sealed(NamedTuple):
+    """A frame as this process built it: with its records, so indexing decodes nothing."""
+
+    frame: Frame
+    records: list[Record]
+
+
+class HistoryRow(NamedTuple):
+    tag: str
+    id: str
+    seq: int
+    frame: int  # first_seq of the frame holding the record
+    offset: int  # of the record within the frame body
+    length: int
+
+
+class HistoryQuery(NamedTuple):
+    """Indexed records carrying `tag` (and `also_tag`), newest first by id or by seq,
+    strictly after the record with id `before_id` (or before `before_seq`) in that order."""
+
+    tag: str
+    limit: int
+    before_id: str | None = None
+    also_tag: str | None = None
+    by_seq: bool = False
+    before_seq: int | None = None
 
 
 class StoredRecord(NamedTuple):
@@ -56,57 +94,85 @@ class Loaded(NamedTuple):
     records: Iterator[StoredRecord]
 
 
-def chain_hash(prev_hash: bytes, seq: int, body: bytes) -> bytes:
+def chain_hash(prev_hash: bytes, first_seq: int, last_seq: int, body: bytes) -> bytes:
     h = hashlib.blake2b(prev_hash, digest_size=16)
-    h.update(seq.to_bytes(8, "big"))
+    h.update(first_seq.to_bytes(8, "big"))
+    h.update(last_seq.to_bytes(8, "big"))
     h.update(body)
     return h.digest()
+
+
+def history_rows(frame: Frame, records: list[Record]) -> list[HistoryRow]:
+    rows = []
+    offset = len(frame.body) - sum(frame.lens)  # the array header
+    for seq, record, length in zip(range(frame.first_seq, frame.last_seq + 1), records, frame.lens, strict=True):
+        tagged = record_tags(record)
+        if tagged is not None:
+            some_id, tags = tagged
+            rows += [HistoryRow(tag, some_id, seq, frame.first_seq, offset, length) for tag in tags]
+        offset += length
+    return rows
 
 
 def kind_of(record: Record) -> str:
     return type(record).__struct_config__.tag  # type: ignore[return-value]
 
 
+HISTORY_BATCH_FRAMES_MAX = 64  # frames read back per step when the index catches up
+
+
 class Journal(abc.ABC):
     def __init__(self, *, batch_rows_max: int = 4096) -> None:
         self.name = type(self).__name__  # adapters name their file; for logs
         self.codec = RecordCodec()
-        self.batch_rows_max = batch_rows_max
-        self.last_seq = 0
-        self.durable_seq = 0
+        self.batch_rows_max = batch_rows_max  # records per frame (one flush)
+        self.last_seq = 0  # appended
+        self.durable_seq = 0  # written
+        self.indexed_seq = 0  # in the history index
         self.writable = True
         self.flush_count = 0
-        self._last_hash = GENESIS_HASH
-        self._pending: list[Row] = []
+        self._last_hash = GENESIS_HASH  # of the last sealed frame
+        self._sealed_seq = 0  # records up to here are in frames (written or not)
+        self._pending: list[Record] = []  # appended, not yet in a frame
+        self._sealed: list[Sealed] = []  # frames not yet written (oldest first)
+        self._unindexed: list[Sealed] = []  # written, not yet in the history index
         self._waiters: list[tuple[int, asyncio.Future[None]]] = []
+        self._index_waiters: list[tuple[int, asyncio.Future[None]]] = []
         self._wake: asyncio.Event | None = None
         self._flusher: asyncio.Task[None] | None = None
+        self._index_wake: asyncio.Event | None = None
+        self._indexer: asyncio.Task[None] | None = None
         self._closed = False
-        self.on_flush: Callable[[int, float], None] | None = None  # (rows, seconds): metrics
+        self.on_flush: Callable[[int, float], None] | None = None  # (records, seconds): metrics
 
     # -- adapter hooks ----------------------------------------------------------------
     @abc.abstractmethod
-    def _read(self, from_genesis: bool) -> tuple[int, bytes, bytes | None, Iterator[Row]]:
-        """(snapshot_seq, hash at snapshot, snapshot body, rows after it in seq order);
-        `from_genesis`: every row from seq 1 (the snapshot is still returned)."""
+    def _read(self, from_genesis: bool) -> tuple[int, bytes, bytes | None, Iterator[Frame]]:
+        """(snapshot_seq, hash at snapshot, snapshot body, frames after it in seq order);
+        `from_genesis`: every frame from seq 1 (the snapshot is still returned)."""
 
     @abc.abstractmethod
-    async def _write(self, rows: list[Row]) -> None:
-        """Make `rows` durable atomically (all or none)."""
-
-    @abc.abstractmethod
-    async def _select(self, key: str, kind: str, limit: int, before_seq: int | None) -> list[Row]:
-        """Durable rows with this key and kind, newest first."""
-
-    @abc.abstractmethod
-    async def _select_tagged(
-        self, tag: str, limit: int, before_id: str | None, also_tag: str | None, by_seq: bool
-    ) -> list[Row]:
-        """Durable rows carrying `tag` (and `also_tag`), newest first by id or by seq,
-        strictly after the row with id `before_id` in that order."""
+    async def _write(self, frame: Frame) -> None:
+        """Make `frame` durable atomically (all or none)."""
 
     @abc.abstractmethod
     async def _write_snapshot(self, seq: int, hash_: bytes, body: bytes) -> None: ...
+
+    @abc.abstractmethod
+    def _history_seq(self) -> int:
+        """How far the stored history index reaches (0 if it is missing)."""
+
+    @abc.abstractmethod
+    async def _frames_after(self, seq: int, limit: int) -> list[Frame]:
+        """Durable frames holding records after `seq`, oldest first (index catch-up)."""
+
+    @abc.abstractmethod
+    async def _write_history(self, rows: list[HistoryRow], through_seq: int) -> None:
+        """Add `rows` and record that the index now covers every record to `through_seq`."""
+
+    @abc.abstractmethod
+    async def _select(self, q: HistoryQuery) -> list[tuple[int, bytes]]:
+        """(seq, record body) of what `q` asks for."""
 
     async def _close(self) -> None:
         return None
@@ -119,21 +185,35 @@ class Journal(abc.ABC):
         serves any call. `from_genesis` (audits) replays every record from the first and
         checks the snapshot's position in the chain too.
         """
-        snapshot_seq, snapshot_hash, snapshot, rows = self._read(from_genesis)
-        self.last_seq = self.durable_seq = 0 if from_genesis else snapshot_seq
+        snapshot_seq, snapshot_hash, snapshot, frames = self._read(from_genesis)
+        start = 0 if from_genesis else snapshot_seq
+        self.last_seq = self.durable_seq = self._sealed_seq = start
         self._last_hash = GENESIS_HASH if from_genesis else snapshot_hash
+        if not from_genesis:
+            self.indexed_seq = self._history_seq()
 
         def records() -> Iterator[StoredRecord]:
-            for row in rows:
-                if row.seq != self.last_seq + 1:
-                    raise JournalCorrupt(f"sequence gap: expected {self.last_seq + 1}, found {row.seq}")
-                if chain_hash(self._last_hash, row.seq, row.body) != row.hash:
-                    raise JournalCorrupt(f"hash chain broken at seq {row.seq}")
-                self.last_seq = self.durable_seq = row.seq
-                self._last_hash = row.hash
-                if from_genesis and row.seq == snapshot_seq and row.hash != snapshot_hash:
-                    raise JournalCorrupt(f"the snapshot at seq {row.seq} does not match the chain")
-                yield StoredRecord(row.seq, self.codec.decode(row.body))
+            for frame in frames:
+                first, last = frame.first_seq, frame.last_seq
+                if first != self.last_seq + 1:
+                    raise JournalCorrupt(f"sequence gap: expected {self.last_seq + 1}, found {first}")
+                if chain_hash(self._last_hash, first, last, frame.body) != frame.hash:
+                    raise JournalCorrupt(f"hash chain broken at seq {first}")
+                if (
+                    from_genesis
+                    and first <= snapshot_seq <= last
+                    and (last, frame.hash) != (snapshot_seq, snapshot_hash)
+                ):
+                    raise JournalCorrupt(f"the snapshot at seq {snapshot_seq} does not match the chain")
+                decoded = self.codec.decode_frame(frame.body)
+                if len(decoded) != last - first + 1:
+                    raise JournalCorrupt(
+                        f"the frame at seq {first} holds {len(decoded)} records, not {last - first + 1}"
+                    )
+                self.last_seq = self.durable_seq = self._sealed_seq = last
+                self._last_hash = frame.hash
+                for seq, record in enumerate(decoded, first):
+                    yield StoredRecord(seq, record)
 
         return Loaded(snapshot_seq, snapshot, records())
 
@@ -143,13 +223,10 @@ class Journal(abc.ABC):
         work, and what they already started (a decided payment's phase 2) must be
         recorded once the disk is back."""
         assert not self._closed, "append after close"
-        body = self.codec.encode(record)
-        seq = self.last_seq + 1
-        digest = chain_hash(self._last_hash, seq, body)
-        self._pending.append(Row(seq, kind_of(record), record_key(record), body, digest, record_tags(record)))
-        self.last_seq, self._last_hash = seq, digest
+        self._pending.append(record)
+        self.last_seq += 1
         self._kick()
-        return seq
+        return self.last_seq
 
     async def durable(self, seq: int | None = None) -> None:
         """Return once every record up to `seq` (default: all appended) is on disk."""
@@ -160,6 +237,16 @@ class Journal(abc.ABC):
         self._waiters.append((target, future))
         self._kick()
         await future
+
+    def _seal(self) -> None:
+        """Close the next frame: at most `batch_rows_max` of the pending records."""
+        records = self._pending[: self.batch_rows_max]
+        del self._pending[: len(records)]
+        body, lens = self.codec.encode_frame(records)
+        first, last = self._sealed_seq + 1, self._sealed_seq + len(records)
+        digest = chain_hash(self._last_hash, first, last, body)
+        self._sealed.append(Sealed(Frame(first, last, body, digest, tuple(lens)), records))
+        self._sealed_seq, self._last_hash = last, digest
 
     def _kick(self) -> None:
         if self._flusher is None:
@@ -174,12 +261,14 @@ class Journal(abc.ABC):
         while not self._closed:
             await self._wake.wait()
             self._wake.clear()
-            while self._pending:
-                batch = self._pending[: self.batch_rows_max]
+            while self._sealed or self._pending:
+                if not self._sealed:  # everything queued while the last write was out
+                    self._seal()
+                sealed = self._sealed[0]
                 started = time.perf_counter()
                 try:
-                    await self._write(batch)
-                except Exception as exc:  # disk full, permissions, I/O error: keep the batch, retry
+                    await self._write(sealed.frame)
+                except Exception as exc:  # disk full, permissions, I/O error: keep the frame, retry
                     if self.writable:
                         fields = {"journal": self.name, "error": f"{type(exc).__name__}: {exc}"[:300]}
                         log.error("journal_unwritable", extra={"fields": fields})
@@ -191,29 +280,96 @@ class Journal(abc.ABC):
                 if not self.writable:
                     log.warning("journal_writable_again", extra={"fields": {"journal": self.name}})
                 self.writable = True
-                del self._pending[: len(batch)]
+                del self._sealed[0]
                 self.flush_count += 1
-                self.durable_seq = batch[-1].seq
-                self._release()
+                self.durable_seq = sealed.frame.last_seq
+                self._release(self._waiters, self.durable_seq)
+                self._unindexed.append(sealed)
+                self._kick_indexer()
                 if self.on_flush is not None:
-                    self.on_flush(len(batch), time.perf_counter() - started)
+                    self.on_flush(len(sealed.records), time.perf_counter() - started)
 
-    def _release(self) -> None:
+    @staticmethod
+    def _release(waiters: list[tuple[int, asyncio.Future[None]]], reached: int) -> None:
         still_waiting = []
-        for target, future in self._waiters:
-            if target <= self.durable_seq:
+        for target, future in waiters:
+            if target <= reached:
                 if not future.done():
                     future.set_result(None)
             else:
                 still_waiting.append((target, future))
-        self._waiters = still_waiting
+        waiters[:] = still_waiting
+
+    # -- the history index --------------------------------------------------------------
+    def _kick_indexer(self) -> None:
+        if self._indexer is None:
+            self._index_wake = asyncio.Event()
+            self._indexer = asyncio.get_running_loop().create_task(self._index_loop())
+        assert self._index_wake is not None
+        self._index_wake.set()
+
+    async def _index_loop(self) -> None:
+        """Index every durable record, whatever was written while the last index write
+        was out in one go; after a restart, first the frames an earlier process wrote."""
+        assert self._index_wake is not None
+        retry_s = 0.01
+        while not self._closed:
+            await self._index_wake.wait()
+            self._index_wake.clear()
+            while self.indexed_seq < self.durable_seq and not self._closed:
+                live = [s for s in self._unindexed if s.frame.last_seq > self.indexed_seq]
+                if live and live[0].frame.first_seq == self.indexed_seq + 1:
+                    batch = [(s.frame, s.records) for s in live]
+                else:  # frames from before this process, or not indexed when it crashed
+                    try:
+                        frames = await self._frames_after(self.indexed_seq, HISTORY_BATCH_FRAMES_MAX)
+                    except Exception as exc:
+                        retry_s = await self._history_failed(exc, retry_s)
+                        continue
+                    batch = [(f, self.codec.decode_frame(f.body)) for f in frames]
+                assert batch, f"no frames after seq {self.indexed_seq} though {self.durable_seq} is durable"
+                rows = [row for frame, records in batch for row in history_rows(frame, records)]
+                through = batch[-1][0].last_seq
+                try:
+                    await self._write_history(rows, through)
+                except Exception as exc:
+                    retry_s = await self._history_failed(exc, retry_s)
+                    continue
+                retry_s = 0.01
+                self.indexed_seq = through
+                self._unindexed = [s for s in self._unindexed if s.frame.last_seq > through]
+                self._release(self._index_waiters, through)
+
+    async def _history_failed(self, exc: Exception, retry_s: float) -> float:
+        """Queries waiting for the index learn it now (503) instead of hanging; the
+        index is retried with backoff (it only ever lags, nothing durable is lost)."""
+        fields = {"journal": self.name, "error": f"{type(exc).__name__}: {exc}"[:300]}
+        log.error("history_unwritable", extra={"fields": fields})
+        for _, future in self._index_waiters:
+            if not future.done():
+                future.set_exception(JournalUnavailable(f"the history index of {self.name} cannot be written"))
+        self._index_waiters = []
+        await asyncio.sleep(retry_s)
+        return min(retry_s * 2, FLUSH_RETRY_S_MAX)
+
+    async def indexed(self) -> None:
+        """Return once the history index covers every durable record."""
+        target = self.durable_seq
+        if target <= self.indexed_seq:
+            return
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._index_waiters.append((target, future))
+        self._kick_indexer()
+        await future
 
     # -- reading history ------------------------------------------------------------------
     async def query(
         self, key: str, kind: str, *, limit: int = 100, before_seq: int | None = None
     ) -> list[StoredRecord]:
-        rows = await self._select(key, kind, limit, before_seq)
-        return [StoredRecord(r.seq, self.codec.decode(r.body)) for r in rows]
+        """Durable records of `kind` indexed under `key` (see `record_tags`), newest first."""
+        await self.indexed()
+        found = await self._select(HistoryQuery(f"{kind}:{key}", limit, by_seq=True, before_seq=before_seq))
+        return [StoredRecord(seq, self.codec.decode(body)) for seq, body in found]
 
     async def tagged(
         self,
@@ -225,17 +381,22 @@ class Journal(abc.ABC):
         by_seq: bool = False,
     ) -> list[StoredRecord]:
         """History by tag (see `ledger.records.record_tags`), for lists with cursors."""
-        rows = await self._select_tagged(tag, limit, before_id, also_tag, by_seq)
-        return [StoredRecord(r.seq, self.codec.decode(r.body)) for r in rows]
+        await self.indexed()
+        found = await self._select(HistoryQuery(tag, limit, before_id, also_tag, by_seq))
+        return [StoredRecord(seq, self.codec.decode(body)) for seq, body in found]
 
     def save_snapshot(self, body: bytes) -> Coroutine[None, None, int]:
         """Store `body` as the state after every record appended so far; returns its seq.
 
-        Not a coroutine function on purpose: the seq and hash are captured at the call,
-        right where the caller took `body` from its state, even if the returned coroutine
-        runs later. It writes once everything up to that seq is durable.
+        Not a coroutine function on purpose: the position is captured at the call, right
+        where the caller took `body` from its state, even if the returned coroutine runs
+        later. The records pending are sealed into frames now, so the snapshot falls on a
+        frame boundary and its hash is that frame's. It writes once they are durable.
         """
-        seq, hash_ = self.last_seq, self._last_hash
+        while self._pending:
+            self._seal()
+        seq, hash_ = self._sealed_seq, self._last_hash
+        self._kick()
 
         async def write() -> int:
             await self.durable(seq)
@@ -245,11 +406,16 @@ class Journal(abc.ABC):
         return write()
 
     async def close(self) -> None:
-        if self._pending:
+        if self._pending or self._sealed:
             await self.durable()
+        try:
+            await self.indexed()  # so that a restart need not catch the index up
+        except JournalUnavailable:
+            pass  # the next open catches up from the frames
         self._closed = True
-        if self._flusher is not None:
-            assert self._wake is not None
-            self._wake.set()
-            await self._flusher
+        for task, wake in ((self._flusher, self._wake), (self._indexer, self._index_wake)):
+            if task is not None:
+                assert wake is not None
+                wake.set()
+                await task
         await self._close()

@@ -1,17 +1,20 @@
-"""SQLite journal: one file per partition, coordinator or registry.
+"""SQLite journal: one file per partition, coordinator or registry, and its history index.
 
 WAL with synchronous=FULL: a commit returns only after the WAL is fsynced, and a torn
 write at the tail is discarded by SQLite's frame checksums on the next open, so replay
-always sees a prefix of committed batches. Rows are written with `executemany` in one
-transaction per batch, so one fsync covers the whole batch.
+always sees a prefix of committed frames. A flush is one frame: one row, one transaction.
 
 Loading uses the synchronous sqlite3 module because actors rebuild state inside their
 synchronous `__init__`. Writes use a plain sqlite3 connection owned by one dedicated
-thread: a whole batch (rows, tags, commit) is one function run there, so a flush costs one
-thread hand-off instead of one per statement (aiosqlite's model; measured ~3x the flush
-latency), and the single thread also serialises transactions, so a snapshot can never
-commit half of a batch. History queries use a read-only aiosqlite connection, so under WAL
-they only ever see committed rows.
+thread: a whole flush is one function run there, so it costs one thread hand-off
+(aiosqlite's model, one hand-off per statement, measured ~3x the flush latency).
+
+The history index lives in a second file, `<journal>-history`, written by its own thread,
+so indexing never takes the journal's write lock or delays a commit. It is derived data:
+synchronous=NORMAL (a power cut may lose its last transactions, never its consistency),
+caught up from the journal's frames on the next open, and rebuilt whole if deleted. History
+queries use a read-only aiosqlite connection on the journal with the index attached, so
+under WAL they only ever see committed rows.
 """
 
 from __future__ import annotations
@@ -21,28 +24,24 @@ import sqlite3
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import TypeVar
 
 import aiosqlite
+import msgspec
 
-from journal.base import GENESIS_HASH, Journal, Row
+from journal.base import GENESIS_HASH, Frame, HistoryQuery, HistoryRow, Journal
+
+T = TypeVar("T")
+FORMAT = 2  # PRAGMA user_version; 1 stored a row per record (rayledger 0.1)
 
 SCHEMA = """
-CREATE TABLE IF NOT EXISTS records (
-    seq  INTEGER PRIMARY KEY,
-    kind TEXT NOT NULL,
-    key  TEXT,
-    body BLOB NOT NULL,
-    hash BLOB NOT NULL
+CREATE TABLE IF NOT EXISTS frames (
+    first_seq INTEGER PRIMARY KEY,
+    last_seq  INTEGER NOT NULL,
+    body      BLOB NOT NULL,
+    hash      BLOB NOT NULL,
+    lens      BLOB NOT NULL
 );
-CREATE INDEX IF NOT EXISTS records_by_key ON records (key, kind, seq) WHERE key IS NOT NULL;
-CREATE TABLE IF NOT EXISTS tags (
-    tag TEXT NOT NULL,
-    id  TEXT NOT NULL,
-    seq INTEGER NOT NULL,
-    PRIMARY KEY (tag, id, seq)
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS tags_by_seq ON tags (tag, seq);
-DROP INDEX IF EXISTS tags_of_row;
 CREATE TABLE IF NOT EXISTS snapshots (
     seq  INTEGER PRIMARY KEY,
     hash BLOB NOT NULL,
@@ -50,17 +49,74 @@ CREATE TABLE IF NOT EXISTS snapshots (
 );
 """
 
+HISTORY_SCHEMA = """
+CREATE TABLE IF NOT EXISTS history (
+    tag    TEXT NOT NULL,
+    id     TEXT NOT NULL,
+    seq    INTEGER NOT NULL,
+    frame  INTEGER NOT NULL,
+    offset INTEGER NOT NULL,
+    length INTEGER NOT NULL,
+    PRIMARY KEY (tag, id, seq)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS history_by_seq ON history (tag, seq);
+CREATE TABLE IF NOT EXISTS progress (
+    one INTEGER PRIMARY KEY CHECK (one = 1),
+    seq INTEGER NOT NULL
+);
+"""
+
+
+class JournalFormatError(Exception):
+    """The file was written in a journal format this version does not read."""
+
 
 def _connect_sync(path: Path, timeout_s: float = 5.0) -> sqlite3.Connection:
     conn = sqlite3.connect(path, timeout=timeout_s, isolation_level=None)  # explicit BEGIN/COMMIT
     try:
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=FULL")
+        if conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'records'").fetchone():
+            raise JournalFormatError(
+                f"{path} is in journal format 1 (rayledger 0.1, one row per record); this version reads"
+                f" format {FORMAT}. Replay it with rayledger 0.1 or start from a new data directory."
+            )
         conn.executescript(SCHEMA)
+        conn.execute(f"PRAGMA user_version = {FORMAT}")
     except BaseException:
         conn.close()
         raise
     return conn
+
+
+def _connect_history(path: Path, timeout_s: float) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, timeout=timeout_s, isolation_level=None)
+    try:
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.executescript(HISTORY_SCHEMA)
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+def _frame(row: tuple[int, int, bytes, bytes, bytes]) -> Frame:
+    first_seq, last_seq, body, hash_, lens = row
+    return Frame(first_seq, last_seq, body, hash_, tuple(msgspec.msgpack.decode(lens)))
+
+
+def _run(db: sqlite3.Connection, work: Callable[[sqlite3.Connection], T]) -> T:
+    """`work` in one immediate transaction; rolled back if it raises."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        result = work(db)
+        db.execute("COMMIT")
+        return result
+    except BaseException:
+        if db.in_transaction:  # SQLite may have rolled back already (disk full, I/O error)
+            db.execute("ROLLBACK")
+        raise
 
 
 class SqliteJournal(Journal):
@@ -68,102 +124,57 @@ class SqliteJournal(Journal):
         super().__init__(**kwargs)
         self.busy_timeout_s = busy_timeout_ms / 1000
         self.path = Path(path)
+        self.history_path = Path(f"{self.path}-history")
         self.name = str(Path(self.path.parent.name, self.path.name))  # e.g. partitions/p-0003.sqlite
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._writer: sqlite3.Connection | None = None  # used only on the writer thread
         self._writer_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"journal-{self.path.stem}")
+        self._history: sqlite3.Connection | None = None  # used only on the history thread
+        self._history_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"history-{self.path.stem}")
         self._reader: aiosqlite.Connection | None = None
         self._open_lock = asyncio.Lock()  # one reader connection, even on concurrent first use
 
-    def _read(self, from_genesis: bool) -> tuple[int, bytes, bytes | None, Iterator[Row]]:
+    # -- the journal --------------------------------------------------------------------
+    def _read(self, from_genesis: bool) -> tuple[int, bytes, bytes | None, Iterator[Frame]]:
         conn = _connect_sync(self.path)
         snap = conn.execute("SELECT seq, hash, body FROM snapshots ORDER BY seq DESC LIMIT 1").fetchone()
         seq, hash_, body = snap if snap else (0, GENESIS_HASH, None)
         first_seq = 0 if from_genesis else seq
 
-        def rows() -> Iterator[Row]:
+        def frames() -> Iterator[Frame]:
             try:
                 cursor = conn.execute(
-                    "SELECT seq, kind, key, body, hash FROM records WHERE seq > ? ORDER BY seq", (first_seq,)
+                    "SELECT first_seq, last_seq, body, hash, lens FROM frames WHERE last_seq > ? ORDER BY first_seq",
+                    (first_seq,),
                 )
-                while chunk := cursor.fetchmany(10_000):
-                    for r in chunk:
-                        yield Row(*r)
+                while chunk := cursor.fetchmany(64):
+                    yield from map(_frame, chunk)
             finally:
                 conn.close()
 
-        return seq, hash_, body, rows()
-
-    async def _reader_db(self) -> aiosqlite.Connection:
-        async with self._open_lock:
-            if self._reader is None:
-                db = await aiosqlite.connect(self.path, timeout=self.busy_timeout_s)
-                await db.execute("PRAGMA journal_mode=WAL")
-                await db.execute("PRAGMA query_only=1")
-                self._reader = db
-            return self._reader
+        return seq, hash_, body, frames()
 
     async def _on_writer(self, work: Callable[[sqlite3.Connection], None]) -> None:
         def run() -> None:
             if self._writer is None:
                 self._writer = _connect_sync(self.path, self.busy_timeout_s)
-            db = self._writer
             try:
-                db.execute("BEGIN IMMEDIATE")
-                work(db)
-                db.execute("COMMIT")
-            except BaseException:
-                try:
-                    if db.in_transaction:  # SQLite may have rolled back already (disk full, I/O error)
-                        db.execute("ROLLBACK")
-                except sqlite3.Error:
-                    db.close()  # a fresh connection for the retry, not one stuck in a transaction
+                _run(self._writer, work)
+            except sqlite3.Error:
+                if self._writer.in_transaction:  # a failed rollback: a fresh connection for the retry
+                    self._writer.close()
                     self._writer = None
                 raise
 
         await asyncio.get_running_loop().run_in_executor(self._writer_thread, run)
 
-    async def _write(self, rows: list[Row]) -> None:
-        records = [r[:5] for r in rows]
-        tags = [(tag, r.tags[0], r.seq) for r in rows if r.tags for tag in r.tags[1]]
+    async def _write(self, frame: Frame) -> None:
+        row = (frame.first_seq, frame.last_seq, frame.body, frame.hash, msgspec.msgpack.encode(frame.lens))
 
         def work(db: sqlite3.Connection) -> None:
-            db.executemany("INSERT INTO records (seq, kind, key, body, hash) VALUES (?, ?, ?, ?, ?)", records)
-            if tags:
-                db.executemany("INSERT INTO tags (tag, id, seq) VALUES (?, ?, ?)", tags)
+            db.execute("INSERT INTO frames (first_seq, last_seq, body, hash, lens) VALUES (?, ?, ?, ?, ?)", row)
 
         await self._on_writer(work)
-
-    async def _select(self, key: str, kind: str, limit: int, before_seq: int | None) -> list[Row]:
-        db = await self._reader_db()
-        cursor = await db.execute(
-            "SELECT seq, kind, key, body, hash FROM records WHERE key = ? AND kind = ? AND seq < ?"
-            " ORDER BY seq DESC LIMIT ?",
-            (key, kind, before_seq if before_seq is not None else 2**62, limit),
-        )
-        return [Row(*r) for r in await cursor.fetchall()]
-
-    async def _select_tagged(
-        self, tag: str, limit: int, before_id: str | None, also_tag: str | None, by_seq: bool
-    ) -> list[Row]:
-        db = await self._reader_db()
-        where, args = ["t.tag = ?"], [tag]
-        if also_tag is not None:
-            where.append("EXISTS (SELECT 1 FROM tags u WHERE u.tag = ? AND u.id = t.id AND u.seq = t.seq)")
-            args.append(also_tag)
-        if before_id is not None and by_seq:
-            where.append("t.seq < COALESCE((SELECT MIN(seq) FROM tags c WHERE c.tag = ? AND c.id = ?), 0)")
-            args += [tag, before_id]
-        elif before_id is not None:
-            where.append("t.id < ?")
-            args.append(before_id)
-        order = "t.seq DESC" if by_seq else "t.id DESC, t.seq DESC"
-        cursor = await db.execute(
-            "SELECT r.seq, r.kind, r.key, r.body, r.hash FROM tags t JOIN records r ON r.seq = t.seq"
-            f" WHERE {' AND '.join(where)} ORDER BY {order} LIMIT ?",
-            (*args, limit),
-        )
-        return [Row(*r) for r in await cursor.fetchall()]
 
     async def _write_snapshot(self, seq: int, hash_: bytes, body: bytes) -> None:
         def work(db: sqlite3.Connection) -> None:
@@ -171,16 +182,111 @@ class SqliteJournal(Journal):
 
         await self._on_writer(work)
 
+    # -- the history index ------------------------------------------------------------------
+    def _history_seq(self) -> int:
+        """How far the index reaches; an index ahead of its journal (a journal restored
+        from an older backup, say) is dropped and rebuilt."""
+        if not self.history_path.exists():
+            return 0
+        with _connect_history(self.history_path, self.busy_timeout_s) as conn:
+            found = conn.execute("SELECT seq FROM progress").fetchone()
+            indexed = found[0] if found else 0
+            journal = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True)
+            try:
+                last = journal.execute("SELECT COALESCE(MAX(last_seq), 0) FROM frames").fetchone()[0]
+            finally:
+                journal.close()
+            if indexed > last:
+                conn.execute("DELETE FROM history")
+                conn.execute("DELETE FROM progress")
+                indexed = 0
+        conn.close()
+        return int(indexed)
+
+    async def _on_history(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        def run() -> T:
+            if self._history is None:
+                self._history = _connect_history(self.history_path, self.busy_timeout_s)
+            try:
+                return _run(self._history, work)
+            except sqlite3.Error:
+                if self._history.in_transaction:
+                    self._history.close()
+                    self._history = None
+                raise
+
+        return await asyncio.get_running_loop().run_in_executor(self._history_thread, run)
+
+    async def _frames_after(self, seq: int, limit: int) -> list[Frame]:
+        db = await self._reader_db()
+        cursor = await db.execute(
+            "SELECT first_seq, last_seq, body, hash, lens FROM frames WHERE last_seq > ? ORDER BY first_seq LIMIT ?",
+            (seq, limit),
+        )
+        return [_frame(r) for r in await cursor.fetchall()]
+
+    async def _write_history(self, rows: list[HistoryRow], through_seq: int) -> None:
+        def work(db: sqlite3.Connection) -> None:
+            # OR IGNORE: after a power cut the index may hold part of what it is redoing
+            db.executemany("INSERT OR IGNORE INTO history VALUES (?, ?, ?, ?, ?, ?)", rows)
+            db.execute("INSERT OR REPLACE INTO progress (one, seq) VALUES (1, ?)", (through_seq,))
+
+        await self._on_history(work)
+
+    async def _reader_db(self) -> aiosqlite.Connection:
+        async with self._open_lock:
+            if self._reader is None:
+                await self._on_history(lambda db: None)  # the index file exists before it is attached
+                db = await aiosqlite.connect(self.path, timeout=self.busy_timeout_s)
+                try:
+                    await db.execute("PRAGMA journal_mode=WAL")
+                    await db.execute("ATTACH DATABASE ? AS hist", (str(self.history_path),))
+                    await db.execute("PRAGMA query_only=1")
+                except BaseException:
+                    await db.close()
+                    raise
+                self._reader = db
+            return self._reader
+
+    async def _select(self, q: HistoryQuery) -> list[tuple[int, bytes]]:
+        db = await self._reader_db()
+        where, args = ["t.tag = ?"], [q.tag]
+        if q.also_tag is not None:
+            where.append("EXISTS (SELECT 1 FROM hist.history u WHERE u.tag = ? AND u.id = t.id AND u.seq = t.seq)")
+            args.append(q.also_tag)
+        if q.before_seq is not None:
+            where.append("t.seq < ?")
+            args.append(q.before_seq)
+        if q.before_id is not None and q.by_seq:
+            where.append("t.seq < COALESCE((SELECT MIN(seq) FROM hist.history c WHERE c.tag = ? AND c.id = ?), 0)")
+            args += [q.tag, q.before_id]
+        elif q.before_id is not None:
+            where.append("t.id < ?")
+            args.append(q.before_id)
+        order = "t.seq DESC" if q.by_seq else "t.id DESC, t.seq DESC"
+        cursor = await db.execute(
+            "SELECT t.seq, substr(f.body, t.offset + 1, t.length) FROM hist.history t"
+            f" JOIN main.frames f ON f.first_seq = t.frame WHERE {' AND '.join(where)} ORDER BY {order} LIMIT ?",
+            (*args, q.limit),
+        )
+        return [(seq, body) for seq, body in await cursor.fetchall()]
+
     async def _close(self) -> None:
         if self._reader is not None:
             await self._reader.close()
             self._reader = None
 
-        def close_writer() -> None:
-            if self._writer is not None:
-                self._writer.close()
-                self._writer = None
+        def closer(attr: str) -> Callable[[], None]:
+            def close() -> None:  # on the connection's own thread: sqlite3 insists
+                conn = getattr(self, attr)
+                if conn is not None:
+                    conn.close()
+                    setattr(self, attr, None)
 
-        if self._writer is not None:
-            await asyncio.get_running_loop().run_in_executor(self._writer_thread, close_writer)
-        self._writer_thread.shutdown(wait=False)  # idempotent: close may be called again
+            return close
+
+        loop = asyncio.get_running_loop()
+        for attr, thread in (("_writer", self._writer_thread), ("_history", self._history_thread)):
+            if getattr(self, attr) is not None:
+                await loop.run_in_executor(thread, closer(attr))
+            thread.shutdown(wait=False)  # idempotent: close may be called again

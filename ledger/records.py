@@ -223,32 +223,25 @@ Record = (
 )
 
 
-def record_key(record: Record) -> str | None:
-    """The id a journal indexes a record by, for history queries (statements, payments)."""
-    if isinstance(record, Decided):
-        return record.payment.id
-    if isinstance(record, HoldPlaced | HoldClosed):
-        return record.hold.id
-    if isinstance(record, Posted):
-        return record.balance_id
-    return None
-
-
 def record_tags(record: Record) -> tuple[str, tuple[str, ...]] | None:
-    """(id, tags) under which history queries find a record: payments by balance and
-    status, statement entries by balance. The id orders and pages the results."""
+    """(id, tags) under which history queries find a record: payments by id, balance,
+    status and idempotency key; holds by id and key; statement entries by balance
+    (`<kind>:<key>` is what `Journal.query(key, kind)` looks up). The id orders and pages
+    the results."""
     if isinstance(record, Decided):
         p = record.payment
-        tags = ["pay", f"s:{p.status}"] + [f"b:{b}" for b in (p.balance_from, p.balance_to) if b]
+        tags = ["pay", f"de:{p.id}", f"s:{p.status}"] + [f"b:{b}" for b in (p.balance_from, p.balance_to) if b]
         if p.idempotency_key is not None:
             tags.append(f"k:{p.idempotency_key}")
         return p.id, tuple(tags)
-    if isinstance(record, HoldPlaced) and record.hold.idempotency_key is not None:
-        return record.hold.id, (f"k:{record.hold.idempotency_key}",)
-    if isinstance(record, HoldClosed) and record.idempotency_key is not None:
-        return record.hold.id, (f"k:{record.idempotency_key}",)
+    if isinstance(record, HoldPlaced):
+        key = record.hold.idempotency_key
+        return record.hold.id, (f"hp:{record.hold.id}", *((f"k:{key}",) if key is not None else ()))
+    if isinstance(record, HoldClosed):
+        key = record.idempotency_key
+        return record.hold.id, (f"hc:{record.hold.id}", *((f"k:{key}",) if key is not None else ()))
     if isinstance(record, Posted):
-        return record.payment_id, (f"e:{record.balance_id}",)
+        return record.payment_id, (f"po:{record.balance_id}",)
     return None
 
 
@@ -258,9 +251,25 @@ class RecordCodec:
     def __init__(self) -> None:
         self._encoder = msgspec.msgpack.Encoder()
         self._decoder = msgspec.msgpack.Decoder(Record)
+        self._frame_decoder = msgspec.msgpack.Decoder(list[Record])
 
     def encode(self, record: Record) -> bytes:
         return self._encoder.encode(record)
 
     def decode(self, body: bytes) -> Record:
         return self._decoder.decode(body)
+
+    def encode_frame(self, records: list[Record]) -> tuple[bytes, list[int]]:
+        """Records as one msgpack array, and each record's encoded length: the array is
+        decoded whole on replay, and one record can be cut out of it for a query."""
+        parts = [self._encoder.encode(r) for r in records]
+        n = len(parts)
+        header = (
+            bytes([0x90 | n])
+            if n < 16
+            else (b"\xdc" + n.to_bytes(2, "big") if n < 2**16 else b"\xdd" + n.to_bytes(4, "big"))
+        )
+        return header + b"".join(parts), [len(b) for b in parts]
+
+    def decode_frame(self, body: bytes) -> list[Record]:
+        return self._frame_decoder.decode(body)

@@ -53,7 +53,7 @@ async def test_snapshot_and_tail_rebuild_the_live_state(tmp_path: Path) -> None:
     assert from_snapshot.snapshot_seq == store.snapshot[0]
     assert from_snapshot.state() == state
 
-    no_snapshot = MemoryStore(store.rows)
+    no_snapshot = MemoryStore(store.frames)
     from_genesis = PaymentCoordinator(ledger.settings, 0, ledger.peer, MemoryJournal(no_snapshot))
     assert from_genesis.snapshot_seq == 0
     assert from_genesis.state() == state

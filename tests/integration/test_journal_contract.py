@@ -3,7 +3,7 @@
 Every test gets a `JournalHarness` for one adapter. `reopen()` builds a fresh journal
 object on the same SQLite file or the same `MemoryStore`, which is what a restart looks
 like to the code above the port. The harness also reads and edits what is stored behind
-the adapter's back (a separate sqlite3 connection, or `store.rows`), so the tests can
+the adapter's back (a separate sqlite3 connection, or `store.frames`), so the tests can
 check what is really durable and can tamper with it.
 """
 
@@ -11,15 +11,26 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import shutil
 import sqlite3
 from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 
 import aiosqlite
+import msgspec
 import pytest
 
-from journal import Journal, JournalCorrupt, MemoryJournal, MemoryStore, SqliteJournal, StoredRecord
-from journal.base import GENESIS_HASH, Row, chain_hash, kind_of
+from journal import (
+    Journal,
+    JournalCorrupt,
+    JournalFormatError,
+    JournalUnavailable,
+    MemoryJournal,
+    MemoryStore,
+    SqliteJournal,
+    StoredRecord,
+)
+from journal.base import GENESIS_HASH, Frame, chain_hash
 from ledger.records import (
     BalanceOpened,
     Completed,
@@ -32,7 +43,6 @@ from ledger.records import (
     Record,
     RecordCodec,
     Reserved,
-    record_key,
 )
 
 ADAPTERS = ["sqlite", "memory"]
@@ -120,43 +130,53 @@ class JournalHarness:
         self.opened.append(journal)
         return journal
 
-    def rows(self) -> list[Row]:
+    def frames(self) -> list[Frame]:
         """What is durable right now, read behind the adapter's back."""
         if self.adapter == "memory":
-            return list(self.store.rows)
+            return list(self.store.frames)
         if not self.path.exists():
             return []
         with contextlib.closing(sqlite3.connect(self.path)) as conn:
-            found = conn.execute("SELECT seq, kind, key, body, hash FROM records ORDER BY seq").fetchall()
-        return [Row(*r) for r in found]
+            found = conn.execute(
+                "SELECT first_seq, last_seq, body, hash, lens FROM frames ORDER BY first_seq"
+            ).fetchall()
+        return [Frame(*r[:4], tuple(msgspec.msgpack.decode(r[4]))) for r in found]
 
     def seqs(self) -> list[int]:
-        return [r.seq for r in self.rows()]
+        return [seq for f in self.frames() for seq in range(f.first_seq, f.last_seq + 1)]
 
-    def rewrite(self, seq: int, *, body: bytes, hash_: bytes | None = None) -> None:
-        """Replace a stored row's body (and optionally its hash), as an attacker or bit rot would."""
+    def rewrite(self, first_seq: int, *, body: bytes, hash_: bytes | None = None) -> None:
+        """Replace a stored frame's body (and optionally its hash), as an attacker or bit rot would."""
         if self.adapter == "memory":
-            i = next(i for i, r in enumerate(self.store.rows) if r.seq == seq)
-            row = self.store.rows[i]
-            self.store.rows[i] = row._replace(body=body, hash=row.hash if hash_ is None else hash_)
+            i = next(i for i, f in enumerate(self.store.frames) if f.first_seq == first_seq)
+            frame = self.store.frames[i]
+            self.store.frames[i] = frame._replace(body=body, hash=frame.hash if hash_ is None else hash_)
             return
         with contextlib.closing(sqlite3.connect(self.path)) as conn, conn:
             if hash_ is None:
-                changed = conn.execute("UPDATE records SET body = ? WHERE seq = ?", (body, seq)).rowcount
+                changed = conn.execute("UPDATE frames SET body = ? WHERE first_seq = ?", (body, first_seq)).rowcount
             else:
                 changed = conn.execute(
-                    "UPDATE records SET body = ?, hash = ? WHERE seq = ?", (body, hash_, seq)
+                    "UPDATE frames SET body = ?, hash = ? WHERE first_seq = ?", (body, hash_, first_seq)
                 ).rowcount
         assert changed == 1
 
-    def delete(self, seq: int) -> None:
+    def delete(self, first_seq: int) -> None:
         if self.adapter == "memory":
-            before = len(self.store.rows)
-            self.store.rows = [r for r in self.store.rows if r.seq != seq]
-            assert len(self.store.rows) == before - 1
+            before = len(self.store.frames)
+            self.store.frames = [f for f in self.store.frames if f.first_seq != first_seq]
+            assert len(self.store.frames) == before - 1
             return
         with contextlib.closing(sqlite3.connect(self.path)) as conn, conn:
-            assert conn.execute("DELETE FROM records WHERE seq = ?", (seq,)).rowcount == 1
+            assert conn.execute("DELETE FROM frames WHERE first_seq = ?", (first_seq,)).rowcount == 1
+
+    def drop_history(self) -> None:
+        """Lose the history index, as a crash before it was written or a deleted file would."""
+        if self.adapter == "memory":
+            self.store.history, self.store.history_seq = [], 0
+            return
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{self.path}-history{suffix}").unlink(missing_ok=True)
 
     async def make_unwritable(self, journal: Journal) -> None:
         """Memory: the store's fault switch. SQLite: another connection holds the write lock
@@ -187,16 +207,24 @@ async def harness(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterat
             await asyncio.wait_for(journal.close(), WAIT_S_MAX)
 
 
-def assert_valid_chain(rows: Sequence[Row], expected: Sequence[Record]) -> None:
-    """Recompute the whole chain from genesis: seqs 1..n, hashes, kinds, keys, bodies."""
+def assert_valid_chain(frames: Sequence[Frame], expected: Sequence[Record]) -> None:
+    """Recompute the whole chain from genesis: contiguous frames, hashes, bodies."""
     codec = RecordCodec()
-    prev = GENESIS_HASH
-    assert [r.seq for r in rows] == list(range(1, len(expected) + 1))
-    for row, record in zip(rows, expected, strict=True):
-        assert row.hash == chain_hash(prev, row.seq, row.body), f"chain broken at seq {row.seq}"
-        assert codec.decode(row.body) == record
-        assert (row.kind, row.key) == (kind_of(record), record_key(record))
-        prev = row.hash
+    prev, seq, found = GENESIS_HASH, 0, []
+    for frame in frames:
+        assert frame.first_seq == seq + 1, f"gap before seq {frame.first_seq}"
+        assert frame.hash == chain_hash(prev, frame.first_seq, frame.last_seq, frame.body), (
+            f"chain broken at seq {frame.first_seq}"
+        )
+        records = codec.decode_frame(frame.body)
+        assert len(records) == frame.last_seq - frame.first_seq + 1 == len(frame.lens)
+        offset = len(frame.body) - sum(frame.lens)  # each record can be cut out on its own
+        for record, length in zip(records, frame.lens, strict=True):
+            assert codec.decode(frame.body[offset : offset + length]) == record
+            offset += length
+        found += records
+        prev, seq = frame.hash, frame.last_seq
+    assert found == list(expected)
 
 
 # -- loading and appending ---------------------------------------------------------------------
@@ -220,7 +248,7 @@ async def test_append_returns_contiguous_seqs_and_is_not_durable_until_flushed(h
     assert journal.durable_seq == 0 and harness.seqs() == []
     await journal.durable()
     assert journal.durable_seq == 25
-    assert_valid_chain(harness.rows(), records)
+    assert_valid_chain(harness.frames(), records)
 
 
 async def test_durable_returns_only_once_the_record_is_stored(harness: JournalHarness) -> None:
@@ -251,7 +279,7 @@ async def test_close_writes_what_is_still_queued(harness: JournalHarness) -> Non
     for r in records:
         journal.append(r)
     await journal.close()
-    assert_valid_chain(harness.rows(), records)
+    assert_valid_chain(harness.frames(), records)
     assert replay(harness.reopen()) == (0, None, stored(1, records))
 
 
@@ -281,7 +309,7 @@ async def test_appends_after_reopen_continue_the_sequence_and_the_chain(harness:
         await journal.durable()
         await journal.close()
     assert replay(harness.reopen()) == (0, None, stored(1, everything))
-    assert_valid_chain(harness.rows(), everything)
+    assert_valid_chain(harness.frames(), everything)
 
 
 async def test_concurrent_appenders_share_flushes(harness: JournalHarness) -> None:
@@ -311,8 +339,9 @@ async def test_a_flush_writes_at_most_batch_rows_max(harness: JournalHarness) ->
     for r in records:
         journal.append(r)
     await journal.durable()
-    assert journal.flush_count >= 1000 / 64  # 16 rows or fewer in the last one
-    assert_valid_chain(harness.rows(), records)
+    assert journal.flush_count >= 1000 / 64  # 16 records or fewer in the last one
+    assert all(f.last_seq - f.first_seq < 64 for f in harness.frames())
+    assert_valid_chain(harness.frames(), records)
 
 
 # -- history queries --------------------------------------------------------------------------
@@ -377,7 +406,6 @@ async def test_record_key_indexes_posted_by_balance_and_decided_by_payment(harne
     assert await journal.query("bal_y", "de") == []
     assert await journal.query("bal_x", "rs") == []  # unkeyed kinds are not indexed
     assert await journal.query("pay_2", "rs") == []
-    assert [(r.kind, r.key) for r in harness.rows()] == [("po", "bal_x"), ("de", "pay_1"), ("rs", None), ("ep", None)]
 
 
 async def test_query_sees_only_durable_rows(harness: JournalHarness) -> None:
@@ -403,6 +431,33 @@ async def test_query_sees_only_durable_rows(harness: JournalHarness) -> None:
     assert [s.seq for s in await journal.query("bal_a", "po")] == [3, 2, 1]
 
 
+async def test_history_lost_or_behind_is_caught_up_from_the_frames(harness: JournalHarness) -> None:
+    journal, seqs_a = await _history(harness)
+    await journal.close()
+    harness.drop_history()
+
+    again = harness.reopen()
+    replay(again)
+    assert again.indexed_seq == 0 < again.durable_seq
+    assert [s.seq for s in await again.query("bal_a", "po")] == sorted(seqs_a, reverse=True)
+    assert again.indexed_seq == again.durable_seq
+    later = again.append(posted(99, "bal_a"))  # live records are indexed after the caught-up ones
+    await again.durable(later)
+    assert [s.seq for s in await again.query("bal_a", "po", limit=2)] == [later, max(seqs_a)]
+
+
+async def test_history_follows_every_durable_record_without_a_query(harness: JournalHarness) -> None:
+    journal = harness.reopen()
+    replay(journal)
+    for n in range(50):
+        await journal.durable(journal.append(posted(n)))
+    await eventually(lambda: journal.indexed_seq == 50, "the index reaches the last durable record")
+    await journal.close()
+    again = harness.reopen()
+    replay(again)
+    assert again.indexed_seq == 50  # a restart starts caught up
+
+
 # -- snapshots ----------------------------------------------------------------------------------
 async def test_snapshot_bounds_replay_and_the_chain_continues_across_it(harness: JournalHarness) -> None:
     journal = harness.reopen()
@@ -422,7 +477,7 @@ async def test_snapshot_bounds_replay_and_the_chain_continues_across_it(harness:
 
     third = harness.reopen()
     assert replay(third) == (10, b"state@10", stored(11, after))
-    assert_valid_chain(harness.rows(), before + after)  # the hash kept at the snapshot was the real one
+    assert_valid_chain(harness.frames(), before + after)  # the hash kept at the snapshot was the real one
     # history on both sides of the snapshot stays queryable (mixed() posts to bal_0 at n=0 and n=12)
     assert [s.seq for s in await third.query("bal_0", "po")] == [13, 1]
 
@@ -463,7 +518,7 @@ async def _ten_records(harness: JournalHarness) -> list[Record]:
     replay(journal)
     records = mixed(0, 10)
     for r in records:
-        journal.append(r)
+        await journal.durable(journal.append(r))  # a frame each
     await journal.close()
     return records
 
@@ -478,25 +533,25 @@ def _replay_until_corrupt(harness: JournalHarness, match: str) -> list[StoredRec
 
 async def test_a_flipped_body_byte_is_detected(harness: JournalHarness) -> None:
     records = await _ten_records(harness)
-    row = harness.rows()[4]
-    harness.rewrite(5, body=row.body[:-1] + bytes([row.body[-1] ^ 0x01]))
+    frame = harness.frames()[4]
+    harness.rewrite(5, body=frame.body[:-1] + bytes([frame.body[-1] ^ 0x01]))
     assert _replay_until_corrupt(harness, "hash chain broken at seq 5") == stored(1, records[:4])
 
 
 async def test_a_rewritten_row_with_a_recomputed_hash_breaks_the_next_link(harness: JournalHarness) -> None:
     records = await _ten_records(harness)
-    rows = harness.rows()
-    forged = RecordCodec().encode(Completed("pay_forged"))
-    harness.rewrite(5, body=forged, hash_=chain_hash(rows[3].hash, 5, forged))
+    frames = harness.frames()
+    forged = RecordCodec().encode_frame([Completed("pay_forged")])[0]
+    harness.rewrite(5, body=forged, hash_=chain_hash(frames[3].hash, 5, 5, forged))
     seen = _replay_until_corrupt(harness, "hash chain broken at seq 6")
     assert seen == [*stored(1, records[:4]), StoredRecord(5, Completed("pay_forged"))]
 
 
 async def test_swapped_rows_are_detected(harness: JournalHarness) -> None:
     await _ten_records(harness)
-    rows = harness.rows()
-    harness.rewrite(3, body=rows[3].body, hash_=rows[3].hash)
-    harness.rewrite(4, body=rows[2].body, hash_=rows[2].hash)
+    frames = harness.frames()
+    harness.rewrite(3, body=frames[3].body, hash_=frames[3].hash)
+    harness.rewrite(4, body=frames[2].body, hash_=frames[2].hash)
     assert len(_replay_until_corrupt(harness, "hash chain broken at seq 3")) == 2
 
 
@@ -513,10 +568,10 @@ async def test_a_tampered_row_after_a_snapshot_is_detected(harness: JournalHarne
         journal.append(r)
     await journal.save_snapshot(b"state@5")
     for r in mixed(5, 4):
-        journal.append(r)
+        await journal.durable(journal.append(r))  # a frame each
     await journal.close()
-    row = harness.rows()[6]
-    harness.rewrite(7, body=bytes([row.body[0] ^ 0x10]) + row.body[1:])
+    frame = next(f for f in harness.frames() if f.first_seq == 7)
+    harness.rewrite(7, body=frame.body[:-1] + bytes([frame.body[-1] ^ 0x10]))
     assert [s.seq for s in _replay_until_corrupt(harness, "hash chain broken at seq 7")] == [6]
 
 
@@ -549,7 +604,7 @@ async def test_unwritable_storage_holds_acks_until_it_recovers(harness: JournalH
     assert journal.durable_seq >= 8
     await journal.durable()
     assert journal.writable
-    assert_valid_chain(harness.rows(), records)  # each record stored exactly once, in order
+    assert_valid_chain(harness.frames(), records)  # each record stored exactly once, in order
     await journal.close()
     assert replay(harness.reopen()) == (0, None, stored(1, records))
 
@@ -579,3 +634,56 @@ async def test_sqlite_concurrent_first_use_opens_one_connection(
     await journal.close()
     # One reader for the queries, never a spare one (writes use the writer thread's own).
     assert len(opened) == 1, f"{len(opened)} reader connections opened"
+
+
+async def test_sqlite_refuses_a_journal_in_the_old_format(tmp_path: Path) -> None:
+    path = tmp_path / "old.sqlite"
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        conn.execute("CREATE TABLE records (seq INTEGER PRIMARY KEY, kind TEXT, key TEXT, body BLOB, hash BLOB)")
+    with pytest.raises(JournalFormatError, match="journal format 1"):
+        SqliteJournal(path).load()
+
+
+@pytest.mark.filterwarnings("ignore::ResourceWarning")
+async def test_sqlite_history_that_cannot_be_written_fails_queries_instead_of_hanging(tmp_path: Path) -> None:
+    journal = SqliteJournal(tmp_path / "j.sqlite", busy_timeout_ms=20)
+    replay(journal)
+    await journal.durable(journal.append(posted(1)))
+    assert [s.seq for s in await journal.query("bal_a", "po")] == [1]
+    blocker = sqlite3.connect(f"{journal.path}-history", timeout=1.0, isolation_level=None)
+    blocker.execute("BEGIN EXCLUSIVE")
+    try:
+        await journal.durable(journal.append(posted(2)))  # the journal itself is fine
+        with pytest.raises(JournalUnavailable, match="history index"):
+            await asyncio.wait_for(journal.query("bal_a", "po"), WAIT_S_MAX)
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+    found = await asyncio.wait_for(journal.query("bal_a", "po"), WAIT_S_MAX)  # retried once it can
+    assert [s.seq for s in found] == [2, 1]
+    await journal.close()
+
+
+async def test_sqlite_history_ahead_of_its_journal_is_rebuilt(tmp_path: Path) -> None:
+    """A journal restored from an older copy next to a newer index: the index would point at
+    records the journal no longer has, and new records would reuse their seqs."""
+    path = tmp_path / "j.sqlite"
+    journal = SqliteJournal(path)
+    replay(journal)
+    await journal.durable(journal.append(posted(1)))
+    await journal.close()
+    older = tmp_path / "older.sqlite"
+    shutil.copyfile(path, older)
+    journal = SqliteJournal(path)
+    replay(journal)
+    await journal.durable(journal.append(posted(2)))
+    await journal.close()
+    shutil.copyfile(older, path)  # the journal goes back to one record; its index stays at two
+
+    restored = SqliteJournal(path)
+    replay(restored)
+    assert restored.indexed_seq == 0
+    await restored.durable(restored.append(posted(3, "bal_b")))
+    assert [s.record for s in await restored.query("bal_a", "po")] == [posted(1)]
+    assert [s.record for s in await restored.query("bal_b", "po")] == [posted(3, "bal_b")]
+    await restored.close()

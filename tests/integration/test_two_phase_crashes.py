@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 
 from journal import CrashPoint
-from journal.base import Row
-from ledger.records import PaymentRecord
+from journal.base import kind_of
+from ledger.records import PaymentRecord, Record
 from ledger.results import FINAL_STATUSES, PaymentStatus
 from tests.support.audit import audit
 from tests.support.events import captured_events
@@ -40,8 +40,8 @@ async def test_crash_around_each_journal_write(tmp_path: Path, write: str, when:
     requests += [payment(ids[0], ids[2], 50_00), payment(ids[3], ids[1], 60_00)]
     tasks = [asyncio.ensure_future(ledger.client.pay([r])) for r in requests]
 
-    def decide(rows: list[Row]) -> str | None:
-        return when if any(r.kind == KINDS[write] for r in rows) else None
+    def decide(records: list[Record]) -> str | None:
+        return when if any(kind_of(r) == KINDS[write] for r in records) else None
 
     def on_crash() -> None:  # what had been replied when the processes died
         acknowledged.extend(t.result()[0] for t in tasks if t.done() and not t.exception())

@@ -47,10 +47,12 @@ async def test_tampered_record_breaks_the_chain(tmp_path: Path) -> None:
     await ledger.stop()
     victim = max((tmp_path / "partitions").glob("*.sqlite"), key=lambda p: p.stat().st_size)
     with sqlite3.connect(victim) as conn:
-        body = conn.execute("SELECT body FROM records WHERE seq = 2").fetchone()[0]
-        conn.execute("UPDATE records SET body = ? WHERE seq = 2", (body[:-1] + bytes([body[-1] ^ 1]),))
+        first_seq, body = conn.execute(
+            "SELECT first_seq, body FROM frames ORDER BY first_seq LIMIT 1 OFFSET 1"
+        ).fetchone()
+        conn.execute("UPDATE frames SET body = ? WHERE first_seq = ?", (body[:-1] + bytes([body[-1] ^ 1]), first_seq))
     violations = verify(tmp_path).violations
-    assert any(v.startswith(f"{victim.name}: hash chain broken at seq 2") for v in violations), violations
+    assert any(v.startswith(f"{victim.name}: hash chain broken at seq {first_seq}") for v in violations), violations
     cli = subprocess.run(
         [sys.executable, "-m", "rayledger_cli", "verify", "--data-dir", str(tmp_path)], capture_output=True, text=True
     )
