@@ -29,6 +29,7 @@ import time
 from pathlib import Path
 
 import aiohttp
+from prometheus_client.parser import text_string_to_metric_families
 from rich.progress import Progress
 
 from benchmarks.server import Server
@@ -41,6 +42,21 @@ def _pct(sorted_ms: list[float], q: float) -> float:
     if not sorted_ms:
         return 0.0
     return round(sorted_ms[min(len(sorted_ms) - 1, int(q * len(sorted_ms)))], 2)
+
+
+async def coordinator_calls(http: aiohttp.ClientSession) -> tuple[float, float]:
+    """(calls, payments) the gateway has sent its coordinators so far, from /metrics."""
+    async with http.get("/metrics") as r:
+        text = await r.text()
+    found = {
+        s.name: s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+        if s.name.startswith("rayledger_gateway_batch_payments")
+    }
+    return found.get("rayledger_gateway_batch_payments_count", 0.0), found.get(
+        "rayledger_gateway_batch_payments_sum", 0.0
+    )
 
 
 async def run_load(
@@ -130,6 +146,7 @@ async def run_load(
                 if not ok:
                     errors += 1
 
+        calls_before = await coordinator_calls(http)
         started = time.monotonic()
         with Progress(disable=not progress, transient=True) as bar:
             task = bar.add_task(f"{scenario}, {connections} connections", total=seconds)
@@ -143,6 +160,7 @@ async def run_load(
             await asyncio.gather(*(worker() for _ in range(connections)))
             ticker.cancel()
         elapsed = time.monotonic() - started
+        calls_after = await coordinator_calls(http)
         # Payments only move money between this run's balances (a reused server may hold
         # others): their sum must still be what was deposited into them.
         total = 0
@@ -166,6 +184,9 @@ async def run_load(
         "mean_ms": round(statistics.fmean(latencies_ms), 2) if latencies_ms else 0.0,
         "errors": errors,
         "statuses": statuses,
+        "payments_per_coordinator_call": round(
+            (calls_after[1] - calls_before[1]) / max(calls_after[0] - calls_before[0], 1), 1
+        ),
         "conserved": total == len(ids) * DEPOSIT * 100,
     }
 

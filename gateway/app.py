@@ -158,7 +158,12 @@ def create_app(settings: Settings, client: LedgerClient, admin_token: str) -> we
     app[OPENAPI] = msgspec.json.encode(build_spec(package_version()))
     app[ADMISSION] = Admission(settings.requests_in_flight_max)
     app[METRICS] = GatewayMetrics()
-    app[BATCHER] = PaymentBatcher(client, settings.gateway_batch_max, settings.gateway_batches_in_flight_max)
+    app[BATCHER] = PaymentBatcher(
+        client,
+        settings.gateway_batch_max,
+        settings.gateway_batches_in_flight_max,
+        on_batch=app[METRICS].batch_payments.observe,
+    )
     for op in OPS:
         app.router.add_route(op.method, op.path, _bind(op))
     app.router.add_get("/metrics", metrics_endpoint)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
+from collections.abc import Callable
 
 from actors.client import LedgerClient
 from actors.coordinator import Outcome
@@ -19,14 +20,19 @@ from ledger.messages import PaymentRequest
 
 
 class PaymentBatcher:
-    def __init__(self, client: LedgerClient, batch_max: int, in_flight_max: int) -> None:
+    def __init__(
+        self,
+        client: LedgerClient,
+        batch_max: int,
+        in_flight_max: int,
+        on_batch: Callable[[int], None] = lambda payments: None,  # metrics
+    ) -> None:
         assert batch_max >= 1 and in_flight_max >= 1
+        self.on_batch = on_batch
         self.client = client
         self.batch_max = batch_max
         self.in_flight_max = in_flight_max
         self.in_flight = 0
-        self.batches = 0
-        self.payments = 0
         self._queue: deque[tuple[PaymentRequest, asyncio.Future[Outcome]]] = deque()
 
     async def submit(self, requests: list[PaymentRequest]) -> list[Outcome]:
@@ -40,6 +46,7 @@ class PaymentBatcher:
         while self._queue and self.in_flight < self.in_flight_max:
             batch = [self._queue.popleft() for _ in range(min(self.batch_max, len(self._queue)))]
             self.in_flight += 1
+            self.on_batch(len(batch))
             asyncio.get_running_loop().create_task(self._send(batch))
 
     async def _send(self, batch: list[tuple[PaymentRequest, asyncio.Future[Outcome]]]) -> None:
@@ -55,6 +62,4 @@ class PaymentBatcher:
                     future.set_result(outcome)
         finally:
             self.in_flight -= 1
-            self.batches += 1
-            self.payments += len(batch)
             self._dispatch()

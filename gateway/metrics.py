@@ -40,6 +40,13 @@ class GatewayMetrics:
             registry=self.registry,
         )
 
+        self.batch_payments = Histogram(
+            "rayledger_gateway_batch_payments",
+            "Payments per call from this gateway to a coordinator (concurrent requests combined)",
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024),
+            registry=self.registry,
+        )
+
     def observe(self, route: str, method: str, status: int, seconds: float) -> None:
         self.requests.labels(route, method, str(status)).inc()
         self.latency.labels(route, method).observe(seconds)

@@ -47,4 +47,7 @@ async def test_metrics_count_requests_by_route_and_payments_by_status(
     assert delta("rayledger_payments_total", status="success") == 2  # the deposit and the payment
     assert delta("rayledger_payments_total", status="not_enough_money") == 1
     assert delta("rayledger_http_request_duration_seconds_count", route="/v1/payments", method="POST") == 2
+    # three calls to the coordinator (sent one after another, so one payment each)
+    assert delta("rayledger_gateway_batch_payments_count") == 3
+    assert delta("rayledger_gateway_batch_payments_sum") == 3
     assert "bal_unknown" not in text and server.token not in text  # no paths, no secrets
