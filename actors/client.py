@@ -23,7 +23,7 @@ from actors.topology import (
     shard_of_partition,
 )
 from ledger.book import BalanceView
-from ledger.messages import HoldRequest, PaymentRequest
+from ledger.messages import HoldRequest, PaymentRequest, pack, unpack
 from ledger.records import HoldRecord, PaymentRecord
 
 
@@ -56,11 +56,11 @@ class LedgerClient:
         for n, r in enumerate(requests):
             groups[coordinator_of(r.payment_id, self.settings.coordinators)].append(n)
         replies = await asyncio.gather(
-            *(self.coordinator(c).call("pay", [requests[n] for n in ns]) for c, ns in groups.items())
+            *(self.coordinator(c).call("pay", pack([requests[n] for n in ns])) for c, ns in groups.items())
         )
         out: list[Outcome | None] = [None] * len(requests)
         for ns, outcomes in zip(groups.values(), replies, strict=True):
-            for n, o in zip(ns, outcomes, strict=True):
+            for n, o in zip(ns, unpack(outcomes, list[Outcome]), strict=True):
                 out[n] = o
         return out  # type: ignore[return-value]
 

@@ -23,7 +23,7 @@ from actors.telemetry import Telemetry, placement
 from actors.topology import partition_of, partitions_of_shard, shard_name
 from journal import Journal, JournalUnavailable, SqliteJournal
 from ledger.book import BalanceBook, BalanceView, BookSnapshot, OpenHold
-from ledger.messages import BalanceSpec, HoldRef, SideRequest
+from ledger.messages import BalanceSpec, HoldRef, SideRequest, unpack
 from ledger.records import Posted, Record
 from ledger.results import Check
 
@@ -199,10 +199,15 @@ class BalanceShard:
         return (await self.hold(coordinator, epoch, [], items))[1]
 
     async def hold(
-        self, coordinator: int, epoch: int, debits: list[SideRequest], credits: list[SideRequest]
+        self,
+        coordinator: int,
+        epoch: int,
+        debits: list[SideRequest] | bytes,
+        credits: list[SideRequest] | bytes,
     ) -> tuple[list[int], list[int]]:
         """Phase one for both sides in one call (the coordinator's usual path): reserve the
         paying legs and prepare the receiving legs owned here; one flush covers both."""
+        debits, credits = unpack(debits, list[SideRequest]), unpack(credits, list[SideRequest])
         with self.telemetry.serving():
             written: list[Partition] = []
             debit_codes = self._decide_holds(coordinator, epoch, debits, written, debit=True)
@@ -227,7 +232,8 @@ class BalanceShard:
             codes.append(int(code))
         return codes
 
-    async def post(self, refs: list[HoldRef]) -> None:
+    async def post(self, refs: list[HoldRef] | bytes) -> None:
+        refs = unpack(refs, list[HoldRef])
         at_ms = time.time_ns() // 1_000_000
         touched = [self._part(r.balance_id) for r in refs]
         self._require_writable(touched)
@@ -238,7 +244,8 @@ class BalanceShard:
                     part.commit(record)
             await self._settle(touched)
 
-    async def void(self, refs: list[HoldRef]) -> None:
+    async def void(self, refs: list[HoldRef] | bytes) -> None:
+        refs = unpack(refs, list[HoldRef])
         touched = [self._part(r.balance_id) for r in refs]
         self._require_writable(touched)
         for ref, part in zip(refs, touched, strict=True):
