@@ -118,7 +118,7 @@ def kind_of(record: Record) -> str:
     return type(record).__struct_config__.tag  # type: ignore[return-value]
 
 
-HISTORY_BATCH_FRAMES_MAX = 64  # frames read back per step when the index catches up
+HISTORY_BATCH_FRAMES_MAX = 64  # frames indexed per transaction, so one falling behind stays bounded
 
 
 class Journal(abc.ABC):
@@ -319,7 +319,7 @@ class Journal(abc.ABC):
             while self.indexed_seq < self.durable_seq and not self._closed:
                 live = [s for s in self._unindexed if s.frame.last_seq > self.indexed_seq]
                 if live and live[0].frame.first_seq == self.indexed_seq + 1:
-                    batch = [(s.frame, s.records) for s in live]
+                    batch = [(s.frame, s.records) for s in live[:HISTORY_BATCH_FRAMES_MAX]]
                 else:  # frames from before this process, or not indexed when it crashed
                     try:
                         frames = await self._frames_after(self.indexed_seq, HISTORY_BATCH_FRAMES_MAX)
