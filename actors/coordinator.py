@@ -237,7 +237,9 @@ class PaymentCoordinator:
     # -- recovery ---------------------------------------------------------------------------
     async def ready(self) -> int:
         """Recover if needed; returns the current epoch. The gateway polls this."""
-        if self._recovery is None:
+        if self._recovery is None or (self._recovery.done() and self._recovery.exception() is not None):
+            # A failed recovery (a journal that cannot be written or read just then) is
+            # tried again by the next caller, not remembered forever.
             self._recovery = asyncio.get_running_loop().create_task(self._recover())
         await asyncio.shield(self._recovery)
         if self._sweeper is None:

@@ -29,6 +29,7 @@ import asyncio
 import collections
 import json
 import random
+import shutil
 import sqlite3
 import sys
 import tempfile
@@ -323,6 +324,8 @@ def main(argv: list[str] | None = None) -> int:
         )
     )
     print(json.dumps(report))
+    if args.data_dir is None and not report["violations"]:
+        shutil.rmtree(data_dir.parent, ignore_errors=True)  # kept when something was found, to look at
     return len(report["violations"])  # type: ignore[arg-type]
 
 

@@ -16,6 +16,7 @@ import asyncio
 import json
 import logging
 import random
+import shutil
 import sys
 import tempfile
 import time
@@ -115,6 +116,7 @@ def main(argv: list[str] | None = None) -> int:
         **report,
     }
     print(json.dumps(report))
+    shutil.rmtree(temp_dir, ignore_errors=True)  # journals and Ray's session files
     return 0 if report["conserved"] else 1
 
 

@@ -22,6 +22,7 @@ import argparse
 import asyncio
 import json
 import random
+import shutil
 import statistics
 import sys
 import tempfile
@@ -228,6 +229,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if server is not None:
             server.stop()
+            shutil.rmtree(data_dir.parent, ignore_errors=True)  # a run's journals are ~100 MB
     print(json.dumps(report))
     return 0 if report["conserved"] else 1
 

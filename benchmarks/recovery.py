@@ -19,6 +19,7 @@ import argparse
 import asyncio
 import json
 import random
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -117,6 +118,8 @@ def main(argv: list[str] | None = None) -> int:
         "served": served,
     }
     print(json.dumps(report))
+    if args.data_dir is None and report["verify_ok"]:
+        shutil.rmtree(data_dir.parent, ignore_errors=True)  # ~0.5 GB; kept when verify failed, to look at
     return 0 if report["verify_ok"] and served else 1
 
 

@@ -132,6 +132,7 @@ def figures(r: dict[str, object]) -> str:
         "p999_ms",
         "call_p50_ms",
         "errors",
+        "payments_per_coordinator_call",
         "records",
         "replay_s",
         "serve_ready_s",

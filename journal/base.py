@@ -28,6 +28,8 @@ import time
 from collections.abc import Callable, Coroutine, Iterator
 from typing import NamedTuple
 
+import msgspec
+
 from ledger.records import Record, RecordCodec, record_tags
 
 GENESIS_HASH = b"\x00" * 16
@@ -94,12 +96,19 @@ class Loaded(NamedTuple):
     records: Iterator[StoredRecord]
 
 
-def chain_hash(prev_hash: bytes, first_seq: int, last_seq: int, body: bytes) -> bytes:
+def chain_hash(prev_hash: bytes, first_seq: int, last_seq: int, body: bytes, lens: tuple[int, ...]) -> bytes:
+    """Covers everything stored for a frame, so any change to a frame or its position breaks
+    the chain from there on (the lengths too: they say where each record starts)."""
     h = hashlib.blake2b(prev_hash, digest_size=16)
     h.update(first_seq.to_bytes(8, "big"))
     h.update(last_seq.to_bytes(8, "big"))
+    h.update(b"".join(n.to_bytes(4, "big") for n in lens))
     h.update(body)
     return h.digest()
+
+
+def frame_hash(prev_hash: bytes, frame: Frame) -> bytes:
+    return chain_hash(prev_hash, frame.first_seq, frame.last_seq, frame.body, frame.lens)
 
 
 def history_rows(frame: Frame, records: list[Record]) -> list[HistoryRow]:
@@ -119,6 +128,7 @@ def kind_of(record: Record) -> str:
 
 
 HISTORY_BATCH_FRAMES_MAX = 64  # frames indexed per transaction, so one falling behind stays bounded
+UNINDEXED_FRAMES_MAX = 256  # written frames kept in memory for the index; older ones are read back
 
 
 class Journal(abc.ABC):
@@ -143,6 +153,8 @@ class Journal(abc.ABC):
         self._index_wake: asyncio.Event | None = None
         self._indexer: asyncio.Task[None] | None = None
         self._closed = False
+        self._loading = False
+        self._index_broken: JournalCorrupt | None = None  # the stored frames cannot be indexed
         self.on_flush: Callable[[int, float], None] | None = None  # (records, seconds): metrics
 
     # -- adapter hooks ----------------------------------------------------------------
@@ -182,40 +194,56 @@ class Journal(abc.ABC):
         """Read the latest snapshot and the records after it, checking the chain.
 
         Synchronous so that an actor can rebuild its state inside `__init__`, before it
-        serves any call. `from_genesis` (audits) replays every record from the first and
-        checks the snapshot's position in the chain too.
+        serves any call. The snapshot's hash must be that of the frame ending at its seq
+        (adapters return that frame first). `from_genesis` (audits) replays every record
+        from the first and checks the snapshot's position in the chain on the way. Nothing
+        may be appended before every record has been read.
         """
         snapshot_seq, snapshot_hash, snapshot, frames = self._read(from_genesis)
-        start = 0 if from_genesis else snapshot_seq
-        self.last_seq = self.durable_seq = self._sealed_seq = start
-        self._last_hash = GENESIS_HASH if from_genesis else snapshot_hash
+        self.last_seq = self.durable_seq = self._sealed_seq = 0
+        self._last_hash = GENESIS_HASH
+        self._loading = True
         if not from_genesis:
             self.indexed_seq = self._history_seq()
 
         def records() -> Iterator[StoredRecord]:
+            anchored = from_genesis or snapshot_seq == 0
             for frame in frames:
-                first, last = frame.first_seq, frame.last_seq
-                if first != self.last_seq + 1:
-                    raise JournalCorrupt(f"sequence gap: expected {self.last_seq + 1}, found {first}")
-                if chain_hash(self._last_hash, first, last, frame.body) != frame.hash:
-                    raise JournalCorrupt(f"hash chain broken at seq {first}")
-                if (
-                    from_genesis
-                    and first <= snapshot_seq <= last
-                    and (last, frame.hash) != (snapshot_seq, snapshot_hash)
-                ):
-                    raise JournalCorrupt(f"the snapshot at seq {snapshot_seq} does not match the chain")
-                decoded = self.codec.decode_frame(frame.body)
-                if len(decoded) != last - first + 1:
-                    raise JournalCorrupt(
-                        f"the frame at seq {first} holds {len(decoded)} records, not {last - first + 1}"
-                    )
-                self.last_seq = self.durable_seq = self._sealed_seq = last
+                if not anchored:  # the frame the snapshot was taken at: vouches for its hash
+                    if (frame.last_seq, frame.hash) != (snapshot_seq, snapshot_hash):
+                        raise JournalCorrupt(f"the snapshot at seq {snapshot_seq} does not match the chain")
+                    self.last_seq = self.durable_seq = self._sealed_seq = snapshot_seq
+                    self._last_hash, anchored = snapshot_hash, True
+                    continue
+                decoded = self._checked(frame, self.last_seq, self._last_hash)
+                if from_genesis and frame.first_seq <= snapshot_seq <= frame.last_seq:
+                    if (frame.last_seq, frame.hash) != (snapshot_seq, snapshot_hash):
+                        raise JournalCorrupt(f"the snapshot at seq {snapshot_seq} does not match the chain")
+                self.last_seq = self.durable_seq = self._sealed_seq = frame.last_seq
                 self._last_hash = frame.hash
-                for seq, record in enumerate(decoded, first):
+                for seq, record in enumerate(decoded, frame.first_seq):
                     yield StoredRecord(seq, record)
+            if not anchored or snapshot_seq > self.last_seq:
+                raise JournalCorrupt(f"the snapshot at seq {snapshot_seq} is past the last record {self.last_seq}")
+            self._loading = False
 
         return Loaded(snapshot_seq, snapshot, records())
+
+    def _checked(self, frame: Frame, prev_seq: int, prev_hash: bytes | None) -> list[Record]:
+        """The frame's records, once its place in the chain and its shape are checked
+        (`prev_hash` None: the shape only, for frames whose chain was checked before)."""
+        first, last = frame.first_seq, frame.last_seq
+        if first != prev_seq + 1:
+            raise JournalCorrupt(f"sequence gap: expected {prev_seq + 1}, found {first}")
+        if prev_hash is not None and frame_hash(prev_hash, frame) != frame.hash:
+            raise JournalCorrupt(f"hash chain broken at seq {first}")
+        try:
+            decoded = self.codec.decode_frame(frame.body)
+        except msgspec.DecodeError as exc:
+            raise JournalCorrupt(f"the frame at seq {first} does not decode: {exc}") from None
+        if not len(decoded) == len(frame.lens) == last - first + 1:
+            raise JournalCorrupt(f"the frame at seq {first} holds {len(decoded)} records, not {last - first + 1}")
+        return decoded
 
     # -- writing ----------------------------------------------------------------------
     def append(self, record: Record) -> int:
@@ -223,6 +251,7 @@ class Journal(abc.ABC):
         work, and what they already started (a decided payment's phase 2) must be
         recorded once the disk is back."""
         assert not self._closed, "append after close"
+        assert not self._loading, "append before every stored record was loaded: its seq would be taken"
         self._pending.append(record)
         self.last_seq += 1
         self._kick()
@@ -244,7 +273,7 @@ class Journal(abc.ABC):
         del self._pending[: len(records)]
         body, lens = self.codec.encode_frame(records)
         first, last = self._sealed_seq + 1, self._sealed_seq + len(records)
-        digest = chain_hash(self._last_hash, first, last, body)
+        digest = chain_hash(self._last_hash, first, last, body, tuple(lens))
         self._sealed.append(Sealed(Frame(first, last, body, digest, tuple(lens)), records))
         self._sealed_seq, self._last_hash = last, digest
 
@@ -285,6 +314,8 @@ class Journal(abc.ABC):
                 self.durable_seq = sealed.frame.last_seq
                 self._release(self._waiters, self.durable_seq)
                 self._unindexed.append(sealed)
+                if len(self._unindexed) > UNINDEXED_FRAMES_MAX:  # the index lags: read those back later
+                    del self._unindexed[0]
                 self._kick_indexer()
                 if self.on_flush is not None:
                     self.on_flush(len(sealed.records), time.perf_counter() - started)
@@ -309,36 +340,51 @@ class Journal(abc.ABC):
         self._index_wake.set()
 
     async def _index_loop(self) -> None:
-        """Index every durable record, whatever was written while the last index write
-        was out in one go; after a restart, first the frames an earlier process wrote."""
+        """Index every durable record, as many frames as were written while the last
+        index write was out; after a restart, first the frames an earlier process wrote."""
         assert self._index_wake is not None
         retry_s = 0.01
-        while not self._closed:
-            await self._index_wake.wait()
-            self._index_wake.clear()
-            while self.indexed_seq < self.durable_seq and not self._closed:
-                live = [s for s in self._unindexed if s.frame.last_seq > self.indexed_seq]
-                if live and live[0].frame.first_seq == self.indexed_seq + 1:
-                    batch = [(s.frame, s.records) for s in live[:HISTORY_BATCH_FRAMES_MAX]]
-                else:  # frames from before this process, or not indexed when it crashed
+        try:
+            while not self._closed:
+                await self._index_wake.wait()
+                self._index_wake.clear()
+                while self.indexed_seq < self.durable_seq and not self._closed:
                     try:
-                        frames = await self._frames_after(self.indexed_seq, HISTORY_BATCH_FRAMES_MAX)
-                    except Exception as exc:
+                        batch = await self._next_to_index()
+                        rows = [row for frame, records in batch for row in history_rows(frame, records)]
+                        through = batch[-1][0].last_seq
+                        await self._write_history(rows, through)
+                    except JournalCorrupt as exc:
+                        self._index_broken = exc
+                        log.error("history_corrupt", extra={"fields": {"journal": self.name, "error": str(exc)}})
+                        return
+                    except Exception as exc:  # cannot write the index now: it lags, nothing is lost
                         retry_s = await self._history_failed(exc, retry_s)
                         continue
-                    batch = [(f, self.codec.decode_frame(f.body)) for f in frames]
-                assert batch, f"no frames after seq {self.indexed_seq} though {self.durable_seq} is durable"
-                rows = [row for frame, records in batch for row in history_rows(frame, records)]
-                through = batch[-1][0].last_seq
-                try:
-                    await self._write_history(rows, through)
-                except Exception as exc:
-                    retry_s = await self._history_failed(exc, retry_s)
-                    continue
-                retry_s = 0.01
-                self.indexed_seq = through
-                self._unindexed = [s for s in self._unindexed if s.frame.last_seq > through]
-                self._release(self._index_waiters, through)
+                    retry_s = 0.01
+                    self.indexed_seq = through
+                    self._unindexed = [s for s in self._unindexed if s.frame.last_seq > through]
+                    self._release(self._index_waiters, through)
+        finally:  # however the indexer ends, nobody is left waiting for it
+            for _, future in self._index_waiters:
+                if not future.done():
+                    future.set_exception(self._index_broken or JournalUnavailable(f"{self.name}: indexing stopped"))
+            self._index_waiters = []
+
+    async def _next_to_index(self) -> list[tuple[Frame, list[Record]]]:
+        live = [s for s in self._unindexed if s.frame.last_seq > self.indexed_seq]
+        if live and live[0].frame.first_seq == self.indexed_seq + 1:
+            return [(s.frame, s.records) for s in live[:HISTORY_BATCH_FRAMES_MAX]]
+        # Frames from before this process, or let go of while the index lagged: read back.
+        # Their chain was checked when written or replayed; their shape is checked here.
+        frames = await self._frames_after(self.indexed_seq, HISTORY_BATCH_FRAMES_MAX)
+        if not frames:
+            raise JournalCorrupt(f"no frames after seq {self.indexed_seq} though {self.durable_seq} is durable")
+        batch, seq = [], self.indexed_seq
+        for frame in frames:
+            batch.append((frame, self._checked(frame, seq, None)))
+            seq = frame.last_seq
+        return batch
 
     async def _history_failed(self, exc: Exception, retry_s: float) -> float:
         """Queries waiting for the index learn it now (503) instead of hanging; the
@@ -357,6 +403,10 @@ class Journal(abc.ABC):
         target = self.durable_seq
         if target <= self.indexed_seq:
             return
+        if self._index_broken is not None:
+            raise self._index_broken
+        if self._indexer is not None and self._indexer.done():
+            raise JournalUnavailable(f"{self.name}: indexing stopped")
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._index_waiters.append((target, future))
         self._kick_indexer()

@@ -54,8 +54,8 @@ class MemoryJournal(Journal):
         if self.store.snapshot is None:
             return 0, GENESIS_HASH, None, iter(list(self.store.frames))
         seq, hash_, body = self.store.snapshot
-        first_seq = 0 if from_genesis else seq
-        return seq, hash_, body, iter([f for f in self.store.frames if f.last_seq > first_seq])
+        first_seq = 0 if from_genesis else seq  # from the frame the snapshot was taken at
+        return seq, hash_, body, iter([f for f in self.store.frames if f.last_seq >= first_seq])
 
     async def _write(self, frame: Frame) -> None:
         await asyncio.sleep(0)  # a real flush suspends; keep the same interleavings
@@ -77,6 +77,9 @@ class MemoryJournal(Journal):
         self.store.snapshot = (seq, hash_, body)
 
     def _history_seq(self) -> int:
+        last = self.store.frames[-1].last_seq if self.store.frames else 0
+        if self.store.history_seq > last:  # ahead of its journal: rebuilt, as SQLite's is
+            self.store.history, self.store.history_seq = [], 0
         return self.store.history_seq
 
     async def _frames_after(self, seq: int, limit: int) -> list[Frame]:
@@ -86,11 +89,13 @@ class MemoryJournal(Journal):
         await asyncio.sleep(0)
         if self.store.crash is not None and self.store.crash.happened:
             raise SimulatedCrash("the process is gone")
-        self.store.history += rows
+        known = {(r.tag, r.id, r.seq) for r in self.store.history}  # a redone batch adds nothing twice
+        self.store.history += [r for r in rows if (r.tag, r.id, r.seq) not in known]
         self.store.history_seq = through_seq
 
     async def _select(self, q: HistoryQuery) -> list[tuple[int, bytes]]:
-        found = [r for r in self.store.history if r.tag == q.tag]
+        tagged = [r for r in self.store.history if r.tag == q.tag]
+        found = tagged
         if q.also_tag is not None:
             also = {(r.id, r.seq) for r in self.store.history if r.tag == q.also_tag}
             found = [r for r in found if (r.id, r.seq) in also]
@@ -99,7 +104,7 @@ class MemoryJournal(Journal):
         if q.by_seq:
             found.sort(key=lambda r: r.seq, reverse=True)
             if q.before_id is not None:
-                cursor = min((r.seq for r in found if r.id == q.before_id), default=0)
+                cursor = min((r.seq for r in tagged if r.id == q.before_id), default=0)
                 found = [r for r in found if r.seq < cursor]
         else:
             found.sort(key=lambda r: (r.id, r.seq), reverse=True)

@@ -131,6 +131,7 @@ class SqliteJournal(Journal):
         self._writer_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"journal-{self.path.stem}")
         self._history: sqlite3.Connection | None = None  # used only on the history thread
         self._history_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"history-{self.path.stem}")
+        self._threads_shut = False
         self._reader: aiosqlite.Connection | None = None
         self._open_lock = asyncio.Lock()  # one reader connection, even on concurrent first use
 
@@ -143,8 +144,8 @@ class SqliteJournal(Journal):
 
         def frames() -> Iterator[Frame]:
             try:
-                cursor = conn.execute(
-                    "SELECT first_seq, last_seq, body, hash, lens FROM frames WHERE last_seq > ? ORDER BY first_seq",
+                cursor = conn.execute(  # from the frame the snapshot was taken at, which vouches for it
+                    "SELECT first_seq, last_seq, body, hash, lens FROM frames WHERE last_seq >= ? ORDER BY first_seq",
                     (first_seq,),
                 )
                 while chunk := cursor.fetchmany(64):
@@ -285,8 +286,10 @@ class SqliteJournal(Journal):
 
             return close
 
+        if self._threads_shut:  # close may be called again
+            return
+        self._threads_shut = True
         loop = asyncio.get_running_loop()
         for attr, thread in (("_writer", self._writer_thread), ("_history", self._history_thread)):
-            if getattr(self, attr) is not None:
-                await loop.run_in_executor(thread, closer(attr))
-            thread.shutdown(wait=False)  # idempotent: close may be called again
+            await loop.run_in_executor(thread, closer(attr))  # after anything still queued there
+            thread.shutdown(wait=False)

@@ -30,7 +30,7 @@ from journal import (
     SqliteJournal,
     StoredRecord,
 )
-from journal.base import GENESIS_HASH, Frame, chain_hash
+from journal.base import GENESIS_HASH, Frame, chain_hash, frame_hash
 from ledger.records import (
     BalanceOpened,
     Completed,
@@ -145,20 +145,22 @@ class JournalHarness:
     def seqs(self) -> list[int]:
         return [seq for f in self.frames() for seq in range(f.first_seq, f.last_seq + 1)]
 
-    def rewrite(self, first_seq: int, *, body: bytes, hash_: bytes | None = None) -> None:
-        """Replace a stored frame's body (and optionally its hash), as an attacker or bit rot would."""
+    def rewrite(
+        self, first_seq: int, *, body: bytes, hash_: bytes | None = None, lens: tuple[int, ...] | None = None
+    ) -> None:
+        """Replace a stored frame's body (and optionally its hash and lengths), as an
+        attacker or bit rot would."""
+        i = next(i for i, f in enumerate(self.frames()) if f.first_seq == first_seq)
+        old = self.frames()[i]
+        new = old._replace(body=body, hash=hash_ or old.hash, lens=old.lens if lens is None else lens)
         if self.adapter == "memory":
-            i = next(i for i, f in enumerate(self.store.frames) if f.first_seq == first_seq)
-            frame = self.store.frames[i]
-            self.store.frames[i] = frame._replace(body=body, hash=frame.hash if hash_ is None else hash_)
+            self.store.frames[i] = new
             return
         with contextlib.closing(sqlite3.connect(self.path)) as conn, conn:
-            if hash_ is None:
-                changed = conn.execute("UPDATE frames SET body = ? WHERE first_seq = ?", (body, first_seq)).rowcount
-            else:
-                changed = conn.execute(
-                    "UPDATE frames SET body = ?, hash = ? WHERE first_seq = ?", (body, hash_, first_seq)
-                ).rowcount
+            changed = conn.execute(
+                "UPDATE frames SET body = ?, hash = ?, lens = ? WHERE first_seq = ?",
+                (new.body, new.hash, msgspec.msgpack.encode(new.lens), first_seq),
+            ).rowcount
         assert changed == 1
 
     def delete(self, first_seq: int) -> None:
@@ -169,6 +171,15 @@ class JournalHarness:
             return
         with contextlib.closing(sqlite3.connect(self.path)) as conn, conn:
             assert conn.execute("DELETE FROM frames WHERE first_seq = ?", (first_seq,)).rowcount == 1
+
+    def forge_snapshot_hash(self) -> None:
+        if self.adapter == "memory":
+            assert self.store.snapshot is not None
+            seq, _, body = self.store.snapshot
+            self.store.snapshot = (seq, b"\x01" * 16, body)
+            return
+        with contextlib.closing(sqlite3.connect(self.path)) as conn, conn:
+            assert conn.execute("UPDATE snapshots SET hash = ?", (b"\x01" * 16,)).rowcount >= 1
 
     def drop_history(self) -> None:
         """Lose the history index, as a crash before it was written or a deleted file would."""
@@ -213,9 +224,7 @@ def assert_valid_chain(frames: Sequence[Frame], expected: Sequence[Record]) -> N
     prev, seq, found = GENESIS_HASH, 0, []
     for frame in frames:
         assert frame.first_seq == seq + 1, f"gap before seq {frame.first_seq}"
-        assert frame.hash == chain_hash(prev, frame.first_seq, frame.last_seq, frame.body), (
-            f"chain broken at seq {frame.first_seq}"
-        )
+        assert frame.hash == frame_hash(prev, frame), f"chain broken at seq {frame.first_seq}"
         records = codec.decode_frame(frame.body)
         assert len(records) == frame.last_seq - frame.first_seq + 1 == len(frame.lens)
         offset = len(frame.body) - sum(frame.lens)  # each record can be cut out on its own
@@ -541,8 +550,8 @@ async def test_a_flipped_body_byte_is_detected(harness: JournalHarness) -> None:
 async def test_a_rewritten_row_with_a_recomputed_hash_breaks_the_next_link(harness: JournalHarness) -> None:
     records = await _ten_records(harness)
     frames = harness.frames()
-    forged = RecordCodec().encode_frame([Completed("pay_forged")])[0]
-    harness.rewrite(5, body=forged, hash_=chain_hash(frames[3].hash, 5, 5, forged))
+    forged, lens = RecordCodec().encode_frame([Completed("pay_forged")])
+    harness.rewrite(5, body=forged, hash_=chain_hash(frames[3].hash, 5, 5, forged, tuple(lens)), lens=tuple(lens))
     seen = _replay_until_corrupt(harness, "hash chain broken at seq 6")
     assert seen == [*stored(1, records[:4]), StoredRecord(5, Completed("pay_forged"))]
 
@@ -550,8 +559,8 @@ async def test_a_rewritten_row_with_a_recomputed_hash_breaks_the_next_link(harne
 async def test_swapped_rows_are_detected(harness: JournalHarness) -> None:
     await _ten_records(harness)
     frames = harness.frames()
-    harness.rewrite(3, body=frames[3].body, hash_=frames[3].hash)
-    harness.rewrite(4, body=frames[2].body, hash_=frames[2].hash)
+    harness.rewrite(3, body=frames[3].body, hash_=frames[3].hash, lens=frames[3].lens)
+    harness.rewrite(4, body=frames[2].body, hash_=frames[2].hash, lens=frames[2].lens)
     assert len(_replay_until_corrupt(harness, "hash chain broken at seq 3")) == 2
 
 
@@ -573,6 +582,52 @@ async def test_a_tampered_row_after_a_snapshot_is_detected(harness: JournalHarne
     frame = next(f for f in harness.frames() if f.first_seq == 7)
     harness.rewrite(7, body=frame.body[:-1] + bytes([frame.body[-1] ^ 0x10]))
     assert [s.seq for s in _replay_until_corrupt(harness, "hash chain broken at seq 7")] == [6]
+
+
+async def test_changed_record_lengths_break_the_chain(harness: JournalHarness) -> None:
+    """The lengths say where each record starts (history queries cut records out by them)."""
+    journal = harness.reopen()
+    replay(journal)
+    for r in mixed(0, 2):  # a posting and a decision: two different lengths
+        journal.append(r)
+    await journal.durable()
+    for r in mixed(2, 2):
+        journal.append(r)
+    await journal.close()
+    frame = harness.frames()[0]
+    assert frame.lens[0] != frame.lens[1]
+    harness.rewrite(1, body=frame.body, lens=tuple(reversed(frame.lens)))
+    assert _replay_until_corrupt(harness, "hash chain broken at seq 1") == []
+
+
+async def test_a_snapshot_whose_hash_is_not_the_chains_is_detected(harness: JournalHarness) -> None:
+    journal = harness.reopen()
+    replay(journal)
+    for r in mixed(0, 5):
+        journal.append(r)
+    await journal.save_snapshot(b"state@5")
+    journal.append(posted(6))
+    await journal.close()
+    harness.forge_snapshot_hash()
+    with pytest.raises(JournalCorrupt, match="the snapshot at seq 5 does not match the chain"):
+        replay(harness.reopen())
+    with pytest.raises(JournalCorrupt, match="the snapshot at seq 5 does not match the chain"):
+        list(harness.reopen().load(from_genesis=True).records)
+
+
+async def test_nothing_is_appended_before_every_stored_record_is_read(harness: JournalHarness) -> None:
+    journal = harness.reopen()
+    replay(journal)
+    for r in mixed(0, 3):
+        await journal.durable(journal.append(r))
+    await journal.close()
+    again = harness.reopen()
+    records = again.load().records
+    next(records)  # seq 1 of 3 read: seq 2 is not free
+    with pytest.raises(AssertionError, match="before every stored record was loaded"):
+        again.append(posted(9))
+    assert [s.seq for s in records] == [2, 3]
+    assert again.append(posted(9)) == 4
 
 
 # -- an unwritable disk ---------------------------------------------------------------------------
