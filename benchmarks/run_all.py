@@ -140,7 +140,8 @@ def figures(r: dict[str, object]) -> str:
         "heap_bytes_per_balance",
         "rss_bytes_per_balance",
     )
-    shown = [k for k in keys if k in r and not (k == "payments_per_s" and r.get("payments") == 0)]
+    per_payment = ("payments_per_s", "payments_per_coordinator_call")
+    shown = [k for k in keys if k in r and not (k in per_payment and r.get("payments") == 0)]
     return ", ".join(f"{k} {r[k]}" for k in shown)
 
 
