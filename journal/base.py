@@ -160,8 +160,9 @@ class Journal(abc.ABC):
     # -- adapter hooks ----------------------------------------------------------------
     @abc.abstractmethod
     def _read(self, from_genesis: bool) -> tuple[int, bytes, bytes | None, Iterator[Frame]]:
-        """(snapshot_seq, hash at snapshot, snapshot body, frames after it in seq order);
-        `from_genesis`: every frame from seq 1 (the snapshot is still returned)."""
+        """(snapshot_seq, hash at snapshot, snapshot body, frames in seq order from the one
+        ending at the snapshot's seq); `from_genesis`: every frame from seq 1 (the snapshot
+        is still returned)."""
 
     @abc.abstractmethod
     async def _write(self, frame: Frame) -> None:

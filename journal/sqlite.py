@@ -189,7 +189,8 @@ class SqliteJournal(Journal):
         from an older backup, say) is dropped and rebuilt."""
         if not self.history_path.exists():
             return 0
-        with _connect_history(self.history_path, self.busy_timeout_s) as conn:
+        conn = _connect_history(self.history_path, self.busy_timeout_s)
+        try:
             found = conn.execute("SELECT seq FROM progress").fetchone()
             indexed = found[0] if found else 0
             journal = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True)
@@ -201,7 +202,8 @@ class SqliteJournal(Journal):
                 conn.execute("DELETE FROM history")
                 conn.execute("DELETE FROM progress")
                 indexed = 0
-        conn.close()
+        finally:
+            conn.close()
         return int(indexed)
 
     async def _on_history(self, work: Callable[[sqlite3.Connection], T]) -> T:
