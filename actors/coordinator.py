@@ -237,7 +237,12 @@ class PaymentCoordinator:
     # -- recovery ---------------------------------------------------------------------------
     async def ready(self) -> int:
         """Recover if needed; returns the current epoch. The gateway polls this."""
-        if self._recovery is None or (self._recovery.done() and self._recovery.exception() is not None):
+        failed = (
+            self._recovery is not None
+            and self._recovery.done()
+            and (self._recovery.cancelled() or self._recovery.exception() is not None)
+        )
+        if self._recovery is None or failed:
             # A failed recovery (a journal that cannot be written or read just then) is
             # tried again by the next caller, not remembered forever.
             self._recovery = asyncio.get_running_loop().create_task(self._recover())
@@ -569,7 +574,7 @@ class PaymentCoordinator:
             if Check.UNAVAILABLE in legs:  # as for payments: abort undecided, answer 503
                 held = [b for b, c in zip((r.balance_from, r.balance_to), legs, strict=True) if c == Check.OK]
                 await asyncio.gather(
-                    *(call_until_done(self._peer(self._shard(b)), "void", [HoldRef(r.hold_id, b)]) for b in held)
+                    *(call_until_done(self._peer(self._shard(b)), "void", pack([HoldRef(r.hold_id, b)])) for b in held)
                 )
                 if r.idempotency_key is not None:
                     self.keys.pop(r.idempotency_key, None)

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from journal import CrashPoint
+from actors.coordinator import PaymentCoordinator
+from journal import CrashPoint, JournalUnavailable, MemoryJournal
 from journal.base import kind_of
 from ledger.records import PaymentRecord, Record
 from ledger.results import FINAL_STATUSES, PaymentStatus
@@ -123,4 +124,31 @@ async def test_unwritable_partition_refuses_then_resumes(tmp_path: Path) -> None
     ]
     assert outage[0]["journal"] == outage[1]["journal"] and "error" in outage[0]
     audit(await ledger.client.all_balances(), [*deposits, done.payment, elsewhere.payment, after.payment])
+    await ledger.stop()
+
+
+async def test_a_failed_coordinator_recovery_is_tried_again(tmp_path: Path) -> None:
+    """A recovery that fails (its journal's history index could not be read, say) must not
+    leave the coordinator refusing every call until the process restarts."""
+    ledger = await LocalLedger(tmp_path, memory=True).start()
+    _, (a, b), _ = await open_funded_balances(ledger.client, 2, 10_00)
+    assert ledger.stores is not None
+    restarted = PaymentCoordinator(ledger.settings, 0, ledger.peer, MemoryJournal(ledger.stores["c-0"].survivor()))
+    real_recover, attempts = restarted._recover, 0
+
+    async def failing_once() -> None:
+        nonlocal attempts
+        attempts += 1
+        if attempts == 1:
+            raise JournalUnavailable("the history index of c-0 cannot be written")
+        await real_recover()
+
+    restarted._recover = failing_once  # type: ignore[method-assign]
+    with pytest.raises(JournalUnavailable):
+        await restarted.ready()
+    epoch = await restarted.ready()
+    assert attempts == 2 and epoch == restarted.epoch > 0
+    [paid] = await restarted.pay([payment(a, b, 1_00)])  # type: ignore[misc]
+    assert paid.payment is not None and paid.payment.status == PaymentStatus.SUCCESS
+    await restarted.close()
     await ledger.stop()
