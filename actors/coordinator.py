@@ -84,7 +84,7 @@ def _decided_outcome(payment: PaymentRecord | None) -> Outcome:
     return Outcome(payment) if payment is not None else Outcome(refused="unavailable")
 
 
-def _pending_record(r: PaymentRequest) -> PaymentRecord:
+def pending_record(r: PaymentRequest) -> PaymentRecord:
     return PaymentRecord(
         id=r.payment_id,
         balance_from=r.balance_from,
@@ -711,7 +711,7 @@ class PaymentCoordinator:
             return known
         pending = self._pending.get(payment_id)
         if pending is not None:
-            return _pending_record(pending)
+            return pending_record(pending)
         found = await self.journal.query(payment_id, "de", limit=1)
         if not found:
             return None

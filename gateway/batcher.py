@@ -34,10 +34,17 @@ class PaymentBatcher:
         self.in_flight_max = in_flight_max
         self.in_flight = 0
         self._queue: deque[tuple[PaymentRequest, asyncio.Future[Outcome]]] = deque()
+        # Submitted and not answered yet: a client told 202 may ask before the coordinator
+        # has the payment (Ray does not order an async actor's calls), and must see it pending.
+        self._unsettled: dict[str, PaymentRequest] = {}
+
+    def unsettled(self, payment_id: str) -> PaymentRequest | None:
+        return self._unsettled.get(payment_id)
 
     async def submit(self, requests: list[PaymentRequest]) -> list[Outcome]:
         loop = asyncio.get_running_loop()
         futures = [loop.create_future() for _ in requests]
+        self._unsettled.update((r.payment_id, r) for r in requests)
         self._queue.extend(zip(requests, futures, strict=True))
         self._dispatch()
         return list(await asyncio.gather(*futures))
@@ -61,5 +68,7 @@ class PaymentBatcher:
                 if not future.done():
                     future.set_result(outcome)
         finally:
+            for r, _ in batch:
+                self._unsettled.pop(r.payment_id, None)
             self.in_flight -= 1
             self._dispatch()

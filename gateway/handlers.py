@@ -10,12 +10,12 @@ from typing import TypeVar
 import msgspec
 from aiohttp import web
 
-from actors.coordinator import Outcome
+from actors.coordinator import Outcome, pending_record
 from actors.registry import SYSTEM_ACCOUNT_ID, BalanceInfo
 from gateway import payments, render, schemas
 from gateway.auth import Principal, new_account_token
 from gateway.errors import ApiError
-from gateway.keys import AUTH, CLIENT, DIRECTORY, PRINCIPAL, SETTINGS
+from gateway.keys import AUTH, BATCHER, CLIENT, DIRECTORY, PRINCIPAL, SETTINGS
 from ledger.messages import HoldRequest
 from ledger.money import format_amount
 from ledger.records import HoldRecord, PaymentRecord
@@ -178,6 +178,8 @@ async def create_payment(request: web.Request) -> web.Response:
 
 async def get_payment(request: web.Request) -> web.Response:
     record = await request.app[CLIENT].get_payment(request.match_info["id"])
+    if record is None and (unsettled := request.app[BATCHER].unsettled(request.match_info["id"])) is not None:
+        record = pending_record(unsettled)  # answered 202 here; the coordinator has not seen it yet
     if record is None or not await _touches_own_balance(request, record):
         raise ApiError("not_found", "no such payment")
     return json_response(render.payment(record, await request.app[DIRECTORY].exponent(record.currency)))

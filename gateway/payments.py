@@ -16,7 +16,7 @@ from typing import NamedTuple
 import msgspec
 from aiohttp import web
 
-from actors.coordinator import Outcome, _pending_record
+from actors.coordinator import Outcome, pending_record
 from actors.registry import SYSTEM_ACCOUNT_ID, BalanceInfo
 from actors.topology import coordinator_of
 from gateway import render, schemas
@@ -157,7 +157,7 @@ async def settle(request: web.Request, prepared: list[Prepared]) -> list[Settled
             asyncio.shield(task), request.app[SETTINGS].payment_wait_ms / 1000
         )
     except TimeoutError:
-        return [Settled(202, render.payment(_pending_record(p.request), p.exponent), False) for p in prepared]
+        return [Settled(202, render.payment(pending_record(p.request), p.exponent), False) for p in prepared]
     settled = []
     for p, outcome in zip(prepared, outcomes, strict=True):
         if outcome.conflict:

@@ -78,5 +78,14 @@ async def test_payment_not_final_within_the_wait_limit_answers_202(tmp_path: Pat
             state = await settled(api, paid.body["id"])
             assert state["status"] == "success" and state["settled_at"]
             assert (await api.get(f"/v1/balances/{b['id']}")).body["amount"] == "4.00"
+
+            # Asked for at once after its 202, a payment is found (pending or final), never
+            # 404: the coordinator may not have it yet, but the gateway that answered does.
+            async def pay_then_get() -> int:
+                paid = await api.pay(a["id"], b["id"], "0.01")
+                assert paid.status == 202
+                return (await api.get(f"/v1/payments/{paid.body['id']}")).status
+
+            assert await asyncio.gather(*(pay_then_get() for _ in range(40))) == [200] * 40
     finally:
         server.stop()
