@@ -207,19 +207,21 @@ class Journal(abc.ABC):
         if not from_genesis:
             self.indexed_seq = self._history_seq()
 
+        def check_snapshot(frame: Frame) -> None:
+            if (frame.last_seq, frame.hash) != (snapshot_seq, snapshot_hash):
+                raise JournalCorrupt(f"the snapshot at seq {snapshot_seq} does not match the chain")
+
         def records() -> Iterator[StoredRecord]:
             anchored = from_genesis or snapshot_seq == 0
             for frame in frames:
                 if not anchored:  # the frame the snapshot was taken at: vouches for its hash
-                    if (frame.last_seq, frame.hash) != (snapshot_seq, snapshot_hash):
-                        raise JournalCorrupt(f"the snapshot at seq {snapshot_seq} does not match the chain")
+                    check_snapshot(frame)
                     self.last_seq = self.durable_seq = self._sealed_seq = snapshot_seq
                     self._last_hash, anchored = snapshot_hash, True
                     continue
                 decoded = self._checked(frame, self.last_seq, self._last_hash)
                 if from_genesis and frame.first_seq <= snapshot_seq <= frame.last_seq:
-                    if (frame.last_seq, frame.hash) != (snapshot_seq, snapshot_hash):
-                        raise JournalCorrupt(f"the snapshot at seq {snapshot_seq} does not match the chain")
+                    check_snapshot(frame)
                 self.last_seq = self.durable_seq = self._sealed_seq = frame.last_seq
                 self._last_hash = frame.hash
                 for seq, record in enumerate(decoded, frame.first_seq):
@@ -300,8 +302,7 @@ class Journal(abc.ABC):
                     await self._write(sealed.frame)
                 except Exception as exc:  # disk full, permissions, I/O error: keep the frame, retry
                     if self.writable:
-                        fields = {"journal": self.name, "error": f"{type(exc).__name__}: {exc}"[:300]}
-                        log.error("journal_unwritable", extra={"fields": fields})
+                        log.error("journal_unwritable", extra={"fields": self._error_fields(exc)})
                     self.writable = False
                     await asyncio.sleep(retry_s)
                     retry_s = min(retry_s * 2, FLUSH_RETRY_S_MAX)
@@ -331,6 +332,16 @@ class Journal(abc.ABC):
             else:
                 still_waiting.append((target, future))
         waiters[:] = still_waiting
+
+    @staticmethod
+    def _fail(waiters: list[tuple[int, asyncio.Future[None]]], exc: Exception) -> None:
+        for _, future in waiters:
+            if not future.done():
+                future.set_exception(exc)
+        waiters.clear()
+
+    def _error_fields(self, exc: Exception) -> dict[str, str]:
+        return {"journal": self.name, "error": f"{type(exc).__name__}: {exc}"[:300]}
 
     # -- the history index --------------------------------------------------------------
     def _kick_indexer(self) -> None:
@@ -367,10 +378,7 @@ class Journal(abc.ABC):
                     self._unindexed = [s for s in self._unindexed if s.frame.last_seq > through]
                     self._release(self._index_waiters, through)
         finally:  # however the indexer ends, nobody is left waiting for it
-            for _, future in self._index_waiters:
-                if not future.done():
-                    future.set_exception(self._index_broken or JournalUnavailable(f"{self.name}: indexing stopped"))
-            self._index_waiters = []
+            self._fail(self._index_waiters, self._index_broken or JournalUnavailable(f"{self.name}: indexing stopped"))
 
     async def _next_to_index(self) -> list[tuple[Frame, list[Record]]]:
         live = [s for s in self._unindexed if s.frame.last_seq > self.indexed_seq]
@@ -390,12 +398,8 @@ class Journal(abc.ABC):
     async def _history_failed(self, exc: Exception, retry_s: float) -> float:
         """Queries waiting for the index learn it now (503) instead of hanging; the
         index is retried with backoff (it only ever lags, nothing durable is lost)."""
-        fields = {"journal": self.name, "error": f"{type(exc).__name__}: {exc}"[:300]}
-        log.error("history_unwritable", extra={"fields": fields})
-        for _, future in self._index_waiters:
-            if not future.done():
-                future.set_exception(JournalUnavailable(f"the history index of {self.name} cannot be written"))
-        self._index_waiters = []
+        log.error("history_unwritable", extra={"fields": self._error_fields(exc)})
+        self._fail(self._index_waiters, JournalUnavailable(f"the history index of {self.name} cannot be written"))
         await asyncio.sleep(retry_s)
         return min(retry_s * 2, FLUSH_RETRY_S_MAX)
 

@@ -32,7 +32,7 @@ class MemoryStore:
     def __init__(self, frames: list[Frame] | None = None) -> None:
         self.frames: list[Frame] = list(frames or [])
         self.snapshot: tuple[int, bytes, bytes] | None = None
-        self.history: list[HistoryRow] = []
+        self.history: dict[tuple[str, str, int], HistoryRow] = {}  # by (tag, id, seq), as SQLite keys it
         self.history_seq = 0
         self.fail_writes = False
         self.crash: CrashPoint | None = None
@@ -41,7 +41,7 @@ class MemoryStore:
         """What a restarted process finds: the written frames, snapshot and index, no hooks."""
         store = MemoryStore(self.frames)
         store.snapshot = self.snapshot
-        store.history, store.history_seq = list(self.history), self.history_seq
+        store.history, store.history_seq = dict(self.history), self.history_seq
         return store
 
 
@@ -79,7 +79,7 @@ class MemoryJournal(Journal):
     def _history_seq(self) -> int:
         last = self.store.frames[-1].last_seq if self.store.frames else 0
         if self.store.history_seq > last:  # ahead of its journal: rebuilt, as SQLite's is
-            self.store.history, self.store.history_seq = [], 0
+            self.store.history, self.store.history_seq = {}, 0
         return self.store.history_seq
 
     async def _frames_after(self, seq: int, limit: int) -> list[Frame]:
@@ -89,15 +89,15 @@ class MemoryJournal(Journal):
         await asyncio.sleep(0)
         if self.store.crash is not None and self.store.crash.happened:
             raise SimulatedCrash("the process is gone")
-        known = {(r.tag, r.id, r.seq) for r in self.store.history}  # a redone batch adds nothing twice
-        self.store.history += [r for r in rows if (r.tag, r.id, r.seq) not in known]
+        for r in rows:  # a redone batch adds nothing twice
+            self.store.history.setdefault((r.tag, r.id, r.seq), r)
         self.store.history_seq = through_seq
 
     async def _select(self, q: HistoryQuery) -> list[tuple[int, bytes]]:
-        tagged = [r for r in self.store.history if r.tag == q.tag]
+        tagged = [r for r in self.store.history.values() if r.tag == q.tag]
         found = tagged
         if q.also_tag is not None:
-            also = {(r.id, r.seq) for r in self.store.history if r.tag == q.also_tag}
+            also = {(r.id, r.seq) for r in self.store.history.values() if r.tag == q.also_tag}
             found = [r for r in found if (r.id, r.seq) in also]
         if q.before_seq is not None:
             found = [r for r in found if r.seq < q.before_seq]

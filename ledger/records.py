@@ -263,13 +263,7 @@ class RecordCodec:
         """Records as one msgpack array, and each record's encoded length: the array is
         decoded whole on replay, and one record can be cut out of it for a query."""
         parts = [self._encoder.encode(r) for r in records]
-        n = len(parts)
-        header = (
-            bytes([0x90 | n])
-            if n < 16
-            else (b"\xdc" + n.to_bytes(2, "big") if n < 2**16 else b"\xdd" + n.to_bytes(4, "big"))
-        )
-        return header + b"".join(parts), [len(b) for b in parts]
+        return self._encoder.encode([msgspec.Raw(b) for b in parts]), [len(b) for b in parts]
 
     def decode_frame(self, body: bytes) -> list[Record]:
         return self._frame_decoder.decode(body)

@@ -184,7 +184,7 @@ class JournalHarness:
     def drop_history(self) -> None:
         """Lose the history index, as a crash before it was written or a deleted file would."""
         if self.adapter == "memory":
-            self.store.history, self.store.history_seq = [], 0
+            self.store.history, self.store.history_seq = {}, 0
             return
         for suffix in ("", "-wal", "-shm"):
             Path(f"{self.path}-history{suffix}").unlink(missing_ok=True)
