@@ -12,7 +12,9 @@ checks conservation. Scenarios:
   ping     GET /healthz only: the HTTP ceiling of this machine (client and gateway, no
            ledger work), against which the other figures can be read
 The client runs on the same machine as the server and competes with it for the CPU, so
-the figures are lower bounds for the server. `--env NAME=VALUE` passes settings to the
+the figures are lower bounds for the server; `cpu_ms_per_payment` (or `_per_request`)
+splits the CPU each one cost by role (client, gateway, coordinator, shards, registry, the
+rest of Ray), measured over the server's own processes when it started them. `--env NAME=VALUE` passes settings to the
 server it starts (e.g. RAYLEDGER_GATEWAY_BATCH_MAX=256).
 """
 
@@ -27,12 +29,15 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import aiohttp
+import psutil
 from prometheus_client.parser import text_string_to_metric_families
 from rich.progress import Progress
 
+from benchmarks.cpu import CpuMeter
 from benchmarks.server import Server
 
 SCENARIOS = ("uniform", "hot", "batch", "read", "ping")
@@ -71,6 +76,7 @@ async def run_load(
     batch: int,
     seed: int,
     progress: bool = False,
+    server_tree: Callable[[], list[psutil.Process]] = list,
 ) -> dict[str, object]:
     rng = random.Random(seed)
     headers = {"Authorization": f"Bearer {token}"}
@@ -148,6 +154,8 @@ async def run_load(
                     errors += 1
 
         calls_before = await coordinator_calls(http)
+        cpu = CpuMeter(server_tree)
+        cpu.start()
         started = time.monotonic()
         with Progress(disable=not progress, transient=True) as bar:
             task = bar.add_task(f"{scenario}, {connections} connections", total=seconds)
@@ -161,6 +169,8 @@ async def run_load(
             await asyncio.gather(*(worker() for _ in range(connections)))
             ticker.cancel()
         elapsed = time.monotonic() - started
+        per_payment = scenario in ("uniform", "hot", "batch")
+        cpu_ms = cpu.stop(payments if per_payment else len(latencies_ms))
         calls_after = await coordinator_calls(http)
         # Payments only move money between this run's balances (a reused server may hold
         # others): their sum must still be what was deposited into them.
@@ -188,6 +198,7 @@ async def run_load(
         "payments_per_coordinator_call": round(
             (calls_after[1] - calls_before[1]) / max(calls_after[0] - calls_before[0], 1), 1
         ),
+        "cpu_ms_per_payment" if per_payment else "cpu_ms_per_request": cpu_ms,
         "conserved": total == len(ids) * DEPOSIT * 100,
     }
 
@@ -224,6 +235,7 @@ def main(argv: list[str] | None = None) -> int:
                 batch=args.batch,
                 seed=args.seed,
                 progress=not args.no_progress,
+                server_tree=server.tree if server is not None else list,
             )
         )
     finally:
