@@ -77,6 +77,14 @@ class LedgerClient:
         merged = sorted((p for page in pages for p in page), key=lambda p: p.id, reverse=True)
         return merged[:limit], len(merged) > limit
 
+    async def finish_phase2(self) -> int:
+        """Have every coordinator send the phase two it still owes (a clean stop); the
+        number of payments left unfinished."""
+        left = await asyncio.gather(
+            *(self.coordinator(c).call("finish_phase2") for c in range(self.settings.coordinators))
+        )
+        return sum(left)
+
     def coordinator_of(self, some_id: str) -> Peer:
         return self.coordinator(coordinator_of(some_id, self.settings.coordinators))
 

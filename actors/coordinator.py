@@ -2,8 +2,15 @@
 
     phase 1   reserve(from) ‖ prepare(to)        each shard journals its hold first
     decide    Decided(payment) journaled         the commit point
+    reply     at the commit point: the outcome is final and durable
     phase 2   post ‖ post   or   void ‖ void     idempotent, re-driven until done
-    reply     after phase 2 is durable, so a following read sees the payment
+
+Phase two of a payment is owed to its shards once decided. It rides the next phase-one
+call to the same shard (one call and one flush there instead of two), or goes on its own
+after `phase2_carry_ms`. A shard's reads wait for the payments in flight on the balances
+they read, so a client told `success` still sees the money moved on its next read.
+`Completed` is journaled when every shard has confirmed; until then the payment counts as
+unfinished, and a restart re-drives it.
 
 Recovery (presumed abort): a new incarnation journals a higher epoch, fences every shard
 (older-epoch reserves are refused from then on) and collects the holds it left open. A hold
@@ -30,6 +37,7 @@ from actors.telemetry import Telemetry, placement
 from actors.topology import coordinator_name, partition_of, shard_name, shard_of_partition
 from journal import Journal, JournalUnavailable, SqliteJournal
 from ledger.book import DEBIT, OpenHold
+from ledger.ids import is_hold_id
 from ledger.messages import HoldRef, HoldRequest, PaymentRequest, SideRequest, pack, unpack
 from ledger.records import (
     Completed,
@@ -84,6 +92,11 @@ def _decided_outcome(payment: PaymentRecord | None) -> Outcome:
     return Outcome(payment) if payment is not None else Outcome(refused="unavailable")
 
 
+def _packed(owed: Owed | None) -> tuple[bytes, ...]:
+    """Owed posts and voids as the trailing arguments of a shard call (none if nothing is owed)."""
+    return () if owed is None else (pack(owed.posts), pack(owed.voids))
+
+
 def pending_record(r: PaymentRequest) -> PaymentRecord:
     return PaymentRecord(
         id=r.payment_id,
@@ -98,6 +111,29 @@ def pending_record(r: PaymentRequest) -> PaymentRecord:
         description=r.description,
         metadata=r.metadata,
     )
+
+
+class Owed:
+    """Phase two owed to one shard: legs of decided payments not yet sent there."""
+
+    __slots__ = ("payments", "posts", "voids")
+
+    def __init__(self) -> None:
+        self.posts: list[HoldRef] = []
+        self.voids: list[HoldRef] = []
+        self.payments: list[str] = []  # with a leg here, each once
+
+    def only(self, refs: list[HoldRef]) -> Owed:
+        """The part of this owed that concerns `refs` (those a shard could not write)."""
+        again = Owed()
+        ids = {r.payment_id for r in refs}
+        again.posts = [r for r in self.posts if r.payment_id in ids]
+        again.voids = [r for r in self.voids if r.payment_id in ids]
+        again.payments = [p for p in self.payments if p in ids]
+        return again
+
+
+PHASE2_ON_CLOSE_WAIT_S = 5.0  # a shard that does not answer leaves the rest to the next start
 
 
 class PaymentCoordinator:
@@ -120,6 +156,10 @@ class PaymentCoordinator:
         self.open_holds: dict[str, HoldRecord] = {}  # status held: never presumed aborted
         self.recent_holds: OrderedDict[str, HoldRecord] = OrderedDict()
         self._sweeper: asyncio.Task[None] | None = None
+        self._owed: dict[int, Owed] = {}  # shard -> phase two not yet sent there
+        self._legs_left: dict[str, int] = {}  # payment -> shards yet to confirm its phase two
+        self._carry_timer: asyncio.TimerHandle | None = None
+        self._sending: set[asyncio.Task[None]] = set()
         self.keys: OrderedDict[str, tuple[bytes | None, str, int]] = OrderedDict()
         self._keys_evicted_until_ms = 0  # newest creation time of a key dropped inside the window
         self._recovery: asyncio.Task[None] | None = None
@@ -267,7 +307,7 @@ class PaymentCoordinator:
         for payment_id, hs in holds.items():
             if payment_id in self.unfinished or payment_id in self.recent or payment_id in self.open_holds:
                 continue
-            hold = await self._hold(payment_id) if payment_id.startswith("hold_") else None
+            hold = await self._hold(payment_id) if is_hold_id(payment_id) else None
             if hold is not None:
                 # Captured: its payment is unfinished and posts it below. Voided, expired or
                 # refused: release what is still held.
@@ -416,7 +456,7 @@ class PaymentCoordinator:
                 if inflight.cancelled():  # the first attempt was aborted undecided
                     return Outcome(refused="unavailable")
                 raise
-        if some_id.startswith("hold_"):
+        if is_hold_id(some_id):
             hold = await self._hold(some_id)
             assert hold is not None, f"an idempotency key points at unknown hold {some_id}"
             return Outcome(hold=hold, replayed=True)
@@ -445,10 +485,28 @@ class PaymentCoordinator:
             debits[self._shard(balance_from)].append(SideRequest(hold_id, balance_from, amount_minor, currency))
             credits[self._shard(balance_to)].append(SideRequest(hold_id, balance_to, amount_minor, currency))
         shards = sorted(debits.keys() | credits.keys())  # one call per shard carries both sides
+        carried = {k: self._owed.pop(k, None) for k in shards}
         replies = await asyncio.gather(
-            *(self._peer(k).call("hold", self.index, epoch, pack(debits[k]), pack(credits[k])) for k in shards),
+            *(
+                self._peer(k).call("hold", self.index, epoch, pack(debits[k]), pack(credits[k]), *_packed(carried[k]))
+                for k in shards
+            ),
             return_exceptions=True,
         )
+        for k, reply in zip(shards, replies, strict=True):
+            owed = carried[k]
+            if owed is None:
+                continue
+            if isinstance(reply, BaseException):  # whether it was written is unknown: send it again
+                self._spawn(self._deliver(k, owed))
+                continue
+            if not reply[2]:
+                self._confirmed(owed.payments)
+                continue
+            refs = [*owed.posts, *owed.voids]
+            again = owed.only([refs[n] for n in reply[2]])  # on partitions that could not write
+            self._confirmed([p for p in owed.payments if p not in again.payments])
+            self._spawn(self._deliver(k, again))
         codes: dict[tuple[str, str], Check] = {}
         for k, reply in zip(shards, replies, strict=True):
             for side, items in enumerate((debits[k], credits[k])):
@@ -505,9 +563,68 @@ class PaymentCoordinator:
             self._commit(Decided(payment))
             decided.append(payment)
         await self.journal.durable()
-        await self._phase2(decided)
+        self._owe_phase2(decided)
         by_id = {p.id: p for p in decided}
         return [by_id.get(r.payment_id) for r in requests]
+
+    def _owe_phase2(self, payments: list[PaymentRecord]) -> None:
+        """Queue phase two of decided payments for their shards (see the module doc)."""
+        for p in payments:
+            shards: set[int] = set()
+            for balance_id in (p.balance_from, p.balance_to):
+                k = self._shard(balance_id)
+                owed = self._owed.get(k)
+                if owed is None:
+                    owed = self._owed[k] = Owed()
+                ref = HoldRef(p.id, balance_id, p.amount_minor if p.hold_id else None, p.hold_id)
+                (owed.posts if p.status == PaymentStatus.SUCCESS else owed.voids).append(ref)
+                if k not in shards:
+                    shards.add(k)
+                    owed.payments.append(p.id)
+            self._legs_left[p.id] = len(shards)
+        if self._owed and self._carry_timer is None:
+            delay_s = self.settings.phase2_carry_ms / 1000
+            self._carry_timer = asyncio.get_running_loop().call_later(delay_s, self._send_owed)
+
+    def _send_owed(self) -> None:
+        """What no phase-one call has carried goes on its own."""
+        self._carry_timer = None
+        owed, self._owed = self._owed, {}
+        for k, o in owed.items():
+            self._spawn(self._deliver(k, o))
+
+    def _spawn(self, work: Coroutine[None, None, None]) -> None:
+        task = asyncio.get_running_loop().create_task(work)
+        self._sending.add(task)
+        task.add_done_callback(self._sending.discard)
+
+    async def _deliver(self, shard: int, owed: Owed) -> None:
+        await call_until_done(self._peer(shard), "settle", *_packed(owed))
+        self._confirmed(owed.payments)
+
+    def _confirmed(self, payment_ids: list[str]) -> None:
+        """A shard has made these payments' legs durable; once all their shards have, they
+        are complete (journaled with the next flush; only recovery work depends on it)."""
+        for payment_id in payment_ids:
+            left = self._legs_left[payment_id] - 1
+            if left:
+                self._legs_left[payment_id] = left
+                continue
+            del self._legs_left[payment_id]
+            if payment_id in self.unfinished and self.journal.writable:
+                self._commit(Completed(payment_id))
+
+    async def finish_phase2(self) -> int:
+        """Send every owed phase two now and wait until the shards confirm it (a clean
+        stop, so that the journals it leaves show every payment settled); returns how
+        many payments are still unfinished."""
+        if self._carry_timer is not None:
+            self._carry_timer.cancel()
+        self._send_owed()
+        while self._sending:
+            await asyncio.gather(*self._sending, return_exceptions=True)
+        await self.journal.durable()
+        return len(self.unfinished)
 
     async def _phase2(self, payments: list[PaymentRecord]) -> None:
         """Post (success) or void (anything else) both legs, then mark complete."""
@@ -737,6 +854,11 @@ class PaymentCoordinator:
         return {"coordinator": self.index, "epoch": self.epoch, "unfinished": len(self.unfinished), **placement()}
 
     async def close(self) -> None:
+        try:
+            await asyncio.wait_for(self.finish_phase2(), PHASE2_ON_CLOSE_WAIT_S)
+        except Exception:  # the journal or a shard is down: the next start re-drives what is left
+            for task in self._sending:
+                task.cancel()
         if self._snapshotting is not None:
             await asyncio.gather(self._snapshotting, return_exceptions=True)  # the journal closes regardless
         await self.journal.close()

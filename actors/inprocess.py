@@ -62,7 +62,8 @@ class InProcessLedger:
         return self.objects[coordinator_name(index)]  # type: ignore[no-any-return]
 
     async def stop(self) -> None:
-        for obj in self.objects.values():
+        # Coordinators first: closing, they send the phase two they still owe the shards.
+        for obj in sorted(self.objects.values(), key=lambda o: not isinstance(o, PaymentCoordinator)):
             if isinstance(obj, PaymentCoordinator) and obj._sweeper is not None:
                 obj._sweeper.cancel()
             await obj.close()

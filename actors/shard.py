@@ -10,6 +10,7 @@ Every method is idempotent: Ray may deliver a call again after a restart.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import time
 from collections.abc import Coroutine, Iterable
@@ -23,6 +24,7 @@ from actors.telemetry import Telemetry, placement
 from actors.topology import partition_of, partitions_of_shard, shard_name
 from journal import Journal, JournalUnavailable, SqliteJournal
 from ledger.book import BalanceBook, BalanceView, BookSnapshot, OpenHold
+from ledger.ids import is_hold_id
 from ledger.messages import BalanceSpec, HoldRef, SideRequest, unpack
 from ledger.records import Posted, Record
 from ledger.results import Check
@@ -81,6 +83,7 @@ class BalanceShard:
             }
         self.partitions = {p: Partition(p, journals[p]) for p in owned}
         self._snapshots: dict[int, asyncio.Task[None]] = {}  # partition -> snapshot being written
+        self._closing: dict[tuple[str, str], asyncio.Future[None]] = {}  # (hold, balance) -> reads waiting
         self.telemetry = Telemetry(settings.namespace, shard_name(index))
         for p, part in self.partitions.items():
             self.telemetry.watch(part.journal, f"p-{p}")
@@ -166,6 +169,7 @@ class BalanceShard:
 
     async def get_balances(self, balance_ids: list[str]) -> list[BalanceView | None]:
         parts = [self._part(b) for b in balance_ids]
+        await self._after_payments_on(balance_ids)
         views = [part.book.view(b) for b, part in zip(balance_ids, parts, strict=True)]
         await self._settle(parts)  # a read never shows what is not yet on disk
         return views
@@ -182,6 +186,7 @@ class BalanceShard:
     async def entries(self, balance_id: str, limit: int, before_payment_id: str | None = None) -> list[Entry]:
         """Statement lines, newest first; the cursor is the payment id of a line."""
         part = self._part(balance_id)
+        await self._after_payments_on([balance_id])
         await part.journal.durable()
         stored = await part.journal.tagged(f"po:{balance_id}", limit=limit, before_id=before_payment_id, by_seq=True)
         out = []
@@ -204,16 +209,23 @@ class BalanceShard:
         epoch: int,
         debits: list[SideRequest] | bytes,
         credits: list[SideRequest] | bytes,
-    ) -> tuple[list[int], list[int]]:
+        posts: list[HoldRef] | bytes | None = None,
+        voids: list[HoldRef] | bytes | None = None,
+    ) -> tuple[list[int], list[int], list[int]]:
         """Phase one for both sides in one call (the coordinator's usual path): reserve the
-        paying legs and prepare the receiving legs owned here; one flush covers both."""
+        paying legs and prepare the receiving legs owned here. The call also carries phase
+        two of earlier decisions (`posts`, `voids`), applied first so that what they
+        release counts for the new legs. One flush covers all of it. Returns the debit
+        codes, the credit codes and the indexes of carried legs that could not be written."""
         debits, credits = unpack(debits, list[SideRequest]), unpack(credits, list[SideRequest])
         with self.telemetry.serving():
             written: list[Partition] = []
+            owed = unpack(posts or [], list[HoldRef]), unpack(voids or [], list[HoldRef])
+            unsettled = self._close_legs(*owed, written)
             debit_codes = self._decide_holds(coordinator, epoch, debits, written, debit=True)
             credit_codes = self._decide_holds(coordinator, epoch, credits, written, debit=False)
             await self._settle(written)
-            return debit_codes, credit_codes
+            return debit_codes, credit_codes, unsettled
 
     def _decide_holds(
         self, coordinator: int, epoch: int, items: list[SideRequest], written: list[Partition], *, debit: bool
@@ -232,27 +244,65 @@ class BalanceShard:
             codes.append(int(code))
         return codes
 
-    async def post(self, refs: list[HoldRef] | bytes) -> None:
-        refs = unpack(refs, list[HoldRef])
-        at_ms = time.time_ns() // 1_000_000
-        touched = [self._part(r.balance_id) for r in refs]
-        self._require_writable(touched)
+    async def settle(self, posts: list[HoldRef] | bytes, voids: list[HoldRef] | bytes) -> None:
+        """Phase two on its own: post and void decided legs (idempotent). Raises
+        JournalUnavailable, for the coordinator to send them again, if any could not be written."""
+        written: list[Partition] = []
         with self.telemetry.serving():
-            for ref, part in zip(refs, touched, strict=True):
-                record = part.book.decide_post(ref.payment_id, ref.balance_id, at_ms, ref.amount_minor, ref.hold_id)
-                if record is not None:
-                    part.commit(record)
-            await self._settle(touched)
+            unsettled = self._close_legs(unpack(posts, list[HoldRef]), unpack(voids, list[HoldRef]), written)
+            await self._settle(written)
+        if unsettled:
+            raise JournalUnavailable(f"{len(unsettled)} legs are on partitions whose journal is not writable")
+
+    async def post(self, refs: list[HoldRef] | bytes) -> None:
+        await self.settle(refs, [])
 
     async def void(self, refs: list[HoldRef] | bytes) -> None:
-        refs = unpack(refs, list[HoldRef])
-        touched = [self._part(r.balance_id) for r in refs]
-        self._require_writable(touched)
-        for ref, part in zip(refs, touched, strict=True):
-            record = part.book.decide_void(ref.hold_id or ref.payment_id, ref.balance_id)
+        await self.settle([], refs)
+
+    def _close_legs(self, posts: list[HoldRef], voids: list[HoldRef], written: list[Partition]) -> list[int]:
+        """Apply decided legs; the indexes (posts first, then voids) of those whose
+        partition cannot be written now. Wakes the reads waiting for them."""
+        at_ms = time.time_ns() // 1_000_000
+        unsettled = []
+        for n, ref in enumerate(itertools.chain(posts, voids)):
+            part = self._part(ref.balance_id)
+            if not part.journal.writable:
+                unsettled.append(n)
+                continue
+            key = ref.hold_id or ref.payment_id
+            if n < len(posts):
+                record = part.book.decide_post(ref.payment_id, ref.balance_id, at_ms, ref.amount_minor, ref.hold_id)
+            else:
+                record = part.book.decide_void(key, ref.balance_id)
             if record is not None:
                 part.commit(record)
-        await self._settle(touched)
+                waiting = self._closing.pop((key, ref.balance_id), None)
+                if waiting is not None and not waiting.done():
+                    waiting.set_result(None)
+            written.append(part)
+        return unsettled
+
+    async def _after_payments_on(self, balance_ids: Iterable[str]) -> None:
+        """Wait until the payments in flight on these balances right now have settled here.
+        A payment is answered once its decision is durable (the commit point), and its
+        posts may reach this shard a moment later, so a read waits for them rather than
+        overtake them: a client that was told `success` then sees the money moved.
+        Authorization holds stay open for long and are not waited for. Bounded by
+        `read_settle_wait_ms`: while a coordinator recovers, its legs stay open, and the
+        read then shows them as reserved."""
+        waits = []
+        for balance_id in balance_ids:
+            for hold_id in self._part(balance_id).book.holds_on(balance_id):
+                if is_hold_id(hold_id):
+                    continue
+                key = (hold_id, balance_id)
+                waiting = self._closing.get(key)
+                if waiting is None:
+                    waiting = self._closing[key] = asyncio.get_running_loop().create_future()
+                waits.append(waiting)
+        if waits:
+            await asyncio.wait(waits, timeout=self.settings.read_settle_wait_ms / 1000)
 
     async def fence(self, coordinator: int, epoch: int) -> list[OpenHold]:
         """Refuse older incarnations of `coordinator`; return its holds still open here."""
@@ -278,6 +328,7 @@ class BalanceShard:
     async def totals(self) -> dict[str, int]:
         """Sum of posted amounts per currency over this shard (for audits)."""
         parts = list(self.partitions.values())
+        await self._after_payments_on(b for p in parts for b in list(p.book.holds_by_balance))
         await self._settle(parts)
         totals: dict[str, int] = {}
         for part in parts:
@@ -287,6 +338,7 @@ class BalanceShard:
 
     async def all_balances(self) -> list[BalanceView]:
         parts = list(self.partitions.values())
+        await self._after_payments_on(b for p in parts for b in list(p.book.holds_by_balance))
         await self._settle(parts)
         return [v for p in parts for b in p.book.balances if (v := p.book.view(b)) is not None]
 

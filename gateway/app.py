@@ -6,6 +6,7 @@ the CLI's job (embedded) or the cluster's (`--address`), so the app is the same 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from importlib.metadata import PackageNotFoundError, version
 
@@ -14,6 +15,7 @@ from aiohttp import web
 from openapi_ui_bundles import swagger_ui
 
 from actors.client import LedgerClient
+from actors.logs import event
 from actors.settings import Settings
 from gateway import handlers
 from gateway.auth import Authenticator, require_admin
@@ -27,6 +29,7 @@ from gateway.openapi import build_spec
 from gateway.routes import OPS, Op
 
 log = logging.getLogger("rayledger.gateway")
+SHUTDOWN_PHASE2_WAIT_S = 10.0
 
 DOCS_HTML = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>rayledger API</title>
@@ -141,6 +144,18 @@ def package_version() -> str:
         return "0+unknown"
 
 
+async def _finish_phase2(app: web.Application) -> None:
+    """A clean stop leaves every answered payment posted, not for the next start to finish
+    (its journals then pass `rayledger verify` as they are). Bounded: a stop never hangs."""
+    try:
+        left = await asyncio.wait_for(app[CLIENT].finish_phase2(), SHUTDOWN_PHASE2_WAIT_S)
+    except Exception as exc:  # actors already gone, a journal down: recovery settles the rest
+        event(log, "phase2_not_finished", logging.WARNING, error=type(exc).__name__)
+    else:
+        if left:
+            event(log, "phase2_not_finished", logging.WARNING, unfinished=left)
+
+
 def create_app(settings: Settings, client: LedgerClient, admin_token: str) -> web.Application:
     app = web.Application(
         middlewares=[
@@ -164,6 +179,7 @@ def create_app(settings: Settings, client: LedgerClient, admin_token: str) -> we
         settings.gateway_batches_in_flight_max,
         on_batch=app[METRICS].batch_payments.observe,
     )
+    app.on_shutdown.append(_finish_phase2)
     for op in OPS:
         app.router.add_route(op.method, op.path, _bind(op))
     app.router.add_get("/metrics", metrics_endpoint)

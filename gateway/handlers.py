@@ -16,6 +16,7 @@ from gateway import payments, render, schemas
 from gateway.auth import Principal, new_account_token
 from gateway.errors import ApiError
 from gateway.keys import AUTH, BATCHER, CLIENT, DIRECTORY, PRINCIPAL, SETTINGS
+from ledger.ids import HOLD_PREFIX
 from ledger.messages import HoldRequest
 from ledger.money import format_amount
 from ledger.records import HoldRecord, PaymentRecord
@@ -384,7 +385,7 @@ async def create_hold(request: web.Request) -> web.Response:
     prepared = await payments.prepare_payment(request, single, key, fp)  # the same checks as a payment
     p = prepared.request
     hold_request = HoldRequest(
-        hold_id=payments.payment_id_for(key, request.app[SETTINGS].coordinators, prefix="hold"),
+        hold_id=payments.payment_id_for(key, request.app[SETTINGS].coordinators, prefix=HOLD_PREFIX),
         balance_from=p.balance_from,
         balance_to=p.balance_to,
         amount_minor=p.amount_minor,

@@ -13,6 +13,7 @@ Invariants, asserted after every change:
 from __future__ import annotations
 
 import sys
+from collections.abc import Set as AbstractSet
 
 import msgspec
 
@@ -32,6 +33,7 @@ from ledger.results import Check
 
 DEBIT = 0
 CREDIT = 1
+_NO_HOLDS: frozenset[str] = frozenset()
 
 
 class Balance:
@@ -104,6 +106,7 @@ class BalanceBook:
     def __init__(self) -> None:
         self.balances: dict[str, Balance] = {}
         self.holds: dict[tuple[str, str], Hold] = {}
+        self.holds_by_balance: dict[str, set[str]] = {}  # balance -> ids of its open holds
         self.fences: dict[int, int] = {}
 
     # -- decisions: pure functions of current state ---------------------------------
@@ -210,18 +213,16 @@ class BalanceBook:
         if isinstance(record, Reserved):
             balance = self.balances[record.balance_id]
             balance.reserved += record.amount_minor
-            self.holds[(record.payment_id, record.balance_id)] = Hold(
-                DEBIT, record.amount_minor, record.coordinator, record.epoch
-            )
+            hold = Hold(DEBIT, record.amount_minor, record.coordinator, record.epoch)
+            self._open(record.payment_id, record.balance_id, hold)
         elif isinstance(record, Prepared):
             balance = self.balances[record.balance_id]
             balance.incoming += record.amount_minor
-            self.holds[(record.payment_id, record.balance_id)] = Hold(
-                CREDIT, record.amount_minor, record.coordinator, record.epoch
-            )
+            hold = Hold(CREDIT, record.amount_minor, record.coordinator, record.epoch)
+            self._open(record.payment_id, record.balance_id, hold)
         elif isinstance(record, Posted):
             balance = self.balances[record.balance_id]
-            hold = self.holds.pop((record.hold_id or record.payment_id, record.balance_id))
+            hold = self._close(record.hold_id or record.payment_id, record.balance_id)
             assert abs(record.delta_minor) <= hold.amount_minor, "a post never exceeds its hold"
             if hold.side == DEBIT:
                 balance.reserved -= hold.amount_minor
@@ -231,7 +232,7 @@ class BalanceBook:
             assert balance.amount == record.balance_after_minor, "replay diverged from the journal"
         elif isinstance(record, Voided):
             balance = self.balances[record.balance_id]
-            hold = self.holds.pop((record.payment_id, record.balance_id))
+            hold = self._close(record.payment_id, record.balance_id)
             if hold.side == DEBIT:
                 balance.reserved -= hold.amount_minor
             else:
@@ -253,6 +254,18 @@ class BalanceBook:
         else:
             raise AssertionError(f"not a partition record: {record!r}")
         self._check(balance)
+
+    def _open(self, hold_id: str, balance_id: str, hold: Hold) -> None:
+        self.holds[(hold_id, balance_id)] = hold
+        self.holds_by_balance.setdefault(balance_id, set()).add(hold_id)
+
+    def _close(self, hold_id: str, balance_id: str) -> Hold:
+        hold = self.holds.pop((hold_id, balance_id))
+        ids = self.holds_by_balance[balance_id]
+        ids.discard(hold_id)
+        if not ids:
+            del self.holds_by_balance[balance_id]  # memory stays bounded by open holds
+        return hold
 
     @staticmethod
     def _check(balance: Balance) -> None:
@@ -277,6 +290,10 @@ class BalanceBook:
             b.unlimited,
             b.account_active,
         )
+
+    def holds_on(self, balance_id: str) -> AbstractSet[str]:
+        """Ids of the holds open on `balance_id` (payments in flight, authorization holds)."""
+        return self.holds_by_balance.get(balance_id, _NO_HOLDS)
 
     def open_holds(self, coordinator: int | None = None) -> list[OpenHold]:
         return [
@@ -321,6 +338,6 @@ class BalanceBook:
             b.active, b.account_active = active, account_active
             book.balances[bid] = b
         for pid, bid, side, amount, coordinator, epoch in snap.holds:
-            book.holds[(pid, bid)] = Hold(side, amount, coordinator, epoch)
+            book._open(pid, bid, Hold(side, amount, coordinator, epoch))
         book.fences = dict(snap.fences)
         return book

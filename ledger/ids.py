@@ -17,3 +17,11 @@ def make_id(prefix: str, now_ms: int, random_bytes: bytes) -> str:
         value, digit = divmod(value, 32)
         chars.append(_CROCKFORD[digit])
     return f"{prefix}_{''.join(reversed(chars))}"
+
+
+HOLD_PREFIX = "hold"  # an authorization hold's id; a payment's is "pay"
+
+
+def is_hold_id(some_id: str) -> bool:
+    """An authorization hold (open until captured, voided or expired), not a payment."""
+    return some_id.startswith(HOLD_PREFIX + "_")

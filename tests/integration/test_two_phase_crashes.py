@@ -82,8 +82,10 @@ async def test_crash_around_each_journal_write(tmp_path: Path, write: str, when:
     assert {e["payment_id"] for e in events if e["event"] == "aborted_in_recovery"} == aborted
     [recovered] = [e for e in events if e["event"] == "recovered" and e["actor"] == "coordinator-0"]
     assert recovered["aborted"] == len(aborted) and recovered["epoch"] == 2
-    if write in ("post", "void") or (write, when) == ("decision", "after"):
-        # Every decision was durable: recovery drove each to its end.
+    if (write, when) == ("decision", "after"):
+        # Every decision was durable: recovery drove each to its end. (Not so at a post or
+        # void: phase two rides the next phase-one call, which may come before the decision
+        # of a later payment.)
         assert len(settled) == len(requests) and all(p.reason != "aborted_in_recovery" for p in settled)
     await ledger.stop()
 

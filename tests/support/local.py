@@ -37,8 +37,10 @@ class LocalLedger(InProcessLedger):
                 journal._flusher.cancel()
         for obj in self.objects.values():
             if isinstance(obj, PaymentCoordinator):
-                for task in (obj._sweeper, obj._recovery):
+                for task in (obj._sweeper, obj._recovery, *obj._sending):
                     if task is not None:
                         task.cancel()
+                if obj._carry_timer is not None:  # phase two it still owed dies with it
+                    obj._carry_timer.cancel()
         self.stores = {name: store.survivor() for name, store in self.stores.items()}
         self.objects = {}

@@ -407,6 +407,9 @@ class BookMachine(RuleBasedStateMachine):
         assert held == self.holds
         assert self.book.fences == self.fences
         assert sorted((h.payment_id, h.balance_id) for h in self.book.open_holds()) == sorted(self.holds)
+        for bid in self.model:  # the per-balance index a read waits on agrees with the holds
+            assert self.book.holds_on(bid) == {pid for pid, b in self.holds if b == bid}
+        assert all(self.book.holds_by_balance.values()), "no empty entries left behind"
 
     @invariant()
     def replayed_records_give_the_same_state(self) -> None:
@@ -417,6 +420,7 @@ class BookMachine(RuleBasedStateMachine):
         snap = self.book.snapshot()
         restored = BalanceBook.from_snapshot(_snapshot_decoder.decode(msgspec.msgpack.encode(snap)))
         assert restored.snapshot() == snap
+        assert restored.holds_by_balance == self.book.holds_by_balance
         assert BalanceBook.from_snapshot(snap).snapshot() == snap
 
     def teardown(self) -> None:
@@ -427,7 +431,7 @@ class BookMachine(RuleBasedStateMachine):
             self.void_payment(p)
         self.open.clear()
         self.doomed.clear()
-        assert self.book.holds == {}
+        assert self.book.holds == {} and self.book.holds_by_balance == {}
         for b in self.book.balances.values():
             assert b.reserved == 0 and b.incoming == 0
         self.money_is_conserved()
