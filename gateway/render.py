@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from datetime import UTC, datetime
 
 from actors.registry import AccountInfo, BalanceInfo
@@ -11,8 +12,16 @@ from ledger.money import format_amount
 from ledger.records import HoldRecord, PaymentRecord
 
 
+@functools.lru_cache(maxsize=4096)
+def _second(epoch_s: int) -> str:
+    return datetime.fromtimestamp(epoch_s, UTC).isoformat().replace("+00:00", "")
+
+
 def timestamp(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    """RFC 3339 in UTC with milliseconds. The second is formatted once and cached: a
+    payment renders two of these, and datetime formatting was ~5% of the gateway's CPU."""
+    epoch_s, milli = divmod(ms, 1000)
+    return f"{_second(epoch_s)}.{milli:03d}Z"
 
 
 def balance(info: BalanceInfo, view: BalanceView, exponent: int) -> schemas.Balance:
