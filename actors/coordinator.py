@@ -567,21 +567,38 @@ class PaymentCoordinator:
         by_id = {p.id: p for p in decided}
         return [by_id.get(r.payment_id) for r in requests]
 
-    def _owe_phase2(self, payments: list[PaymentRecord]) -> None:
-        """Queue phase two of decided payments for their shards (see the module doc)."""
+    def _legs_by_shard(self, payments: list[PaymentRecord]) -> dict[int, Owed]:
+        """Phase two of decided payments, grouped by the shard of each leg: post if the
+        payment succeeded, else void. Counts the shards each payment now waits on."""
+        by_shard: dict[int, Owed] = {}
         for p in payments:
             shards: set[int] = set()
             for balance_id in (p.balance_from, p.balance_to):
+                if not balance_id:  # aborted in recovery, one side never held
+                    continue
                 k = self._shard(balance_id)
-                owed = self._owed.get(k)
+                owed = by_shard.get(k)
                 if owed is None:
-                    owed = self._owed[k] = Owed()
+                    owed = by_shard[k] = Owed()
                 ref = HoldRef(p.id, balance_id, p.amount_minor if p.hold_id else None, p.hold_id)
                 (owed.posts if p.status == PaymentStatus.SUCCESS else owed.voids).append(ref)
                 if k not in shards:
                     shards.add(k)
                     owed.payments.append(p.id)
+            assert shards, f"decided payment {p.id} has no leg"
             self._legs_left[p.id] = len(shards)
+        return by_shard
+
+    def _owe_phase2(self, payments: list[PaymentRecord]) -> None:
+        """Queue phase two of decided payments for their shards (see the module doc)."""
+        for k, legs in self._legs_by_shard(payments).items():
+            owed = self._owed.get(k)
+            if owed is None:
+                self._owed[k] = legs
+            else:
+                owed.posts += legs.posts
+                owed.voids += legs.voids
+                owed.payments += legs.payments
         if self._owed and self._carry_timer is None:
             delay_s = self.settings.phase2_carry_ms / 1000
             self._carry_timer = asyncio.get_running_loop().call_later(delay_s, self._send_owed)
@@ -627,23 +644,8 @@ class PaymentCoordinator:
         return len(self.unfinished)
 
     async def _phase2(self, payments: list[PaymentRecord]) -> None:
-        """Post (success) or void (anything else) both legs, then mark complete."""
-        posts: dict[int, list[HoldRef]] = defaultdict(list)
-        voids: dict[int, list[HoldRef]] = defaultdict(list)
-        for p in payments:
-            target = posts if p.status == PaymentStatus.SUCCESS else voids
-            for balance_id in (p.balance_from, p.balance_to):
-                if balance_id:
-                    ref = HoldRef(p.id, balance_id, p.amount_minor if p.hold_id else None, p.hold_id)
-                    target[self._shard(balance_id)].append(ref)
-        await asyncio.gather(
-            *(call_until_done(self._peer(k), "post", pack(refs)) for k, refs in posts.items()),
-            *(call_until_done(self._peer(k), "void", pack(refs)) for k, refs in voids.items()),
-        )
-        for p in payments:
-            if p.id in self.unfinished:
-                self._commit(Completed(p.id))
-        # Completed only saves recovery work; no reply waits for it.
+        """Phase two now, awaited (recovery, captures): each shard's legs in one call."""
+        await asyncio.gather(*(self._deliver(k, legs) for k, legs in self._legs_by_shard(payments).items()))
 
     # -- holds ------------------------------------------------------------------------------
     def _remember_hold(self, hold: HoldRecord) -> None:

@@ -31,7 +31,9 @@ KINDS = {"reserve": "rs", "prepare": "pr", "decision": "de", "post": "po", "void
 @pytest.mark.parametrize("when", ["before", "after"])
 @pytest.mark.parametrize("write", list(KINDS))
 async def test_crash_around_each_journal_write(tmp_path: Path, write: str, when: str) -> None:
-    ledger = await LocalLedger(tmp_path, memory=True, partitions=4, shards=2).start()
+    # Phase two goes at the next turn of the loop if no phase-one call carries it first:
+    # the loop below is driven without sleeping, so a timer in milliseconds would never fire.
+    ledger = await LocalLedger(tmp_path, memory=True, partitions=4, shards=2, phase2_carry_ms=0).start()
     _, ids, deposits = await open_funded_balances(ledger.client, 4, 10_00)
     # Acknowledged before anything goes wrong: must come back exactly as they were.
     acknowledged: list[PaymentRecord] = await ledger.client.pay([payment(ids[1], ids[2], 1_00)])
@@ -51,8 +53,10 @@ async def test_crash_around_each_journal_write(tmp_path: Path, write: str, when:
     assert ledger.stores is not None
     for store in ledger.stores.values():
         store.crash = crash
+    coordinator = ledger.coordinator()
     for _ in range(10_000):  # drive the loop until the crash happens (or all is done)
-        if crash.happened or all(t.done() for t in tasks):
+        settled = all(t.done() for t in tasks) and not coordinator._owed and not coordinator._sending
+        if crash.happened or settled:
             break
         await asyncio.sleep(0)
     assert crash.happened, f"no {write} record was ever written"
