@@ -5,10 +5,11 @@
     reply     at the commit point: the outcome is final and durable
     phase 2   post ‖ post   or   void ‖ void     idempotent, re-driven until done
 
-Phase two of a payment is owed to its shards once decided. It rides the next phase-one
-call to the same shard (one call and one flush there instead of two), or goes on its own
-after `phase2_carry_ms`. A shard's reads wait for the payments in flight on the balances
-they read, so a client told `success` still sees the money moved on its next read.
+Phase two of a payment is owed to its shards once decided. While other payments are in
+progress it rides the next phase-one call to the same shard (one call and one flush there
+instead of two), or goes on its own after `phase2_carry_ms`; alone, it goes at once. A
+shard's reads wait for the payments in flight on the balances they read, so a client told
+`success` still sees the money moved on its next read.
 `Completed` is journaled when every shard has confirmed; until then the payment counts as
 unfinished, and a restart re-drives it.
 
@@ -159,6 +160,7 @@ class PaymentCoordinator:
         self._owed: dict[int, Owed] = {}  # shard -> phase two not yet sent there
         self._legs_left: dict[str, int] = {}  # payment -> shards yet to confirm its phase two
         self._carry_timer: asyncio.TimerHandle | None = None
+        self._paying = 0  # pay calls in progress: another one will soon make a phase-one call
         self._sending: set[asyncio.Task[None]] = set()
         self.keys: OrderedDict[str, tuple[bytes | None, str, int]] = OrderedDict()
         self._keys_evicted_until_ms = 0  # newest creation time of a key dropped inside the window
@@ -393,8 +395,12 @@ class PaymentCoordinator:
     async def pay(self, requests: list[PaymentRequest] | bytes) -> list[Outcome] | bytes:
         """Outcomes in request order; packed if the requests came packed."""
         started = time.perf_counter()
-        with self.telemetry.serving():
-            outcomes = await self._pay(unpack(requests, list[PaymentRequest]))
+        self._paying += 1
+        try:
+            with self.telemetry.serving():
+                outcomes = await self._pay(unpack(requests, list[PaymentRequest]))
+        finally:
+            self._paying -= 1
         latency_ms = (time.perf_counter() - started) * 1000
         decided = Counter(str(o.payment.status) for o in outcomes if o.payment is not None and not o.replayed)
         for status, count in decided.items():  # one update per status: a Ray metric call is ~10 µs
@@ -600,7 +606,9 @@ class PaymentCoordinator:
                 owed.voids += legs.voids
                 owed.payments += legs.payments
         if self._owed and self._carry_timer is None:
-            delay_s = self.settings.phase2_carry_ms / 1000
+            # Alone (no other pay call in progress), nothing will carry it soon: send at
+            # once, so that a client reading right after its payment does not wait.
+            delay_s = self.settings.phase2_carry_ms / 1000 if self._paying > 1 else 0.0
             self._carry_timer = asyncio.get_running_loop().call_later(delay_s, self._send_owed)
 
     def _send_owed(self) -> None:

@@ -1,8 +1,9 @@
 """Phase two after the answer: a payment is answered at its durable decision, its posts
 ride the next phase-one call to the same shard (or go on their own after
 `phase2_carry_ms`), and reads wait for them. Here the timer is set far beyond the test
-(60 s), so every post is moved by a carrying call, by `finish_phase2`, or not at all,
-and nothing depends on timing."""
+(60 s), and `busy` makes the coordinator believe another payment is in progress (alone,
+it sends phase two at once), so every post is moved by a carrying call, by
+`finish_phase2`, or not at all, and nothing depends on timing."""
 
 from __future__ import annotations
 
@@ -28,6 +29,11 @@ def open_legs(ledger: LocalLedger, balance_id: str) -> set[str]:
     return set(shard_of(ledger, balance_id)._part(balance_id).book.holds_on(balance_id))
 
 
+def busy(ledger: LocalLedger) -> None:
+    """As if another pay call were in progress: phase two waits for a carrier."""
+    ledger.coordinator()._paying += 1
+
+
 async def spin() -> None:
     for _ in range(200):
         await asyncio.sleep(0)
@@ -37,6 +43,7 @@ async def test_a_read_after_the_answer_waits_for_the_posts_and_sees_the_money_mo
     ledger = await LocalLedger(tmp_path, phase2_carry_ms=NEVER_MS).start()
     _, (a, b), deposits = await open_funded_balances(ledger.client, 2, 10_00)
     await ledger.coordinator().finish_phase2()  # the deposits' posts
+    busy(ledger)
     [paid] = await ledger.client.pay([payment(a, b, 3_00)])
     assert paid.status == PaymentStatus.SUCCESS
     assert paid.id in open_legs(ledger, a) and paid.id in open_legs(ledger, b)  # answered before its posts
@@ -56,6 +63,7 @@ async def test_the_next_phase_one_call_carries_the_posts(tmp_path: Path) -> None
     ledger = await LocalLedger(tmp_path, phase2_carry_ms=NEVER_MS).start()
     _, (a, b), _ = await open_funded_balances(ledger.client, 2, 10_00)
     coordinator = ledger.coordinator()
+    busy(ledger)
     [first] = await ledger.client.pay([payment(a, b, 1_00)])
     assert first.id in coordinator.unfinished
     [second] = await ledger.client.pay([payment(b, a, 2_00)])  # same two shards
@@ -72,6 +80,7 @@ async def test_a_read_waits_only_up_to_its_bound_then_shows_the_hold(tmp_path: P
     ledger = await LocalLedger(tmp_path, phase2_carry_ms=NEVER_MS, read_settle_wait_ms=20).start()
     _, (a, b), _ = await open_funded_balances(ledger.client, 2, 10_00)
     await ledger.coordinator().finish_phase2()
+    busy(ledger)
     await ledger.client.pay([payment(a, b, 4_00)])
     [view_a] = await ledger.client.get_balances([a])
     assert view_a is not None
@@ -82,6 +91,7 @@ async def test_a_read_waits_only_up_to_its_bound_then_shows_the_hold(tmp_path: P
 async def test_a_clean_stop_sends_the_phase_two_it_owes(tmp_path: Path) -> None:
     ledger = await LocalLedger(tmp_path, memory=True, phase2_carry_ms=NEVER_MS).start()
     _, (a, b), deposits = await open_funded_balances(ledger.client, 2, 10_00)
+    busy(ledger)
     [paid] = await ledger.client.pay([payment(a, b, 5_00)])
     assert ledger.coordinator().unfinished  # deposits and the payment still owe phase two
     await ledger.stop()
@@ -103,10 +113,11 @@ async def test_carried_legs_on_an_unwritable_partition_are_sent_again_later(tmp_
     _, ids, deposits = await open_funded_balances(ledger.client, 16, 10_00)
     coordinator = ledger.coordinator()
     await coordinator.finish_phase2()
+    busy(ledger)
     a = ids[0]
-    # c: on a's shard, in another partition; b: anywhere else.
+    # c: on a's shard, in another partition; b: anywhere but a's partition (it fails below).
     c = next(x for x in ids if shard_of(ledger, x) is shard_of(ledger, a) and partition_of(x, 4) != partition_of(a, 4))
-    b = next(x for x in ids if x not in (a, c))
+    b = next(x for x in ids if x != c and partition_of(x, 4) != partition_of(a, 4))
     [first] = await ledger.client.pay([payment(a, b, 1_00)])
     assert ledger.stores is not None
     store = ledger.stores[f"p-{partition_of(a, 4)}"]
@@ -128,4 +139,19 @@ async def test_carried_legs_on_an_unwritable_partition_are_sent_again_later(tmp_
     assert await coordinator.finish_phase2() == 0  # the resent post got through
     assert first.id not in open_legs(ledger, a) and first.id not in coordinator.unfinished
     audit(await ledger.client.all_balances(), [*deposits, first, second])
+    await ledger.stop()
+
+
+async def test_alone_a_payment_sends_its_phase_two_at_once(tmp_path: Path) -> None:
+    """No other payment in progress means no phase-one call will carry it soon: waiting
+    for the timer would only delay the client's next read."""
+    ledger = await LocalLedger(tmp_path, phase2_carry_ms=NEVER_MS).start()
+    _, (a, b), _ = await open_funded_balances(ledger.client, 2, 10_00)
+    [paid] = await ledger.client.pay([payment(a, b, 1_00)])
+    for _ in range(100):
+        await spin()
+        if paid.id not in ledger.coordinator().unfinished:
+            break
+    assert paid.id not in open_legs(ledger, a) | open_legs(ledger, b)
+    assert paid.id not in ledger.coordinator().unfinished
     await ledger.stop()
