@@ -106,6 +106,7 @@ async def test_unwritable_partition_refuses_then_resumes(tmp_path: Path) -> None
     store = ledger.stores[f"p-{partition_of(victim, 4)}"]  # type: ignore[index]
     healthy = [b for b in ids if partition_of(b, 4) != partition_of(victim, 4)]
     assert len(healthy) >= 2, partition
+    await ledger.coordinator().finish_phase2()  # the deposits' posts land before the disk fails
     store.fail_writes = True
     with captured_events() as events:
         first = asyncio.ensure_future(ledger.client.pay_outcomes([payment(victim, healthy[0], 1_00)]))
