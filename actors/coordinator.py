@@ -17,7 +17,8 @@ Recovery (presumed abort): a new incarnation journals a higher epoch, fences eve
 (older-epoch reserves are refused from then on) and collects the holds it left open. A hold
 whose payment has a decision is driven to it; one without is aborted (a `system_failure`
 decision) and voided. Calls are batched: per batch of payments, one phase-one call per
-shard (reserves and prepares together), then one post and/or void call per shard.
+shard (reserves and prepares together, and the phase two owed there), or for phase two
+alone one `settle` call per shard.
 """
 
 from __future__ import annotations
@@ -162,6 +163,7 @@ class PaymentCoordinator:
         self._carry_timer: asyncio.TimerHandle | None = None
         self._paying = 0  # pay calls in progress: another one will soon make a phase-one call
         self._sending: set[asyncio.Task[None]] = set()
+        self._closed = False
         self.keys: OrderedDict[str, tuple[bytes | None, str, int]] = OrderedDict()
         self._keys_evicted_until_ms = 0  # newest creation time of a key dropped inside the window
         self._recovery: asyncio.Task[None] | None = None
@@ -492,13 +494,21 @@ class PaymentCoordinator:
             credits[self._shard(balance_to)].append(SideRequest(hold_id, balance_to, amount_minor, currency))
         shards = sorted(debits.keys() | credits.keys())  # one call per shard carries both sides
         carried = {k: self._owed.pop(k, None) for k in shards}
-        replies = await asyncio.gather(
-            *(
-                self._peer(k).call("hold", self.index, epoch, pack(debits[k]), pack(credits[k]), *_packed(carried[k]))
-                for k in shards
-            ),
-            return_exceptions=True,
-        )
+        try:
+            replies = await asyncio.gather(
+                *(
+                    self._peer(k).call(
+                        "hold", self.index, epoch, pack(debits[k]), pack(credits[k]), *_packed(carried[k])
+                    )
+                    for k in shards
+                ),
+                return_exceptions=True,
+            )
+        except BaseException:  # cancelled, or no call went out: what was carried goes alone
+            for k, owed in carried.items():
+                if owed is not None:
+                    self._spawn(self._deliver(k, owed))
+            raise
         for k, reply in zip(shards, replies, strict=True):
             owed = carried[k]
             if owed is None:
@@ -605,7 +615,7 @@ class PaymentCoordinator:
                 owed.posts += legs.posts
                 owed.voids += legs.voids
                 owed.payments += legs.payments
-        if self._owed and self._carry_timer is None:
+        if self._owed and self._carry_timer is None and not self._closed:
             # Alone (no other pay call in progress), nothing will carry it soon: send at
             # once, so that a client reading right after its payment does not wait.
             delay_s = self.settings.phase2_carry_ms / 1000 if self._paying > 1 else 0.0
@@ -629,25 +639,32 @@ class PaymentCoordinator:
 
     def _confirmed(self, payment_ids: list[str]) -> None:
         """A shard has made these payments' legs durable; once all their shards have, they
-        are complete (journaled with the next flush; only recovery work depends on it)."""
+        are complete (journaled with the next flush; only recovery work depends on it).
+        After close, the next start's recovery finds them posted and completes them."""
         for payment_id in payment_ids:
             left = self._legs_left[payment_id] - 1
             if left:
                 self._legs_left[payment_id] = left
                 continue
             del self._legs_left[payment_id]
-            if payment_id in self.unfinished and self.journal.writable:
+            if payment_id in self.unfinished and not self._closed:
                 self._commit(Completed(payment_id))
 
     async def finish_phase2(self) -> int:
-        """Send every owed phase two now and wait until the shards confirm it (a clean
-        stop, so that the journals it leaves show every payment settled); returns how
-        many payments are still unfinished."""
-        if self._carry_timer is not None:
-            self._carry_timer.cancel()
-        self._send_owed()
-        while self._sending:
-            await asyncio.gather(*self._sending, return_exceptions=True)
+        """Send every owed phase two now and wait until the shards confirm it, and for the
+        pay calls in progress to do the same (a clean stop, so that the journals it leaves
+        show every payment settled); returns how many payments are still unfinished.
+        Callers bound the wait: under steady traffic it lasts as long as the traffic."""
+        while True:
+            if self._carry_timer is not None:
+                self._carry_timer.cancel()
+            self._send_owed()
+            if self._sending:
+                await asyncio.gather(*list(self._sending), return_exceptions=True)
+            elif self._paying:
+                await asyncio.sleep(0.005)
+            else:
+                break
         await self.journal.durable()
         return len(self.unfinished)
 
@@ -867,8 +884,12 @@ class PaymentCoordinator:
         try:
             await asyncio.wait_for(self.finish_phase2(), PHASE2_ON_CLOSE_WAIT_S)
         except Exception:  # the journal or a shard is down: the next start re-drives what is left
-            for task in self._sending:
-                task.cancel()
+            pass
+        self._closed = True  # from here nothing is journaled or sent
+        if self._carry_timer is not None:
+            self._carry_timer.cancel()
+        for task in self._sending:
+            task.cancel()
         if self._snapshotting is not None:
             await asyncio.gather(self._snapshotting, return_exceptions=True)  # the journal closes regardless
         await self.journal.close()

@@ -83,7 +83,8 @@ class BalanceShard:
             }
         self.partitions = {p: Partition(p, journals[p]) for p in owned}
         self._snapshots: dict[int, asyncio.Task[None]] = {}  # partition -> snapshot being written
-        self._closing: dict[tuple[str, str], asyncio.Future[None]] = {}  # (hold, balance) -> reads waiting
+        # (hold, balance) -> (what reads wait on, when reads stop waiting for it)
+        self._closing: dict[tuple[str, str], tuple[asyncio.Future[None], float]] = {}
         self.telemetry = Telemetry(settings.namespace, shard_name(index))
         for p, part in self.partitions.items():
             self.telemetry.watch(part.journal, f"p-{p}")
@@ -278,8 +279,8 @@ class BalanceShard:
             if record is not None:
                 part.commit(record)
                 waiting = self._closing.pop((key, ref.balance_id), None)
-                if waiting is not None and not waiting.done():
-                    waiting.set_result(None)
+                if waiting is not None and not waiting[0].done():
+                    waiting[0].set_result(None)
             written.append(part)
         return unsettled
 
@@ -289,9 +290,11 @@ class BalanceShard:
         posts may reach this shard a moment later, so a read waits for them rather than
         overtake them: a client that was told `success` then sees the money moved.
         Authorization holds stay open for long and are not waited for. Bounded by
-        `read_settle_wait_ms`: while a coordinator recovers, its legs stay open, and the
-        read then shows them as reserved."""
-        waits = []
+        `read_settle_wait_ms` from when a read first waited for a leg: while a coordinator
+        recovers, its legs stay open, and reads then show them as reserved (later reads
+        do not wait for the same stuck leg again)."""
+        loop = asyncio.get_running_loop()
+        waits, until = [], 0.0
         for balance_id in balance_ids:
             for hold_id in self._part(balance_id).book.holds_on(balance_id):
                 if is_hold_id(hold_id):
@@ -299,10 +302,13 @@ class BalanceShard:
                 key = (hold_id, balance_id)
                 waiting = self._closing.get(key)
                 if waiting is None:
-                    waiting = self._closing[key] = asyncio.get_running_loop().create_future()
-                waits.append(waiting)
-        if waits:
-            await asyncio.wait(waits, timeout=self.settings.read_settle_wait_ms / 1000)
+                    deadline = loop.time() + self.settings.read_settle_wait_ms / 1000
+                    waiting = self._closing[key] = (loop.create_future(), deadline)
+                waits.append(waiting[0])
+                until = max(until, waiting[1])
+        timeout = until - loop.time()
+        if waits and timeout > 0:
+            await asyncio.wait(waits, timeout=timeout)
 
     async def fence(self, coordinator: int, epoch: int) -> list[OpenHold]:
         """Refuse older incarnations of `coordinator`; return its holds still open here."""

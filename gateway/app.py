@@ -179,7 +179,7 @@ def create_app(settings: Settings, client: LedgerClient, admin_token: str) -> we
         settings.gateway_batches_in_flight_max,
         on_batch=app[METRICS].batch_payments.observe,
     )
-    app.on_shutdown.append(_finish_phase2)
+    app.on_cleanup.append(_finish_phase2)  # after the server stopped taking requests and drained them
     for op in OPS:
         app.router.add_route(op.method, op.path, _bind(op))
     app.router.add_get("/metrics", metrics_endpoint)
