@@ -532,6 +532,16 @@ async def _ten_records(harness: JournalHarness) -> list[Record]:
     return records
 
 
+async def _snapshot_at_five(harness: JournalHarness) -> Journal:
+    """A fresh journal holding five records and a snapshot taken at seq 5, left open."""
+    journal = harness.reopen()
+    replay(journal)
+    for r in mixed(0, 5):
+        journal.append(r)
+    await journal.save_snapshot(b"state@5")
+    return journal
+
+
 def _replay_until_corrupt(harness: JournalHarness, match: str) -> list[StoredRecord]:
     seen: list[StoredRecord] = []
     with pytest.raises(JournalCorrupt, match=match):
@@ -571,11 +581,7 @@ async def test_a_deleted_middle_row_is_a_sequence_gap(harness: JournalHarness) -
 
 
 async def test_a_tampered_row_after_a_snapshot_is_detected(harness: JournalHarness) -> None:
-    journal = harness.reopen()
-    replay(journal)
-    for r in mixed(0, 5):
-        journal.append(r)
-    await journal.save_snapshot(b"state@5")
+    journal = await _snapshot_at_five(harness)
     for r in mixed(5, 4):
         await journal.durable(journal.append(r))  # a frame each
     await journal.close()
@@ -601,11 +607,7 @@ async def test_changed_record_lengths_break_the_chain(harness: JournalHarness) -
 
 
 async def test_a_snapshot_whose_hash_is_not_the_chains_is_detected(harness: JournalHarness) -> None:
-    journal = harness.reopen()
-    replay(journal)
-    for r in mixed(0, 5):
-        journal.append(r)
-    await journal.save_snapshot(b"state@5")
+    journal = await _snapshot_at_five(harness)
     journal.append(posted(6))
     await journal.close()
     harness.forge_snapshot_hash()
