@@ -18,10 +18,10 @@ def role_of(process: psutil.Process) -> str:
     """Which part of the system a process of the server's tree is (Ray titles its
     actor workers `ray::<Class>`, and then `ray::<Class>.<method>` while they run one)."""
     try:
-        title = (process.cmdline() or [process.name()])[0]
-        args = " ".join(process.cmdline()[:3])
+        cmdline = process.cmdline() or [process.name()]
     except psutil.Error:
         return "ray"
+    title, args = cmdline[0], " ".join(cmdline[:3])
     if title.startswith("ray::PaymentCoordinator"):
         return "coordinator"
     if title.startswith("ray::BalanceShard"):
