@@ -318,7 +318,7 @@ class PaymentCoordinator:
                 if hold.status != "captured":
                     await self._void_legs([hold])
                 continue
-            found = await self.journal.query(payment_id, "de", limit=1)
+            found = await self.journal.tagged("pay", limit=1, only_id=payment_id)
             if found:
                 rec = found[0].record
                 assert isinstance(rec, Decided)
@@ -856,7 +856,7 @@ class PaymentCoordinator:
         pending = self._pending.get(payment_id)
         if pending is not None:
             return pending_record(pending)
-        found = await self.journal.query(payment_id, "de", limit=1)
+        found = await self.journal.tagged("pay", limit=1, only_id=payment_id)
         if not found:
             return None
         rec = found[0].record

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Iterator
+from typing import Any
 
 from journal.base import GENESIS_HASH, Frame, HistoryQuery, HistoryRow, Journal
 from ledger.records import Record
@@ -46,7 +47,7 @@ class MemoryStore:
 
 
 class MemoryJournal(Journal):
-    def __init__(self, store: MemoryStore | None = None, **kwargs: int) -> None:
+    def __init__(self, store: MemoryStore | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.store = store if store is not None else MemoryStore()
 
@@ -93,9 +94,9 @@ class MemoryJournal(Journal):
             self.store.history.setdefault((r.tag, r.id, r.seq), r)
         self.store.history_seq = through_seq
 
-    async def _select(self, q: HistoryQuery) -> list[tuple[int, bytes]]:
+    async def _select(self, q: HistoryQuery) -> list[tuple[int, str, bytes]]:
         tagged = [r for r in self.store.history.values() if r.tag == q.tag]
-        found = tagged
+        found = tagged if q.only_id is None else [r for r in tagged if r.id == q.only_id]
         if q.also_tag is not None:
             also = {(r.id, r.seq) for r in self.store.history.values() if r.tag == q.also_tag}
             found = [r for r in found if (r.id, r.seq) in also]
@@ -111,4 +112,4 @@ class MemoryJournal(Journal):
             if q.before_id is not None:
                 found = [r for r in found if r.id < q.before_id]
         bodies = {f.first_seq: f.body for f in self.store.frames}
-        return [(r.seq, bodies[r.frame][r.offset : r.offset + r.length]) for r in found[: q.limit]]
+        return [(r.seq, r.id, bodies[r.frame][r.offset : r.offset + r.length]) for r in found[: q.limit]]

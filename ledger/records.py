@@ -224,13 +224,13 @@ Record = (
 
 
 def record_tags(record: Record) -> tuple[str, tuple[str, ...]] | None:
-    """(id, tags) under which history queries find a record: payments by id, balance,
-    status and idempotency key; holds by id and key; statement entries by balance
-    (`<kind>:<key>` is what `Journal.query(key, kind)` looks up). The id orders and pages
-    the results."""
+    """(id, tags) under which history queries find a record: payments all together (and
+    by id, under "pay"), by balance, status and idempotency key; holds by id and key;
+    statement entries by balance (`<kind>:<key>` is what `Journal.query(key, kind)` looks
+    up). The id orders and pages the results."""
     if isinstance(record, Decided):
         p = record.payment
-        tags = ["pay", f"de:{p.id}", f"s:{p.status}"] + [f"b:{b}" for b in (p.balance_from, p.balance_to) if b]
+        tags = ["pay", f"s:{p.status}"] + [f"b:{b}" for b in (p.balance_from, p.balance_to) if b]
         if p.idempotency_key is not None:
             tags.append(f"k:{p.idempotency_key}")
         return p.id, tuple(tags)

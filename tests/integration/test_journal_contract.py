@@ -118,7 +118,7 @@ class JournalHarness:
         self.opened: list[Journal] = []
         self._blocker: sqlite3.Connection | None = None
 
-    def reopen(self, **kwargs: int) -> Journal:
+    def reopen(self, **kwargs: float) -> Journal:
         """A fresh journal object on the same storage: a process restart."""
         journal: Journal
         if self.adapter == "sqlite":
@@ -393,7 +393,7 @@ async def test_query_returns_newest_first_and_honours_limit_and_before_seq(harne
 
 async def test_query_filters_by_key_and_kind(harness: JournalHarness) -> None:
     journal, _ = await _history(harness)
-    assert [s.record for s in await journal.query("bal_a", "de")] == [decided("bal_a")]
+    assert [s.record for s in await journal.tagged("pay", limit=5, only_id="bal_a")] == [decided("bal_a")]
     assert len(await journal.query("bal_b", "po")) == 12
     assert await journal.query("bal_c", "po") == []
     assert await journal.query("bal_a", "fe") == []  # Fenced has no key
@@ -410,9 +410,9 @@ async def test_record_key_indexes_posted_by_balance_and_decided_by_payment(harne
 
     assert [s.seq for s in await journal.query("bal_x", "po")] == [1]
     assert await journal.query("pay_1", "po") == []  # not by payment id
-    assert [s.seq for s in await journal.query("pay_1", "de")] == [2]
-    assert await journal.query("bal_x", "de") == []  # not by either balance
-    assert await journal.query("bal_y", "de") == []
+    assert [s.seq for s in await journal.tagged("pay", limit=5, only_id="pay_1")] == [2]
+    assert await journal.tagged("pay", limit=5, only_id="bal_x") == []  # not by either balance
+    assert await journal.tagged("pay", limit=5, only_id="pay_2") == []  # only decisions
     assert await journal.query("bal_x", "rs") == []  # unkeyed kinds are not indexed
     assert await journal.query("pay_2", "rs") == []
 
@@ -456,15 +456,82 @@ async def test_history_lost_or_behind_is_caught_up_from_the_frames(harness: Jour
 
 
 async def test_history_follows_every_durable_record_without_a_query(harness: JournalHarness) -> None:
-    journal = harness.reopen()
+    journal = harness.reopen(history_rows_per_write=1)
     replay(journal)
     for n in range(50):
         await journal.durable(journal.append(posted(n)))
-    await eventually(lambda: journal.indexed_seq == 50, "the index reaches the last durable record")
+        assert journal.indexed_seq == n + 1  # queryable as soon as durable (held in memory)
+    await eventually(lambda: journal.index_stored_seq == 50, "the stored index reaches the last durable record")
     await journal.close()
     again = harness.reopen()
     replay(again)
     assert again.indexed_seq == 50  # a restart starts caught up
+
+
+def _statuses(n: int) -> Decided:
+    """Payment n between bal_a/bal_b (alternating sides), one in three refused; ids are
+    not in seq order, so ordering by id and by seq differ."""
+    d = decided(f"pay_{n * 37 % 101:03d}", *(("bal_a", "bal_b") if n % 2 else ("bal_b", "bal_a")))
+    return Decided(msgspec.structs.replace(d.payment, status="success" if n % 3 else "not_enough_money"))
+
+
+async def _every_answer(journal: Journal) -> list[list[int]]:
+    """Each kind of history query, paged with small pages so pages cross from rows held
+    in memory to stored ones: by seq with a seq or an id cursor, by id, with a second tag."""
+    answers: list[list[int]] = []
+
+    async def pages(fetch: Callable[[StoredRecord | None], object]) -> None:
+        last: StoredRecord | None = None
+        for _ in range(100):  # a cursor that does not move would page forever
+            page = await fetch(last)
+            if not page:
+                return
+            answers.append([s.seq for s in page])  # type: ignore[attr-defined]
+            last = page[-1]  # type: ignore[index]
+        raise AssertionError("paging never ended")
+
+    def payment_id(s: StoredRecord) -> str:
+        return s.record.payment_id if isinstance(s.record, Posted) else s.record.payment.id  # type: ignore[union-attr]
+
+    for balance in ("bal_a", "bal_b"):
+        await pages(lambda last, b=balance: journal.query(b, "po", limit=4, before_seq=last and last.seq))
+        await pages(
+            lambda last, b=balance: journal.tagged(f"po:{b}", limit=3, by_seq=True, before_id=last and payment_id(last))
+        )
+        await pages(
+            lambda last, b=balance: journal.tagged(
+                f"b:{b}", limit=5, also_tag="s:success", before_id=last and payment_id(last)
+            )
+        )
+    for tag in ("pay", "s:not_enough_money"):
+        await pages(lambda last, t=tag: journal.tagged(t, limit=6, before_id=last and payment_id(last)))
+    for n in (10, 45):  # stored, held in memory
+        answers.append([s.seq for s in await journal.tagged("pay", limit=5, only_id=f"pay_{n * 37 % 101:03d}")])
+    return answers
+
+
+async def test_queries_answer_the_same_from_memory_and_from_the_stored_index(harness: JournalHarness) -> None:
+    """Rows wait in memory until a batch is stored; a query must not tell the difference."""
+    journal = harness.reopen(history_rows_per_write=1, history_write_after_s=3600)
+    replay(journal)
+    for n in range(60):
+        if n == 30:  # the first half stored, the second held in memory
+            await eventually(lambda: journal.index_stored_seq == journal.durable_seq, "the first half stored")
+            journal.history_rows_per_write = 10**6
+        journal.append(posted(n * 53 % 61, "bal_a" if n % 2 else "bal_b"))
+        journal.append(_statuses(n))
+        if n % 4 == 3:
+            await journal.durable()
+    await journal.durable()
+    assert 0 < journal.index_stored_seq < journal.indexed_seq == journal.durable_seq
+    mixed_answers = await _every_answer(journal)
+    assert len(mixed_answers) > 20 and all(mixed_answers)
+    await journal.close()
+
+    again = harness.reopen()
+    replay(again)
+    assert again.index_stored_seq == again.durable_seq  # everything stored on close
+    assert await _every_answer(again) == mixed_answers
 
 
 # -- snapshots ----------------------------------------------------------------------------------
@@ -702,8 +769,12 @@ async def test_sqlite_refuses_a_journal_in_the_old_format(tmp_path: Path) -> Non
 
 
 @pytest.mark.filterwarnings("ignore::ResourceWarning")
-async def test_sqlite_history_that_cannot_be_written_fails_queries_instead_of_hanging(tmp_path: Path) -> None:
-    journal = SqliteJournal(tmp_path / "j.sqlite", busy_timeout_ms=20)
+async def test_sqlite_history_that_cannot_be_written_is_served_from_memory_then_fails_queries(
+    tmp_path: Path,
+) -> None:
+    """While the stored index cannot be written, its rows wait in memory and queries see
+    them; once memory holds its bound, a query fails (503) instead of hanging."""
+    journal = SqliteJournal(tmp_path / "j.sqlite", busy_timeout_ms=20, history_rows_in_memory_max=2)
     replay(journal)
     await journal.durable(journal.append(posted(1)))
     assert [s.seq for s in await journal.query("bal_a", "po")] == [1]
@@ -711,13 +782,15 @@ async def test_sqlite_history_that_cannot_be_written_fails_queries_instead_of_ha
     blocker.execute("BEGIN EXCLUSIVE")
     try:
         await journal.durable(journal.append(posted(2)))  # the journal itself is fine
+        assert [s.seq for s in await journal.query("bal_a", "po")] == [2, 1]
+        await journal.durable(journal.append(posted(3)))  # past the bound
         with pytest.raises(JournalUnavailable, match="history index"):
             await asyncio.wait_for(journal.query("bal_a", "po"), WAIT_S_MAX)
     finally:
         blocker.execute("ROLLBACK")
         blocker.close()
     found = await asyncio.wait_for(journal.query("bal_a", "po"), WAIT_S_MAX)  # retried once it can
-    assert [s.seq for s in found] == [2, 1]
+    assert [s.seq for s in found] == [3, 2, 1]
     await journal.close()
 
 

@@ -1,0 +1,77 @@
+"""History index cost: CPU per payment to store its index rows, one JSON line.
+
+    python -m benchmarks.history --payments 200000 --per-write 5000
+
+Stores the index rows of `--payments` decided payments between `--balances` balances
+through the SQLite journal's own index writer, `--per-write` payments per transaction,
+and reports the CPU (user + system, this process) per payment. Rows keyed by balance land
+all over the index's B-trees, so the cost per row falls as batches grow: this is why
+the journal holds index rows in memory and stores them in large batches.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from journal.base import Frame, history_rows
+from journal.sqlite import SqliteJournal
+from ledger.ids import make_id
+from ledger.records import Decided, PaymentRecord, RecordCodec
+
+
+async def measure(payments: int, per_write: int, balances: int, data_dir: Path) -> dict[str, object]:
+    journal = SqliteJournal(data_dir / "bench.sqlite")
+    list(journal.load().records)
+    codec, rng = RecordCodec(), random.Random(1)
+    ids = [make_id("bal", 1_700_000_000_000, rng.randbytes(10)) for _ in range(balances)]
+    now_ms, seq, cpu_s, rows_stored = 1_764_000_000_000, 0, 0.0, 0
+    for _ in range(payments // per_write):
+        records = []
+        for _ in range(per_write):
+            now_ms += 1
+            balance_from, balance_to = rng.sample(ids, 2)
+            payment_id = make_id("pay", now_ms, rng.randbytes(10))
+            payment = PaymentRecord(payment_id, balance_from, balance_to, 100, "USD", "success", None, now_ms, now_ms)
+            records.append(Decided(payment))
+        body, lens = codec.encode_frame(records)
+        rows = history_rows(Frame(seq + 1, seq + len(records), body, b"", tuple(lens)), records)
+        seq += len(records)
+        started = time.process_time()  # the writer thread's CPU counts too
+        await journal._write_history(rows, seq)
+        cpu_s += time.process_time() - started
+        rows_stored += len(rows)
+    await journal.close()
+    done = payments // per_write * per_write
+    return {
+        "scenario": "history",
+        "payments": done,
+        "per_write": per_write,
+        "balances": balances,
+        "rows_per_payment": round(rows_stored / done, 1),
+        "cpu_us_per_payment": round(cpu_s / done * 1e6, 1),
+        "index_mb": round(os.path.getsize(journal.history_path) / 2**20, 1),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.history", description=__doc__.split("\n")[0])
+    parser.add_argument("--payments", type=int, default=200_000)
+    parser.add_argument("--per-write", type=int, default=5_000)
+    parser.add_argument("--balances", type=int, default=1_000)
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="rayledger-history-") as temp_dir:
+        report = asyncio.run(measure(args.payments, args.per_write, args.balances, Path(temp_dir)))
+    print(json.dumps(report))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
