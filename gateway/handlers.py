@@ -178,8 +178,11 @@ async def create_payment(request: web.Request) -> web.Response:
 
 
 async def get_payment(request: web.Request) -> web.Response:
+    # Taken before asking the coordinator: the payment's answer may come back (and leave
+    # the batcher) while the coordinator is still looking for it, which would be a 404.
+    unsettled = request.app[BATCHER].unsettled(request.match_info["id"])
     record = await request.app[CLIENT].get_payment(request.match_info["id"])
-    if record is None and (unsettled := request.app[BATCHER].unsettled(request.match_info["id"])) is not None:
+    if record is None and unsettled is not None:
         record = pending_record(unsettled)  # answered 202 here; the coordinator has not seen it yet
     if record is None or not await _touches_own_balance(request, record):
         raise ApiError("not_found", "no such payment")

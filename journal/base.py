@@ -27,6 +27,7 @@ import asyncio
 import bisect
 import hashlib
 import logging
+import operator
 import time
 from collections.abc import Callable, Coroutine, Iterator
 from typing import NamedTuple
@@ -143,12 +144,14 @@ HISTORY_CATCH_UP_FRAMES = 64  # frames read back per step when the index is behi
 class RecentHistory:
     """The index rows of written frames that the stored index does not cover yet, held in
     memory (with the frames' bodies, which queries cut records from). Each tag's rows are
-    kept in seq order, as frames arrive."""
+    kept twice: in seq order (as frames arrive) and in (id, seq) order, so that a query
+    reads only the rows it returns (plus those a second tag filters out)."""
 
     def __init__(self) -> None:
         self.bodies: dict[int, bytes] = {}  # frame first_seq -> body
         self.frames: list[tuple[int, list[HistoryRow]]] = []  # (last_seq, rows), oldest first
-        self.by_tag: dict[str, list[HistoryRow]] = {}
+        self.by_seq: dict[str, list[HistoryRow]] = {}
+        self.by_id: dict[str, list[HistoryRow]] = {}
         self.rows = 0
         self.since = 0.0  # monotonic time the oldest row held arrived
 
@@ -163,7 +166,12 @@ class RecentHistory:
         self.frames.append((last_seq, rows))
         self.bodies[first_seq] = body
         for row in rows:
-            self.by_tag.setdefault(row.tag, []).append(row)
+            self.by_seq.setdefault(row.tag, []).append(row)
+            by_id = self.by_id.setdefault(row.tag, [])
+            if not by_id or by_id[-1].id <= row.id:  # ids are mostly time-ordered: appended
+                by_id.append(row)
+            else:
+                bisect.insort_right(by_id, row, key=_row_id)
         self.rows += len(rows)
 
     def all_rows(self) -> list[HistoryRow]:
@@ -172,42 +180,58 @@ class RecentHistory:
     def drop_through(self, seq: int) -> None:
         """Forget the rows of frames up to `seq`, now in the stored index."""
         kept, bodies = [(last, rows) for last, rows in self.frames if last > seq], self.bodies
-        self.bodies, self.frames, self.by_tag, self.rows = {}, [], {}, 0
+        self.bodies, self.frames, self.by_seq, self.by_id, self.rows = {}, [], {}, {}, 0
         for last, rows in kept:  # arrived while the batch was being stored
             first = rows[0].frame
             self._hold(first, last, bodies[first], rows)
 
+    def _with_id(self, tag: str, some_id: str) -> list[HistoryRow]:
+        """The rows of `tag` indexed under `some_id`, oldest first."""
+        rows = self.by_id.get(tag, [])
+        lo = bisect.bisect_left(rows, some_id, key=_row_id)
+        return rows[lo : bisect.bisect_right(rows, some_id, lo=lo, key=_row_id)]
+
     def cursor_seq(self, tag: str, some_id: str) -> int | None:
-        """The first seq at which `some_id` is indexed under `tag`, if held here."""
-        return next((r.seq for r in self.by_tag.get(tag, ()) if r.id == some_id), None)
+        """The first seq at which `some_id` is indexed under `tag`, if held here (each id
+        is indexed once per tag, so it is either here or in the stored index)."""
+        found = self._with_id(tag, some_id)
+        return found[0].seq if found else None
 
     def _has(self, tag: str, some_id: str, seq: int) -> bool:
-        rows = self.by_tag.get(tag, [])
-        at = bisect.bisect_left(rows, seq, key=lambda r: r.seq)
-        while at < len(rows) and rows[at].seq == seq:
-            if rows[at].id == some_id:
-                return True
-            at += 1
-        return False
+        return any(r.seq == seq for r in self._with_id(tag, some_id))
 
     def select(self, q: HistoryQuery) -> list[tuple[int, str, bytes]]:
         """(seq, id, record body) of the rows held that `q` asks for; the caller resolves a
         `before_id` cursor of a by-seq query into `before_seq` first."""
         assert not (q.by_seq and q.before_id is not None), "resolve the cursor first"
-        found = self.by_tag.get(q.tag, [])
         if q.only_id is not None:
-            found = [r for r in found if r.id == q.only_id]
-        if q.also_tag is not None:
-            found = [r for r in found if self._has(q.also_tag, r.id, r.seq)]
-        if q.before_seq is not None:
-            found = [r for r in found if r.seq < q.before_seq]
-        if q.by_seq:
-            found = found[::-1]
+            candidates: Iterator[HistoryRow] = reversed(self._with_id(q.tag, q.only_id))
+            if q.by_seq:  # one id's rows, few: in seq order
+                candidates = iter(sorted(candidates, key=lambda r: r.seq, reverse=True))
+        elif q.by_seq:
+            rows = self.by_seq.get(q.tag, [])
+            end = len(rows) if q.before_seq is None else bisect.bisect_left(rows, q.before_seq, key=_row_seq)
+            candidates = (rows[i] for i in range(end - 1, -1, -1))
         else:
-            if q.before_id is not None:
-                found = [r for r in found if r.id < q.before_id]
-            found = sorted(found, key=lambda r: (r.id, r.seq), reverse=True)
-        return [(r.seq, r.id, self.bodies[r.frame][r.offset : r.offset + r.length]) for r in found[: q.limit]]
+            rows = self.by_id.get(q.tag, [])
+            end = len(rows) if q.before_id is None else bisect.bisect_left(rows, q.before_id, key=_row_id)
+            candidates = (rows[i] for i in range(end - 1, -1, -1))
+        found: list[tuple[int, str, bytes]] = []
+        for r in candidates:
+            if len(found) >= q.limit:
+                break
+            if q.before_seq is not None and r.seq >= q.before_seq:
+                continue
+            if q.before_id is not None and r.id >= q.before_id:
+                continue
+            if q.also_tag is not None and not self._has(q.also_tag, r.id, r.seq):
+                continue
+            found.append((r.seq, r.id, self.bodies[r.frame][r.offset : r.offset + r.length]))
+        return found
+
+
+_row_id = operator.attrgetter("id")
+_row_seq = operator.attrgetter("seq")
 
 
 class Journal(abc.ABC):
@@ -439,11 +463,11 @@ class Journal(abc.ABC):
         if frame.first_seq != self.indexed_seq + 1 or self._recent.rows >= self.history_rows_in_memory_max:
             self._kick_indexer()
             return
-        idle = self.indexed_seq == self.index_stored_seq
+        held_none = not self._recent.rows
         self._recent.add(frame, sealed.records)
         self.indexed_seq = frame.last_seq
         self._release(self._index_waiters, self.indexed_seq)
-        if idle or self._recent.rows >= self.history_rows_per_write:
+        if (held_none and self._recent.rows) or self._recent.rows >= self.history_rows_per_write:
             self._kick_indexer()  # to start its clock, or to store a full batch
 
     def _kick_indexer(self) -> None:
@@ -516,6 +540,8 @@ class Journal(abc.ABC):
         for frame in frames:
             self._recent.add(frame, self._checked(frame, self.indexed_seq, None))
             self.indexed_seq = frame.last_seq
+            if self._recent.rows >= self.history_rows_in_memory_max:
+                break  # the rest once these are stored
         self._release(self._index_waiters, self.indexed_seq)
 
     async def _history_failed(self, exc: Exception, retry_s: float) -> float:
@@ -603,8 +629,8 @@ class Journal(abc.ABC):
             await self.durable()
         try:
             await self.indexed()  # so that a restart need not catch the index up
-        except JournalUnavailable:
-            pass  # the next open catches up from the frames
+        except (JournalUnavailable, JournalCorrupt):
+            pass  # the next open catches up from the frames (or reports them broken)
         self._closing = True  # the indexer stores what it holds (once) and stops
         if self._indexer is not None:
             assert self._index_wake is not None

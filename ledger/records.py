@@ -230,7 +230,7 @@ def record_tags(record: Record) -> tuple[str, tuple[str, ...]] | None:
     up). The id orders and pages the results."""
     if isinstance(record, Decided):
         p = record.payment
-        tags = ["pay", f"s:{p.status}"] + [f"b:{b}" for b in (p.balance_from, p.balance_to) if b]
+        tags = ["pay", f"s:{p.status}"] + [f"b:{b}" for b in dict.fromkeys((p.balance_from, p.balance_to)) if b]
         if p.idempotency_key is not None:
             tags.append(f"k:{p.idempotency_key}")
         return p.id, tuple(tags)

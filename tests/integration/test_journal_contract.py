@@ -468,6 +468,18 @@ async def test_history_follows_every_durable_record_without_a_query(harness: Jou
     assert again.indexed_seq == 50  # a restart starts caught up
 
 
+async def test_rows_held_in_memory_are_stored_once_they_have_waited(harness: JournalHarness) -> None:
+    """Below a full batch, rows are stored after `history_write_after_s`, also when the
+    frames before them had no index rows at all."""
+    journal = harness.reopen(history_rows_per_write=10**6, history_write_after_s=0.05)
+    replay(journal)
+    await journal.durable(journal.append(Fenced(coordinator=0, epoch=1)))  # no index rows
+    await journal.durable(journal.append(posted(1)))
+    assert journal.index_stored_seq < journal.indexed_seq == 2
+    await eventually(lambda: journal.index_stored_seq == 2, "the waiting row stored")
+    assert [s.seq for s in await journal.query("bal_a", "po")] == [2]
+
+
 def _statuses(n: int) -> Decided:
     """Payment n between bal_a/bal_b (alternating sides), one in three refused; ids are
     not in seq order, so ordering by id and by seq differ."""
