@@ -170,7 +170,7 @@ class BalanceShard:
 
     async def get_balances(self, balance_ids: list[str]) -> list[BalanceView | None]:
         parts = [self._part(b) for b in balance_ids]
-        await self._after_payments_on(balance_ids)
+        await self._after_payments_on(zip(parts, balance_ids, strict=True))
         views = [part.book.view(b) for b, part in zip(balance_ids, parts, strict=True)]
         await self._settle(parts)  # a read never shows what is not yet on disk
         return views
@@ -187,7 +187,7 @@ class BalanceShard:
     async def entries(self, balance_id: str, limit: int, before_payment_id: str | None = None) -> list[Entry]:
         """Statement lines, newest first; the cursor is the payment id of a line."""
         part = self._part(balance_id)
-        await self._after_payments_on([balance_id])
+        await self._after_payments_on([(part, balance_id)])
         await part.journal.durable()
         stored = await part.journal.tagged(f"po:{balance_id}", limit=limit, before_id=before_payment_id, by_seq=True)
         out = []
@@ -284,7 +284,7 @@ class BalanceShard:
             written.append(part)
         return unsettled
 
-    async def _after_payments_on(self, balance_ids: Iterable[str]) -> None:
+    async def _after_payments_on(self, balances: Iterable[tuple[Partition, str]]) -> None:
         """Wait until the payments in flight on these balances right now have settled here.
         A payment is answered once its decision is durable (the commit point), and its
         posts may reach this shard a moment later, so a read waits for them rather than
@@ -295,8 +295,8 @@ class BalanceShard:
         do not wait for the same stuck leg again)."""
         loop = asyncio.get_running_loop()
         waits, until = [], 0.0
-        for balance_id in balance_ids:
-            for hold_id in self._part(balance_id).book.holds_on(balance_id):
+        for part, balance_id in balances:  # with its partition, which the caller looked up already
+            for hold_id in part.book.holds_on(balance_id):
                 if is_hold_id(hold_id):
                     continue
                 key = (hold_id, balance_id)
@@ -334,7 +334,7 @@ class BalanceShard:
     async def totals(self) -> dict[str, int]:
         """Sum of posted amounts per currency over this shard (for audits)."""
         parts = list(self.partitions.values())
-        await self._after_payments_on(b for p in parts for b in list(p.book.holds_by_balance))
+        await self._after_payments_on((p, b) for p in parts for b in list(p.book.holds_by_balance))
         await self._settle(parts)
         totals: dict[str, int] = {}
         for part in parts:
@@ -344,7 +344,7 @@ class BalanceShard:
 
     async def all_balances(self) -> list[BalanceView]:
         parts = list(self.partitions.values())
-        await self._after_payments_on(b for p in parts for b in list(p.book.holds_by_balance))
+        await self._after_payments_on((p, b) for p in parts for b in list(p.book.holds_by_balance))
         await self._settle(parts)
         return [v for p in parts for b in p.book.balances if (v := p.book.view(b)) is not None]
 
