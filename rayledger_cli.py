@@ -12,8 +12,10 @@ import logging
 import os
 import secrets
 import shutil
+import signal
 import sys
 import tempfile
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -72,8 +74,16 @@ def start_ray(settings: Settings) -> tuple[str | None, str | None]:
     Returns (dashboard URL, temp dir to remove on exit)."""
     import ray
 
+    from actors.loop import SETUP_HOOK
+
+    runtime_env = {"worker_process_setup_hook": SETUP_HOOK}
     if settings.ray_address:
-        context = ray.init(address=settings.ray_address, namespace=settings.namespace, logging_level=logging.WARNING)
+        context = ray.init(
+            address=settings.ray_address,
+            namespace=settings.namespace,
+            logging_level=logging.WARNING,
+            runtime_env=runtime_env,
+        )
         return context.dashboard_url or None, None
     temp_dir = tempfile.mkdtemp(prefix="rayledger-")
     context = ray.init(
@@ -83,20 +93,46 @@ def start_ray(settings: Settings) -> tuple[str | None, str | None]:
         object_store_memory=settings.object_store_memory_bytes,
         _temp_dir=temp_dir,
         logging_level=logging.WARNING,
+        runtime_env=runtime_env,
     )
     return (f"http://{context.dashboard_url}" if context.dashboard_url else None), temp_dir
 
 
-def serve(settings: Settings) -> int:
-    import ray
-    from aiohttp import web
+INGRESS_CHECK_S = 1.0  # how soon a coordinator Ray restarted serves HTTP again
+INGRESS_STOP_WAIT_S = 30.0  # draining requests and sending owed phase two, all coordinators
 
-    from actors.client import LedgerClient
+
+def _supervise(coordinators: list[Any], host: str, port: int, token_digest: bytes, stopping: threading.Event) -> None:
+    """Until SIGINT/SIGTERM: keep every coordinator's ingress up. `serve_http` is idempotent
+    and cheap once serving; a call to a coordinator that is restarting waits for it (Ray
+    retries it on the new incarnation), and the next check is sent only after it answers."""
+    import ray
+
+    out: dict[Any, int] = {}
+    while not stopping.wait(INGRESS_CHECK_S):
+        for k, coordinator in enumerate(coordinators):
+            if k not in out.values():
+                out[coordinator.serve_http.remote(host, port, token_digest)] = k
+        done, _ = ray.wait(list(out), num_returns=len(out), timeout=0)
+        for ref in done:
+            k = out.pop(ref)
+            try:
+                ray.get(ref)
+            except Exception as exc:  # the port taken by another program, an actor lost for good
+                print(f"rayledger: coordinator-{k} cannot serve HTTP: {type(exc).__name__}: {exc}", file=sys.stderr)
+
+
+def serve(settings: Settings) -> int:
+    """The supervisor: starts Ray (or joins a cluster), the actors and the ingress inside
+    every coordinator; waits; on SIGINT/SIGTERM stops the ingresses (requests in flight
+    finish, owed phase two is sent) and, if it started Ray, Ray with them."""
+    import ray
+
     from actors.factory import LayoutMismatch, PartitionCountMismatch, start_actors
     from actors.logs import configure as configure_logs
     from actors.logs import track_errors
-    from actors.peers import ray_lookup
-    from gateway import create_app
+    from gateway.auth import token_hash
+    from gateway.ingress import IngressCoordinator
 
     data_dir = settings.data_path
     try:
@@ -110,24 +146,30 @@ def serve(settings: Settings) -> int:
         print("rayledger: reporting errors to Sentry (SENTRY_DSN)", flush=True)
     print(f"rayledger: starting (journal in {data_dir})", flush=True)
     dashboard_url, temp_dir = start_ray(settings)
+    stopping = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):  # after ray.init, which sets handlers of its own
+        signal.signal(signum, lambda *_: stopping.set())
     try:
         try:
-            start_actors(settings)
+            handles = start_actors(settings, IngressCoordinator)
         except (PartitionCountMismatch, LayoutMismatch) as exc:
             print(f"rayledger: {exc}", file=sys.stderr)
             return 1
-        client = LedgerClient(settings, ray_lookup(settings.namespace))
-        app = create_app(settings, client, token)
+        digest = token_hash(token)
+        loops = ray.get([c.serve_http.remote(settings.host, settings.port, digest) for c in handles.coordinators])
         base = f"http://{settings.host}:{settings.port}"
-
-        def banner(_: str) -> None:
-            print(f"rayledger: serving {base}  (API docs: {base}/docs)", flush=True)
-            if dashboard_url:
-                print(f"rayledger: Ray dashboard {dashboard_url}", flush=True)
-            print(f"rayledger: admin token from {token_source}", flush=True)
-            print("rayledger: Ctrl-C stops; starting again recovers every balance", flush=True)
-
-        web.run_app(app, host=settings.host, port=settings.port, print=banner, access_log=None)
+        print(f"rayledger: serving {base}  (API docs: {base}/docs)", flush=True)
+        print(f"rayledger: ingress in {len(loops)} coordinator(s), event loop {loops[0]}", flush=True)
+        if dashboard_url:
+            print(f"rayledger: Ray dashboard {dashboard_url}", flush=True)
+        print(f"rayledger: admin token from {token_source}", flush=True)
+        print("rayledger: Ctrl-C stops; starting again recovers every balance", flush=True)
+        _supervise(handles.coordinators, settings.host, settings.port, digest, stopping)
+        print("rayledger: stopping", flush=True)
+        try:
+            ray.get([c.stop_http.remote() for c in handles.coordinators], timeout=INGRESS_STOP_WAIT_S)
+        except Exception as exc:  # what is left is recovered by the next start
+            print(f"rayledger: ingress did not stop cleanly: {type(exc).__name__}", file=sys.stderr)
         return 0
     finally:
         if temp_dir is not None:

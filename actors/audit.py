@@ -15,10 +15,13 @@ that its next start aborts, and the audit reports them until then.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
+import sqlite3
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import NamedTuple
 
 import msgspec
 
@@ -40,31 +43,48 @@ class Report(msgspec.Struct):
     violations: list[str] = msgspec.field(default_factory=list)
 
 
-def journal_files(data_dir: Path) -> list[Path]:
+class JournalRef(NamedTuple):
+    """One journal: a file, and the journal's part in it (a shard file holds one per
+    partition)."""
+
+    path: Path
+    part: int = 0
+
+    @property
+    def name(self) -> str:
+        return f"{self.path.name}#{self.part}" if self.path.parent.name == "shards" else self.path.name
+
+
+def _parts(path: Path) -> list[int]:
+    with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as conn:
+        return [int(p) for (p,) in conn.execute("SELECT DISTINCT part FROM frames ORDER BY part")]
+
+
+def journal_files(data_dir: Path) -> list[JournalRef]:
+    shards = sorted((data_dir / "shards").glob("s-*.sqlite"))
     return [
-        *([data_dir / "registry.sqlite"] if (data_dir / "registry.sqlite").exists() else []),
-        *sorted((data_dir / "partitions").glob("p-*.sqlite")),
-        *sorted((data_dir / "coordinators").glob("c-*.sqlite")),
+        *([JournalRef(data_dir / "registry.sqlite")] if (data_dir / "registry.sqlite").exists() else []),
+        *(JournalRef(path, part) for path in shards for part in _parts(path)),
+        *(JournalRef(path) for path in sorted((data_dir / "coordinators").glob("c-*.sqlite"))),
     ]
 
 
-def count_records(path: Path) -> int:
-    import sqlite3
+def count_records(ref: JournalRef) -> int:
+    with contextlib.closing(sqlite3.connect(f"file:{ref.path}?mode=ro", uri=True)) as conn:
+        found = conn.execute("SELECT COALESCE(MAX(last_seq), 0) FROM frames WHERE part = ?", (ref.part,))
+        return int(found.fetchone()[0])
 
-    with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as conn:
-        return int(conn.execute("SELECT COALESCE(MAX(last_seq), 0) FROM frames").fetchone()[0])
 
-
-def _replay(path: Path, report: Report, advance: Progress) -> Iterator[StoredRecord]:
+def _replay(ref: JournalRef, report: Report, advance: Progress) -> Iterator[StoredRecord]:
     """Every record from genesis; a broken chain becomes a violation, not a crash."""
     report.journals += 1
     try:
-        for stored in SqliteJournal(path).load(from_genesis=True).records:
+        for stored in SqliteJournal(ref.path, part=ref.part).load(from_genesis=True).records:
             report.records += 1
             advance(1)
             yield stored
     except JournalCorrupt as exc:
-        report.violations.append(f"{path.name}: {exc}")
+        report.violations.append(f"{ref.name}: {exc}")
 
 
 def _canonical(snap: BookSnapshot) -> tuple[object, ...]:
@@ -81,19 +101,27 @@ def verify(data_dir: Path, advance: Progress = lambda n: None, idempotency_windo
     open_holds: dict[tuple[str, str], str] = {}  # (hold id, balance) -> partition journal
     totals: dict[str, int] = defaultdict(int)
 
-    for path in (p for p in files if p.parent.name == "partitions"):
+    partition_files: dict[int, list[str]] = defaultdict(list)
+    for ref in (r for r in files if r.path.parent.name == "shards"):
+        partition_files[ref.part].append(ref.path.name)
+    for part, names in sorted(partition_files.items()):
+        if len(names) > 1:  # a hand-off stopped between its copy and its delete
+            report.violations.append(
+                f"partition {part} is stored in {', '.join(names)}: start the ledger once to finish its hand-off"
+            )
+    for ref in (r for r in files if r.path.parent.name == "shards"):
         book = BalanceBook()
-        snapshot_seq, snapshot = _snapshot_of(path)
+        snapshot_seq, snapshot = _snapshot_of(ref)
         try:
-            for stored in _replay(path, report, advance):
+            for stored in _replay(ref, report, advance):
                 book.apply(stored.record)
                 if isinstance(stored.record, Posted):
                     posted.add((stored.record.payment_id, stored.record.balance_id))
                 if stored.seq == snapshot_seq and snapshot is not None:
                     if _canonical(book.snapshot()) != _canonical(snapshot):
-                        report.violations.append(f"{path.name}: snapshot at seq {snapshot_seq} differs from replay")
+                        report.violations.append(f"{ref.name}: snapshot at seq {snapshot_seq} differs from replay")
         except AssertionError as exc:
-            report.violations.append(f"{path.name}: replay broke an invariant: {exc}")
+            report.violations.append(f"{ref.name}: replay broke an invariant: {exc}")
             continue
         for balance_id, b in book.balances.items():
             report.balances += 1
@@ -101,13 +129,13 @@ def verify(data_dir: Path, advance: Progress = lambda n: None, idempotency_windo
             if not b.unlimited and b.amount < -b.overdraft_limit:
                 report.violations.append(f"{balance_id}: {b.amount} is below its limit -{b.overdraft_limit}")
         for hold in book.open_holds():
-            open_holds[(hold.payment_id, hold.balance_id)] = path.name
+            open_holds[(hold.payment_id, hold.balance_id)] = ref.name
 
     decided: dict[str, Decided] = {}
     holds: dict[str, str] = {}  # hold id -> status
     keys: dict[str, list[tuple[int, str]]] = defaultdict(list)
-    for path in (p for p in files if p.parent.name == "coordinators"):
-        for stored in _replay(path, report, advance):
+    for ref in (r for r in files if r.path.parent.name == "coordinators"):
+        for stored in _replay(ref, report, advance):
             r = stored.record
             if isinstance(r, Decided):
                 decided[r.payment.id] = r
@@ -117,8 +145,8 @@ def verify(data_dir: Path, advance: Progress = lambda n: None, idempotency_windo
                 holds[r.hold.id] = r.hold.status
                 if isinstance(r, HoldPlaced) and r.hold.idempotency_key is not None:
                     keys[r.hold.idempotency_key].append((r.hold.created_at_ms, r.hold.id))
-    for path in (p for p in files if p.name == "registry.sqlite"):
-        for _ in _replay(path, report, advance):
+    for ref in (r for r in files if r.path.name == "registry.sqlite"):
+        for _ in _replay(ref, report, advance):
             pass
 
     report.payments = len(decided)
@@ -149,11 +177,11 @@ def verify(data_dir: Path, advance: Progress = lambda n: None, idempotency_windo
     return report
 
 
-def _snapshot_of(path: Path) -> tuple[int, BookSnapshot | None]:
-    import sqlite3
-
-    with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as conn:
-        row = conn.execute("SELECT seq, body FROM snapshots ORDER BY seq DESC LIMIT 1").fetchone()
+def _snapshot_of(ref: JournalRef) -> tuple[int, BookSnapshot | None]:
+    with contextlib.closing(sqlite3.connect(f"file:{ref.path}?mode=ro", uri=True)) as conn:
+        row = conn.execute(
+            "SELECT seq, body FROM snapshots WHERE part = ? ORDER BY seq DESC LIMIT 1", (ref.part,)
+        ).fetchone()
     if row is None:
         return 0, None
     return int(row[0]), msgspec.msgpack.decode(row[1], type=BookSnapshot)

@@ -16,10 +16,10 @@ PHASE2_RETRY_S_MAX = 2.0
 class Peer:
     def __init__(self, target: Any) -> None:
         self.target = target
-        self._remote = hasattr(target, "_actor_id")  # a ray.actor.ActorHandle
+        self.remote = hasattr(target, "_actor_id")  # a ray.actor.ActorHandle
 
     async def call(self, method: str, *args: Any, **kwargs: Any) -> Any:
-        if self._remote:
+        if self.remote:
             return await getattr(self.target, method).remote(*args, **kwargs)
         return await getattr(self.target, method)(*args, **kwargs)
 

@@ -1,7 +1,8 @@
 """BalanceShard: the single writer of the balances in its partitions.
 
-Each partition has its own book and journal file, so partitions can move between shards
-when the shard count changes. Every method handles a batch, follows decide -> append ->
+Each partition has its own book and journal (sequence, hash chain, snapshots), so
+partitions can move between shards when the shard count changes; the journals of a shard's
+partitions share one SQLite file, so a batch costs one commit. Every method handles a batch, follows decide -> append ->
 apply for each item with no `await` in between (so check-then-apply is atomic on the
 actor's event loop), and replies only after the flush that covers what it read or wrote.
 Every method is idempotent: Ray may deliver a call again after a restart.
@@ -14,6 +15,7 @@ import itertools
 import logging
 import time
 from collections.abc import Coroutine, Iterable
+from pathlib import Path
 
 import msgspec
 
@@ -22,7 +24,7 @@ from actors.memory import freeze_long_lived_state
 from actors.settings import Settings
 from actors.telemetry import Telemetry, placement
 from actors.topology import partition_of, partitions_of_shard, shard_name
-from journal import Journal, JournalUnavailable, SqliteJournal
+from journal import Journal, JournalUnavailable, SqliteFile, SqliteJournal, adopt_partitions
 from ledger.book import BalanceBook, BalanceView, BookSnapshot, OpenHold
 from ledger.ids import is_hold_id
 from ledger.messages import BalanceSpec, HoldRef, SideRequest, unpack
@@ -62,8 +64,8 @@ class Partition:
         self.book.apply(record)
 
 
-def partition_journal_path(settings: Settings, partition: int) -> str:
-    return str(settings.data_path / "partitions" / f"p-{partition:04d}.sqlite")
+def shard_journal_path(settings: Settings, shard: int) -> Path:
+    return settings.data_path / "shards" / f"s-{shard:03d}.sqlite"
 
 
 class BalanceShard:
@@ -73,14 +75,15 @@ class BalanceShard:
         self.index = index
         owned = partitions_of_shard(index, settings.partitions, settings.shards)
         if journals is None:
-            journals = {
-                p: SqliteJournal(
-                    partition_journal_path(settings, p),
-                    batch_rows_max=settings.journal_batch_rows_max,
-                    busy_timeout_ms=settings.journal_busy_timeout_ms,
-                )
-                for p in owned
-            }
+            # One file for all of this shard's partitions: a batch is one commit and one
+            # fsync here, however many partitions it touches. Partitions another layout left
+            # in other shards' files move here first (journal.handoff).
+            path = shard_journal_path(settings, index)
+            adopted = adopt_partitions(path, sorted(path.parent.glob("s-*.sqlite")), owned)
+            if adopted:
+                event(log, "partitions_adopted", actor=shard_name(index), partitions=adopted)
+            file = SqliteFile(path, busy_timeout_ms=settings.journal_busy_timeout_ms)
+            journals = {p: SqliteJournal(file, part=p, batch_rows_max=settings.journal_batch_rows_max) for p in owned}
         self.partitions = {p: Partition(p, journals[p]) for p in owned}
         self._snapshots: dict[int, asyncio.Task[None]] = {}  # partition -> snapshot being written
         # (hold, balance) -> (what reads wait on, when reads stop waiting for it)

@@ -7,14 +7,16 @@ then a checker proves nothing was lost, created or applied twice.
 Clients send payments between a few funded balances with an Idempotency-Key each, and
 retry the same request (same key, same body) on timeouts, connection errors and 5xx until
 it is final. The nemesis, on a schedule:
-  shard | coordinator | registry   kill -9 one actor worker process (Ray restarts it)
-  gateway                          kill -9 the gateway process alone and start it again
-                                   (the actors live on in the Ray cluster)
-  server                           kill -9 every process (Ray and gateway), then start again
-  disk                             make one partition journal unwritable for a while
+  shard | coordinator | registry   kill -9 one actor worker process (Ray restarts it); a
+                                   coordinator takes its HTTP ingress with it, so clients
+                                   see connections refused until the supervisor serves it again
+  gateway                          kill -9 the supervisor (`rayledger serve`) alone and start
+                                   it again (the actors, ingress included, live on in the cluster)
+  server                           kill -9 every process (Ray, actors, supervisor), then start again
+  disk                             make one shard's journal file unwritable for a while
 The server runs as a Ray head (`ray start`) plus a separate `rayledger serve --address`
-gateway, so that the gateway can die alone; `--embedded` uses `rayledger serve` alone,
-where the gateway is the Ray driver and `gateway` is not available.
+supervisor, so that the supervisor can die alone; `--embedded` uses `rayledger serve` alone,
+where the supervisor is the Ray driver and `gateway` is not available.
 Afterwards the checker asserts: per-currency conservation, no balance below zero, every
 acknowledged payment present with its acknowledged status, one payment per key, balances
 equal to the sum of acknowledged successes (nothing applied twice or lost), and a clean
@@ -40,12 +42,13 @@ from pathlib import Path
 import aiohttp
 
 from actors.audit import verify
-from actors.topology import partition_of
+from actors.topology import partition_of, shard_of_partition
 from benchmarks.server import ClusterServer, Server
 
 FAULTS = ("shard", "coordinator", "registry", "gateway", "server", "disk")
-ACTOR_CLASS = {"shard": "BalanceShard", "coordinator": "PaymentCoordinator", "registry": "Registry"}
+ACTOR_CLASS = {"shard": "BalanceShard", "coordinator": "IngressCoordinator", "registry": "Registry"}
 PARTITIONS = 4
+SHARDS = 2  # the server's default
 REQUEST_TIMEOUT_S = 15.0
 RESOLVE_DEADLINE_S = 120.0  # how long a client keeps retrying one payment
 DISK_FAULT_S = 1.5  # how long a journal stays unwritable (the busy timeout is 0.3 s)
@@ -176,7 +179,7 @@ class Bank:
 
                 os.kill(self.rng.choice(pids), signal.SIGKILL)
         elif fault == "gateway":
-            assert isinstance(self.server, ClusterServer), "the embedded gateway cannot die alone"
+            assert isinstance(self.server, ClusterServer), "the embedded supervisor cannot die alone"
             await asyncio.to_thread(self.server.kill_gateway)
             await asyncio.to_thread(self.server.start)
         elif fault == "server":
@@ -184,7 +187,8 @@ class Bank:
             await asyncio.to_thread(self.server.start)
         elif fault == "disk":
             victim = self.rng.choice(self.balances)
-            path = self.server.data_dir / "partitions" / f"p-{partition_of(victim, PARTITIONS):04d}.sqlite"
+            shard = shard_of_partition(partition_of(victim, PARTITIONS), SHARDS)
+            path = self.server.data_dir / "shards" / f"s-{shard:03d}.sqlite"
             blocker = sqlite3.connect(path, isolation_level=None, timeout=10)
             try:
                 blocker.execute("BEGIN EXCLUSIVE")

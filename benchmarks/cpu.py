@@ -22,7 +22,7 @@ def role_of(process: psutil.Process) -> str:
     except psutil.Error:
         return "ray"
     title, args = cmdline[0], " ".join(cmdline[:3])
-    if title.startswith("ray::PaymentCoordinator"):
+    if title.startswith(("ray::IngressCoordinator", "ray::PaymentCoordinator")):  # with its HTTP ingress
         return "coordinator"
     if title.startswith("ray::BalanceShard"):
         return "shards"

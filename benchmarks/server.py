@@ -162,9 +162,10 @@ _TEMP_DIR = re.compile(r"(/[^\s=]*/rayledger-[A-Za-z0-9_]{8})(?=/|\s|$)")
 
 
 class ClusterServer(Server):
-    """A Ray head started with `ray start` (private temp dir, token auth) and the gateway
-    as a separate `rayledger serve --address` process, so the gateway alone can be
-    killed while the actors live on in the cluster. `kill9()` kills both."""
+    """A Ray head started with `ray start` (private temp dir, token auth) and the supervisor
+    as a separate `rayledger serve --address` process, so the supervisor alone can be
+    killed while the actors (the HTTP ingress in the coordinators included) live on in the
+    cluster. `kill9()` kills both."""
 
     def __init__(self, data_dir: Path, **kwargs: object) -> None:
         super().__init__(data_dir, **kwargs)  # type: ignore[arg-type]
@@ -216,7 +217,8 @@ class ClusterServer(Server):
         return super().start()
 
     def kill_gateway(self) -> None:
-        """SIGKILL the gateway process alone; the actors keep running in the cluster."""
+        """SIGKILL the supervisor process alone; the actors keep running (and serving HTTP)
+        in the cluster."""
         assert self.process is not None
         self.process.kill()
         self.process.wait(timeout=30)

@@ -1,4 +1,5 @@
-"""The aiohttp REST gateway: `create_app(settings, client, admin_token)`."""
+"""The aiohttp REST gateway: `create_app(settings, client, admin_token_hash)`, served by
+the coordinator actors (`gateway.ingress`)`."""
 
 from gateway.app import create_app
 

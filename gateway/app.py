@@ -1,7 +1,7 @@
 """App factory: routes from one table, one error middleware, auth, typed app keys.
 
-`create_app` takes an already connected `LedgerClient`: starting Ray and the actors is
-the CLI's job (embedded) or the cluster's (`--address`), so the app is the same in both.
+`create_app` takes an already connected `LedgerClient`: the app runs inside a coordinator
+actor (`gateway.ingress`), which hands it a client that reaches that coordinator directly.
 """
 
 from __future__ import annotations
@@ -22,8 +22,19 @@ from gateway.auth import Authenticator, require_admin
 from gateway.batcher import PaymentBatcher
 from gateway.directory import Directory
 from gateway.errors import ApiError, problem_response
-from gateway.keys import ADMISSION, AUTH, BATCHER, CLIENT, DIRECTORY, OPENAPI, PRINCIPAL, SETTINGS, Admission
-from gateway.logs import observe_middleware
+from gateway.keys import (
+    ADMISSION,
+    AUTH,
+    BATCHER,
+    CLIENT,
+    DIRECTORY,
+    INGRESS,
+    OPENAPI,
+    PRINCIPAL,
+    SETTINGS,
+    Admission,
+)
+from gateway.logs import REQUEST_LOG, RequestLog, observe_middleware
 from gateway.metrics import METRICS, GatewayMetrics, metrics_endpoint
 from gateway.openapi import build_spec
 from gateway.routes import OPS, Op
@@ -156,7 +167,12 @@ async def _finish_phase2(app: web.Application) -> None:
             event(log, "phase2_not_finished", logging.WARNING, unfinished=left)
 
 
-def create_app(settings: Settings, client: LedgerClient, admin_token: str) -> web.Application:
+async def _flush_log(app: web.Application) -> None:
+    app[REQUEST_LOG].flush()
+
+
+def create_app(settings: Settings, client: LedgerClient, admin_token_hash: bytes, ingress: int = 0) -> web.Application:
+    """The REST app served by coordinator `ingress` (payments without a key are its own)."""
     app = web.Application(
         middlewares=[
             observe_middleware,
@@ -169,10 +185,13 @@ def create_app(settings: Settings, client: LedgerClient, admin_token: str) -> we
     app[SETTINGS] = settings
     app[CLIENT] = client
     app[DIRECTORY] = Directory(client, settings.directory_cache_max)
-    app[AUTH] = Authenticator(admin_token, client, settings.auth_cache_ttl_ms)
+    app[AUTH] = Authenticator(admin_token_hash, client, settings.auth_cache_ttl_ms)
+    app[INGRESS] = ingress
     app[OPENAPI] = msgspec.json.encode(build_spec(package_version()))
     app[ADMISSION] = Admission(settings.requests_in_flight_max)
     app[METRICS] = GatewayMetrics()
+    app[METRICS].in_flight.set_function(lambda: app[ADMISSION].in_flight)  # read at scrape time
+    app[REQUEST_LOG] = RequestLog()
     app[BATCHER] = PaymentBatcher(
         client,
         settings.gateway_batch_max,
@@ -180,6 +199,7 @@ def create_app(settings: Settings, client: LedgerClient, admin_token: str) -> we
         on_batch=app[METRICS].batch_payments.observe,
     )
     app.on_cleanup.append(_finish_phase2)  # after the server stopped taking requests and drained them
+    app.on_cleanup.append(_flush_log)
     for op in OPS:
         app.router.add_route(op.method, op.path, _bind(op))
     app.router.add_get("/metrics", metrics_endpoint)

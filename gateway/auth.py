@@ -45,9 +45,11 @@ def token_hash(token: str) -> bytes:
 
 
 class Authenticator:
-    def __init__(self, admin_token: str, client: LedgerClient, cache_ttl_ms: int) -> None:
-        assert len(admin_token) >= 16, "the admin token must carry at least 128 bits"
-        self._admin = admin_token.encode()
+    def __init__(self, admin_token_hash: bytes, client: LedgerClient, cache_ttl_ms: int) -> None:
+        # Only the token's hash reaches the ingress actors: the token itself never travels
+        # through Ray (task arguments, logs) and is compared as a digest in constant time.
+        assert len(admin_token_hash) == hashlib.sha256().digest_size, "pass the admin token's SHA-256"
+        self._admin_hash = admin_token_hash
         self._client = client
         self._ttl_s = cache_ttl_ms / 1000
         self._cache: dict[bytes, tuple[float, Principal | None]] = {}
@@ -60,10 +62,10 @@ class Authenticator:
         token = token.strip()
         if scheme.lower() != "bearer" or not token:
             raise ApiError("unauthorized", "a valid 'Authorization: Bearer <token>' header is required")
-        if hmac.compare_digest(token.encode(), self._admin):
+        digest = token_hash(token)
+        if hmac.compare_digest(digest, self._admin_hash):
             return ADMIN
         if token.startswith(ACCOUNT_TOKEN_PREFIX) and len(token) < 100:
-            digest = token_hash(token)
             now = time.monotonic()
             cached = self._cache.get(digest)
             if cached is None or cached[0] < now:

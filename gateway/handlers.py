@@ -15,7 +15,7 @@ from actors.registry import SYSTEM_ACCOUNT_ID, BalanceInfo
 from gateway import payments, render, schemas
 from gateway.auth import Principal, new_account_token
 from gateway.errors import ApiError
-from gateway.keys import AUTH, BATCHER, CLIENT, DIRECTORY, PRINCIPAL, SETTINGS
+from gateway.keys import AUTH, BATCHER, CLIENT, DIRECTORY, PRINCIPAL
 from ledger.ids import HOLD_PREFIX
 from ledger.messages import HoldRequest
 from ledger.money import format_amount
@@ -388,7 +388,7 @@ async def create_hold(request: web.Request) -> web.Response:
     prepared = await payments.prepare_payment(request, single, key, fp)  # the same checks as a payment
     p = prepared.request
     hold_request = HoldRequest(
-        hold_id=payments.payment_id_for(key, request.app[SETTINGS].coordinators, prefix=HOLD_PREFIX),
+        hold_id=payments.payment_id_for(request, key, prefix=HOLD_PREFIX),
         balance_from=p.balance_from,
         balance_to=p.balance_to,
         amount_minor=p.amount_minor,
@@ -425,7 +425,7 @@ async def capture_hold(request: web.Request) -> web.Response:
     amount = payments.parse_money(body.amount, exponent) if body.amount is not None else None
     key = payments.idempotency_key(request)
     fp = payments.fingerprint(request, body) if key is not None else None
-    payment_id = payments.payment_id_for(hold.id, request.app[SETTINGS].coordinators)
+    payment_id = payments.payment_id_for(request, hold.id)
     outcome = await request.app[CLIENT].capture_hold(hold.id, amount, payment_id, payments.now_ms(), key, fp)
     return _hold_response(request, outcome, exponent, 201)
 

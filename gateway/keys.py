@@ -29,4 +29,5 @@ CLIENT = web.AppKey("client", LedgerClient)
 DIRECTORY = web.AppKey("directory", Directory)
 AUTH = web.AppKey("auth", Authenticator)
 OPENAPI = web.AppKey("openapi", bytes)
+INGRESS = web.AppKey("ingress", int)  # the index of the coordinator serving this app
 PRINCIPAL: Any = "rayledger.principal"  # request-scoped: who is calling

@@ -21,7 +21,7 @@ from actors.registry import SYSTEM_ACCOUNT_ID, BalanceInfo
 from actors.topology import coordinator_of
 from gateway import render, schemas
 from gateway.errors import ApiError
-from gateway.keys import BATCHER, DIRECTORY, PRINCIPAL, SETTINGS
+from gateway.keys import BATCHER, DIRECTORY, INGRESS, PRINCIPAL, SETTINGS
 from gateway.logs import LOGGED_IDS
 from gateway.metrics import METRICS
 from ledger.ids import make_id
@@ -71,12 +71,16 @@ def fingerprint(request: web.Request, body: msgspec.Struct) -> bytes:
     return h.digest()[:16]
 
 
-def payment_id_for(key: str | None, coordinators: int, prefix: str = "pay") -> str:
+def payment_id_for(request: web.Request, key: str | None, prefix: str = "pay") -> str:
     """A fresh id owned by the coordinator that owns `key` (an idempotency key or a hold
-    id), so the check and the payment meet in one actor (expected `coordinators` draws)."""
+    id), so the check and the payment meet in one actor; without a key, by the coordinator
+    serving this request, so the payment needs no Ray hop to its coordinator (expected
+    `coordinators` draws)."""
+    coordinators = request.app[SETTINGS].coordinators
+    owner = request.app[INGRESS] if key is None else coordinator_of(key, coordinators)
     while True:
         payment_id = new_id(prefix)
-        if key is None or coordinator_of(payment_id, coordinators) == coordinator_of(key, coordinators):
+        if coordinators == 1 or coordinator_of(payment_id, coordinators) == owner:
             return payment_id
 
 
@@ -105,7 +109,7 @@ async def prepare_payment(
         raise ApiError("validation_error", "issuer balances move money only by deposits and withdrawals")
     exponent = await request.app[DIRECTORY].exponent(source.currency)
     payment = PaymentRequest(
-        payment_id=payment_id_for(key, request.app[SETTINGS].coordinators),
+        payment_id=payment_id_for(request, key),
         balance_from=source.id,
         balance_to=target.id,
         amount_minor=parse_money(body.amount, exponent),
@@ -129,7 +133,7 @@ async def prepare_issuer_move(
     assert currency is not None and currency.issuer_balance_id is not None
     issuer = currency.issuer_balance_id
     payment = PaymentRequest(
-        payment_id=payment_id_for(key, request.app[SETTINGS].coordinators),
+        payment_id=payment_id_for(request, key),
         balance_from=issuer if deposit else info.id,
         balance_to=info.id if deposit else issuer,
         amount_minor=parse_money(amount, currency.exponent),
@@ -171,7 +175,7 @@ async def settle(request: web.Request, prepared: list[Prepared]) -> list[Settled
             continue
         assert outcome.payment is not None
         if not outcome.replayed:
-            request.app[METRICS].payments.labels(outcome.payment.status).inc()
+            request.app[METRICS].paid(outcome.payment.status)
         request[LOGGED_IDS].append(outcome.payment.id)
         status = 202 if outcome.payment.status == "pending" else 201
         settled.append(Settled(status, render.payment(outcome.payment, p.exponent), outcome.replayed))

@@ -5,8 +5,9 @@ contract suite runs against both (tests/integration/test_journal_contract.py).
 """
 
 from journal.base import Journal, JournalCorrupt, JournalUnavailable, Loaded, StoredRecord
+from journal.handoff import adopt_partitions
 from journal.memory import CrashPoint, MemoryJournal, MemoryStore, SimulatedCrash
-from journal.sqlite import JournalFormatError, SqliteJournal
+from journal.sqlite import JournalFormatError, SqliteFile, SqliteJournal
 
 __all__ = [
     "CrashPoint",
@@ -18,6 +19,8 @@ __all__ = [
     "MemoryJournal",
     "MemoryStore",
     "SimulatedCrash",
+    "SqliteFile",
     "SqliteJournal",
     "StoredRecord",
+    "adopt_partitions",
 ]

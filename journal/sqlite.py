@@ -1,15 +1,22 @@
-"""SQLite journal: one file per partition, coordinator or registry, and its history index.
+"""SQLite journal: one file per shard, coordinator or registry, and its history index.
 
 WAL with synchronous=FULL: a commit returns only after the WAL is fsynced, and a torn
 write at the tail is discarded by SQLite's frame checksums on the next open, so replay
-always sees a prefix of committed frames. A flush is one frame: one row, one transaction.
+always sees a prefix of committed frames. A flush is one frame: one row.
+
+A file holds one or more journals, told apart by `part`: a shard keeps each of its
+partitions as its own journal (its own sequence, hash chain and snapshots, so a partition
+can move to another shard whole) in the shard's one file. The writes of every journal of a
+file that arrive while a commit is out go together in the next transaction, so a batch that
+touches eight partitions of a shard costs one fsync, not eight (measured: 8 files written in
+parallel, p50 2.35 ms; one file, 0.57 ms).
 
 Loading uses the synchronous sqlite3 module because actors rebuild state inside their
 synchronous `__init__`. Writes use a plain sqlite3 connection owned by one dedicated
-thread: a whole flush is one function run there, so it costs one thread hand-off
+thread per file: a whole commit is one function run there, so it costs one thread hand-off
 (aiosqlite's model, one hand-off per statement, measured ~3x the flush latency).
 
-The history index lives in a second file, `<journal>-history`, written by its own thread,
+The history index lives in a second file, `<file>-history`, written by its own thread,
 so indexing never takes the journal's write lock or delays a commit. It is derived data:
 synchronous=NORMAL (a power cut may lose its last transactions, never its consistency),
 caught up from the journal's frames on the next open, and rebuilt whole if deleted. History
@@ -32,37 +39,44 @@ import msgspec
 from journal.base import GENESIS_HASH, Frame, HistoryQuery, HistoryRow, Journal
 
 T = TypeVar("T")
-FORMAT = 2  # PRAGMA user_version; 1 stored a row per record (rayledger 0.1)
+# PRAGMA user_version; 1 stored a row per record (rayledger 0.1), 2 one journal per file
+# (rayledger 0.2); 3 keys every row by its journal's `part`.
+FORMAT = 3
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS frames (
-    first_seq INTEGER PRIMARY KEY,
+    part      INTEGER NOT NULL,
+    first_seq INTEGER NOT NULL,
     last_seq  INTEGER NOT NULL,
     body      BLOB NOT NULL,
     hash      BLOB NOT NULL,
-    lens      BLOB NOT NULL
+    lens      BLOB NOT NULL,
+    PRIMARY KEY (part, first_seq)
 );
 CREATE TABLE IF NOT EXISTS snapshots (
-    seq  INTEGER PRIMARY KEY,
+    part INTEGER NOT NULL,
+    seq  INTEGER NOT NULL,
     hash BLOB NOT NULL,
-    body BLOB NOT NULL
+    body BLOB NOT NULL,
+    PRIMARY KEY (part, seq)
 );
 """
 
 HISTORY_SCHEMA = """
 CREATE TABLE IF NOT EXISTS history (
+    part   INTEGER NOT NULL,
     tag    TEXT NOT NULL,
     id     TEXT NOT NULL,
     seq    INTEGER NOT NULL,
     frame  INTEGER NOT NULL,
     offset INTEGER NOT NULL,
     length INTEGER NOT NULL,
-    PRIMARY KEY (tag, id, seq)
+    PRIMARY KEY (part, tag, id, seq)
 ) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS history_by_seq ON history (tag, seq);
+CREATE INDEX IF NOT EXISTS history_by_seq ON history (part, tag, seq);
 CREATE TABLE IF NOT EXISTS progress (
-    one INTEGER PRIMARY KEY CHECK (one = 1),
-    seq INTEGER NOT NULL
+    part INTEGER PRIMARY KEY,
+    seq  INTEGER NOT NULL
 );
 """
 
@@ -83,6 +97,12 @@ def _connect_sync(path: Path, timeout_s: float = 5.0) -> sqlite3.Connection:
             raise JournalFormatError(
                 f"{path} is in journal format 1 (rayledger 0.1, one row per record); this version reads"
                 f" format {FORMAT}. Replay it with rayledger 0.1 or start from a new data directory."
+            )
+        columns = [row[1] for row in conn.execute("PRAGMA table_info(frames)")]
+        if columns and "part" not in columns:
+            raise JournalFormatError(
+                f"{path} is in journal format 2 (rayledger 0.2, a file per partition); this version reads"
+                f" format {FORMAT}. Serve it with rayledger 0.2 or start from a new data directory."
             )
         conn.executescript(SCHEMA)
         conn.execute(f"PRAGMA user_version = {FORMAT}")
@@ -123,94 +143,79 @@ def _run(db: sqlite3.Connection, work: Callable[[sqlite3.Connection], T]) -> T:
         raise
 
 
-class SqliteJournal(Journal):
-    def __init__(self, path: str | Path, *, busy_timeout_ms: int = 5_000, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.busy_timeout_s = busy_timeout_ms / 1000
+Work = Callable[[sqlite3.Connection], None]
+
+
+class SqliteFile:
+    """One SQLite file and its history index, shared by the journals stored in it: one
+    writer thread and connection (commits), one history thread, one reader connection.
+    Writes that arrive while a commit is out are the next commit, whichever journal made
+    them (group commit across the file's journals)."""
+
+    def __init__(self, path: str | Path, *, busy_timeout_ms: int = 5_000) -> None:
         self.path = Path(path)
         self.history_path = Path(f"{self.path}-history")
-        self.name = str(Path(self.path.parent.name, self.path.name))  # e.g. partitions/p-0003.sqlite
+        self.busy_timeout_s = busy_timeout_ms / 1000
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._writer: sqlite3.Connection | None = None  # used only on the writer thread
         self._writer_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"journal-{self.path.stem}")
         self._history: sqlite3.Connection | None = None  # used only on the history thread
         self._history_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"history-{self.path.stem}")
+        self._queued: list[tuple[Work, asyncio.Future[None]]] = []
+        self._committing = False
+        self._users = 0  # journals open on this file
         self._threads_shut = False
         self._reader: aiosqlite.Connection | None = None
-        self._open_lock = asyncio.Lock()  # one reader connection, even on concurrent first use
+        self._open_lock: asyncio.Lock | None = None  # one reader connection, even on concurrent first use
 
-    # -- the journal --------------------------------------------------------------------
-    def _read(self, from_genesis: bool) -> tuple[int, bytes, bytes | None, Iterator[Frame]]:
-        conn = _connect_sync(self.path)
-        snap = conn.execute("SELECT seq, hash, body FROM snapshots ORDER BY seq DESC LIMIT 1").fetchone()
-        seq, hash_, body = snap if snap else (0, GENESIS_HASH, None)
-        first_seq = 0 if from_genesis else seq
+    def connect(self) -> sqlite3.Connection:
+        return _connect_sync(self.path, self.busy_timeout_s)
 
-        def frames() -> Iterator[Frame]:
-            try:
-                cursor = conn.execute(  # from the frame the snapshot was taken at, which vouches for it
-                    "SELECT first_seq, last_seq, body, hash, lens FROM frames WHERE last_seq >= ? ORDER BY first_seq",
-                    (first_seq,),
-                )
-                while chunk := cursor.fetchmany(64):
-                    yield from map(_frame, chunk)
-            finally:
-                conn.close()
+    # -- commits ------------------------------------------------------------------------
+    async def write(self, work: Work) -> None:
+        """Run `work` in a transaction with whatever else is queued; durable on return."""
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[None] = loop.create_future()
+        self._queued.append((work, done))
+        if not self._committing:
+            self._committing = True
+            # Next turn of the loop: the other journals woken by the same batch queue theirs first.
+            loop.call_soon(self._commit_queued)
+        await done
 
-        return seq, hash_, body, frames()
+    def _commit_queued(self) -> None:
+        batch, self._queued = self._queued, []
+        if not batch:
+            self._committing = False
+            return
+        works = [work for work, _ in batch]
 
-    async def _on_writer(self, work: Callable[[sqlite3.Connection], None]) -> None:
         def run() -> None:
             if self._writer is None:
                 self._writer = _connect_sync(self.path, self.busy_timeout_s)
             try:
-                _run(self._writer, work)
+                _run(self._writer, lambda db: [work(db) for work in works])
             except sqlite3.Error:
                 if self._writer.in_transaction:  # a failed rollback: a fresh connection for the retry
                     self._writer.close()
                     self._writer = None
                 raise
 
-        await asyncio.get_running_loop().run_in_executor(self._writer_thread, run)
+        committed = asyncio.get_running_loop().run_in_executor(self._writer_thread, run)
+        committed.add_done_callback(lambda f: self._committed(f, batch))
 
-    async def _write(self, frame: Frame) -> None:
-        row = (frame.first_seq, frame.last_seq, frame.body, frame.hash, msgspec.msgpack.encode(frame.lens))
-
-        def work(db: sqlite3.Connection) -> None:
-            db.execute("INSERT INTO frames (first_seq, last_seq, body, hash, lens) VALUES (?, ?, ?, ?, ?)", row)
-
-        await self._on_writer(work)
-
-    async def _write_snapshot(self, seq: int, hash_: bytes, body: bytes) -> None:
-        def work(db: sqlite3.Connection) -> None:
-            db.execute("INSERT OR REPLACE INTO snapshots (seq, hash, body) VALUES (?, ?, ?)", (seq, hash_, body))
-
-        await self._on_writer(work)
+    def _committed(self, result: asyncio.Future[None], batch: list[tuple[Work, asyncio.Future[None]]]) -> None:
+        error = result.exception()
+        for _, done in batch:
+            if not done.done():
+                if error is None:
+                    done.set_result(None)
+                else:
+                    done.set_exception(error)
+        self._commit_queued()  # what queued meanwhile, at once
 
     # -- the history index ------------------------------------------------------------------
-    def _history_seq(self) -> int:
-        """How far the index reaches; an index ahead of its journal (a journal restored
-        from an older backup, say) is dropped and rebuilt."""
-        if not self.history_path.exists():
-            return 0
-        conn = _connect_history(self.history_path, self.busy_timeout_s)
-        try:
-            found = conn.execute("SELECT seq FROM progress").fetchone()
-            indexed = found[0] if found else 0
-            journal = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True)
-            try:
-                last = journal.execute("SELECT COALESCE(MAX(last_seq), 0) FROM frames").fetchone()[0]
-            finally:
-                journal.close()
-            if indexed > last:
-                conn.execute("DELETE FROM history")
-                conn.execute("DELETE FROM progress")
-                indexed = 0
-        finally:
-            conn.close()
-        return int(indexed)
-
-    async def _on_history(self, work: Callable[[sqlite3.Connection], T]) -> T:
+    async def on_history(self, work: Callable[[sqlite3.Connection], T]) -> T:
         def run() -> T:
             if self._history is None:
                 self._history = _connect_history(self.history_path, self.busy_timeout_s)
@@ -224,27 +229,12 @@ class SqliteJournal(Journal):
 
         return await asyncio.get_running_loop().run_in_executor(self._history_thread, run)
 
-    async def _frames_after(self, seq: int, limit: int) -> list[Frame]:
-        db = await self._reader_db()
-        cursor = await db.execute(
-            "SELECT first_seq, last_seq, body, hash, lens FROM frames WHERE last_seq > ? ORDER BY first_seq LIMIT ?",
-            (seq, limit),
-        )
-        return [_frame(r) for r in await cursor.fetchall()]
-
-    async def _write_history(self, rows: list[HistoryRow], through_seq: int) -> None:
-        def work(db: sqlite3.Connection) -> None:
-            rows.sort()  # in key order (tag, id, seq), each B-tree page is visited once per batch
-            # OR IGNORE: after a power cut the index may hold part of what it is redoing
-            db.executemany("INSERT OR IGNORE INTO history VALUES (?, ?, ?, ?, ?, ?)", rows)
-            db.execute("INSERT OR REPLACE INTO progress (one, seq) VALUES (1, ?)", (through_seq,))
-
-        await self._on_history(work)
-
-    async def _reader_db(self) -> aiosqlite.Connection:
+    async def reader(self) -> aiosqlite.Connection:
+        if self._open_lock is None:
+            self._open_lock = asyncio.Lock()
         async with self._open_lock:
             if self._reader is None:
-                await self._on_history(lambda db: None)  # the index file exists before it is attached
+                await self.on_history(lambda db: None)  # the index file exists before it is attached
                 db = await aiosqlite.connect(self.path, timeout=self.busy_timeout_s)
                 try:
                     await db.execute("PRAGMA journal_mode=WAL")
@@ -256,33 +246,11 @@ class SqliteJournal(Journal):
                 self._reader = db
             return self._reader
 
-    async def _select(self, q: HistoryQuery) -> list[tuple[int, str, bytes]]:
-        db = await self._reader_db()
-        where, args = ["t.tag = ?"], [q.tag]
-        if q.only_id is not None:
-            where.append("t.id = ?")
-            args.append(q.only_id)
-        if q.also_tag is not None:
-            where.append("EXISTS (SELECT 1 FROM hist.history u WHERE u.tag = ? AND u.id = t.id AND u.seq = t.seq)")
-            args.append(q.also_tag)
-        if q.before_seq is not None:
-            where.append("t.seq < ?")
-            args.append(q.before_seq)
-        if q.before_id is not None and q.by_seq:
-            where.append("t.seq < COALESCE((SELECT MIN(seq) FROM hist.history c WHERE c.tag = ? AND c.id = ?), 0)")
-            args += [q.tag, q.before_id]
-        elif q.before_id is not None:
-            where.append("t.id < ?")
-            args.append(q.before_id)
-        order = "t.seq DESC" if q.by_seq else "t.id DESC, t.seq DESC"
-        cursor = await db.execute(
-            "SELECT t.seq, t.id, substr(f.body, t.offset + 1, t.length) FROM hist.history t"
-            f" JOIN main.frames f ON f.first_seq = t.frame WHERE {' AND '.join(where)} ORDER BY {order} LIMIT ?",
-            (*args, q.limit),
-        )
-        return [(seq, some_id, body) for seq, some_id, body in await cursor.fetchall()]
-
-    async def _close(self) -> None:
+    async def release(self) -> None:
+        """A journal on this file closed; the last one closes the connections and threads."""
+        self._users -= 1
+        if self._users > 0:
+            return
         if self._reader is not None:
             await self._reader.close()
             self._reader = None
@@ -303,3 +271,143 @@ class SqliteJournal(Journal):
         for attr, thread in (("_writer", self._writer_thread), ("_history", self._history_thread)):
             await loop.run_in_executor(thread, closer(attr))  # after anything still queued there
             thread.shutdown(wait=False)
+
+
+class SqliteJournal(Journal):
+    """The journal `part` of a SqliteFile (its own file, part 0, when given a path)."""
+
+    def __init__(
+        self, path: str | Path | SqliteFile, *, part: int = 0, busy_timeout_ms: int = 5_000, **kwargs: Any
+    ) -> None:
+        super().__init__(**kwargs)
+        self.file = path if isinstance(path, SqliteFile) else SqliteFile(path, busy_timeout_ms=busy_timeout_ms)
+        self.file._users += 1
+        self.part = part
+        self._released = False
+        self.path, self.history_path = self.file.path, self.file.history_path
+        self.name = str(Path(self.path.parent.name, self.path.name))  # e.g. shards/s-001.sqlite
+        if isinstance(path, SqliteFile):
+            self.name += f"#{part}"
+
+    # -- the journal --------------------------------------------------------------------
+    def _read(self, from_genesis: bool) -> tuple[int, bytes, bytes | None, Iterator[Frame]]:
+        conn = self.file.connect()
+        snap = conn.execute(
+            "SELECT seq, hash, body FROM snapshots WHERE part = ? ORDER BY seq DESC LIMIT 1", (self.part,)
+        ).fetchone()
+        seq, hash_, body = snap if snap else (0, GENESIS_HASH, None)
+        first_seq = 0 if from_genesis else seq
+
+        def frames() -> Iterator[Frame]:
+            try:
+                cursor = conn.execute(  # from the frame the snapshot was taken at, which vouches for it
+                    "SELECT first_seq, last_seq, body, hash, lens FROM frames"
+                    " WHERE part = ? AND last_seq >= ? ORDER BY first_seq",
+                    (self.part, first_seq),
+                )
+                while chunk := cursor.fetchmany(64):
+                    yield from map(_frame, chunk)
+            finally:
+                conn.close()
+
+        return seq, hash_, body, frames()
+
+    async def _write(self, frame: Frame) -> None:
+        row = (self.part, frame.first_seq, frame.last_seq, frame.body, frame.hash, msgspec.msgpack.encode(frame.lens))
+
+        def work(db: sqlite3.Connection) -> None:
+            db.execute("INSERT INTO frames (part, first_seq, last_seq, body, hash, lens) VALUES (?,?,?,?,?,?)", row)
+
+        await self.file.write(work)
+
+    async def _write_snapshot(self, seq: int, hash_: bytes, body: bytes) -> None:
+        def work(db: sqlite3.Connection) -> None:
+            db.execute(
+                "INSERT OR REPLACE INTO snapshots (part, seq, hash, body) VALUES (?, ?, ?, ?)",
+                (self.part, seq, hash_, body),
+            )
+
+        await self.file.write(work)
+
+    # -- the history index ------------------------------------------------------------------
+    def _history_seq(self) -> int:
+        """How far the index reaches; an index ahead of its journal (a journal restored
+        from an older backup, say) is dropped and rebuilt."""
+        if not self.file.history_path.exists():
+            return 0
+        conn = _connect_history(self.file.history_path, self.file.busy_timeout_s)
+        try:
+            found = conn.execute("SELECT seq FROM progress WHERE part = ?", (self.part,)).fetchone()
+            indexed = found[0] if found else 0
+            journal = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True)
+            try:
+                last = journal.execute(
+                    "SELECT COALESCE(MAX(last_seq), 0) FROM frames WHERE part = ?", (self.part,)
+                ).fetchone()[0]
+            finally:
+                journal.close()
+            if indexed > last:
+                conn.execute("DELETE FROM history WHERE part = ?", (self.part,))
+                conn.execute("DELETE FROM progress WHERE part = ?", (self.part,))
+                indexed = 0
+        finally:
+            conn.close()
+        return int(indexed)
+
+    async def _frames_after(self, seq: int, limit: int) -> list[Frame]:
+        db = await self.file.reader()
+        cursor = await db.execute(
+            "SELECT first_seq, last_seq, body, hash, lens FROM frames"
+            " WHERE part = ? AND last_seq > ? ORDER BY first_seq LIMIT ?",
+            (self.part, seq, limit),
+        )
+        return [_frame(r) for r in await cursor.fetchall()]
+
+    async def _write_history(self, rows: list[HistoryRow], through_seq: int) -> None:
+        part = self.part
+
+        def work(db: sqlite3.Connection) -> None:
+            rows.sort()  # in key order (tag, id, seq), each B-tree page is visited once per batch
+            # OR IGNORE: after a power cut the index may hold part of what it is redoing
+            db.executemany("INSERT OR IGNORE INTO history VALUES (?, ?, ?, ?, ?, ?, ?)", ((part, *r) for r in rows))
+            db.execute("INSERT OR REPLACE INTO progress (part, seq) VALUES (?, ?)", (part, through_seq))
+
+        await self.file.on_history(work)
+
+    async def _select(self, q: HistoryQuery) -> list[tuple[int, str, bytes]]:
+        db = await self.file.reader()
+        where, args = ["t.part = ?", "t.tag = ?"], [self.part, q.tag]
+        if q.only_id is not None:
+            where.append("t.id = ?")
+            args.append(q.only_id)
+        if q.also_tag is not None:
+            where.append(
+                "EXISTS (SELECT 1 FROM hist.history u WHERE u.part = t.part AND u.tag = ? AND u.id = t.id"
+                " AND u.seq = t.seq)"
+            )
+            args.append(q.also_tag)
+        if q.before_seq is not None:
+            where.append("t.seq < ?")
+            args.append(q.before_seq)
+        if q.before_id is not None and q.by_seq:
+            where.append(
+                "t.seq < COALESCE((SELECT MIN(seq) FROM hist.history c WHERE c.part = t.part AND c.tag = ?"
+                " AND c.id = ?), 0)"
+            )
+            args += [q.tag, q.before_id]
+        elif q.before_id is not None:
+            where.append("t.id < ?")
+            args.append(q.before_id)
+        order = "t.seq DESC" if q.by_seq else "t.id DESC, t.seq DESC"
+        cursor = await db.execute(
+            "SELECT t.seq, t.id, substr(f.body, t.offset + 1, t.length) FROM hist.history t"
+            " JOIN main.frames f ON f.part = t.part AND f.first_seq = t.frame"
+            f" WHERE {' AND '.join(where)} ORDER BY {order} LIMIT ?",
+            (*args, q.limit),
+        )
+        return [(seq, some_id, body) for seq, some_id, body in await cursor.fetchall()]
+
+    async def _close(self) -> None:
+        if not self._released:  # close may be called again
+            self._released = True
+            await self.file.release()

@@ -14,11 +14,12 @@ from pathlib import Path
 import aiohttp
 from aiohttp import web
 
-from actors.topology import partition_of
+from actors.topology import partition_of, shard_of_partition
 from tests.support.api import Api
 from tests.support.server import Server, free_port
 
 PARTITIONS = 4  # the test server's --partitions
+SHARDS = 2  # and its default shard count
 
 
 async def test_overload_is_refused_fast_and_applies_nothing(tmp_path: Path) -> None:
@@ -79,7 +80,7 @@ async def test_unwritable_journal_refuses_with_503_and_resumes(tmp_path: Path) -
     reported = [e for e in events if e.get("logentry", {}).get("message") == "journal_unwritable"]  # type: ignore[union-attr]
     # Sent by the shard actor whose journal it is, with the event's fields.
     assert reported and all(e["level"] == "error" and e["logger"] == "rayledger.journal" for e in reported), events
-    assert all(str(e["extra"]["fields"]["journal"]).startswith("partitions/p-") for e in reported)  # type: ignore[index]
+    assert all(str(e["extra"]["fields"]["journal"]).startswith("shards/s-") for e in reported)  # type: ignore[index]
 
 
 async def unwritable_journal_scenario(tmp_path: Path, sentry_dsn: str) -> None:
@@ -91,8 +92,9 @@ async def unwritable_journal_scenario(tmp_path: Path, sentry_dsn: str) -> None:
             a = await api.balance((await api.account("a@example.com"))["id"], "USD")
             b = await api.balance((await api.account("b@example.com"))["id"], "USD")
             await api.deposit(a["id"], "100")
-            journal = server.data_dir / "partitions" / f"p-{partition_of(a['id'], PARTITIONS):04d}.sqlite"
-            # Another process holds the write lock: every commit to that journal fails, as
+            shard = shard_of_partition(partition_of(a["id"], PARTITIONS), SHARDS)
+            journal = server.data_dir / "shards" / f"s-{shard:03d}.sqlite"  # the paying balance's shard
+            # Another process holds the write lock: every commit to that file fails, as
             # on a full or failing disk (root ignores permission bits, so a lock it is).
             blocker = sqlite3.connect(journal, isolation_level=None, timeout=5)
             blocker.execute("BEGIN EXCLUSIVE")

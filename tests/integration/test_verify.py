@@ -45,14 +45,18 @@ async def test_open_reservation_without_decision_is_named(tmp_path: Path) -> Non
 async def test_tampered_record_breaks_the_chain(tmp_path: Path) -> None:
     ledger, _ = await _traffic(tmp_path)
     await ledger.stop()
-    victim = max((tmp_path / "partitions").glob("*.sqlite"), key=lambda p: p.stat().st_size)
+    victim = max((tmp_path / "shards").glob("*.sqlite"), key=lambda p: p.stat().st_size)
     with sqlite3.connect(victim) as conn:
-        first_seq, body = conn.execute(
-            "SELECT first_seq, body FROM frames ORDER BY first_seq LIMIT 1 OFFSET 1"
+        part, first_seq, body = conn.execute(
+            "SELECT part, first_seq, body FROM frames ORDER BY part, first_seq LIMIT 1 OFFSET 1"
         ).fetchone()
-        conn.execute("UPDATE frames SET body = ? WHERE first_seq = ?", (body[:-1] + bytes([body[-1] ^ 1]), first_seq))
+        conn.execute(
+            "UPDATE frames SET body = ? WHERE part = ? AND first_seq = ?",
+            (body[:-1] + bytes([body[-1] ^ 1]), part, first_seq),
+        )
     violations = verify(tmp_path).violations
-    assert any(v.startswith(f"{victim.name}: hash chain broken at seq {first_seq}") for v in violations), violations
+    journal = f"{victim.name}#{part}"
+    assert any(v.startswith(f"{journal}: hash chain broken at seq {first_seq}") for v in violations), violations
     cli = subprocess.run(
         [sys.executable, "-m", "rayledger_cli", "verify", "--data-dir", str(tmp_path)], capture_output=True, text=True
     )

@@ -1,0 +1,80 @@
+"""The HTTP ingress inside a PaymentCoordinator actor (DESIGN §6), as Ray Serve runs its
+HTTP proxies as actors: a request reaches its coordinator with no Ray hop.
+
+    client ─HTTP─▶ aiohttp app ─▶ PaymentBatcher ─▶ this coordinator (a local call)
+                                                    ─▶ one Ray call per shard, in parallel
+
+`IngressCoordinator` is a `PaymentCoordinator` that can also serve the REST app on its own
+event loop. The app's `LedgerClient` reaches this coordinator as a plain object (no
+pickling, no msgpack of the batch) and every other actor through Ray. `rayledger serve`
+(the supervisor) calls `serve_http` on every coordinator, again every second, so that a
+coordinator Ray restarted after a crash serves again (the call is idempotent); several
+coordinators on one node share the port with SO_REUSEPORT.
+
+Idempotency keys keep exactly one owner: a key's payment id is drawn so that it belongs to
+the coordinator that owns the key (`gateway.payments.payment_id_for`), and the batcher
+sends it there (over Ray, when that is another coordinator). A payment without a key gets
+an id owned by this coordinator, so it never leaves the process before its shard calls.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from aiohttp import web
+
+from actors.client import LedgerClient
+from actors.coordinator import PaymentCoordinator
+from actors.logs import event
+from actors.peers import Peer, PeerLookup, ray_lookup
+from actors.topology import coordinator_name
+
+log = logging.getLogger("rayledger.ingress")
+STOP_DRAIN_S = 10.0  # in-flight requests get this long to finish when the ingress stops
+
+
+class IngressCoordinator(PaymentCoordinator):
+    """A coordinator with the REST app beside it (the actor class `rayledger serve` runs)."""
+
+    _runner: web.AppRunner | None = None
+    _starting: asyncio.Task[None] | None = None
+
+    def _local_first(self) -> PeerLookup:
+        """This coordinator as a plain object, every other actor by its Ray handle."""
+        me, remote = Peer(self), ray_lookup(self.settings.namespace)
+        name = coordinator_name(self.index)
+        return lambda wanted: me if wanted == name else remote(wanted)
+
+    async def serve_http(self, host: str, port: int, admin_token_hash: bytes) -> str:
+        """Serve the API on host:port (idempotent); returns the event loop's class name."""
+        if self._runner is None:
+            if self._starting is None or (self._starting.done() and self._starting.exception() is not None):
+                self._starting = asyncio.get_running_loop().create_task(self._start(host, port, admin_token_hash))
+            await asyncio.shield(self._starting)
+        return type(asyncio.get_running_loop()).__module__
+
+    async def _start(self, host: str, port: int, admin_token_hash: bytes) -> None:
+        from gateway.app import create_app  # the app imports the coordinator: import it late
+
+        await self.ready()
+        client = LedgerClient(self.settings, self._local_first())
+        app = create_app(self.settings, client, admin_token_hash, ingress=self.index)
+        runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=STOP_DRAIN_S)
+        await runner.setup()
+        try:
+            # reuse_port: the coordinators of one node (and a restarted one whose predecessor's
+            # socket is still closing) listen on the same port; the kernel spreads connections.
+            await web.TCPSite(runner, host, port, reuse_port=True).start()
+        except BaseException:
+            await runner.cleanup()
+            raise
+        self._runner = runner
+        event(log, "ingress_serving", actor=coordinator_name(self.index), host=host, port=port)
+
+    async def stop_http(self) -> None:
+        """Stop taking connections, let requests in flight finish, send owed phase two
+        (the app's cleanup); then the actor only serves Ray calls."""
+        runner, self._runner, self._starting = self._runner, None, None
+        if runner is not None:
+            await runner.cleanup()
