@@ -10,7 +10,7 @@ progress it rides the next phase-one call to the same shard (one call and one fl
 instead of two), or goes on its own after `phase2_carry_ms`; alone, it goes at once. A
 shard's reads wait for the payments in flight on the balances they read, so a client told
 `success` still sees the money moved on its next read.
-`Completed` is journaled when every shard has confirmed; until then the payment counts as
+`Completions` is journaled when every shard has confirmed; until then the payment counts as
 unfinished, and a restart re-drives it.
 
 Recovery (presumed abort): a new incarnation journals a higher epoch, fences every shard
@@ -43,6 +43,7 @@ from ledger.ids import is_hold_id
 from ledger.messages import HoldRef, HoldRequest, PaymentRequest, SideRequest, pack, unpack
 from ledger.records import (
     Completed,
+    Completions,
     Decided,
     EpochStarted,
     HoldClosed,
@@ -193,6 +194,9 @@ class PaymentCoordinator:
             self._remember(p)
             if p.idempotency_key is not None:
                 self._remember_key(p.idempotency_key, p.fingerprint, p.id, p.created_at_ms)
+        elif isinstance(record, Completions):
+            for payment_id in record.payment_ids:
+                self.unfinished.pop(payment_id, None)
         elif isinstance(record, Completed):
             self.unfinished.pop(record.payment_id, None)
         elif isinstance(record, HoldPlaced):
@@ -641,14 +645,17 @@ class PaymentCoordinator:
         """A shard has made these payments' legs durable; once all their shards have, they
         are complete (journaled with the next flush; only recovery work depends on it).
         After close, the next start's recovery finds them posted and completes them."""
+        completed = []
         for payment_id in payment_ids:
             left = self._legs_left[payment_id] - 1
             if left:
                 self._legs_left[payment_id] = left
                 continue
             del self._legs_left[payment_id]
-            if payment_id in self.unfinished and not self._closed:
-                self._commit(Completed(payment_id))
+            if payment_id in self.unfinished:
+                completed.append(payment_id)
+        if completed and not self._closed:
+            self._commit(Completions(completed))
 
     async def finish_phase2(self) -> int:
         """Send every owed phase two now and wait until the shards confirm it, and for the

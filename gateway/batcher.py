@@ -19,6 +19,17 @@ from actors.coordinator import Outcome
 from ledger.messages import PaymentRequest
 
 
+class _Waiting:
+    """The outcomes one submission waits for (a batch request submits many payments)."""
+
+    __slots__ = ("future", "left", "outcomes")
+
+    def __init__(self, future: asyncio.Future[list[Outcome]], count: int) -> None:
+        self.future = future
+        self.outcomes: list[Outcome | None] = [None] * count
+        self.left = count
+
+
 class PaymentBatcher:
     def __init__(
         self,
@@ -33,7 +44,7 @@ class PaymentBatcher:
         self.batch_max = batch_max
         self.in_flight_max = in_flight_max
         self.in_flight = 0
-        self._queue: deque[tuple[PaymentRequest, asyncio.Future[Outcome]]] = deque()
+        self._queue: deque[tuple[PaymentRequest, _Waiting, int]] = deque()
         # Submitted and not answered yet: a client told 202 may ask before the coordinator
         # has the payment (Ray does not order an async actor's calls), and must see it pending.
         self._unsettled: dict[str, PaymentRequest] = {}
@@ -41,13 +52,17 @@ class PaymentBatcher:
     def unsettled(self, payment_id: str) -> PaymentRequest | None:
         return self._unsettled.get(payment_id)
 
-    async def submit(self, requests: list[PaymentRequest]) -> list[Outcome]:
-        loop = asyncio.get_running_loop()
-        futures = [loop.create_future() for _ in requests]
-        self._unsettled.update((r.payment_id, r) for r in requests)
-        self._queue.extend(zip(requests, futures, strict=True))
+    def submit(self, requests: list[PaymentRequest]) -> asyncio.Future[list[Outcome]]:
+        """The outcomes, in order, once their calls answer. A future, not a coroutine: a
+        request waits on it directly, with no task of its own (a task per payment was a
+        visible part of the ingress's CPU)."""
+        assert requests
+        waiting = _Waiting(asyncio.get_running_loop().create_future(), len(requests))
+        for n, r in enumerate(requests):
+            self._unsettled[r.payment_id] = r
+            self._queue.append((r, waiting, n))
         self._dispatch()
-        return list(await asyncio.gather(*futures))
+        return waiting.future
 
     def _dispatch(self) -> None:
         while self._queue and self.in_flight < self.in_flight_max:
@@ -56,19 +71,21 @@ class PaymentBatcher:
             self.on_batch(len(batch))
             asyncio.get_running_loop().create_task(self._send(batch))
 
-    async def _send(self, batch: list[tuple[PaymentRequest, asyncio.Future[Outcome]]]) -> None:
+    async def _send(self, batch: list[tuple[PaymentRequest, _Waiting, int]]) -> None:
         try:
-            outcomes = await self.client.pay_outcomes([r for r, _ in batch])
+            outcomes = await self.client.pay_outcomes([r for r, _, _ in batch])
         except Exception as exc:  # an actor restarting, a journal down: every waiter learns it
-            for _, future in batch:
-                if not future.done():
-                    future.set_exception(exc)
+            for _, waiting, _ in batch:
+                if not waiting.future.done():
+                    waiting.future.set_exception(exc)
         else:
-            for (_, future), outcome in zip(batch, outcomes, strict=True):
-                if not future.done():
-                    future.set_result(outcome)
+            for (_, waiting, n), outcome in zip(batch, outcomes, strict=True):
+                waiting.outcomes[n] = outcome
+                waiting.left -= 1
+                if not waiting.left and not waiting.future.done():
+                    waiting.future.set_result(waiting.outcomes)  # type: ignore[arg-type]
         finally:
-            for r, _ in batch:
+            for r, _, _ in batch:
                 self._unsettled.pop(r.payment_id, None)
             self.in_flight -= 1
             self._dispatch()

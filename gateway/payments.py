@@ -8,10 +8,11 @@ is checked exactly like the same request sent alone.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import os
 import time
-from typing import NamedTuple
+from typing import NamedTuple, TypeVar
 
 import msgspec
 from aiohttp import web
@@ -28,6 +29,7 @@ from ledger.ids import make_id
 from ledger.messages import PaymentRequest
 from ledger.money import AmountError, parse_amount
 
+T = TypeVar("T")
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 IDEMPOTENCY_KEY_LEN_MAX = 255
 
@@ -146,6 +148,28 @@ async def prepare_issuer_move(
     return Prepared(payment, currency.exponent)
 
 
+def _wake(waiter: asyncio.Future[None], *_: object) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
+
+
+async def finished_within(future: asyncio.Future[T], timeout_s: float) -> bool:
+    """Whether `future` is done within `timeout_s`; it goes on either way (nothing to
+    cancel or shield). What asyncio.wait does for one future, without its sets and task."""
+    if not future.done():
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[None] = loop.create_future()
+        wake = functools.partial(_wake, waiter)
+        timer = loop.call_later(timeout_s, wake)
+        future.add_done_callback(wake)
+        try:
+            await waiter
+        finally:
+            timer.cancel()
+            future.remove_done_callback(wake)
+    return future.done()
+
+
 class Settled(NamedTuple):
     status: int  # 201 final, 202 pending, 409 key reused
     body: msgspec.Struct
@@ -155,14 +179,12 @@ class Settled(NamedTuple):
 async def settle(request: web.Request, prepared: list[Prepared]) -> list[Settled]:
     """Run every payment in one call; those not final within the wait limit answer 202
     `pending` and settle in the background."""
-    task = asyncio.ensure_future(request.app[BATCHER].submit([p.request for p in prepared]))
-    # asyncio.wait leaves the task running past the limit (no shield needed) and costs
-    # less than wait_for around a shield, on every payment request.
-    done, _ = await asyncio.wait((task,), timeout=request.app[SETTINGS].payment_wait_ms / 1000)
-    if not done:  # it settles in the background; its failure, if any, is the batcher's to log
-        task.add_done_callback(lambda t: t.cancelled() or t.exception())
+    answered = request.app[BATCHER].submit([p.request for p in prepared])
+    if not await finished_within(answered, request.app[SETTINGS].payment_wait_ms / 1000):
+        # It settles in the background; its failure, if any, is the batcher's to log.
+        answered.add_done_callback(lambda f: f.cancelled() or f.exception())
         return [Settled(202, render.payment(pending_record(p.request), p.exponent), False) for p in prepared]
-    outcomes: list[Outcome] = task.result()
+    outcomes: list[Outcome] = answered.result()
     settled = []
     for p, outcome in zip(prepared, outcomes, strict=True):
         if outcome.conflict:

@@ -147,6 +147,14 @@ class Completed(msgspec.Struct, tag="cp", **_opts):
     payment_id: str
 
 
+class Completions(msgspec.Struct, tag="cs", **_opts):
+    """`Completed` for every payment a shard's confirmation completed at once: one record
+    per confirmation instead of one per payment (they are off the critical path, but each
+    record costs the coordinator an append, an encoding and a look at its history tags)."""
+
+    payment_ids: list[str]
+
+
 # -- registry journal -----------------------------------------------------------------
 class Genesis(msgspec.Struct, tag="ge", **_opts):
     partitions: int
@@ -210,6 +218,7 @@ Record = (
     | EpochStarted
     | Decided
     | Completed
+    | Completions
     | HoldPlaced
     | HoldClosed
     | Genesis
