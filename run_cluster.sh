@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # A Ray cluster on this machine (head + N worker nodes on distinct 127.0.0.x addresses)
-# with the rayledger gateway on top.
+# and the ledger on it: one coordinator with the HTTP ingress per node, all sharing the
+# API port (SO_REUSEPORT), started and kept up by a `rayledger serve` supervisor.
 #
 #   ./run_cluster.sh start [--workers N] [--shards N] [--data-dir DIR] [--port PORT]
 #   ./run_cluster.sh status
@@ -12,9 +13,10 @@
 # On real machines, run on the head:   ray start --head --port 6379
 # on each worker:                      ray start --address HEAD_IP:6379
 # (with the same RAY_AUTH_MODE / token file on every node), and then on the head:
-#                                      rayledger serve --address HEAD_IP:6379 --data-dir DIR
+#     rayledger serve --address HEAD_IP:6379 --data-dir DIR --host 0.0.0.0 --coordinators NODES
 # where DIR is storage every node sees (a shard restarted on another node reopens its
-# partition journals there).
+# journal file there); each node then serves the API, and a load balancer in front of the
+# nodes spreads clients (deploy/nginx.conf).
 set -euo pipefail
 
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -64,11 +66,11 @@ descendants() {
 
 start() {
     parse "$@"
-    if [ -f "$state/gateway.pid" ] && kill -0 "$(cat "$state/gateway.pid")" 2>/dev/null; then
+    if [ -f "$state/supervisor.pid" ] && kill -0 "$(cat "$state/supervisor.pid")" 2>/dev/null; then
         echo "already running (./run_cluster.sh status)"; exit 1
     fi
     mkdir -p "$state"
-    # Token auth for every node and the gateway alike: one private token file.
+    # Token auth for every node and the supervisor alike: one private token file.
     if [ ! -s "$state/auth_token" ]; then
         (umask 077 && "$bin/python" -c "import secrets; print(secrets.token_hex(32))" > "$state/auth_token")
     fi
@@ -84,27 +86,28 @@ start() {
             --temp-dir "$tmp" --object-store-memory 134217728 --disable-usage-stats \
             > "$state/worker-$i.log" 2>&1
     done
-    nohup "$bin/rayledger" serve --address "127.0.0.1:$ray_port" --data-dir "$data_dir" --port "$port" --shards "$shards" \
-        > "$state/gateway.log" 2>&1 &
-    echo $! > "$state/gateway.pid"
+    # One coordinator (with its ingress) per node: the head and every worker.
+    nohup "$bin/rayledger" serve --address "127.0.0.1:$ray_port" --data-dir "$data_dir" --port "$port" \
+        --shards "$shards" --coordinators "$((workers + 1))" > "$state/supervisor.log" 2>&1 &
+    echo $! > "$state/supervisor.pid"
     cluster_pids "$tmp" > "$state/ray.pids"
     for _ in $(seq 1 120); do
         if curl -fsS "http://127.0.0.1:$port/readyz" > /dev/null 2>&1; then
-            echo "rayledger: http://127.0.0.1:$port on a Ray cluster of $((workers + 1)) nodes"
+            echo "rayledger: http://127.0.0.1:$port on a Ray cluster of $((workers + 1)) nodes, an ingress on each"
             echo "rayledger: Ray dashboard http://127.0.0.1:8265; logs in $state/"
             return 0
         fi
         sleep 1
     done
-    echo "gateway not ready; see $state/gateway.log"; exit 1
+    echo "ledger not ready; see $state/supervisor.log"; exit 1
 }
 
 status() {
-    [ -f "$state/gateway.pid" ] || { echo "not running"; exit 1; }
-    if kill -0 "$(cat "$state/gateway.pid")" 2>/dev/null; then
-        echo "gateway pid $(cat "$state/gateway.pid") running"
+    [ -f "$state/supervisor.pid" ] || { echo "not running"; exit 1; }
+    if kill -0 "$(cat "$state/supervisor.pid")" 2>/dev/null; then
+        echo "supervisor pid $(cat "$state/supervisor.pid") running"
     else
-        echo "gateway not running"
+        echo "supervisor not running"
     fi
     RAY_AUTH_MODE=token RAY_AUTH_TOKEN_PATH="$state/auth_token" \
         "$bin/ray" status --address "$(cat "$state/address")" 2>/dev/null | sed -n '1,20p' || true
@@ -112,9 +115,9 @@ status() {
 
 stop() {
     [ -d "$state" ] || { echo "not running"; return 0; }
-    if [ -f "$state/gateway.pid" ]; then
-        kill -TERM "$(cat "$state/gateway.pid")" 2>/dev/null || true
-        for _ in $(seq 1 30); do kill -0 "$(cat "$state/gateway.pid")" 2>/dev/null || break; sleep 1; done
+    if [ -f "$state/supervisor.pid" ]; then
+        kill -TERM "$(cat "$state/supervisor.pid")" 2>/dev/null || true
+        for _ in $(seq 1 30); do kill -0 "$(cat "$state/supervisor.pid")" 2>/dev/null || break; sleep 1; done
     fi
     if [ -f "$state/temp_dir" ]; then
         tmp="$(cat "$state/temp_dir")"

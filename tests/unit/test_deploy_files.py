@@ -11,6 +11,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from actors.settings import Settings
+
 ROOT = Path(__file__).resolve().parents[2]
 SUFFIXES = ("_total", "_bucket", "_sum", "_count")
 
@@ -80,6 +82,11 @@ def dockerfile_instruction(name: str) -> list[str]:
     return lines[0].split(" ", 1)[1].strip('[]"').replace('", "', " ").split()
 
 
+def entrypoint_words(service: dict[str, list[str]]) -> list[str]:
+    """A compose service's command line, its ${VAR:-default} as compose runs it by default."""
+    return re.sub(r"\$\{\w+:-([^}]*)\}", r"\1", " ".join(service["entrypoint"])).split()
+
+
 def rayledger_args(words: list[str]) -> list[str]:
     """The arguments of the `rayledger` command in a command line."""
     return words[words.index("rayledger") + 1 :]
@@ -92,11 +99,14 @@ def test_the_compose_file_matches_the_image_and_the_cli() -> None:
 
     compose = yaml.safe_load((ROOT / "deploy" / "docker-compose.yml").read_text())
     services = compose["services"]
-    assert set(services) == {"head", "worker", "gateway"}
+    assert set(services) == {"head", "worker", "supervisor", "nginx"}
     [volume] = dockerfile_instruction("VOLUME")
     exposed = set(dockerfile_instruction("EXPOSE"))
     published = set()
     for name, service in services.items():
+        published |= {p.rsplit(":", 1)[1] for p in service.get("ports", [])}
+        if name == "nginx":
+            continue
         build = service["build"]
         assert (ROOT / "deploy" / build["context"] / build["dockerfile"]).resolve() == ROOT / "Dockerfile", name
         # One journal every node sees, one token every node joins with.
@@ -104,15 +114,42 @@ def test_the_compose_file_matches_the_image_and_the_cli() -> None:
         assert service["environment"]["RAY_AUTH_MODE"] == "token", name
         assert service["environment"]["RAY_AUTH_TOKEN_PATH"] == "/run/secrets/ray_auth_token", name
         assert service["secrets"] == ["ray_auth_token"], name
-        published |= {p.rsplit(":", 1)[1] for p in service.get("ports", [])}
     assert published == exposed
-    # What the gateway and the image pass to `rayledger serve` parses.
-    gateway = " ".join(services["gateway"]["entrypoint"]).split()
-    for words in (gateway, dockerfile_instruction("ENTRYPOINT")):
+    # What the supervisor and the image pass to `rayledger serve` parses.
+    supervisor = entrypoint_words(services["supervisor"])
+    for words in (supervisor, dockerfile_instruction("ENTRYPOINT")):
         args, unknown = build_parser().parse_known_args(rayledger_args(words))
         assert args.command == "serve" and not unknown, words
-    assert args.data_dir == volume and args.host == "0.0.0.0"
-    assert "--address" in gateway
+    args = build_parser().parse_args(rayledger_args(supervisor))
+    assert args.data_dir == volume and args.host == "0.0.0.0" and args.ray_address == "head:6379"
+    assert args.coordinators == 2
+
+
+def nginx_conf() -> str:
+    return re.sub(r"#.*", "", (ROOT / "deploy" / "nginx.conf").read_text())
+
+
+def test_nginx_balances_over_every_worker_ingress_as_composed() -> None:
+    """nginx's upstream is the worker service on the port every coordinator's ingress
+    listens on, it listens on the port compose publishes, and it reads the file mounted."""
+    import yaml
+
+    from rayledger_cli import build_parser
+
+    services = yaml.safe_load((ROOT / "deploy" / "docker-compose.yml").read_text())["services"]
+    serve = build_parser().parse_args(rayledger_args(entrypoint_words(services["supervisor"])))
+    conf = nginx_conf()
+    upstreams = re.findall(r"^\s*server\s+([\w.-]+):(\d+)", conf, flags=re.M)
+    assert upstreams == [("worker", str(serve.port))], upstreams  # the service that hosts the actors
+    assert "worker" in services and "ports" not in services["worker"]  # reached only through nginx
+    [listen] = re.findall(r"^\s*listen\s+(\d+);", conf, flags=re.M)
+    nginx = services["nginx"]
+    assert [p.rsplit(":", 1)[1] for p in nginx["ports"]] == [listen]
+    assert nginx["volumes"] == ["./nginx.conf:/etc/nginx/nginx.conf:ro"] and (ROOT / "deploy" / "nginx.conf").exists()
+    [body_max] = re.findall(r"client_max_body_size\s+(\d+)m;", conf)
+    assert int(body_max) * 2**20 == Settings().request_body_bytes_max
+    # A POST that reached a node is never resent to another one (no non_idempotent).
+    assert re.findall(r"proxy_next_upstream\s+([^;]+);", conf) == ["error"]
 
 
 def test_the_readme_runs_the_image_as_built() -> None:
