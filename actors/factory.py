@@ -68,6 +68,7 @@ def ray_shell(cls: type) -> type:
         for name, method in inspect.getmembers(cls, inspect.isfunction)
         if not name.startswith("_")
     }
+
     def describe(self: Any) -> str:  # Ray prefixes the actor's forwarded log lines with it
         core = getattr(self, "_core", None)  # absent if __init__ failed
         return cls.__name__ if core is None else repr(core)

@@ -78,7 +78,7 @@ class Telemetry:
         self.payment_latency_ms = make(
             "Histogram",
             "rayledger_payment_latency_ms",
-            "From a coordinator taking a payment to both legs posted or voided",
+            "Coordinator calls that decided payments, from taking the batch to its durable decision",
             (),
             boundaries=LATENCY_MS_BOUNDARIES,
         )
