@@ -179,8 +179,11 @@ class SqliteFile:
         self._queued.append((work, done))
         if not self._committing:
             self._committing = True
-            # Next turn of the loop: the other journals woken by the same batch queue theirs first.
-            loop.call_soon(self._commit_queued)
+            if self._users > 1:
+                # Next turn of the loop: the other journals woken by the same batch queue theirs first.
+                loop.call_soon(self._commit_queued)
+            else:
+                self._commit_queued()
         await done
 
     def _commit_queued(self) -> None:
@@ -189,23 +192,28 @@ class SqliteFile:
             self._committing = False
             return
         works = [work for work, _ in batch]
+        loop = asyncio.get_running_loop()
 
         def run() -> None:
-            if self._writer is None:
-                self._writer = _connect_sync(self.path, self.busy_timeout_s)
+            error: BaseException | None = None
             try:
+                if self._writer is None:
+                    self._writer = _connect_sync(self.path, self.busy_timeout_s)
                 _run(self._writer, lambda db: [work(db) for work in works])
-            except sqlite3.Error:
-                if self._writer.in_transaction:  # a failed rollback: a fresh connection for the retry
-                    self._writer.close()
+            except sqlite3.Error as exc:
+                error = exc
+                if self._writer is not None and self._writer.in_transaction:
+                    self._writer.close()  # a failed rollback: a fresh connection for the retry
                     self._writer = None
-                raise
+            except BaseException as exc:  # handed to the waiters, whatever it is
+                error = exc
+            # Straight back to the loop: run_in_executor's future, then its done callback,
+            # would each take one more turn of a busy loop before the waiters learn it.
+            loop.call_soon_threadsafe(self._committed, batch, error)
 
-        committed = asyncio.get_running_loop().run_in_executor(self._writer_thread, run)
-        committed.add_done_callback(lambda f: self._committed(f, batch))
+        self._writer_thread.submit(run)
 
-    def _committed(self, result: asyncio.Future[None], batch: list[tuple[Work, asyncio.Future[None]]]) -> None:
-        error = result.exception()
+    def _committed(self, batch: list[tuple[Work, asyncio.Future[None]]], error: BaseException | None) -> None:
         for _, done in batch:
             if not done.done():
                 if error is None:
