@@ -2,9 +2,10 @@
 
 Each partition has its own book and journal (sequence, hash chain, snapshots), so
 partitions can move between shards when the shard count changes; the journals of a shard's
-partitions share one SQLite file, so a batch costs one commit. Every method handles a batch, follows decide -> append ->
-apply for each item with no `await` in between (so check-then-apply is atomic on the
-actor's event loop), and replies only after the flush that covers what it read or wrote.
+partitions share one SQLite file, so a batch costs one commit. Every method handles a
+batch, follows decide -> append -> apply for each item with no `await` in between (so
+check-then-apply is atomic on the actor's event loop), and replies only after the flush
+that covers what it read or wrote.
 Every method is idempotent: Ray may deliver a call again after a restart.
 """
 
