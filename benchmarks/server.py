@@ -238,4 +238,16 @@ class ClusterServer(Server):
         _, alive = psutil.wait_procs(procs, timeout=15)
         for p in alive:
             p.kill()
+        psutil.wait_procs(alive, timeout=15)
+        self._remove_temp_dir()
         return code
+
+    def kill9(self) -> int:
+        killed = super().kill9()
+        self._remove_temp_dir()  # the head's files; the next start makes a new one
+        return killed
+
+    def _remove_temp_dir(self) -> None:
+        if self.temp_dir is not None:
+            shutil.rmtree(self.temp_dir, ignore_errors=True)
+            self.temp_dir = None
