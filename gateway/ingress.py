@@ -49,7 +49,12 @@ class IngressCoordinator(PaymentCoordinator):
     async def serve_http(self, host: str, port: int, admin_token_hash: bytes) -> str:
         """Serve the API on host:port (idempotent); returns the event loop's class name."""
         if self._runner is None:
-            if self._starting is None or (self._starting.done() and self._starting.exception() is not None):
+            failed = (
+                self._starting is not None
+                and self._starting.done()
+                and (self._starting.cancelled() or self._starting.exception() is not None)
+            )
+            if self._starting is None or failed:  # a failed start (the port taken, say) is tried again
                 self._starting = asyncio.get_running_loop().create_task(self._start(host, port, admin_token_hash))
             await asyncio.shield(self._starting)
         return type(asyncio.get_running_loop()).__module__

@@ -254,6 +254,10 @@ class SqliteFile:
                 self._reader = db
             return self._reader
 
+    def attach(self) -> None:
+        """A journal opened on this file (`release` when it closes)."""
+        self._users += 1
+
     async def release(self) -> None:
         """A journal on this file closed; the last one closes the connections and threads."""
         self._users -= 1
@@ -289,7 +293,7 @@ class SqliteJournal(Journal):
     ) -> None:
         super().__init__(**kwargs)
         self.file = path if isinstance(path, SqliteFile) else SqliteFile(path, busy_timeout_ms=busy_timeout_ms)
-        self.file._users += 1
+        self.file.attach()
         self.part = part
         self._released = False
         self.path, self.history_path = self.file.path, self.file.history_path
