@@ -10,7 +10,6 @@ import argparse
 import fcntl
 import logging
 import os
-import secrets
 import shutil
 import signal
 import sys
@@ -20,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from actors.settings import Settings, settings_from_env
+from gateway.auth import new_admin_token
 
 ADMIN_TOKEN_FILE = "admin_token"
 LOCK_FILE = "LOCK"
@@ -65,7 +65,7 @@ def admin_token(data_dir: Path) -> tuple[str, str]:
     if not path.exists():
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as f:
-            f.write(secrets.token_urlsafe(32) + "\n")
+            f.write(new_admin_token() + "\n")
     return path.read_text().strip(), str(path)
 
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import re
-import secrets
 import shutil
 import signal
 import socket
@@ -21,6 +20,8 @@ import urllib.request
 from pathlib import Path
 
 import psutil
+
+from gateway.auth import new_admin_token
 
 READY_TIMEOUT_S = 120.0
 
@@ -49,7 +50,7 @@ class Server:
         self.extra_env = env or {}
         self.port = port or free_port()
         self.extra_args = extra_args
-        self.token = token or secrets.token_urlsafe(32)
+        self.token = token or new_admin_token()
         self.process: subprocess.Popen[bytes] | None = None
         self.log_path = data_dir.parent / f"server-{self.port}.log"
 
@@ -200,7 +201,7 @@ class ClusterServer(Server):
     def start(self) -> Server:
         if not self._head_running():
             if not self.token_path.exists():
-                self.token_path.write_text(secrets.token_hex(32))
+                self.token_path.write_text(new_admin_token())
                 self.token_path.chmod(0o600)
             self.temp_dir = Path(tempfile.mkdtemp(prefix="rl-head-"))
             ray = Path(sys.executable).parent / "ray"

@@ -23,6 +23,9 @@ from actors.client import LedgerClient
 from gateway.errors import ApiError
 
 ACCOUNT_TOKEN_PREFIX = "rlk_"
+# Generated admin tokens carry a prefix too: a bare urlsafe token can begin with "-", and
+# `--token -x...` on a command line then reads as an option.
+ADMIN_TOKEN_PREFIX = "rla_"
 Access = Literal["public", "admin", "account"]
 
 
@@ -33,6 +36,10 @@ class Principal(msgspec.Struct, frozen=True):
 
 
 ADMIN = Principal(admin=True)
+
+
+def new_admin_token() -> str:
+    return ADMIN_TOKEN_PREFIX + secrets.token_urlsafe(32)
 
 
 def new_account_token() -> tuple[str, bytes]:
