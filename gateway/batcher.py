@@ -1,11 +1,18 @@
 """Gathers concurrent payment requests into one call to the coordinators.
 
 One actor call per HTTP request caps the gateway near 1.7k requests/s on two cores;
-combined calls carry 10k+ payments/s (DESIGN §6). No timer: while `in_flight_max`
-batches are out, new requests queue, and the next free slot takes everything queued (up
-to `batch_max`). An idle ledger therefore adds no latency, and a busy one batches more.
-A timer (waiting 2 to 5 ms for a batch to fill) was measured and gave nothing: at 64
-connections the clients not in the current batch are already queued (benchmarks/RESULTS.md).
+combined calls carry 10k+ payments/s (DESIGN §6). No timer: an idle ledger sends a request
+at once, and a busy one batches more.
+
+With `in_flight_max` slots, a slot that frees while another batch is out waits until the
+queue holds a fair share, ceil((payments out + queued) / in_flight_max), or until nothing is
+out. Taking whatever is queued the moment a slot frees was measured to lock into a
+degenerate rhythm: the first client to come back after a big batch rode alone, the next 62
+waited a whole cycle for the one after (batch sizes 1, 62, 1, 62...), so the second slot
+never overlapped anything. Fair shares keep the batches even (32 and 32 at 64 clients) and
+staggered: one is on the wire while the loop answers the other's clients (benchmarks/RESULTS.md).
+A share never waits for clients that are not coming: when the last batch out answers, what
+is queued goes.
 """
 
 from __future__ import annotations
@@ -44,6 +51,7 @@ class PaymentBatcher:
         self.batch_max = batch_max
         self.in_flight_max = in_flight_max
         self.in_flight = 0
+        self._out = 0  # payments in the batches in flight
         self._queue: deque[tuple[PaymentRequest, _Waiting, int]] = deque()
         # Submitted and not answered yet: a client told 202 may ask before the coordinator
         # has the payment (Ray does not order an async actor's calls), and must see it pending.
@@ -66,7 +74,10 @@ class PaymentBatcher:
 
     def _dispatch(self) -> None:
         while self._queue and self.in_flight < self.in_flight_max:
+            if self.in_flight and len(self._queue) < -(-(self._out + len(self._queue)) // self.in_flight_max):
+                return  # the fair share has not gathered yet; the batch out will send it at the latest
             batch = [self._queue.popleft() for _ in range(min(self.batch_max, len(self._queue)))]
+            self._out += len(batch)
             self.in_flight += 1
             self.on_batch(len(batch))
             asyncio.get_running_loop().create_task(self._send(batch))
@@ -88,4 +99,5 @@ class PaymentBatcher:
             for r, _, _ in batch:
                 self._unsettled.pop(r.payment_id, None)
             self.in_flight -= 1
+            self._out -= len(batch)
             self._dispatch()
