@@ -10,15 +10,31 @@ import asyncio
 from collections.abc import Callable
 from typing import Any
 
+from actors.channel import Channel, ChannelClosed
+
 PHASE2_RETRY_S_MAX = 2.0
 
 
 class Peer:
-    def __init__(self, target: Any) -> None:
+    """`streamed`: methods that go over a direct stream to the actor when one is up
+    (actors.channel), else through Ray."""
+
+    def __init__(self, target: Any, streamed: frozenset[str] = frozenset()) -> None:
         self.target = target
         self.remote = hasattr(target, "_actor_id")  # a ray.actor.ActorHandle
+        self.streamed = streamed
+        self.channel = Channel(self._channel_address) if self.remote and streamed else None
+
+    async def _channel_address(self) -> tuple[str, int, bytes]:
+        host, port, secret = await self.target.channel_address.remote()
+        return host, port, secret
 
     async def call(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        if self.channel is not None and method in self.streamed and not kwargs:
+            try:
+                return await self.channel.call(method, *args)
+            except ChannelClosed:
+                pass  # Ray delivers it, to this incarnation or the next (methods are idempotent)
         if self.remote:
             return await getattr(self.target, method).remote(*args, **kwargs)
         return await getattr(self.target, method)(*args, **kwargs)
@@ -27,16 +43,23 @@ class Peer:
 PeerLookup = Callable[[str], Peer]
 
 
+SHARD_STREAMED = frozenset({"hold", "settle"})  # once per batch per shard, on every payment's path
+
+
 def ray_lookup(namespace: str) -> PeerLookup:
-    """Resolve actor names lazily, once each; a restarted actor keeps its handle."""
+    """Resolve actor names lazily, once each; a restarted actor keeps its handle. Shards'
+    per-batch calls take a direct stream when one is up."""
     import ray
+
+    from actors.topology import is_shard_name
 
     cache: dict[str, Peer] = {}
 
     def lookup(name: str) -> Peer:
         peer = cache.get(name)
         if peer is None:
-            peer = cache[name] = Peer(ray.get_actor(name, namespace=namespace))
+            streamed = SHARD_STREAMED if is_shard_name(name) else frozenset()
+            peer = cache[name] = Peer(ray.get_actor(name, namespace=namespace), streamed)
         return peer
 
     return lookup

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import msgspec
 
+from actors.channel import ChannelServer, node_address
 from actors.logs import event
 from actors.memory import freeze_long_lived_state
 from actors.settings import Settings
@@ -89,6 +90,7 @@ class BalanceShard:
         self._snapshots: dict[int, asyncio.Task[None]] = {}  # partition -> snapshot being written
         # (hold, balance) -> (what reads wait on, when reads stop waiting for it)
         self._closing: dict[tuple[str, str], tuple[asyncio.Future[None], float]] = {}
+        self._channel: ChannelServer | None = None
         self.telemetry = Telemetry(settings.namespace, shard_name(index))
         for p, part in self.partitions.items():
             self.telemetry.watch(part.journal, f"p-{p}")
@@ -326,12 +328,19 @@ class BalanceShard:
         return [h for part in parts for h in part.book.open_holds(coordinator)]
 
     # -- operations -----------------------------------------------------------------------
+    async def channel_address(self) -> tuple[str, int, bytes]:
+        """Where coordinators stream `hold` and `settle` to this incarnation (actors.channel)."""
+        if self._channel is None:
+            self._channel = ChannelServer({"hold": self.hold, "settle": self.settle}, node_address())
+        return await self._channel.address()
+
     async def stats(self) -> dict[str, object]:
         """Health and counters; answers at once even while a journal cannot be written."""
         return {
             "shard": self.index,
             **self._counts(),
             "writable": all(p.journal.writable for p in self.partitions.values()),
+            "streamed_calls": 0 if self._channel is None else self._channel.calls,
             **placement(),
         }
 
@@ -353,5 +362,7 @@ class BalanceShard:
         return [v for p in parts for b in p.book.balances if (v := p.book.view(b)) is not None]
 
     async def close(self) -> None:
+        if self._channel is not None:
+            await self._channel.close()
         await asyncio.gather(*self._snapshots.values(), return_exceptions=True)  # journals close regardless
         await asyncio.gather(*(p.journal.close() for p in self.partitions.values()))

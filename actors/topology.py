@@ -30,6 +30,10 @@ def shard_name(index: int) -> str:
     return f"shard-{index}"
 
 
+def is_shard_name(name: str) -> bool:
+    return name.startswith("shard-")
+
+
 def coordinator_name(index: int) -> str:
     return f"coordinator-{index}"
 
