@@ -150,6 +150,7 @@ class PaymentCoordinator:
             coordinator_journal_path(settings, index),
             batch_rows_max=settings.journal_batch_rows_max,
             busy_timeout_ms=settings.journal_busy_timeout_ms,
+            commit_on_loop=settings.journal_commit_on_loop,
         )
         self.epoch = 0
         self.unfinished: dict[str, PaymentRecord] = {}  # decided, phase 2 not yet durable

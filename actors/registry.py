@@ -99,7 +99,9 @@ class Registry:
         self.settings = settings
         self._peers = peers
         self.journal = journal or SqliteJournal(
-            registry_journal_path(settings), busy_timeout_ms=settings.journal_busy_timeout_ms
+            registry_journal_path(settings),
+            busy_timeout_ms=settings.journal_busy_timeout_ms,
+            commit_on_loop=settings.journal_commit_on_loop,
         )
         self.partitions: int | None = None
         self.accounts: dict[str, _Account] = {}

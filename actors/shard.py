@@ -84,7 +84,9 @@ class BalanceShard:
             adopted = adopt_partitions(path, sorted(path.parent.glob("s-*.sqlite")), owned)
             if adopted:
                 event(log, "partitions_adopted", actor=shard_name(index), partitions=adopted)
-            file = SqliteFile(path, busy_timeout_ms=settings.journal_busy_timeout_ms)
+            file = SqliteFile(
+                path, busy_timeout_ms=settings.journal_busy_timeout_ms, commit_on_loop=settings.journal_commit_on_loop
+            )
             journals = {p: SqliteJournal(file, part=p, batch_rows_max=settings.journal_batch_rows_max) for p in owned}
         self.partitions = {p: Partition(p, journals[p]) for p in owned}
         self._snapshots: dict[int, asyncio.Task[None]] = {}  # partition -> snapshot being written

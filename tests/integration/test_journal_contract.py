@@ -45,7 +45,7 @@ from ledger.records import (
     Reserved,
 )
 
-ADAPTERS = ["sqlite", "memory"]
+ADAPTERS = ["sqlite", "sqlite-on-loop", "memory"]  # on-loop: commits on the event loop, not a thread
 WAIT_S_MAX = 5.0  # upper bound on any wait for something that must happen; never a speed claim
 
 
@@ -121,10 +121,11 @@ class JournalHarness:
     def reopen(self, **kwargs: float) -> Journal:
         """A fresh journal object on the same storage: a process restart."""
         journal: Journal
-        if self.adapter == "sqlite":
+        if self.adapter.startswith("sqlite"):
             # A short busy timeout, so that make_unwritable's lock fails a write in
             # milliseconds rather than after the default 5 s.
-            journal = SqliteJournal(self.path, **{"busy_timeout_ms": 20, **kwargs})
+            on_loop = self.adapter == "sqlite-on-loop"
+            journal = SqliteJournal(self.path, **{"busy_timeout_ms": 20, "commit_on_loop": on_loop, **kwargs})
         else:
             journal = MemoryJournal(self.store, **kwargs)
         self.opened.append(journal)
