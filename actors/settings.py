@@ -36,6 +36,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     gateway_batch_max: int = 512  # payments per coordinator call
     # Concurrent calls; more requests wait and batch. Measured at 64 connections (uniform):
     # 1 → 595 payments/s, 2 → 550, 4 → 450; 2 keeps one slow call from stalling every request.
+    gateway_batch_share_wait_ms: int = 10  # a free slot waits this long at most for its fair share (gateway.batcher)
     gateway_batches_in_flight_max: int = 2
     requests_in_flight_max: int = 1_024  # past this the gateway answers 503 at once instead of queueing
     # A payment is answered at its durable decision; its phase two rides the next phase-one

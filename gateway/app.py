@@ -197,6 +197,7 @@ def create_app(settings: Settings, client: LedgerClient, admin_token_hash: bytes
         settings.gateway_batch_max,
         settings.gateway_batches_in_flight_max,
         on_batch=app[METRICS].batch_payments.observe,
+        share_wait_ms=settings.gateway_batch_share_wait_ms,
     )
     app.on_cleanup.append(_finish_phase2)  # after the server stopped taking requests and drained them
     app.on_cleanup.append(_flush_log)

@@ -11,8 +11,9 @@ degenerate rhythm: the first client to come back after a big batch rode alone, t
 waited a whole cycle for the one after (batch sizes 1, 62, 1, 62...), so the second slot
 never overlapped anything. Fair shares keep the batches even (32 and 32 at 64 clients) and
 staggered: one is on the wire while the loop answers the other's clients (benchmarks/RESULTS.md).
-A share never waits for clients that are not coming: when the last batch out answers, what
-is queued goes.
+A share never waits for clients that are not coming: when the last batch out answers, or
+`share_wait_ms` after the slot freed (a batch out may be slow: a coordinator restarting, a
+large batch request), what is queued goes.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ class PaymentBatcher:
         batch_max: int,
         in_flight_max: int,
         on_batch: Callable[[int], None] = lambda payments: None,  # metrics
+        share_wait_ms: float = 10.0,
     ) -> None:
         assert batch_max >= 1 and in_flight_max >= 1
         self.on_batch = on_batch
@@ -52,6 +54,9 @@ class PaymentBatcher:
         self.in_flight_max = in_flight_max
         self.in_flight = 0
         self._out = 0  # payments in the batches in flight
+        self._share_wait_s = share_wait_ms / 1000
+        self._share_timer: asyncio.TimerHandle | None = None
+        self._sending: set[asyncio.Task[None]] = set()
         self._queue: deque[tuple[PaymentRequest, _Waiting, int]] = deque()
         # Submitted and not answered yet: a client told 202 may ask before the coordinator
         # has the payment (Ray does not order an async actor's calls), and must see it pending.
@@ -72,15 +77,28 @@ class PaymentBatcher:
         self._dispatch()
         return waiting.future
 
-    def _dispatch(self) -> None:
+    def _dispatch(self, waited: bool = False) -> None:
         while self._queue and self.in_flight < self.in_flight_max:
-            if self.in_flight and len(self._queue) < -(-(self._out + len(self._queue)) // self.in_flight_max):
-                return  # the fair share has not gathered yet; the batch out will send it at the latest
+            fair_share = -(-(self._out + len(self._queue)) // self.in_flight_max)
+            if self.in_flight and len(self._queue) < fair_share and not waited:
+                if self._share_timer is None:  # the share has not gathered yet: wait, but not for long
+                    self._share_timer = asyncio.get_running_loop().call_later(self._share_wait_s, self._share_waited)
+                return
+            waited = False
+            if self._share_timer is not None:
+                self._share_timer.cancel()
+                self._share_timer = None
             batch = [self._queue.popleft() for _ in range(min(self.batch_max, len(self._queue)))]
             self._out += len(batch)
             self.in_flight += 1
             self.on_batch(len(batch))
-            asyncio.get_running_loop().create_task(self._send(batch))
+            task = asyncio.get_running_loop().create_task(self._send(batch))
+            self._sending.add(task)  # the loop holds tasks only weakly
+            task.add_done_callback(self._sending.discard)
+
+    def _share_waited(self) -> None:
+        self._share_timer = None
+        self._dispatch(waited=True)
 
     async def _send(self, batch: list[tuple[PaymentRequest, _Waiting, int]]) -> None:
         try:

@@ -19,7 +19,10 @@ thread per file: a whole commit is one function run there, so it costs one threa
 itself (0.3-0.7 ms here): on a busy ingress the hand-off to the writer thread and back cost
 more than that, 3-5 ms of waiting for the two wake-ups (measured: a coordinator's decision
 went from 5-6 ms to 1.7-2.5 ms to durable, +10-25% payments/s). The price is that a
-stalled disk stalls the loop too, reads included.
+stalled disk stalls the loop too, reads included. So that nothing else does: the loop
+never waits on another process's lock for long (LOOP_BUSY_TIMEOUT_S, then the journal is
+unwritable and its flush retries with backoff), and WAL checkpoints, which SQLite would
+run inside a commit, run on the otherwise idle writer thread every CHECKPOINT_EVERY commits.
 
 The history index lives in a second file, `<file>-history`, written by its own thread,
 so indexing never takes the journal's write lock or delays a commit. It is derived data:
@@ -86,6 +89,8 @@ CREATE TABLE IF NOT EXISTS progress (
 """
 
 
+LOOP_BUSY_TIMEOUT_S = 0.05
+CHECKPOINT_EVERY = 256  # commits; SQLite's own default (1,000 pages) is about as often
 HISTORY_CACHE_KIB = 16 * 1024  # a batch of rows by balance touches ~2 pages per balance: keep them cached
 
 
@@ -163,7 +168,10 @@ class SqliteFile:
         self.history_path = Path(f"{self.path}-history")
         self.busy_timeout_s = busy_timeout_ms / 1000
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._writer: sqlite3.Connection | None = None  # used only on the writer thread
+        self._writer: sqlite3.Connection | None = None  # used only by `run` (the writer thread, or the loop)
+        self._checkpointer: sqlite3.Connection | None = None  # on the writer thread, with commit_on_loop
+        self._commits_since_checkpoint = 0
+        self._checkpointing = False
         self._writer_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"journal-{self.path.stem}")
         self._history: sqlite3.Connection | None = None  # used only on the history thread
         self._history_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"history-{self.path.stem}")
@@ -205,6 +213,9 @@ class SqliteFile:
             try:
                 if self._writer is None:
                     self._writer = _connect_sync(self.path, self.busy_timeout_s)
+                    if self.commit_on_loop:
+                        self._writer.execute(f"PRAGMA busy_timeout = {int(LOOP_BUSY_TIMEOUT_S * 1000)}")
+                        self._writer.execute("PRAGMA wal_autocheckpoint = 0")
                 _run(self._writer, lambda db: [work(db) for work in works])
             except sqlite3.Error as exc:
                 error = exc
@@ -222,8 +233,25 @@ class SqliteFile:
 
         if self.commit_on_loop:
             run()
+            self._commits_since_checkpoint += 1
+            due = self._commits_since_checkpoint >= CHECKPOINT_EVERY
+            if due and not self._checkpointing and not self._threads_shut:
+                self._commits_since_checkpoint = 0
+                self._checkpointing = True
+                self._writer_thread.submit(self._checkpoint)
         else:
             self._writer_thread.submit(run)
+
+    def _checkpoint(self) -> None:
+        """Copy the WAL back into the file without blocking the writer (PASSIVE)."""
+        try:
+            if self._checkpointer is None:
+                self._checkpointer = _connect_sync(self.path, self.busy_timeout_s)
+            self._checkpointer.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        except sqlite3.Error:
+            pass  # the next one catches up; the WAL only grows meanwhile
+        finally:
+            self._checkpointing = False
 
     def _committed(self, batch: list[tuple[Work, asyncio.Future[None]]], error: BaseException | None) -> None:
         for _, done in batch:
@@ -279,12 +307,13 @@ class SqliteFile:
             await self._reader.close()
             self._reader = None
 
-        def closer(attr: str) -> Callable[[], None]:
-            def close() -> None:  # on the connection's own thread: sqlite3 insists
-                conn = getattr(self, attr)
-                if conn is not None:
-                    conn.close()
-                    setattr(self, attr, None)
+        def closer(*attrs: str) -> Callable[[], None]:
+            def close() -> None:  # on the connections' own thread: sqlite3 insists
+                for attr in attrs:
+                    conn = getattr(self, attr)
+                    if conn is not None:
+                        conn.close()
+                        setattr(self, attr, None)
 
             return close
 
@@ -294,8 +323,11 @@ class SqliteFile:
         loop = asyncio.get_running_loop()
         if self.commit_on_loop:
             closer("_writer")()  # its connection belongs to the loop's thread
-        for attr, thread in (("_writer", self._writer_thread), ("_history", self._history_thread)):
-            await loop.run_in_executor(thread, closer(attr))  # after anything still queued there
+        for thread, close in (
+            (self._writer_thread, closer("_writer", "_checkpointer")),
+            (self._history_thread, closer("_history")),
+        ):
+            await loop.run_in_executor(thread, close)  # after anything still queued there
             thread.shutdown(wait=False)
 
 

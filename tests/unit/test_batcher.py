@@ -97,3 +97,24 @@ async def test_a_free_slot_waits_for_a_fair_share_while_another_batch_is_out() -
     assert coordinators.calls[2] == ["pay_12", "pay_13"]  # nothing out: what is queued goes
     coordinators.answers[2].set()
     assert [o[0].payment.id for o in await asyncio.gather(*late)] == ["pay_12", "pay_13"]  # type: ignore[union-attr]
+
+
+async def test_a_share_that_does_not_gather_goes_after_the_wait() -> None:
+    # A batch out may be slow (a coordinator restarting): the clients queued behind it wait
+    # share_wait_ms at most, not for that batch.
+    coordinators = AnsweredOneByOne()
+    batcher = PaymentBatcher(coordinators, batch_max=100, in_flight_max=2, share_wait_ms=30)  # type: ignore[arg-type]
+    slow = batcher.submit([request(n) for n in range(6)])
+    await settle_loop()
+    few = batcher.submit([request(6), request(7)])
+    await settle_loop()
+    assert len(coordinators.calls) == 1  # below the share of 4: waiting
+    for _ in range(100):
+        if len(coordinators.calls) == 2:
+            break
+        await asyncio.sleep(0.01)
+    assert coordinators.calls[1] == ["pay_6", "pay_7"] and not slow.done()  # sent while the slow one is out
+    coordinators.answers[1].set()
+    assert [o.payment.id for o in await few] == ["pay_6", "pay_7"]  # type: ignore[union-attr]
+    coordinators.answers[0].set()
+    await slow

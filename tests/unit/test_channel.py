@@ -1,7 +1,7 @@
 """The direct coordinator-to-shard stream (actors.channel), over real loopback sockets:
 replies match their calls, a raising method raises at the caller, a peer without the
-secret gets nothing, and a broken stream fails its calls with ChannelClosed (the caller
-then sends them through Ray)."""
+secret gets nothing (nor does a coordinator talk to a listener without it), and a broken
+or silent stream fails its calls with ChannelClosed (the caller then sends them through Ray)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import asyncio
 
 import pytest
 
+import actors.channel
 from actors.channel import Channel, ChannelClosed, ChannelServer, RemoteError
 
 
@@ -59,6 +60,7 @@ async def test_replies_reach_their_callers_and_errors_raise_there() -> None:
     assert server.calls == 9
     channel.close()
     await server.close()
+    await asyncio.sleep(0.05)  # the server's ends of the streams see them close
 
 
 async def test_a_peer_without_the_secret_is_not_served() -> None:
@@ -71,6 +73,7 @@ async def test_a_peer_without_the_secret_is_not_served() -> None:
             await asyncio.sleep(0.01)
     assert target.seen == [] and server.calls == 0
     await server.close()
+    await asyncio.sleep(0.05)  # the server's ends of the streams see them close
 
 
 async def test_a_broken_stream_fails_the_calls_waiting_on_it() -> None:
@@ -84,3 +87,62 @@ async def test_a_broken_stream_fails_the_calls_waiting_on_it() -> None:
     with pytest.raises(ChannelClosed):
         await waiting
     await server.close()
+    await asyncio.sleep(0.05)  # the server's ends of the streams see them close
+
+
+async def test_a_listener_without_the_secret_is_not_trusted() -> None:
+    # As if the shard's port were reused by something else: it cannot prove the secret.
+    got: list[bytes] = []
+
+    async def impostor(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"n" * 16)
+        got.append(await reader.readexactly(16 + 32))
+        writer.write(b"p" * 32)  # a proof it cannot compute
+        await reader.read()
+        writer.close()
+
+    listener = await asyncio.start_server(impostor, "127.0.0.1", 0)
+    port = listener.sockets[0].getsockname()[1]
+
+    async def address() -> tuple[str, int, bytes]:
+        return "127.0.0.1", port, b"s" * 32
+
+    channel = Channel(address)
+    with pytest.raises(ChannelClosed):
+        await channel.call("echo", 1, b"")
+    for _ in range(50):
+        await asyncio.sleep(0.01)
+    assert got and b"s" * 32 not in got[0]  # the secret itself never crossed the stream
+    assert not channel.up
+    with pytest.raises(ChannelClosed):
+        await channel.call("echo", 1, b"")
+    listener.close()
+    await asyncio.sleep(0.05)
+
+
+async def test_a_peer_sending_garbage_is_hung_up_on_before_any_call() -> None:
+    target = Target()
+    server = ChannelServer({"echo": target.echo}, "127.0.0.1")
+    host, port, _ = await server.address()
+    reader, writer = await asyncio.open_connection(host, port)
+    await reader.readexactly(16)  # the server's nonce
+    writer.write(b"\xff" * 4096)
+    assert await asyncio.wait_for(reader.read(), 5) == b""  # closed on us
+    assert server.calls == 0 and target.seen == []
+    writer.close()
+    await server.close()
+    await asyncio.sleep(0.05)  # the server's ends of the streams see them close
+
+
+async def test_a_call_with_no_reply_by_its_deadline_drops_the_stream(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(actors.channel, "CALL_TIMEOUT_S", 0.2)
+    target = Target()
+    server = ChannelServer({"hang": target.hang, "echo": target.echo}, "127.0.0.1")
+    channel = await connected(server)
+    with pytest.raises(ChannelClosed, match="no reply"):
+        await channel.call("hang")
+    assert not channel.up  # the next calls go another way until it reconnects
+    with pytest.raises(ChannelClosed):
+        await channel.call("echo", 2, b"")
+    await server.close()
+    await asyncio.sleep(0.05)  # the server's ends of the streams see them close
