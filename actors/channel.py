@@ -10,7 +10,11 @@ made once per batch per shard, take the stream when it is up.
 
 Failure keeps Ray's semantics: a call whose stream breaks is sent again through Ray, which
 delivers it to the shard (or its next incarnation) as it would have; shard methods are
-idempotent, so a call that ran before its stream broke runs harmlessly twice. The stream
+idempotent, so a call that ran before its stream broke runs harmlessly twice. (One case is
+weaker than Ray's: a call dropped at its deadline by a shard that is alive but stalled
+for CALL_TIMEOUT_S may still run when the shard wakes. It then runs next to its Ray copy,
+which is harmless; it would only open a stray hold if it ran after the phase two that the
+Ray copy's answer led to, a full round trip later.) The stream
 reconnects in the background, asking the shard (through Ray) where it listens now.
 
 The shard listens on its node's address on a port of the system's choosing. Both ends

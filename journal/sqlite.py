@@ -245,8 +245,8 @@ class SqliteFile:
     def _checkpoint(self) -> None:
         """Copy the WAL back into the file without blocking the writer (PASSIVE)."""
         try:
-            if self._checkpointer is None:
-                self._checkpointer = _connect_sync(self.path, self.busy_timeout_s)
+            if self._checkpointer is None:  # plain: _connect_sync would write the header, taking the write lock
+                self._checkpointer = sqlite3.connect(self.path, timeout=self.busy_timeout_s, isolation_level=None)
             self._checkpointer.execute("PRAGMA wal_checkpoint(PASSIVE)")
         except sqlite3.Error:
             pass  # the next one catches up; the WAL only grows meanwhile
