@@ -6,7 +6,9 @@ Only processes this helper started are signalled (by PID, walking its own tree).
 
 from __future__ import annotations
 
+import http.client
 import os
+import random
 import re
 import shutil
 import signal
@@ -26,8 +28,30 @@ from gateway.auth import new_admin_token
 READY_TIMEOUT_S = 120.0
 
 
+PORTS_FROM = 20_000  # above Ray's worker ports (10002-19999 by default)
+
+
+def _ephemeral_low() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32_768
+
+
 def free_port() -> int:
-    with socket.socket() as s:
+    """A free port below the kernel's ephemeral range. A port from that range (what binding
+    port 0 returns) is what every process binding port 0 is handed next: Ray's daemons, a
+    shard's stream listener. Seen: a test's server lost its port to a shard's listener
+    between the pick and its bind, and the readiness probe read the stream's handshake."""
+    for _ in range(200):
+        port = random.randint(PORTS_FROM, _ephemeral_low() - 1)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    with socket.socket() as s:  # a crowded range: any free port
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
 
@@ -80,6 +104,15 @@ class Server:
             self.process = subprocess.Popen(
                 self.command(), env=self.env(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True
             )
+        try:
+            self._wait_ready()
+        except BaseException:
+            self.kill9()  # never leave a half-started server behind
+            raise
+        return self
+
+    def _wait_ready(self) -> None:
+        assert self.process is not None
         deadline = time.monotonic() + READY_TIMEOUT_S
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -87,11 +120,11 @@ class Server:
             try:
                 with urllib.request.urlopen(f"{self.url}/readyz", timeout=2) as response:
                     if response.status == 200:
-                        return self
-            except (urllib.error.URLError, ConnectionError, TimeoutError):
+                        return
+            # HTTPException: something else answered on the port (the server then fails to bind and exits)
+            except (urllib.error.URLError, http.client.HTTPException, ConnectionError, TimeoutError):
                 pass
             time.sleep(0.25)
-        self.kill9()
         raise RuntimeError(f"server not ready after {READY_TIMEOUT_S}s:\n{self.log()}")
 
     def log(self) -> str:
