@@ -20,9 +20,10 @@ itself (0.3-0.7 ms here): on a busy ingress the hand-off to the writer thread an
 more than that, 3-5 ms of waiting for the two wake-ups (measured: a coordinator's decision
 went from 5-6 ms to 1.7-2.5 ms to durable, +10-25% payments/s). The price is that a
 stalled disk stalls the loop too, reads included. So that nothing else does: the loop
-never waits on another process's lock for long (LOOP_BUSY_TIMEOUT_S, then the journal is
-unwritable and its flush retries with backoff), and WAL checkpoints, which SQLite would
-run inside a commit, run on the otherwise idle writer thread every CHECKPOINT_EVERY commits.
+never waits on another process's lock for long (the busy timeout, at most
+LOOP_BUSY_TIMEOUT_S; then the journal is unwritable and its flush retries with backoff),
+and WAL checkpoints, which SQLite would run inside a commit, run on the otherwise idle
+writer thread every CHECKPOINT_EVERY commits.
 
 The history index lives in a second file, `<file>-history`, written by its own thread,
 so indexing never takes the journal's write lock or delays a commit. It is derived data:
@@ -89,7 +90,7 @@ CREATE TABLE IF NOT EXISTS progress (
 """
 
 
-LOOP_BUSY_TIMEOUT_S = 0.05
+LOOP_BUSY_TIMEOUT_S = 0.25  # at most: the configured busy timeout when shorter
 CHECKPOINT_EVERY = 256  # commits; SQLite's own default (1,000 pages) is about as often
 HISTORY_CACHE_KIB = 16 * 1024  # a batch of rows by balance touches ~2 pages per balance: keep them cached
 
@@ -214,7 +215,8 @@ class SqliteFile:
                 if self._writer is None:
                     self._writer = _connect_sync(self.path, self.busy_timeout_s)
                     if self.commit_on_loop:
-                        self._writer.execute(f"PRAGMA busy_timeout = {int(LOOP_BUSY_TIMEOUT_S * 1000)}")
+                        busy_ms = int(min(self.busy_timeout_s, LOOP_BUSY_TIMEOUT_S) * 1000)
+                        self._writer.execute(f"PRAGMA busy_timeout = {busy_ms}")
                         self._writer.execute("PRAGMA wal_autocheckpoint = 0")
                 _run(self._writer, lambda db: [work(db) for work in works])
             except sqlite3.Error as exc:
