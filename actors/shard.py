@@ -23,6 +23,7 @@ import msgspec
 from actors.channel import ChannelServer, node_address
 from actors.logs import event
 from actors.memory import freeze_long_lived_state
+from actors.peers import SHARD_STREAMED
 from actors.settings import Settings
 from actors.telemetry import Telemetry, placement
 from actors.topology import partition_of, partitions_of_shard, shard_name
@@ -333,7 +334,8 @@ class BalanceShard:
     async def channel_address(self) -> tuple[str, int, bytes]:
         """Where coordinators stream `hold` and `settle` to this incarnation (actors.channel)."""
         if self._channel is None:
-            self._channel = ChannelServer({"hold": self.hold, "settle": self.settle}, node_address())
+            methods = {name: getattr(self, name) for name in SHARD_STREAMED}  # what coordinators stream
+            self._channel = ChannelServer(methods, node_address())
         return await self._channel.address()
 
     async def stats(self) -> dict[str, object]:
