@@ -10,6 +10,8 @@ import asyncio
 from collections import defaultdict
 from typing import Any
 
+import msgspec
+
 from actors.coordinator import Outcome
 from actors.peers import Peer, PeerLookup
 from actors.registry import BalanceInfo
@@ -23,7 +25,7 @@ from actors.topology import (
     shard_of_partition,
 )
 from ledger.book import BalanceView
-from ledger.messages import HoldRequest, PaymentRequest, pack, unpack
+from ledger.messages import HoldRequest, PaymentQuery, PaymentRequest, pack, unpack
 from ledger.records import HoldRecord, PaymentRecord
 
 
@@ -68,18 +70,15 @@ class LedgerClient:
         peer = self.coordinator(coordinator)
         return await peer.call("pay", pack(requests) if peer.remote else requests)  # type: ignore[no-any-return]
 
-    async def list_payments(
-        self, balance_id: str | None, status: str | None, limit: int, before_id: str | None
-    ) -> tuple[list[PaymentRecord], bool]:
-        """Newest first across every coordinator; (page, has_more)."""
+    async def list_payments(self, q: PaymentQuery) -> tuple[list[PaymentRecord], bool]:
+        """One page across every coordinator, in `q`'s order; (page, whether there are more
+        in that direction)."""
+        wider = msgspec.structs.replace(q, limit=q.limit + 1)
         pages = await asyncio.gather(
-            *(
-                self.coordinator(c).call("list_payments", balance_id, status, limit + 1, before_id)
-                for c in range(self.settings.coordinators)
-            )
+            *(self.coordinator(c).call("list_payments", wider) for c in range(self.settings.coordinators))
         )
-        merged = sorted((p for page in pages for p in page), key=lambda p: p.id, reverse=True)
-        return merged[:limit], len(merged) > limit
+        merged = sorted((p for page in pages for p in page), key=lambda p: p.id, reverse=not q.ascending)
+        return merged[: q.limit], len(merged) > q.limit
 
     async def finish_phase2(self) -> int:
         """Have every coordinator send the phase two it still owes (a clean stop); the

@@ -40,7 +40,7 @@ from actors.topology import coordinator_name, partition_of, shard_name, shard_of
 from journal import Journal, JournalUnavailable, SqliteJournal
 from ledger.book import DEBIT, OpenHold
 from ledger.ids import is_hold_id
-from ledger.messages import HoldRef, HoldRequest, PaymentRequest, SideRequest, pack, unpack
+from ledger.messages import HoldRef, HoldRequest, PaymentQuery, PaymentRequest, SideRequest, pack, unpack
 from ledger.records import (
     Completed,
     Completions,
@@ -100,6 +100,20 @@ def _packed(owed: Owed | None) -> tuple[bytes, ...]:
     return () if owed is None else (pack(owed.posts), pack(owed.voids))
 
 
+KEY_RECORDS_MAX = 8  # records one idempotency key can tag besides its payment (hold, close)
+
+
+def _matches(q: PaymentQuery, payment_id: str, p: PaymentRequest | PaymentRecord) -> bool:
+    """Whether a payment passes the filters a history tag did not already apply."""
+    if q.balance_id is not None and q.balance_id not in (p.balance_from, p.balance_to):
+        return False
+    if q.status is not None and getattr(p, "status", PaymentStatus.PENDING) != q.status:
+        return False
+    if q.idempotency_key is not None and p.idempotency_key != q.idempotency_key:
+        return False
+    return (q.before_id is None or payment_id < q.before_id) and (q.after_id is None or payment_id > q.after_id)
+
+
 def pending_record(r: PaymentRequest) -> PaymentRecord:
     return PaymentRecord(
         id=r.payment_id,
@@ -113,6 +127,7 @@ def pending_record(r: PaymentRequest) -> PaymentRecord:
         settled_at_ms=None,
         description=r.description,
         metadata=r.metadata,
+        idempotency_key=r.idempotency_key,
     )
 
 
@@ -870,18 +885,32 @@ class PaymentCoordinator:
         assert isinstance(rec, Decided)
         return rec.payment
 
-    async def list_payments(
-        self, balance_id: str | None, status: str | None, limit: int, before_id: str | None
-    ) -> list[PaymentRecord]:
-        """Decided payments, newest first (by id, i.e. creation time)."""
+    async def list_payments(self, q: PaymentQuery) -> list[PaymentRecord]:
+        """Payments this coordinator decided (or, for `pending`, has in flight), in id
+        (creation time) order as `q` asks."""
         await self.journal.durable()
-        status_tag = f"s:{status}" if status else None
-        if balance_id:
-            tag, also = f"b:{balance_id}", status_tag
+        if q.status == PaymentStatus.PENDING:
+            found = [pending_record(r) for r in self._pending.values() if _matches(q, r.payment_id, r)]
+            found.sort(key=lambda p: p.id, reverse=not q.ascending)
+            return found[: q.limit]
+        status_tag = f"s:{q.status}" if q.status else None
+        if q.idempotency_key is not None:  # at most a few records: filter the rest here
+            tag, also = f"k:{q.idempotency_key}", None
+        elif q.balance_id:
+            tag, also = f"b:{q.balance_id}", status_tag
         else:
             tag, also = status_tag or "pay", None
-        found = await self.journal.tagged(tag, limit=limit, before_id=before_id, also_tag=also)
-        return [s.record.payment for s in found]  # type: ignore[union-attr]
+        # A key tags its payment, or a hold and its captures: a few records, filtered here.
+        limit = q.limit + KEY_RECORDS_MAX if q.idempotency_key is not None else q.limit
+        found = await self.journal.tagged(
+            tag, limit=limit, before_id=q.before_id, after_id=q.after_id, also_tag=also, ascending=q.ascending
+        )
+        out = [
+            s.record.payment
+            for s in found
+            if isinstance(s.record, Decided) and _matches(q, s.record.payment.id, s.record.payment)
+        ]
+        return out[: q.limit]
 
     async def stats(self) -> dict[str, object]:
         await self.ready()

@@ -307,14 +307,29 @@ class Registry:
         await self._mirror_status(account_id)
         return self._account_info(account_id)
 
-    async def list_accounts(self, active: bool | None, limit: int, before_id: str | None) -> list[AccountInfo]:
-        """Newest first (ids are time-ordered)."""
+    async def list_accounts(
+        self,
+        active: bool | None,
+        limit: int,
+        before_id: str | None,
+        after_id: str | None = None,
+        ascending: bool = False,
+        email: str | None = None,
+    ) -> list[AccountInfo]:
+        """Ids strictly between the cursors, newest first (oldest first if `ascending`);
+        ids are time-ordered. `email` matches exactly (case-insensitively, as sign-up does)."""
         await self.journal.durable()
-        ids = sorted(self.accounts, reverse=True)
-        if before_id is not None:
-            ids = [a for a in ids if a < before_id]
+        if email is not None:
+            found = self.emails.get(email.lower())
+            ids = [found] if found is not None else []
+        else:
+            ids = sorted(self.accounts, reverse=not ascending)
         out = []
         for account_id in ids:
+            if account_id == SYSTEM_ACCOUNT_ID or (before_id is not None and account_id >= before_id):
+                continue
+            if after_id is not None and account_id <= after_id:
+                continue
             if active is None or self.accounts[account_id].active == active:
                 out.append(self._account_info(account_id))
                 if len(out) == limit:

@@ -193,18 +193,58 @@ class BalanceShard:
                 part.commit(record)
         await self._settle(touched)
 
-    async def entries(self, balance_id: str, limit: int, before_payment_id: str | None = None) -> list[Entry]:
-        """Statement lines, newest first; the cursor is the payment id of a line."""
+    async def entries(
+        self,
+        balance_id: str,
+        limit: int,
+        before_seq: int | None = None,
+        after_seq: int | None = None,
+        ascending: bool = False,
+        since_ms: int | None = None,
+        until_ms: int | None = None,
+    ) -> list[Entry]:
+        """Statement lines strictly between the journal positions `after_seq` and
+        `before_seq`, newest first (oldest first if `ascending`), posted in
+        [`since_ms`, `until_ms`). A partition posts in time order, so a page stops at the
+        first line outside the time range."""
         part = self._part(balance_id)
         await self._after_payments_on([(part, balance_id)])
         await part.journal.durable()
-        stored = await part.journal.tagged(f"po:{balance_id}", limit=limit, before_id=before_payment_id, by_seq=True)
-        out = []
-        for s in stored:
-            rec = s.record
-            assert isinstance(rec, Posted)
-            out.append(Entry(s.seq, rec.payment_id, rec.delta_minor, rec.balance_after_minor, rec.at_ms))
+        out: list[Entry] = []
+        while len(out) < limit:
+            stored = await part.journal.tagged(
+                f"po:{balance_id}", limit=limit, by_seq=True, before_seq=before_seq, after_seq=after_seq,
+                ascending=ascending,
+            )  # fmt: skip
+            for s in stored:
+                rec = s.record
+                assert isinstance(rec, Posted)
+                too_new = until_ms is not None and rec.at_ms >= until_ms
+                too_old = since_ms is not None and rec.at_ms < since_ms
+                if too_new or too_old:
+                    if too_new != ascending:
+                        continue  # not in the range yet, in this direction
+                    return out  # past it
+                out.append(Entry(s.seq, rec.payment_id, rec.delta_minor, rec.balance_after_minor, rec.at_ms))
+                if len(out) == limit:
+                    return out
+            if len(stored) < limit:
+                return out
+            before_seq, after_seq = (before_seq, stored[-1].seq) if ascending else (stored[-1].seq, after_seq)
         return out
+
+    async def entry_seq(self, balance_id: str, seq: int | None, payment_id: str | None = None) -> int | None:
+        """The journal position of a statement line of `balance_id`, given as its position
+        or as its payment's id (list cursors of both kinds); None if it has no such line."""
+        part = self._part(balance_id)
+        await part.journal.durable()
+        tag = f"po:{balance_id}"
+        if payment_id is not None:
+            found = await part.journal.tagged(tag, limit=1, by_seq=True, only_id=payment_id)
+        else:
+            assert seq is not None
+            found = await part.journal.tagged(tag, limit=1, by_seq=True, before_seq=seq + 1)
+        return found[0].seq if found and (seq is None or found[0].seq == seq) else None
 
     # -- two-phase payment legs -----------------------------------------------------------
     async def reserve(self, coordinator: int, epoch: int, items: list[SideRequest]) -> list[int]:

@@ -22,6 +22,7 @@ from gateway.auth import Authenticator, require_admin
 from gateway.batcher import PaymentBatcher
 from gateway.directory import Directory
 from gateway.errors import ApiError, problem_response
+from gateway.inputs import parse_query
 from gateway.keys import (
     ADMISSION,
     AUTH,
@@ -31,6 +32,7 @@ from gateway.keys import (
     INGRESS,
     OPENAPI,
     PRINCIPAL,
+    QUERY,
     SETTINGS,
     Admission,
 )
@@ -133,6 +135,8 @@ def _bind(op: Op) -> handlers.Handler:
     """A per-route wrapper carrying its table entry (the middleware reads `op`)."""
 
     async def handle(request: web.Request) -> web.StreamResponse:
+        if request.query_string:
+            request[QUERY] = parse_query(request.query, op.query)
         return await op.handler(request)
 
     handle.op = op  # type: ignore[attr-defined]

@@ -69,6 +69,8 @@ def problem_response(error: ApiError, headers: dict[str, str] | None = None) -> 
     problem = error.problem()
     if problem.status == 503:
         headers = {"Retry-After": str(RETRY_AFTER_S), **(headers or {})}
+    elif problem.status == 401:  # RFC 9110: a 401 names the scheme that would work
+        headers = {"WWW-Authenticate": 'Bearer realm="rayledger"', **(headers or {})}
     return web.Response(
         body=msgspec.json.encode(problem),
         status=problem.status,

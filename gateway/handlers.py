@@ -3,31 +3,30 @@
 from __future__ import annotations
 
 import asyncio
-import re
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 import msgspec
 from aiohttp import web
 
 from actors.coordinator import Outcome, pending_record
 from actors.registry import SYSTEM_ACCOUNT_ID, BalanceInfo
+from actors.topology import partition_of
 from gateway import payments, render, schemas
 from gateway.auth import Principal, new_account_token
 from gateway.errors import ApiError
-from gateway.keys import AUTH, BATCHER, CLIENT, DIRECTORY, PRINCIPAL
-from ledger.ids import HOLD_PREFIX
-from ledger.messages import HoldRequest
+from gateway.inputs import decode_body
+from gateway.keys import AUTH, BATCHER, CLIENT, DIRECTORY, PRINCIPAL, QUERY, SETTINGS
+from ledger.ids import HOLD_PREFIX, make_id
+from ledger.messages import HoldRequest, PaymentQuery
 from ledger.money import format_amount
 from ledger.records import HoldRecord, PaymentRecord
-from ledger.results import FINAL_STATUSES, Check
+from ledger.results import Check
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 T = TypeVar("T")
 
 READY_TIMEOUT_S = 2.0
-_decoders: dict[type, msgspec.json.Decoder] = {}  # built once per type, reused by every request
-_PATH_OF_ERROR = re.compile(r"at `\$\.([A-Za-z_]+)")
 
 
 def json_response(body: msgspec.Struct | dict[str, object], status: int = 200) -> web.Response:
@@ -37,19 +36,7 @@ def json_response(body: msgspec.Struct | dict[str, object], status: int = 200) -
 async def decode(request: web.Request, type_: type[T]) -> T:
     if request.content_type != "application/json":
         raise ApiError("unsupported_media_type", "send the body as application/json")
-    body = await request.read()
-    decoder = _decoders.get(type_)
-    if decoder is None:
-        decoder = _decoders[type_] = msgspec.json.Decoder(type_)
-    try:
-        return decoder.decode(body)  # type: ignore[no-any-return]
-    except msgspec.ValidationError as exc:
-        match = _PATH_OF_ERROR.search(str(exc))
-        param = match.group(1) if match else None
-        code = "invalid_amount" if param in ("amount", "overdraft_limit") else "validation_error"
-        raise ApiError(code, str(exc), param) from None
-    except msgspec.DecodeError:
-        raise ApiError("validation_error", "the body is not valid JSON") from None
+    return decode_body(await request.read(), type_)
 
 
 def principal(request: web.Request) -> Principal:
@@ -79,9 +66,20 @@ async def readyz(request: web.Request) -> web.Response:
 
 # -- currencies ---------------------------------------------------------------------------
 async def list_currencies(request: web.Request) -> web.Response:
+    """By code (a currency has no creation order worth paging by); the cursor is a code."""
+    page = page_of(request)
     views = await request.app[CLIENT].registry.call("currencies")
-    data = [schemas.Currency(v.code, v.exponent, v.name, v.custom) for v in views]
-    return json_response(schemas.CurrencyList(data=data))
+    codes = [v.code for v in views]
+    start, end = 0, len(views)
+    if page.cursor is not None:
+        if page.cursor not in codes:
+            raise unknown_cursor(page)
+        at = codes.index(page.cursor)
+        start, end = (max(0, at - page.limit), at) if page.ascending else (at + 1, len(views))
+    shown = views[start : start + page.limit] if not page.ascending else views[start:end]
+    has_more = (start > 0) if page.ascending else (start + page.limit < len(views))
+    data = [schemas.Currency(v.code, v.exponent, v.name, v.custom) for v in shown]
+    return json_response(schemas.CurrencyList(data=data, has_more=has_more))
 
 
 async def get_currency(request: web.Request) -> web.Response:
@@ -215,33 +213,66 @@ async def revoke_key(request: web.Request) -> web.Response:
 
 
 # -- lists ----------------------------------------------------------------------------------
-def list_params(request: web.Request) -> tuple[int, str | None]:
-    raw = request.query.get("limit", "20")
-    if not (raw.isdigit() and len(raw) <= 3 and 1 <= int(raw) <= 100):
-        raise ApiError("validation_error", "limit must be an integer from 1 to 100", "limit")
-    starting_after = request.query.get("starting_after")
-    if starting_after is not None and not 1 <= len(starting_after) <= 64:
-        raise ApiError("validation_error", "starting_after must be an id", "starting_after")
-    return int(raw), starting_after
+def query(request: web.Request) -> dict[str, Any]:
+    """The query parameters, checked against the operation's declaration."""
+    return request.get(QUERY, {})  # type: ignore[no-any-return]
 
 
-def _status_filter(request: web.Request, allowed: frozenset[str]) -> str | None:
-    status = request.query.get("status")
-    if status is not None and status not in allowed:
-        raise ApiError("validation_error", f"status must be one of {sorted(allowed)}", "status")
-    return status
+class Page(NamedTuple):
+    limit: int
+    cursor: str | None  # starting_after or ending_before, whichever was given
+    param: str  # which
+    ascending: bool  # ending_before: the page just newer than the cursor
+
+
+def page_of(request: web.Request) -> Page:
+    q = query(request)
+    if "starting_after" in q and "ending_before" in q:
+        raise ApiError("validation_error", "give starting_after or ending_before, not both", "ending_before")
+    if "ending_before" in q:
+        return Page(q.get("limit", 20), q["ending_before"], "ending_before", True)
+    return Page(q.get("limit", 20), q.get("starting_after"), "starting_after", False)
+
+
+def unknown_cursor(page: Page) -> ApiError:
+    return ApiError("validation_error", f"{page.param} must be the id of an item in this list", page.param)
+
+
+def id_bounds(request: web.Request, page: Page, prefix: str) -> tuple[str | None, str | None]:
+    """(before_id, after_id) for the cursor and the created_gte/created_lt range: ids
+    begin with their creation time, so a time range is an id range."""
+    q = query(request)
+    before = after = None
+    if page.cursor is not None:
+        before, after = (None, page.cursor) if page.ascending else (page.cursor, None)
+    if "created_lt" in q:
+        floor = make_id(prefix, q["created_lt"], bytes(10))  # below every id made at that ms
+        before = floor if before is None else min(before, floor)
+    if "created_gte" in q:
+        # Just below every id made at that ms (an id with 80 zero random bits aside).
+        floor = make_id(prefix, q["created_gte"], bytes(10))
+        after = floor if after is None else max(after, floor)
+    return before, after
+
+
+def newest_first(items: list[T], page: Page) -> list[T]:
+    return items[::-1] if page.ascending else items
 
 
 async def list_accounts(request: web.Request) -> web.Response:
-    limit, starting_after = list_params(request)
-    status = _status_filter(request, frozenset({"active", "disabled"}))
-    active = None if status is None else status == "active"
-    infos = await request.app[CLIENT].registry.call("list_accounts", active, limit + 1, starting_after)
-    page = infos[:limit]
-    balance_infos = [i for i in await request.app[DIRECTORY].balances([b for a in page for b in a.balance_ids]) if i]
+    page, q = page_of(request), query(request)
+    if page.cursor is not None and await request.app[CLIENT].registry.call("get_account", page.cursor) is None:
+        raise unknown_cursor(page)
+    active = None if "status" not in q else q["status"] == "active"
+    before, after = id_bounds(request, page, "acc")
+    infos = await request.app[CLIENT].registry.call(
+        "list_accounts", active, page.limit + 1, before, after, page.ascending, q.get("email")
+    )
+    shown = newest_first(infos[: page.limit], page)
+    balance_infos = [i for i in await request.app[DIRECTORY].balances([b for a in shown for b in a.balance_ids]) if i]
     rendered = {b.id: b for b in await _render_balances(request, balance_infos)}
-    data = [render.account(a, [rendered[b] for b in a.balance_ids if b in rendered]) for a in page]
-    return json_response(schemas.AccountList(data=data, has_more=len(infos) > limit))
+    data = [render.account(a, [rendered[b] for b in a.balance_ids if b in rendered]) for a in shown]
+    return json_response(schemas.AccountList(data=data, has_more=len(infos) > page.limit))
 
 
 async def patch_account(request: web.Request) -> web.Response:
@@ -274,46 +305,90 @@ async def patch_balance(request: web.Request) -> web.Response:
     return json_response((await _render_balances(request, [info]))[0])
 
 
+def entry_id(partition: int, seq: int) -> str:
+    """A statement line's id: where it is in its partition's journal, which never changes."""
+    return f"ent_{partition << 48 | seq:016x}"
+
+
+def entry_seq(some_id: str, partition: int) -> int | None:
+    if not (some_id.startswith("ent_") and len(some_id) == 20):
+        return None
+    try:
+        value = int(some_id[4:], 16)
+    except ValueError:
+        return None
+    return value & (2**48 - 1) if value >> 48 == partition else None
+
+
 async def list_entries(request: web.Request) -> web.Response:
-    limit, starting_after = list_params(request)
+    page, q = page_of(request), query(request)
     [info] = await request.app[DIRECTORY].balances([request.match_info["id"]])
     if info is None or not can_read_account(request, info.account_id):
         raise ApiError("balance_not_found", "no such balance")
     client = request.app[CLIENT]
-    entries = await client.shard(client.shard_for(info.id)).call("entries", info.id, limit + 1, starting_after)
+    shard = client.shard(client.shard_for(info.id))
+    partition = partition_of(info.id, request.app[SETTINGS].partitions)
+    before = after = None
+    if page.cursor is not None:  # an entry's id, or (as in API 1.0) its payment's id
+        paid_by = page.cursor if page.cursor.startswith("pay_") else None
+        seq = entry_seq(page.cursor, partition) if paid_by is None else None
+        if paid_by is None and seq is None:
+            raise unknown_cursor(page)
+        seq = await shard.call("entry_seq", info.id, seq, paid_by)
+        if seq is None:
+            raise unknown_cursor(page)
+        before, after = (None, seq) if page.ascending else (seq, None)
+    entries = await shard.call(
+        "entries", info.id, page.limit + 1, before, after, page.ascending, q.get("created_gte"), q.get("created_lt")
+    )
     exponent = await request.app[DIRECTORY].exponent(info.currency)
     data = [
         schemas.Entry(
+            id=entry_id(partition, e.seq),
             payment_id=e.payment_id,
             amount=format_amount(e.delta_minor, exponent),
             balance_after=format_amount(e.balance_after_minor, exponent),
             created_at=render.timestamp(e.at_ms),
         )
-        for e in entries[:limit]
+        for e in newest_first(entries[: page.limit], page)
     ]
-    return json_response(schemas.EntryList(data=data, has_more=len(entries) > limit))
+    return json_response(schemas.EntryList(data=data, has_more=len(entries) > page.limit))
 
 
 async def list_payments(request: web.Request) -> web.Response:
-    limit, starting_after = list_params(request)
-    status = _status_filter(request, FINAL_STATUSES)
-    balance_id = request.query.get("balance")
+    page, q = page_of(request), query(request)
     client, who = request.app[CLIENT], principal(request)
-    if balance_id is not None:
-        [info] = await request.app[DIRECTORY].balances([balance_id])
+    balances: list[str | None]
+    if "balance" in q:
+        [info] = await request.app[DIRECTORY].balances([q["balance"]])
         if info is None or not can_read_account(request, info.account_id):
             raise ApiError("balance_not_found", "no such balance", "balance")
-        balances: list[str | None] = [balance_id]
-    elif who.admin:
+        balances = [info.id]
+    elif who.admin and "account" not in q:
         balances = [None]
-    else:  # an account sees the payments touching any of its balances
-        account = await client.registry.call("get_account", who.account_id)
-        balances = list(account.balance_ids) if account else []
-    pages = await asyncio.gather(*(client.list_payments(b, status, limit, starting_after) for b in balances))
-    merged = {p.id: p for page, _ in pages for p in page}
-    ordered = sorted(merged.values(), key=lambda p: p.id, reverse=True)
-    has_more = len(ordered) > limit or any(more for _, more in pages)
-    data = [render.payment(p, await request.app[DIRECTORY].exponent(p.currency)) for p in ordered[:limit]]
+    else:  # an account's payments are those touching any of its balances
+        account_id = q.get("account", who.account_id)
+        account = await client.registry.call("get_account", account_id)
+        if account is None or account_id == SYSTEM_ACCOUNT_ID or not can_read_account(request, account_id):
+            raise ApiError("account_not_found", "no such account", "account")
+        balances = list(account.balance_ids)
+    if "balance" in q and "account" in q:
+        [info] = await request.app[DIRECTORY].balances([q["balance"]])
+        if info is None or info.account_id != q["account"]:
+            balances = []  # that balance is not the account's: nothing matches both
+    if page.cursor is not None:
+        cursor = await client.get_payment(page.cursor)
+        if cursor is None or not await _touches_own_balance(request, cursor):
+            raise unknown_cursor(page)
+    key = payments.idempotency_key(request, q["idempotency_key"]) if "idempotency_key" in q else None
+    before, after = id_bounds(request, page, "pay")
+    base = PaymentQuery(page.limit, None, q.get("status"), key, before, after, page.ascending)
+    pages = await asyncio.gather(*(client.list_payments(msgspec.structs.replace(base, balance_id=b)) for b in balances))
+    merged = {p.id: p for found, _ in pages for p in found}
+    ordered = sorted(merged.values(), key=lambda p: p.id, reverse=not page.ascending)
+    has_more = len(ordered) > page.limit or any(more for _, more in pages)
+    shown = newest_first(ordered[: page.limit], page)
+    data = [render.payment(p, await request.app[DIRECTORY].exponent(p.currency)) for p in shown]
     return json_response(schemas.PaymentList(data=data, has_more=has_more))
 
 

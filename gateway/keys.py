@@ -31,3 +31,4 @@ AUTH = web.AppKey("auth", Authenticator)
 OPENAPI = web.AppKey("openapi", bytes)
 INGRESS = web.AppKey("ingress", int)  # the index of the coordinator serving this app
 PRINCIPAL: Any = "rayledger.principal"  # request-scoped: who is calling
+QUERY: Any = "rayledger.query"  # request-scoped: the checked query parameters (gateway.inputs)

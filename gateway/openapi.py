@@ -32,7 +32,9 @@ def build_spec(version: str) -> dict[str, Any]:
             {"name": name, "in": "path", "required": True, "schema": {"type": "string", "maxLength": 64}}
             for name in re.findall(r"{(\w+)}", op.path)
         ]
-        params += [{"name": name, "in": "query", "required": False, "schema": _query_schema(name)} for name in op.query]
+        params += [
+            {"name": name, "in": "query", "required": False, "schema": schema} for name, schema in op.query.items()
+        ]
         if op.idempotent:
             params.append(
                 {
@@ -99,9 +101,3 @@ def build_spec(version: str) -> dict[str, Any]:
         },
         "security": [{"bearer": []}],
     }
-
-
-def _query_schema(name: str) -> dict[str, Any]:
-    if name == "limit":
-        return {"type": "integer", "minimum": 1, "maximum": 100, "default": 20}
-    return {"type": "string", "maxLength": 64}

@@ -59,9 +59,12 @@ def payment(p: PaymentRecord, exponent: int) -> schemas.Payment:
         status=str(p.status),
         reason=p.reason,
         created_at=timestamp(p.created_at_ms),
-        settled_at=timestamp(p.settled_at_ms) if p.settled_at_ms is not None else None,
+        # Only a payment that moved money was settled; a refusal was only decided.
+        settled_at=timestamp(p.settled_at_ms) if p.settled_at_ms is not None and p.status == "success" else None,
+        decided_at=timestamp(p.settled_at_ms) if p.settled_at_ms is not None else None,
         description=p.description,
         metadata=p.metadata,
+        idempotency_key=p.idempotency_key.split(":", 1)[1] if p.idempotency_key is not None else None,
     )
 
 

@@ -7,6 +7,25 @@ from typing import Any, NamedTuple
 
 from gateway import handlers, schemas
 from gateway.auth import Access
+from ledger.results import PaymentStatus
+
+# Query parameters as their OpenAPI schemas: the server checks each against its schema
+# (gateway.inputs.parse_query) and refuses any parameter an operation does not declare.
+ID_Q = {"type": "string", "minLength": 1, "maxLength": 64}
+TIME_Q = {
+    "type": "string",
+    "format": "date-time",
+    "maxLength": 40,
+    "description": "RFC 3339, e.g. 2026-12-01T09:30:00Z",
+}
+LIST_Q: dict[str, dict[str, Any]] = {
+    "limit": {"type": "integer", "minimum": 1, "maximum": 100, "default": 20},
+    "starting_after": {**ID_Q, "description": "An id from the previous page: the page after it (older)"},
+    "ending_before": {**ID_Q, "description": "An id from the previous page: the page before it (newer)"},
+}
+TIME_RANGE_Q = {"created_gte": TIME_Q, "created_lt": TIME_Q}
+ACCOUNT_STATUS_Q = {"type": "string", "enum": ["active", "disabled"]}
+PAYMENT_STATUS_Q = {"type": "string", "enum": sorted(PaymentStatus)}
 
 
 class Op(NamedTuple):
@@ -20,10 +39,8 @@ class Op(NamedTuple):
     status: int = 200
     errors: tuple[str, ...] = ()
     idempotent: bool = False  # accepts Idempotency-Key
-    query: tuple[str, ...] = ()
+    query: dict[str, dict[str, Any]] = {}  # noqa: RUF012 (never mutated)
 
-
-_list_q = ("limit", "starting_after")
 
 OPS: list[Op] = [
     Op("GET", "/healthz", handlers.healthz, "Liveness: 200 while the process runs", "public", response=schemas.Health),
@@ -36,7 +53,15 @@ OPS: list[Op] = [
         response=schemas.Health,
         errors=("unavailable",),
     ),
-    Op("GET", "/v1/currencies", handlers.list_currencies, "List currencies", "account", response=schemas.CurrencyList),
+    Op(
+        "GET",
+        "/v1/currencies",
+        handlers.list_currencies,
+        "List currencies, by code",
+        "account",
+        response=schemas.CurrencyList,
+        query=LIST_Q,
+    ),
     Op(
         "GET",
         "/v1/currencies/{code}",
@@ -160,7 +185,7 @@ OPS: list[Op] = [
         "List accounts, newest first",
         "admin",
         response=schemas.AccountList,
-        query=(*_list_q, "status"),
+        query={**LIST_Q, "status": ACCOUNT_STATUS_Q, "email": {"type": "string", "maxLength": 254}},
     ),
     Op(
         "PATCH",
@@ -190,7 +215,7 @@ OPS: list[Op] = [
         "account",
         response=schemas.EntryList,
         errors=("balance_not_found",),
-        query=_list_q,
+        query={**LIST_Q, **TIME_RANGE_Q},
     ),
     Op(
         "GET",
@@ -200,7 +225,14 @@ OPS: list[Op] = [
         "account",
         response=schemas.PaymentList,
         errors=("balance_not_found",),
-        query=(*_list_q, "balance", "status"),
+        query={
+            **LIST_Q,
+            "balance": ID_Q,
+            "account": ID_Q,
+            "status": PAYMENT_STATUS_Q,
+            "idempotency_key": {"type": "string", "minLength": 1, "maxLength": 255},
+            **TIME_RANGE_Q,
+        },
     ),
     Op(
         "POST",

@@ -11,15 +11,44 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import Meta
 
+from gateway.inputs import describe_pattern
+
 Id = Annotated[str, Meta(min_length=1, max_length=64)]
-Email = Annotated[str, Meta(max_length=254, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")]
-AmountText = Annotated[str, Meta(max_length=40, description='Decimal string in major units, e.g. "10.50"')]
+# Spelled-out character classes, not \s: Python's and JSON Schema's (ECMA-262) \s differ.
+EMAIL_PATTERN = describe_pattern(
+    r"^[^@ \t\r\n]+@[^@ \t\r\n]+\.[^@ \t\r\n]+$", "an email address such as ada@example.com"
+)
+# Positive: a non-zero whole part, or 0 and a fraction that is not all zeros.
+AMOUNT_PATTERN = describe_pattern(
+    r"^(?:[1-9][0-9]*(?:\.[0-9]+)?|0\.[0-9]*[1-9][0-9]*)$", 'a positive decimal string such as "10.50"'
+)
+LIMIT_PATTERN = describe_pattern(r"^(?:0|[1-9][0-9]*)(?:\.[0-9]+)?$", 'a decimal string such as "0" or "100.00"')
+CURRENCY_PATTERN = describe_pattern(r"^[A-Z0-9]{3,12}$", "3 to 12 capital letters or digits, such as EUR")
+_AMOUNT_RULES = (
+    "At most as many decimals as the currency has (2 for USD), and at most 9,223,372,036,854,775,807"
+    " in minor units: rules that depend on the balance's currency."
+)
+Email = Annotated[str, Meta(max_length=254, pattern=EMAIL_PATTERN)]
+AmountText = Annotated[
+    str,
+    Meta(
+        max_length=40,
+        pattern=AMOUNT_PATTERN,
+        description=f'Decimal string in major units, e.g. "10.50". {_AMOUNT_RULES}',
+    ),
+]
+LimitText = Annotated[
+    str,
+    Meta(
+        max_length=40, pattern=LIMIT_PATTERN, description=f'Decimal string in major units, "0" allowed. {_AMOUNT_RULES}'
+    ),
+]
 Metadata = Annotated[
     dict[Annotated[str, Meta(min_length=1, max_length=40)], Annotated[str, Meta(max_length=500)]],
     Meta(max_length=20),
 ]
 Description = Annotated[str, Meta(max_length=500)]
-CurrencyCode = Annotated[str, Meta(min_length=3, max_length=12)]
+CurrencyCode = Annotated[str, Meta(pattern=CURRENCY_PATTERN)]
 
 _req = {"forbid_unknown_fields": True, "frozen": True}
 
@@ -31,7 +60,7 @@ class AccountCreate(msgspec.Struct, **_req):
 
 class BalanceCreate(msgspec.Struct, **_req):
     currency: CurrencyCode
-    overdraft_limit: AmountText = "0"
+    overdraft_limit: LimitText = "0"
 
 
 class DepositCreate(msgspec.Struct, **_req):
@@ -82,10 +111,12 @@ class Payment(msgspec.Struct, omit_defaults=True):
     currency: str
     status: str
     created_at: str
-    settled_at: str | None = None
+    settled_at: str | None = None  # when the money moved: success only
+    decided_at: str | None = None  # when the status became final, whichever it is
     reason: str | None = None
     description: str | None = None
     metadata: dict[str, str] | None = None
+    idempotency_key: str | None = None  # the caller's key, when the payment was made with one
 
 
 class Currency(msgspec.Struct, omit_defaults=True):
@@ -122,11 +153,11 @@ class AccountPatch(msgspec.Struct, **_req):
 
 class BalancePatch(msgspec.Struct, **_req):
     status: Status | None = None
-    overdraft_limit: AmountText | None = None
+    overdraft_limit: LimitText | None = None
 
 
 class CurrencyCreate(msgspec.Struct, **_req):
-    code: Annotated[str, Meta(pattern=r"^[A-Z0-9]{3,12}$")]
+    code: Annotated[str, Meta(pattern=CURRENCY_PATTERN)]
     exponent: Annotated[int, Meta(ge=0, le=8)]
     name: Annotated[str, Meta(min_length=1, max_length=100)]
 
@@ -161,6 +192,7 @@ class PaymentList(msgspec.Struct):
 
 
 class Entry(msgspec.Struct):
+    id: str
     payment_id: str
     amount: str
     balance_after: str

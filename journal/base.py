@@ -78,9 +78,11 @@ class HistoryRow(NamedTuple):
 
 
 class HistoryQuery(NamedTuple):
-    """Indexed records carrying `tag` (and `also_tag`), newest first by id or by seq,
-    strictly after the record with id `before_id` (or before `before_seq`) in that order;
-    with `only_id`, just those indexed under that id."""
+    """Indexed records carrying `tag` (and `also_tag`), by id or by seq, strictly between
+    the cursors: older than the record with id `before_id` (or `before_seq`) and newer than
+    `after_id` (or `after_seq`). Newest first, or oldest first if `ascending` (the page
+    just newer than a cursor is the `limit` oldest above it). With `only_id`, just those
+    indexed under that id."""
 
     tag: str
     limit: int
@@ -89,6 +91,9 @@ class HistoryQuery(NamedTuple):
     by_seq: bool = False
     before_seq: int | None = None
     only_id: str | None = None
+    after_id: str | None = None
+    after_seq: int | None = None
+    ascending: bool = False
 
 
 class StoredRecord(NamedTuple):
@@ -215,20 +220,23 @@ class RecentHistory:
     def select(self, q: HistoryQuery) -> list[tuple[int, str, bytes]]:
         """(seq, id, record body) of the rows held that `q` asks for; the caller resolves a
         `before_id` cursor of a by-seq query into `before_seq` first."""
-        assert not (q.by_seq and q.before_id is not None), "resolve the cursor first"
+        assert not (q.by_seq and (q.before_id or q.after_id) is not None), "resolve the cursor first"
         self._sort_in()
         if q.only_id is not None:
             candidates: Iterator[HistoryRow] = reversed(self._with_id(q.tag, q.only_id))
             if q.by_seq:  # one id's rows, few: in seq order
                 candidates = iter(sorted(candidates, key=lambda r: r.seq, reverse=True))
-        elif q.by_seq:
-            rows = self.by_seq.get(q.tag, [])
-            end = len(rows) if q.before_seq is None else bisect.bisect_left(rows, q.before_seq, key=_row_seq)
-            candidates = (rows[i] for i in range(end - 1, -1, -1))
         else:
-            rows = self.by_id.get(q.tag, [])
-            end = len(rows) if q.before_id is None else bisect.bisect_left(rows, q.before_id, key=_row_id)
-            candidates = (rows[i] for i in range(end - 1, -1, -1))
+            rows, low, high = (
+                (self.by_seq.get(q.tag, []), q.after_seq, q.before_seq)
+                if q.by_seq
+                else (self.by_id.get(q.tag, []), q.after_id, q.before_id)
+            )
+            key = _row_seq if q.by_seq else _row_id
+            start = 0 if low is None else bisect.bisect_right(rows, low, key=key)  # type: ignore[arg-type]
+            end = len(rows) if high is None else bisect.bisect_left(rows, high, key=key)  # type: ignore[arg-type]
+            span = range(start, end) if q.ascending else range(end - 1, start - 1, -1)
+            candidates = (rows[i] for i in span)
         found: list[tuple[int, str, bytes]] = []
         for r in candidates:
             if len(found) >= q.limit:
@@ -236,6 +244,10 @@ class RecentHistory:
             if q.before_seq is not None and r.seq >= q.before_seq:
                 continue
             if q.before_id is not None and r.id >= q.before_id:
+                continue
+            if q.after_seq is not None and r.seq <= q.after_seq:
+                continue
+            if q.after_id is not None and r.id <= q.after_id:
                 continue
             if q.also_tag is not None and not self._has(q.also_tag, r.id, r.seq):
                 continue
@@ -310,6 +322,10 @@ class Journal(abc.ABC):
     @abc.abstractmethod
     async def _write_history(self, rows: list[HistoryRow], through_seq: int) -> None:
         """Add `rows` and record that the index now covers every record to `through_seq`."""
+
+    @abc.abstractmethod
+    async def _stored_cursor_seq(self, tag: str, some_id: str) -> int | None:
+        """The first seq at which `some_id` is indexed under `tag` in the stored index."""
 
     @abc.abstractmethod
     async def _select(self, q: HistoryQuery) -> list[tuple[int, str, bytes]]:
@@ -595,26 +611,39 @@ class Journal(abc.ABC):
         also_tag: str | None = None,
         by_seq: bool = False,
         only_id: str | None = None,
+        after_id: str | None = None,
+        ascending: bool = False,
+        before_seq: int | None = None,
+        after_seq: int | None = None,
     ) -> list[StoredRecord]:
         """History by tag (see `ledger.records.record_tags`), for lists with cursors, or
         the records indexed under `only_id` (a payment by its id)."""
-        return await self._find(HistoryQuery(tag, limit, before_id, also_tag, by_seq, only_id=only_id))
+        q = HistoryQuery(tag, limit, before_id, also_tag, by_seq, before_seq, only_id, after_id, after_seq, ascending)
+        return await self._find(q)
 
     async def _find(self, q: HistoryQuery) -> list[StoredRecord]:
         """`q` over the rows held in memory and the stored index. Memory is read first: a
         batch stored meanwhile is then seen twice (kept once), never missed."""
         await self.indexed()
-        if q.by_seq and q.before_id is not None:
-            cursor = self._recent.cursor_seq(q.tag, q.before_id)
-            if cursor is None:  # stored, or nowhere: older than anything in memory
-                recent = []
-            else:
-                q = q._replace(before_id=None, before_seq=cursor if q.before_seq is None else min(cursor, q.before_seq))
-                recent = self._recent.select(q)
-        else:
-            recent = self._recent.select(q)
+        if q.by_seq and (q.before_id or q.after_id) is not None:
+            # A by-seq cursor is an id: its (first) seq bounds the page, held or stored.
+            for field, bound in (("before", q.before_id), ("after", q.after_id)):
+                if bound is not None:
+                    cursor = self._recent.cursor_seq(q.tag, bound)
+                    if cursor is None:
+                        cursor = await self._stored_cursor_seq(q.tag, bound)
+                    if cursor is None:
+                        return []  # a cursor that was never indexed bounds nothing: an empty page
+                    old = getattr(q, f"{field}_seq")
+                    tighter = cursor if old is None else (min if field == "before" else max)(cursor, old)
+                    q = q._replace(**{f"{field}_id": None, f"{field}_seq": tighter})
+        recent = self._recent.select(q)
         found = {seq: (some_id, body) for seq, some_id, body in (*await self._select(q), *recent)}
-        order = sorted(found, reverse=True) if q.by_seq else sorted(found, key=lambda s: (found[s][0], s), reverse=True)
+        order = (
+            sorted(found, reverse=not q.ascending)
+            if q.by_seq
+            else sorted(found, key=lambda s: (found[s][0], s), reverse=not q.ascending)
+        )
         return [StoredRecord(seq, self.codec.decode(found[seq][1])) for seq in order[: q.limit]]
 
     def save_snapshot(self, body: bytes) -> Coroutine[None, None, int]:

@@ -94,7 +94,11 @@ class MemoryJournal(Journal):
             self.store.history.setdefault((r.tag, r.id, r.seq), r)
         self.store.history_seq = through_seq
 
+    async def _stored_cursor_seq(self, tag: str, some_id: str) -> int | None:
+        return min((r.seq for r in self.store.history.values() if r.tag == tag and r.id == some_id), default=None)
+
     async def _select(self, q: HistoryQuery) -> list[tuple[int, str, bytes]]:
+        assert not (q.by_seq and (q.before_id or q.after_id) is not None), "the journal resolves by-seq cursors"
         tagged = [r for r in self.store.history.values() if r.tag == q.tag]
         found = tagged if q.only_id is None else [r for r in tagged if r.id == q.only_id]
         if q.also_tag is not None:
@@ -102,14 +106,12 @@ class MemoryJournal(Journal):
             found = [r for r in found if (r.id, r.seq) in also]
         if q.before_seq is not None:
             found = [r for r in found if r.seq < q.before_seq]
-        if q.by_seq:
-            found.sort(key=lambda r: r.seq, reverse=True)
-            if q.before_id is not None:
-                cursor = min((r.seq for r in tagged if r.id == q.before_id), default=0)
-                found = [r for r in found if r.seq < cursor]
-        else:
-            found.sort(key=lambda r: (r.id, r.seq), reverse=True)
-            if q.before_id is not None:
-                found = [r for r in found if r.id < q.before_id]
+        if q.after_seq is not None:
+            found = [r for r in found if r.seq > q.after_seq]
+        if q.before_id is not None:
+            found = [r for r in found if r.id < q.before_id]
+        if q.after_id is not None:
+            found = [r for r in found if r.id > q.after_id]
+        found.sort(key=(lambda r: r.seq) if q.by_seq else (lambda r: (r.id, r.seq)), reverse=not q.ascending)
         bodies = {f.first_seq: f.body for f in self.store.frames}
         return [(r.seq, r.id, bodies[r.frame][r.offset : r.offset + r.length]) for r in found[: q.limit]]

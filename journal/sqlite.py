@@ -443,6 +443,14 @@ class SqliteJournal(Journal):
 
         await self.file.on_history(work)
 
+    async def _stored_cursor_seq(self, tag: str, some_id: str) -> int | None:
+        db = await self.file.reader()
+        cursor = await db.execute(
+            "SELECT MIN(seq) FROM hist.history WHERE part = ? AND tag = ? AND id = ?", (self.part, tag, some_id)
+        )
+        row = await cursor.fetchone()
+        return None if row is None or row[0] is None else int(row[0])
+
     async def _select(self, q: HistoryQuery) -> list[tuple[int, str, bytes]]:
         db = await self.file.reader()
         where, args = ["t.part = ?", "t.tag = ?"], [self.part, q.tag]
@@ -455,19 +463,18 @@ class SqliteJournal(Journal):
                 " AND u.seq = t.seq)"
             )
             args.append(q.also_tag)
-        if q.before_seq is not None:
-            where.append("t.seq < ?")
-            args.append(q.before_seq)
-        if q.before_id is not None and q.by_seq:
-            where.append(
-                "t.seq < COALESCE((SELECT MIN(seq) FROM hist.history c WHERE c.part = t.part AND c.tag = ?"
-                " AND c.id = ?), 0)"
-            )
-            args += [q.tag, q.before_id]
-        elif q.before_id is not None:
-            where.append("t.id < ?")
-            args.append(q.before_id)
-        order = "t.seq DESC" if q.by_seq else "t.id DESC, t.seq DESC"
+        assert not (q.by_seq and (q.before_id or q.after_id) is not None), "the journal resolves by-seq cursors"
+        for column, op, bound in (
+            ("seq", "<", q.before_seq),
+            ("seq", ">", q.after_seq),
+            ("id", "<", q.before_id),
+            ("id", ">", q.after_id),
+        ):
+            if bound is not None:
+                where.append(f"t.{column} {op} ?")
+                args.append(bound)
+        direction = "ASC" if q.ascending else "DESC"
+        order = f"t.seq {direction}" if q.by_seq else f"t.id {direction}, t.seq {direction}"
         cursor = await db.execute(
             "SELECT t.seq, t.id, substr(f.body, t.offset + 1, t.length) FROM hist.history t"
             " JOIN main.frames f ON f.part = t.part AND f.first_seq = t.frame"

@@ -10,6 +10,20 @@ import msgspec
 T = TypeVar("T")
 
 
+class PaymentQuery(msgspec.Struct, frozen=True, array_like=True):
+    """A page of payments: by balance, status and idempotency key (each optional), with
+    ids strictly between `after_id` and `before_id`; newest first, or oldest first when
+    `ascending` (paging towards newer ones)."""
+
+    limit: int
+    balance_id: str | None = None
+    status: str | None = None
+    idempotency_key: str | None = None
+    before_id: str | None = None
+    after_id: str | None = None
+    ascending: bool = False
+
+
 class PaymentRequest(msgspec.Struct, frozen=True, array_like=True):
     payment_id: str
     balance_from: str

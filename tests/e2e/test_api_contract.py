@@ -175,8 +175,9 @@ async def test_custom_currencies(api: Api) -> None:
     _, b = await funded(api, "GOLDCOIN", "0")
     assert (await api.pay(a["id"], b["id"], "0.0001")).body["amount"] == "0.0001"
     assert (await api.pay(a["id"], b["id"], "0.00001")).status == 422
-    listed = await api.get("/v1/currencies")
-    assert {"code": "GOLDCOIN", "exponent": 4, "name": "Gold coin", "custom": True} in listed.body["data"]
+    listed = await api.every_page("/v1/currencies", "code")
+    assert {"code": "GOLDCOIN", "exponent": 4, "name": "Gold coin", "custom": True} in listed
+    assert [c["code"] for c in listed] == sorted({c["code"] for c in listed}), "each once, by code"
 
 
 async def test_batch_items_succeed_or_fail_alone(api: Api) -> None:

@@ -26,8 +26,7 @@ async def test_v1_needs_the_admin_token(server: Server, session: aiohttp.ClientS
 
 
 async def test_currencies_come_from_iso_4217(api: Api) -> None:
-    reply = await api.get("/v1/currencies")
-    by_code = {c["code"]: c for c in reply.body["data"]}
+    by_code = {c["code"]: c for c in await api.every_page("/v1/currencies", "code")}
     assert by_code["USD"]["exponent"] == 2 and by_code["JPY"]["exponent"] == 0 and by_code["BHD"]["exponent"] == 3
     assert (await api.get("/v1/currencies/XYZ")).status == 404
 

@@ -42,6 +42,19 @@ class Api:
     async def post(self, path: str, json: Any = None, **kwargs: Any) -> Reply:
         return await self.request("POST", path, json=json, **kwargs)
 
+    async def every_page(self, path: str, cursor_field: str = "id") -> list[Any]:
+        """Every item of a list, following `starting_after` until `has_more` is false."""
+        items: list[Any] = []
+        sep = "&" if "?" in path else "?"
+        after = ""
+        while True:
+            page = await self.get(f"{path}{sep}limit=100{after}")
+            assert page.status == 200, page
+            items += page.body["data"]
+            if not page.body["has_more"]:
+                return items
+            after = f"&starting_after={page.body['data'][-1][cursor_field]}"
+
     # -- shortcuts that assert success ----------------------------------------------------
     async def account(self, email: str) -> dict[str, Any]:
         reply = await self.post("/v1/accounts", {"email": email})

@@ -1,0 +1,216 @@
+"""Strict input (contract 1.1): bodies with one value per key, only the query parameters an
+operation declares, and errors in the API's words with the field they are about.
+
+msgspec decodes and checks every body against its Struct; it does not notice a repeated
+key (the last value would win: `{"amount":"1","amount":"2"}` would pay 2), so a body is
+first scanned by the standard library's JSON parser for repeats (~2 µs for a payment).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import types
+import typing
+from datetime import datetime
+from typing import Any, Literal, TypeVar
+
+import msgspec
+from multidict import MultiMapping
+
+from gateway.errors import ApiError
+
+T = TypeVar("T")
+AMOUNT_FIELDS = frozenset({"amount", "overdraft_limit"})
+
+# Words for the patterns the request types use (gateway.schemas), so that a refusal says
+# what a valid value looks like rather than quoting a regular expression.
+PATTERN_WORDS: dict[str, str] = {}
+
+
+def describe_pattern(pattern: str, words: str) -> str:
+    PATTERN_WORDS[pattern] = words
+    return pattern
+
+
+class _Repeated(ValueError):
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key
+
+
+def _no_repeats(pairs: list[tuple[str, Any]]) -> None:
+    if len(pairs) > 1 and len({k for k, _ in pairs}) != len(pairs):
+        seen: set[str] = set()
+        for k, _ in pairs:
+            if k in seen:
+                raise _Repeated(k)
+            seen.add(k)
+
+
+def _integral(text: str) -> int | float:
+    """JSON Schema calls 6.0 an integer, so the API takes it where an integer is due."""
+    value = float(text)
+    return int(value) if value.is_integer() else value
+
+
+_scan = json.JSONDecoder(object_pairs_hook=_no_repeats)  # built once: ~2x cheaper than json.loads(hook=...)
+_lenient = json.JSONDecoder(object_pairs_hook=dict, parse_float=_integral)
+_decoders: dict[type, msgspec.json.Decoder[Any]] = {}
+
+
+def decode_body(body: bytes, type_: type[T]) -> T:
+    try:
+        _scan.decode(body.decode())
+    except _Repeated as exc:
+        raise ApiError("validation_error", f"{exc.key} is given more than once", exc.key) from None
+    except (ValueError, UnicodeDecodeError):
+        raise ApiError("validation_error", "the body is not valid JSON") from None
+    decoder = _decoders.get(type_)
+    if decoder is None:
+        decoder = _decoders[type_] = msgspec.json.Decoder(type_)
+    try:
+        return decoder.decode(body)
+    except msgspec.ValidationError as exc:
+        if "got `float`" in str(exc):  # maybe 6.0 for an integer: read the numbers again
+            try:
+                return msgspec.convert(_lenient.decode(body.decode()), type_)
+            except msgspec.ValidationError as again:
+                exc = again
+        raise _refusal(exc, type_) from None
+
+
+# -- errors in the API's words ------------------------------------------------------------------
+_AT = re.compile(r" - at `\$(?P<path>[^`]*)`$")
+_MISSING = re.compile(r"^Object missing required field `(?P<field>[^`]+)`$")
+_UNKNOWN = re.compile(r"^Object contains unknown field `(?P<field>[^`]+)`$")
+_TYPE = re.compile(r"^Expected `(?P<want>[^`]+)`, got `(?P<got>[^`]+)`$")
+_LENGTH = re.compile(r"^Expected `(?P<kind>str|array|object)` of length (?P<op>[<>]=) (?P<n>\d+)$")
+_BOUND = re.compile(r"^Expected `(?P<kind>int|float)` (?P<op>[<>]=?) (?P<n>-?[\d.]+)$")
+_PATTERN = re.compile(r"^Expected `str` matching regex '(?P<pattern>.*)'$")
+_ENUM = re.compile(r"^Invalid enum value (?P<value>.+)$")
+_JSON_TYPES = {"str": "a string", "int": "an integer", "float": "a number", "bool": "true or false",
+               "object": "an object", "array": "an array", "null": "null"}  # fmt: skip
+
+
+def _param(path: str) -> str:
+    """`$.payments[3].amount` -> "payments[3].amount"; a key inside metadata -> "metadata"."""
+    return path.lstrip(".").replace("[...]", "")
+
+
+def _refusal(exc: msgspec.ValidationError, type_: type) -> ApiError:
+    text = str(exc)
+    at = _AT.search(text)
+    path = at.group("path") if at else ""
+    message = text[: at.start()] if at else text
+    if m := _MISSING.match(message):
+        param = _param(f"{path}.{m['field']}")
+        return ApiError("validation_error", f"{param} is required", param)
+    if m := _UNKNOWN.match(message):
+        param = _param(f"{path}.{m['field']}")
+        return ApiError("validation_error", f"{param} is not a field of this request", param)
+    param = _param(path) or None
+    name = param or "the body"
+    code = "invalid_amount" if param is not None and param.rsplit(".", 1)[-1] in AMOUNT_FIELDS else "validation_error"
+    if m := _TYPE.match(message):
+        want = " or ".join(_JSON_TYPES.get(w.strip(), w.strip()) for w in m["want"].split("|"))
+        if code == "invalid_amount":
+            return ApiError(
+                code, f'{name} must be a decimal string such as "10.50", not {_JSON_TYPES.get(m["got"])}', param
+            )
+        return ApiError(code, f"{name} must be {want}", param)
+    if m := _LENGTH.match(message):
+        unit = {"str": "characters", "array": "items", "object": "keys"}[m["kind"]]
+        most = "at most" if m["op"] == "<=" else "at least"
+        return ApiError(code, f"{name} must have {most} {m['n']} {unit}", param)
+    if m := _BOUND.match(message):
+        words = {"<=": "at most", ">=": "at least", "<": "less than", ">": "greater than"}[m["op"]]
+        return ApiError(code, f"{name} must be an integer {words} {m['n']}", param)
+    if m := _PATTERN.match(message):
+        words = PATTERN_WORDS.get(m["pattern"].encode().decode("unicode_escape"), "in the documented format")
+        return ApiError(code, f"{name} must be {words}", param)
+    if _ENUM.match(message):
+        allowed = _literal_values(type_, path)
+        listed = ", ".join(allowed) if allowed else "a documented value"
+        return ApiError(code, f"{name} must be one of: {listed}", param)
+    return ApiError(code, f"{name} is not valid", param)
+
+
+def _literal_values(type_: Any, path: str) -> list[str]:
+    """The values allowed at `path` (".status", ".payments[0].status") in `type_`."""
+    for part in re.findall(r"\.(\w+)|\[\d+\]", path):
+        if not part:  # a list index: step into the item type
+            type_ = next(iter(typing.get_args(type_)), None)
+            continue
+        hints = typing.get_type_hints(type_, include_extras=True) if isinstance(type_, type) else {}
+        type_ = _unwrap(hints.get(part))
+    values = [a for a in typing.get_args(type_) if isinstance(a, str)] if typing.get_origin(type_) is Literal else []
+    return values
+
+
+def _unwrap(t: Any) -> Any:
+    """Annotated[X, ...] -> X; X | None -> X; list[X] stays."""
+    while True:
+        origin = typing.get_origin(t)
+        if origin is typing.Annotated:
+            t = typing.get_args(t)[0]
+        elif origin in (typing.Union, types.UnionType):
+            rest = [a for a in typing.get_args(t) if a is not type(None)]
+            if len(rest) != 1:
+                return t
+            t = rest[0]
+        else:
+            return t
+
+
+# -- query parameters -----------------------------------------------------------------------------
+def parse_query(query: MultiMapping[str], declared: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The declared query parameters, checked against their (OpenAPI) schemas and
+    converted (integers, RFC 3339 times as epoch ms); any other parameter is refused."""
+    out: dict[str, Any] = {}
+    for name in query:
+        if name not in declared:
+            if declared:
+                listed = ", ".join(declared)
+                detail = f"{name} is not a query parameter here (allowed: {listed})"
+            else:
+                detail = f"{name} is not a query parameter here (this operation takes none)"
+            raise ApiError("validation_error", detail, name)
+        values = query.getall(name)
+        if len(values) != 1:
+            raise ApiError("validation_error", f"{name} is given more than once", name)
+        out[name] = _query_value(name, values[0], declared[name])
+    return out
+
+
+def _query_value(name: str, raw: str, schema: dict[str, Any]) -> Any:
+    kind = schema.get("type")
+    if kind == "integer":
+        low, high = schema.get("minimum"), schema.get("maximum")
+        if not (raw.isascii() and raw.isdigit() and len(raw) <= 18):
+            raise ApiError("validation_error", f"{name} must be an integer from {low} to {high}", name)
+        value = int(raw)
+        if (low is not None and value < low) or (high is not None and value > high):
+            raise ApiError("validation_error", f"{name} must be an integer from {low} to {high}", name)
+        return value
+    if "enum" in schema and raw not in schema["enum"]:
+        raise ApiError("validation_error", f"{name} must be one of: {', '.join(schema['enum'])}", name)
+    if not schema.get("minLength", 0) <= len(raw) <= schema.get("maxLength", 1 << 30):
+        low, high = schema.get("minLength", 0), schema.get("maxLength")
+        raise ApiError("validation_error", f"{name} must have {low} to {high} characters", name)
+    if schema.get("format") == "date-time":
+        return _rfc3339_ms(name, raw)
+    return raw
+
+
+_RFC3339 = re.compile(r"\d{4}-\d\d-\d\d[Tt ]\d\d:\d\d:\d\d(\.\d+)?([Zz]|[+-]\d\d:\d\d)")
+
+
+def _rfc3339_ms(name: str, raw: str) -> int:
+    if not _RFC3339.fullmatch(raw):
+        raise ApiError("validation_error", f"{name} must be an RFC 3339 time such as 2026-12-01T09:30:00Z", name)
+    try:
+        at = datetime.fromisoformat(raw.replace("z", "Z").replace("Z", "+00:00"))
+    except ValueError:
+        raise ApiError("validation_error", f"{name} is not a real time", name) from None
+    return int(at.timestamp() * 1000)

@@ -1,0 +1,157 @@
+"""Contract 1.1, "Strictness and lists": what a careful client developer expects of a
+payments API, checked against the real server (each numbered item of the trial that
+found them has a test here)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timedelta
+
+from tests.support.api import Api
+
+
+def email() -> str:
+    return f"{uuid.uuid4().hex[:12]}@example.com"
+
+
+async def funded_pair(api: Api, amount: str = "100") -> tuple[dict, dict, dict]:
+    a = await api.account(email())
+    a_bal = await api.balance(a["id"], "USD")
+    b = await api.account(email())
+    b_bal = await api.balance(b["id"], "USD")
+    await api.deposit(a_bal["id"], amount)
+    return a, a_bal, b_bal
+
+
+async def test_a_repeated_body_key_is_refused_not_last_wins(api: Api) -> None:
+    _, a_bal, b_bal = await funded_pair(api)
+    body = f'{{"balance_from":"{a_bal["id"]}","balance_to":"{b_bal["id"]}","amount":"1","amount":"2"}}'
+    reply = await api.post("/v1/payments", data=body, headers={"Content-Type": "application/json"})
+    assert reply.status == 422 and reply.body["code"] == "validation_error" and reply.body["param"] == "amount"
+    nested = f'{{"email":"{email()}","metadata":{{"k":"1","k":"2"}}}}'
+    reply = await api.post("/v1/accounts", data=nested, headers={"Content-Type": "application/json"})
+    assert reply.status == 422 and reply.body["param"] == "k", reply
+    balance = await api.get(f"/v1/balances/{a_bal['id']}")
+    assert balance.body["amount"] == "100.00", "nothing moved"
+
+
+async def test_unknown_query_parameters_are_refused(api: Api) -> None:
+    for path in ("/v1/payments?acount=x", "/v1/accounts?emali=x", "/v1/currencies?lmit=2", "/v1/balances/x?y=1"):
+        reply = await api.get(path)
+        assert reply.status == 422 and reply.body["code"] == "validation_error", (path, reply)
+        assert reply.body["param"] == path.split("?")[1].split("=")[0]
+    twice = await api.get("/v1/payments?limit=1&limit=2")
+    assert twice.status == 422 and twice.body["param"] == "limit"
+
+
+async def test_payment_filters(api: Api) -> None:
+    a, a_bal, b_bal = await funded_pair(api)
+    key = f"filters-{uuid.uuid4().hex}"
+    keyed = await api.post(
+        "/v1/payments",
+        {"balance_from": a_bal["id"], "balance_to": b_bal["id"], "amount": "1.25"},
+        headers={"Idempotency-Key": key},
+    )
+    assert keyed.status == 201 and keyed.body["idempotency_key"] == key, "a payment echoes its key"
+    plain = await api.pay(a_bal["id"], b_bal["id"], "2")
+    by_key = await api.get(f"/v1/payments?idempotency_key={key}")
+    assert [p["id"] for p in by_key.body["data"]] == [keyed.body["id"]]
+    by_account = await api.every_page(f"/v1/payments?account={a['id']}")
+    assert [p["id"] for p in by_account][:2] == [plain.body["id"], keyed.body["id"]]
+    assert all(a_bal["id"] in (p["balance_from"], p["balance_to"]) for p in by_account)
+    created = datetime.fromisoformat(keyed.body["created_at"].replace("Z", "+00:00"))
+    since = (created - timedelta(milliseconds=1)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    until = (created + timedelta(milliseconds=1)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    ranged = await api.get(f"/v1/payments?account={a['id']}&created_gte={since}&created_lt={until}")
+    assert keyed.body["id"] in [p["id"] for p in ranged.body["data"]]
+    later = await api.get(f"/v1/payments?account={a['id']}&created_gte={until}")
+    assert keyed.body["id"] not in [p["id"] for p in later.body["data"]]
+    bad_time = await api.get("/v1/payments?created_gte=yesterday")
+    assert bad_time.status == 422 and bad_time.body["param"] == "created_gte"
+    assert (await api.get("/v1/payments?account=acc_nope")).status == 404
+
+
+async def test_ending_before_pages_towards_newer(api: Api) -> None:
+    _, a_bal, b_bal = await funded_pair(api)
+    ids = [(await api.pay(a_bal["id"], b_bal["id"], f"{n}")).body["id"] for n in range(1, 6)]
+    oldest_first = ids  # ids are time-ordered
+    newer = await api.get(f"/v1/payments?balance={a_bal['id']}&limit=2&ending_before={oldest_first[1]}")
+    assert [p["id"] for p in newer.body["data"]] == [oldest_first[3], oldest_first[2]], "newest first, just newer"
+    assert newer.body["has_more"] is True
+    lines = await api.get(f"/v1/balances/{a_bal['id']}/entries?limit=2")
+    back = await api.get(f"/v1/balances/{a_bal['id']}/entries?ending_before={lines.body['data'][-1]['id']}")
+    assert [e["id"] for e in back.body["data"]] == [lines.body["data"][0]["id"]]
+    both = await api.get(f"/v1/payments?starting_after={ids[0]}&ending_before={ids[1]}")
+    assert both.status == 422
+
+
+async def test_pending_is_a_status_like_any_other(api: Api) -> None:
+    reply = await api.get("/v1/payments?status=pending")
+    assert reply.status == 200 and all(p["status"] == "pending" for p in reply.body["data"])
+    refused = await api.get("/v1/payments?status=nope")
+    assert refused.status == 422 and refused.body["param"] == "status"
+    assert "pending, success" in refused.body["detail"] and "<" not in refused.body["detail"], refused.body
+
+
+async def test_every_list_pages_and_refuses_an_unknown_cursor(api: Api) -> None:
+    first = await api.get("/v1/currencies?limit=2")
+    assert len(first.body["data"]) == 2 and first.body["has_more"] is True
+    second = await api.get(f"/v1/currencies?limit=2&starting_after={first.body['data'][-1]['code']}")
+    assert second.body["data"][0]["code"] > first.body["data"][-1]["code"]
+    _, a_bal, _ = await funded_pair(api)
+    for path in (
+        "/v1/currencies?starting_after=NOPE1",
+        "/v1/accounts?starting_after=acc_nope",
+        "/v1/payments?starting_after=pay_nope",
+        f"/v1/balances/{a_bal['id']}/entries?starting_after=ent_nope",
+        f"/v1/balances/{a_bal['id']}/entries?ending_before=pay_nope",
+    ):
+        reply = await api.get(path)
+        assert reply.status == 422 and reply.body["code"] == "validation_error", (path, reply)
+        assert reply.body["param"] in ("starting_after", "ending_before")
+
+
+async def test_accounts_by_exact_email(api: Api) -> None:
+    address = email()
+    made = await api.account(address)
+    found = await api.get(f"/v1/accounts?email={address.upper()}")
+    assert [x["id"] for x in found.body["data"]] == [made["id"]]
+    assert (await api.get(f"/v1/accounts?email=x{address}")).body["data"] == []
+
+
+async def test_errors_speak_the_apis_words(api: Api) -> None:
+    missing = await api.post("/v1/accounts", {})
+    assert missing.status == 422 and missing.body["param"] == "email" and "required" in missing.body["detail"]
+    unknown = await api.post("/v1/accounts", {"email": email(), "nickname": "x"})
+    assert unknown.status == 422 and unknown.body["param"] == "nickname"
+    pattern = await api.post("/v1/accounts", {"email": "not-an-email"})
+    assert pattern.body["param"] == "email" and "regex" not in pattern.body["detail"]
+    assert "`" not in pattern.body["detail"] and "email address" in pattern.body["detail"]
+    number = await api.post("/v1/payments", {"balance_from": "a", "balance_to": "b", "amount": 10.5})
+    assert number.body["code"] == "invalid_amount" and '"10.50"' in number.body["detail"]
+
+
+async def test_an_integral_number_is_an_integer(api: Api) -> None:
+    code = "I" + uuid.uuid4().hex[:8].upper()
+    reply = await api.post("/v1/currencies", {"code": code, "exponent": 2.0, "name": "Integral"})
+    assert reply.status == 201 and reply.body["exponent"] == 2, reply
+    fraction = await api.post("/v1/currencies", {"code": code + "X", "exponent": 2.5, "name": "x"})
+    assert fraction.status == 422 and fraction.body["param"] == "exponent"
+
+
+async def test_refusals_name_the_bearer_scheme_and_allowed_methods(api: Api) -> None:
+    anonymous = Api(api.session, api.base_url, None)
+    reply = await anonymous.get("/v1/payments")
+    assert reply.status == 401 and reply.headers["WWW-Authenticate"].startswith("Bearer")
+    a = await api.account(email())
+    wrong = await api.request("DELETE", f"/v1/accounts/{a['id']}")
+    assert wrong.status == 405 and set(wrong.headers["Allow"].split(",")) == {"GET", "PATCH"}
+
+
+async def test_a_refused_payment_was_decided_not_settled(api: Api) -> None:
+    _, a_bal, b_bal = await funded_pair(api, "1")
+    refused = await api.pay(a_bal["id"], b_bal["id"], "5")
+    assert refused.body["status"] == "not_enough_money"
+    assert "settled_at" not in refused.body and refused.body["decided_at"]
+    paid = await api.pay(a_bal["id"], b_bal["id"], "0.5")
+    assert paid.body["settled_at"] and paid.body["decided_at"]
