@@ -18,7 +18,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from actors.settings import Settings, settings_from_env
+from actors.settings import Settings, package_version, settings_from_env
 from gateway.auth import new_admin_token
 
 ADMIN_TOKEN_FILE = "admin_token"
@@ -248,6 +248,7 @@ def _common(parser: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rayledger", description="A payments ledger on Ray.")
+    parser.add_argument("--version", action="version", version=f"rayledger {package_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
     p_serve = sub.add_parser("serve", help="start the ledger and its REST gateway")
     _common(p_serve)
@@ -257,7 +258,13 @@ def build_parser() -> argparse.ArgumentParser:
     p_serve.add_argument("--partitions", type=int, help="partitions, fixed when the ledger is created (16)")
     p_serve.add_argument("--shards", type=int, help="BalanceShard actors (2)")
     p_serve.add_argument("--coordinators", type=int, help="PaymentCoordinator actors (1)")
-    p_serve.add_argument("--no-dashboard", dest="dashboard", action="store_false", default=None)
+    p_serve.add_argument(
+        "--no-dashboard",
+        dest="dashboard",
+        action="store_false",
+        default=None,
+        help="do not start the Ray dashboard (saves a process and ~100 MiB)",
+    )
     p_stop = sub.add_parser("stop", help="stop the ledger's actors on a Ray cluster (then serve with any layout)")
     p_stop.add_argument("--address", dest="ray_address", help="the Ray cluster (or RAYLEDGER_RAY_ADDRESS)")
     p_verify = sub.add_parser("verify", help="audit every journal offline; non-zero exit on any violation")
@@ -266,10 +273,10 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p_seed)
     p_seed.add_argument("--url", default="http://127.0.0.1:8080", help="a running ledger (default %(default)s)")
     p_seed.add_argument("--token", help="admin token (default: RAYLEDGER_ADMIN_TOKEN, else <data-dir>/admin_token)")
-    p_seed.add_argument("--accounts", type=int, default=50)
-    p_seed.add_argument("--payments", type=int, default=500)
+    p_seed.add_argument("--accounts", type=int, default=50, help="accounts to open (default %(default)s)")
+    p_seed.add_argument("--payments", type=int, default=500, help="payments between them (default %(default)s)")
     p_seed.add_argument("--run", default="seed", help="names this run's data and idempotency keys")
-    p_seed.add_argument("--seed", dest="seed_value", type=int, default=1, help="random seed")
+    p_seed.add_argument("--seed", dest="seed_value", type=int, default=1, help="random seed (default %(default)s)")
     return parser
 
 

@@ -4,14 +4,17 @@ Opens accounts with a USD balance each (every fifth also a EUR one), funds them 
 deposits, then makes random payments between them, a few of them larger than the payer
 can afford (ending `not_enough_money`) and a few across currencies (ending
 `currencies_dont_match`), so every screen and list has something to show. `--run` names
-the run: its emails and Idempotency-Keys carry it, so runs never collide (a second run
-with the same name is refused at its first account: email taken).
+the run: its emails and Idempotency-Keys carry it, so runs never collide. Running the same
+run again within the ledger's idempotency window (24 h by default) replays every request
+and changes nothing; after it, the run's first account is refused (email taken), and the
+command says so in one line.
 """
 
 from __future__ import annotations
 
 import asyncio
 import random
+import sys
 from collections import Counter
 from dataclasses import dataclass
 
@@ -20,6 +23,10 @@ from rich.console import Console
 from rich.progress import Progress
 
 CONCURRENCY = 16  # requests in flight: enough to batch, far below the gateway's admission bound
+
+
+class SeedError(Exception):
+    """The ledger refused a request: one line for the operator, no traceback."""
 
 
 @dataclass
@@ -41,7 +48,14 @@ async def seed(
             async with gate, http.post(path, json=body, headers={"Idempotency-Key": f"{run}:{key}"}) as r:
                 reply = await r.json(content_type=None)
                 if r.status not in (200, 201, 202):
-                    raise RuntimeError(f"POST {path} answered {r.status}: {reply}")
+                    code = reply.get("code") if isinstance(reply, dict) else None
+                    if code == "email_taken":
+                        raise SeedError(
+                            f"run {run!r} was loaded before, longer ago than the ledger keeps idempotency keys"
+                            " (an account email is taken); choose another name with --run"
+                        )
+                    detail = reply.get("detail") if isinstance(reply, dict) else reply
+                    raise SeedError(f"POST {path} was refused: {r.status} {code}: {detail}")
                 return reply  # type: ignore[no-any-return]
 
         async def open_account(n: int) -> list[tuple[str, str]]:
@@ -85,9 +99,18 @@ async def seed(
 def run_seed(url: str, token: str, accounts: int, payments: int, run: str, seed_value: int) -> int:
     console = Console()
     if accounts < 2:
-        console.print("rayledger seed: --accounts must be at least 2")
+        print("rayledger seed: --accounts must be at least 2", file=sys.stderr)
         return 2
-    report = asyncio.run(seed(url, token, accounts=accounts, payments=payments, run=run, rng=random.Random(seed_value)))
+    try:
+        report = asyncio.run(
+            seed(url, token, accounts=accounts, payments=payments, run=run, rng=random.Random(seed_value))
+        )
+    except SeedError as exc:
+        print(f"rayledger seed: {exc}", file=sys.stderr)
+        return 1
+    except (aiohttp.ClientError, OSError) as exc:
+        print(f"rayledger seed: cannot reach the ledger at {url}: {exc}", file=sys.stderr)
+        return 2
     console.print(
         f"seeded {report.accounts} accounts, {report.balances} balances, {report.deposits} deposits, "
         f"{sum(report.payments.values())} payments: "

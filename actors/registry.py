@@ -31,6 +31,7 @@ from ledger.messages import BalanceSpec
 from ledger.records import (
     AccountChanged,
     AccountCreated,
+    Answered,
     BalanceCreated,
     BalanceReady,
     CurrencyCreated,
@@ -43,6 +44,14 @@ from ledger.records import (
 SYSTEM_ACCOUNT_ID = "acc_system"
 
 log = logging.getLogger("rayledger.registry")
+
+
+class Idem(msgspec.Struct, frozen=True, array_like=True):
+    """An Idempotency-Key on a create, as the gateway hands it over (hashed and sealed)."""
+
+    lookup: bytes
+    fingerprint: bytes
+    sealed: bytes | None = None
 
 
 class AccountInfo(msgspec.Struct, frozen=True):
@@ -114,6 +123,7 @@ class Registry:
         self.issuers: dict[str, str] = {}
         self.keys: dict[str, tuple[str, bytes]] = {}  # key id -> (account id, token hash)
         self.key_by_hash: dict[bytes, str] = {}
+        self.answers: dict[bytes, Answered] = {}  # creates made with an Idempotency-Key, by lookup
         self._status_changed: set[str] = set()  # accounts whose status shards must mirror
         self._lock = asyncio.Lock()  # serialises balance creation (one issuer per currency)
         self._recovery: asyncio.Task[None] | None = None
@@ -140,7 +150,10 @@ class Registry:
         return REGISTRY_NAME
 
     def _apply(self, r: Record) -> None:
-        if isinstance(r, AccountCreated):
+        if isinstance(r, Answered):
+            if r.at_ms >= _now_ms() - self.settings.idempotency_window_s * 1000:
+                self.answers[r.lookup] = r
+        elif isinstance(r, AccountCreated):
             self.accounts[r.account_id] = _Account(r.email, r.metadata, r.created_at_ms)
             self.emails[r.email.lower()] = r.account_id
         elif isinstance(r, AccountChanged):
@@ -176,6 +189,22 @@ class Registry:
     def _commit(self, record: Record) -> None:
         self.journal.append(record)
         self._apply(record)
+
+    # -- idempotency of creates ---------------------------------------------------------------
+    async def answered(self, lookup: bytes) -> Answered | None:
+        """The create an Idempotency-Key made, if it made one within the window."""
+        await self.journal.durable()
+        found = self.answers.get(lookup)
+        if found is not None and found.at_ms < _now_ms() - self.settings.idempotency_window_s * 1000:
+            del self.answers[lookup]
+            return None
+        return found
+
+    def _answer(self, idem: Idem | None, kind: str, ref: str, amount_minor: int = 0) -> None:
+        """Journal what `idem` made in the same frame as the create itself: a crash keeps
+        both or neither, so a retry never makes a second one."""
+        if idem is not None:
+            self._commit(Answered(idem.lookup, idem.fingerprint, kind, ref, _now_ms(), amount_minor, idem.sealed))
 
     def _require_writable(self) -> None:
         if not self.journal.writable:
@@ -258,12 +287,18 @@ class Registry:
         await self.journal.durable()
         return self._currency_view(info)
 
-    async def create_currency(self, code: str, exponent: int, name: str) -> CurrencyView | None:
-        """None if the code exists (ISO or custom)."""
+    async def create_currency(
+        self, code: str, exponent: int, name: str, idem: Idem | None = None
+    ) -> CurrencyView | Answered | None:
+        """None if the code exists (ISO or custom); what `idem` made before, if it did."""
         self._require_writable()
+        if idem is not None and idem.lookup in self.answers:
+            await self.journal.durable()
+            return self.answers[idem.lookup]
         if self._currency(code) is not None:
             return None
         self._commit(CurrencyCreated(code, exponent, name))
+        self._answer(idem, "currency", code)
         await self.journal.durable()
         return self._currency_view(self.custom[code])
 
@@ -278,15 +313,21 @@ class Registry:
         return issuer
 
     # -- accounts -------------------------------------------------------------------------
-    async def create_account(self, email: str, metadata: dict[str, str] | None) -> AccountInfo | None:
-        """None if the email is taken (case-insensitively)."""
+    async def create_account(
+        self, email: str, metadata: dict[str, str] | None, idem: Idem | None = None
+    ) -> AccountInfo | Answered | None:
+        """None if the email is taken (case-insensitively); what `idem` made before, if it did."""
         await self.ready()
         self._require_writable()
+        if idem is not None and idem.lookup in self.answers:
+            await self.journal.durable()
+            return self.answers[idem.lookup]
         if email.lower() in self.emails:
             await self.journal.durable()
             return None
         account_id = _new_id("acc")
         self._commit(AccountCreated(account_id, email, metadata, _now_ms()))
+        self._answer(idem, "account", account_id)
         await self.journal.durable()
         return self._account_info(account_id)
 
@@ -336,6 +377,11 @@ class Registry:
                     break
         return out
 
+    async def first_account(self, account_id: str) -> AccountInfo:
+        """The account as it was created (what its create answered)."""
+        a = self.accounts[account_id]
+        return AccountInfo(account_id, a.email, True, a.created_at_ms, a.metadata, [])
+
     async def get_account(self, account_id: str) -> AccountInfo | None:
         await self.journal.durable()
         if account_id not in self.accounts:
@@ -344,14 +390,21 @@ class Registry:
 
     # -- balances -------------------------------------------------------------------------
     async def create_balance(
-        self, account_id: str, currency: str, overdraft_limit_minor: int
-    ) -> tuple[str, BalanceInfo | None]:
-        """('ok', info) or (error code, None): account_not_found, unknown_currency, balance_exists."""
+        self, account_id: str, currency: str, overdraft_limit_minor: int, idem: Idem | None = None
+    ) -> tuple[str, BalanceInfo | Answered | None]:
+        """('ok', info) or (error code, None): account_not_found, account_disabled,
+        unknown_currency, balance_exists; ('replay', what `idem` made before)."""
         await self.ready()
         self._require_writable()
         async with self._lock:
-            if account_id not in self.accounts:
+            if idem is not None and idem.lookup in self.answers:
+                await self.journal.durable()
+                return "replay", self.answers[idem.lookup]
+            if account_id not in self.accounts or account_id == SYSTEM_ACCOUNT_ID:
                 return "account_not_found", None
+            if not self.accounts[account_id].active:
+                await self.journal.durable()  # the disabling read is durable before it is told
+                return "account_disabled", None
             if self._currency(currency) is None:
                 return "unknown_currency", None
             if (account_id, currency) in self.by_account_currency:
@@ -360,6 +413,7 @@ class Registry:
             await self._ensure_issuer(currency)
             balance_id = _new_id("bal")
             self._commit(BalanceCreated(balance_id, account_id, currency, _now_ms(), overdraft_limit_minor))
+            self._answer(idem, "balance", balance_id, overdraft_limit_minor)
             await self.journal.durable()
             await self._open_on_shard(self.balances[balance_id])
             return "ok", self.balances[balance_id]
@@ -373,13 +427,18 @@ class Registry:
         return [b for b in self.balances if b not in self.not_ready]
 
     # -- API keys ---------------------------------------------------------------------------
-    async def create_key(self, account_id: str, token_hash: bytes) -> str | None:
-        """Store a key for the account (the gateway made the token); None if no account."""
+    async def create_key(self, account_id: str, token_hash: bytes, idem: Idem | None = None) -> str | Answered | None:
+        """Store a key for the account (the gateway made the token); None if no account;
+        what `idem` made before, if it did."""
         self._require_writable()
+        if idem is not None and idem.lookup in self.answers:
+            await self.journal.durable()
+            return self.answers[idem.lookup]
         if account_id not in self.accounts or account_id == SYSTEM_ACCOUNT_ID:
             return None
         key_id = _new_id("key")
         self._commit(KeyCreated(key_id, account_id, token_hash, _now_ms()))
+        self._answer(idem, "key", key_id)
         await self.journal.durable()
         return key_id
 

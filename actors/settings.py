@@ -79,3 +79,13 @@ def settings_from_env(overrides: dict[str, Any] | None = None, environ: dict[str
         if getattr(values, name) < 1:
             raise ValueError(f"{name} must be at least 1")
     return values
+
+
+def package_version() -> str:
+    """The installed distribution's version (the CLI's --version, the OpenAPI document)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("rayledger")
+    except PackageNotFoundError:
+        return "0+unknown"

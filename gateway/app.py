@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from importlib.metadata import PackageNotFoundError, version
 
 import msgspec
 from aiohttp import web
@@ -16,7 +15,7 @@ from openapi_ui_bundles import swagger_ui
 
 from actors.client import LedgerClient
 from actors.logs import event
-from actors.settings import Settings
+from actors.settings import Settings, package_version
 from gateway import handlers
 from gateway.auth import Authenticator, require_admin
 from gateway.batcher import PaymentBatcher
@@ -150,13 +149,6 @@ async def openapi_json(request: web.Request) -> web.Response:
 
 async def docs(request: web.Request) -> web.Response:
     return web.Response(text=DOCS_HTML, content_type="text/html")
-
-
-def package_version() -> str:
-    try:
-        return version("rayledger")
-    except PackageNotFoundError:
-        return "0+unknown"
 
 
 async def _finish_phase2(app: web.Application) -> None:

@@ -22,6 +22,7 @@ STATUS_OF_CODE: dict[str, tuple[int, str]] = {
     "email_taken": (409, "Email taken"),
     "balance_exists": (409, "Balance exists"),
     "idempotency_key_reused": (409, "Idempotency key reused"),
+    "account_disabled": (409, "Account disabled"),
     "payload_too_large": (413, "Payload too large"),
     "unsupported_media_type": (415, "Unsupported media type"),
     "validation_error": (422, "Validation error"),

@@ -10,9 +10,9 @@ import msgspec
 from aiohttp import web
 
 from actors.coordinator import Outcome, pending_record
-from actors.registry import SYSTEM_ACCOUNT_ID, BalanceInfo
+from actors.registry import SYSTEM_ACCOUNT_ID, Answered, BalanceInfo
 from actors.topology import partition_of
-from gateway import payments, render, schemas
+from gateway import creates, payments, render, schemas
 from gateway.auth import Principal, new_account_token
 from gateway.errors import ApiError
 from gateway.inputs import decode_body
@@ -92,7 +92,10 @@ async def get_currency(request: web.Request) -> web.Response:
 # -- accounts and balances ----------------------------------------------------------------
 async def create_account(request: web.Request) -> web.Response:
     body = await decode(request, schemas.AccountCreate)
-    info = await request.app[CLIENT].registry.call("create_account", body.email, body.metadata)
+    idem, key = creates.idem_of(request, body)
+    info = await request.app[CLIENT].registry.call("create_account", body.email, body.metadata, idem)
+    if isinstance(info, Answered):
+        return await creates.replay(request, idem, key, info)  # type: ignore[arg-type]
     if info is None:
         raise ApiError("email_taken", "an account with this email exists", "email")
     return json_response(render.account(info, []), 201)
@@ -123,11 +126,16 @@ async def create_balance(request: web.Request) -> web.Response:
     if currency is None:
         raise ApiError("unknown_currency", f"unknown currency {body.currency!r}", "currency")
     limit = payments.parse_money(body.overdraft_limit, currency.exponent, "overdraft_limit", allow_zero=True)
+    idem, key = creates.idem_of(request, body)
     code, info = await request.app[CLIENT].registry.call(
-        "create_balance", request.match_info["id"], body.currency, limit
+        "create_balance", request.match_info["id"], body.currency, limit, idem
     )
+    if code == "replay":
+        return await creates.replay(request, idem, key, info)  # type: ignore[arg-type]
     if code == "account_not_found":
         raise ApiError("account_not_found", "no such account")
+    if code == "account_disabled":
+        raise ApiError("account_disabled", "the account is disabled: enable it to open balances")
     if code == "balance_exists":
         raise ApiError("balance_exists", f"the account already has a {body.currency} balance", "currency")
     if code == "unknown_currency":
@@ -198,7 +206,12 @@ async def _touches_own_balance(request: web.Request, record: PaymentRecord) -> b
 async def create_key(request: web.Request) -> web.Response:
     account_id = request.match_info["id"]
     token, digest = new_account_token()
-    key_id = await request.app[CLIENT].registry.call("create_key", account_id, digest)
+    idem, key = creates.idem_of(request, None)
+    if idem is not None and key is not None:
+        idem = msgspec.structs.replace(idem, sealed=creates.seal(key, token))
+    key_id = await request.app[CLIENT].registry.call("create_key", account_id, digest, idem)
+    if isinstance(key_id, Answered):
+        return await creates.replay(request, idem, key, key_id)  # type: ignore[arg-type]
     if key_id is None:
         raise ApiError("account_not_found", "no such account")
     return json_response(schemas.ApiKey(key_id, account_id, token), 201)
@@ -395,7 +408,10 @@ async def list_payments(request: web.Request) -> web.Response:
 # -- currencies (admin) ---------------------------------------------------------------------
 async def create_currency(request: web.Request) -> web.Response:
     body = await decode(request, schemas.CurrencyCreate)
-    view = await request.app[CLIENT].registry.call("create_currency", body.code, body.exponent, body.name)
+    idem, key = creates.idem_of(request, body)
+    view = await request.app[CLIENT].registry.call("create_currency", body.code, body.exponent, body.name, idem)
+    if isinstance(view, Answered):
+        return await creates.replay(request, idem, key, view)  # type: ignore[arg-type]
     if view is None:
         raise ApiError("conflict", f"currency {body.code} exists", "code")
     view = await request.app[DIRECTORY].currency(body.code)  # creates its issuer balance

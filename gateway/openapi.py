@@ -10,6 +10,7 @@ import msgspec
 
 from gateway.errors import STATUS_OF_CODE, Problem
 from gateway.routes import OPS
+from gateway.schemas import Payment as PaymentBody
 
 REF = "#/components/schemas/{name}"
 
@@ -56,7 +57,7 @@ def build_spec(version: str) -> dict[str, Any]:
         if op.response is not None:
             ok["content"] = {"application/json": {"schema": ref_of[op.response]}}
         item["responses"][str(op.status)] = ok
-        if op.idempotent:
+        if op.idempotent and op.response is PaymentBody:  # a money move may answer before it is final
             item["responses"]["202"] = {
                 "description": "Accepted: not final within the wait limit; poll the payment",
                 "content": {"application/json": {"schema": ref_of[op.response]}},

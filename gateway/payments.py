@@ -122,8 +122,8 @@ async def prepare_payment(
     if body.balance_from == body.balance_to:
         raise ApiError("same_balance", "a payment needs two different balances", "balance_to")
     source = await balance_or_404(request, body.balance_from, "balance_from")
-    if not _owns(request, source):
-        raise ApiError("forbidden", "an account token pays only from its own balances", "balance_from")
+    if not _owns(request, source):  # exactly what a made-up id gets: existence does not leak
+        raise ApiError("balance_not_found", f"no such balance: {body.balance_from}", "balance_from")
     target = await balance_or_404(request, body.balance_to, "balance_to")
     if SYSTEM_ACCOUNT_ID in (source.account_id, target.account_id):
         raise ApiError("validation_error", "issuer balances move money only by deposits and withdrawals")

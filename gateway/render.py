@@ -31,9 +31,11 @@ def balance(info: BalanceInfo, view: BalanceView, exponent: int) -> schemas.Bala
         currency=info.currency,
         amount=format_amount(view.amount_minor, exponent),
         reserved=format_amount(view.reserved_minor, exponent),
-        available=format_amount(view.available_minor, exponent) if not view.unlimited else "unlimited",
-        overdraft_limit=format_amount(view.overdraft_limit_minor, exponent) if not view.unlimited else "unlimited",
-        status="active" if view.active else "disabled",
+        # An issuer balance may go as negative as the money issued: no limit, so null.
+        available=format_amount(view.available_minor, exponent) if not view.unlimited else None,
+        overdraft_limit=format_amount(view.overdraft_limit_minor, exponent) if not view.unlimited else None,
+        # Disabled while its account is (its own status comes back when the account does).
+        status="active" if view.active and view.account_active else "disabled",
         created_at=timestamp(info.created_at_ms),
     )
 

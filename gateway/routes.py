@@ -81,6 +81,7 @@ OPS: list[Op] = [
         response=schemas.Account,
         status=201,
         errors=("email_taken", "validation_error"),
+        idempotent=True,
     ),
     Op(
         "GET",
@@ -100,7 +101,15 @@ OPS: list[Op] = [
         body=schemas.BalanceCreate,
         response=schemas.Balance,
         status=201,
-        errors=("account_not_found", "balance_exists", "unknown_currency", "invalid_amount", "validation_error"),
+        errors=(
+            "account_not_found",
+            "account_disabled",
+            "balance_exists",
+            "unknown_currency",
+            "invalid_amount",
+            "validation_error",
+        ),
+        idempotent=True,
     ),
     Op(
         "POST",
@@ -111,6 +120,7 @@ OPS: list[Op] = [
         response=schemas.ApiKey,
         status=201,
         errors=("account_not_found",),
+        idempotent=True,
     ),
     Op("DELETE", "/v1/keys/{id}", handlers.revoke_key, "Revoke an API key", "admin", status=204, errors=("not_found",)),
     Op(
@@ -177,6 +187,7 @@ OPS: list[Op] = [
         response=schemas.Currency,
         status=201,
         errors=("conflict",),
+        idempotent=True,
     ),
     Op(
         "GET",

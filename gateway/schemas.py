@@ -88,8 +88,8 @@ class Balance(msgspec.Struct):
     currency: str
     amount: str
     reserved: str
-    available: str
-    overdraft_limit: str
+    available: str | None  # null on a currency's issuer balance, which has no limit
+    overdraft_limit: str | None  # likewise
     status: Literal["active", "disabled"]
     created_at: str
 

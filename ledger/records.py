@@ -206,6 +206,20 @@ class KeyRevoked(msgspec.Struct, tag="kr", **_opts):
     key_id: str
 
 
+class Answered(msgspec.Struct, tag="an", **_opts):
+    """A create (account, balance, currency, API key) made with an Idempotency-Key: what a
+    retry replays. `lookup` is a hash of the caller-scoped key, never the key itself; an API
+    key's token is kept only `sealed` under the Idempotency-Key (gateway.idempotency)."""
+
+    lookup: bytes
+    fingerprint: bytes
+    kind: str  # "account" | "balance" | "currency" | "key"
+    ref: str  # the created object's id (a currency's code)
+    at_ms: int
+    amount_minor: int = 0  # a balance's first overdraft limit
+    sealed: bytes | None = None
+
+
 Record = (
     BalanceOpened
     | BalanceChanged
@@ -229,6 +243,7 @@ Record = (
     | CurrencyCreated
     | KeyCreated
     | KeyRevoked
+    | Answered
 )
 
 

@@ -51,7 +51,7 @@ async def test_account_keys_scope_what_a_token_can_do(api: Api) -> None:
         assert (reply.status, reply.body["code"]) == (403, "forbidden"), (method, path, reply)
 
     stolen = await alice_api.pay(b_bal["id"], a_bal["id"], "1")
-    assert (stolen.status, stolen.body["code"]) == (403, "forbidden")
+    assert (stolen.status, stolen.body["code"]) == (404, "balance_not_found"), "as if it did not exist"
     paid = await alice_api.pay(a_bal["id"], b_bal["id"], "1")
     assert paid.status == 201 and paid.body["status"] == "success"
     assert (await alice_api.get(f"/v1/payments/{paid.body['id']}")).status == 200

@@ -29,6 +29,28 @@ async def test_keys_idempotency_and_holds_survive_kill9(tmp_path: Path) -> None:
                 "/v1/holds", {"balance_from": a["id"], "balance_to": b["id"], "amount": "5", "expires_in_s": 3600}
             )
             assert hold.body["status"] == "held"
+            # Every create takes an Idempotency-Key (contract 1.1): the retry of a lost answer.
+            creates = [  # (path, body, a different valid body)
+                ("/v1/accounts", {"email": "carol@example.com"}, {"email": "dave@example.com"}),
+                (
+                    f"/v1/accounts/{alice['id']}/balances",
+                    {"currency": "EUR", "overdraft_limit": "4"},
+                    {"currency": "EUR", "overdraft_limit": "5"},
+                ),
+                (f"/v1/accounts/{alice['id']}/keys", None, None),
+                (
+                    "/v1/currencies",
+                    {"code": "SHELL", "exponent": 0, "name": "Shell"},
+                    {"code": "SHELL", "exponent": 1, "name": "Shell"},
+                ),
+            ]
+            made = []
+            for n, (path, create, _) in enumerate(creates):
+                reply = await api.post(path, create, headers={"Idempotency-Key": f"create-{n}"})
+                assert reply.status == 201 and "Idempotent-Replayed" not in reply.headers, reply
+                made.append(reply.body)
+            # Money moved on the balance meanwhile: a replay still answers what the create did.
+            await api.deposit(made[1]["id"], "1")
 
         server.kill9()
         server.start()
@@ -48,6 +70,15 @@ async def test_keys_idempotency_and_holds_survive_kill9(tmp_path: Path) -> None:
             captured = await api.post(f"/v1/holds/{hold.body['id']}/capture")
             assert captured.status == 201 and captured.body["amount"] == "5.00"
             assert (await api.get(f"/v1/balances/{b['id']}")).body["amount"] == "7.00"
+            for n, (path, create, different) in enumerate(creates):
+                replayed = await api.post(path, create, headers={"Idempotency-Key": f"create-{n}"})
+                assert (replayed.status, replayed.body) == (201, made[n]), (path, replayed)
+                assert replayed.headers["Idempotent-Replayed"] == "true"
+                if different is not None:
+                    other = await api.post(path, different, headers={"Idempotency-Key": f"create-{n}"})
+                    assert (other.status, other.body["code"]) == (409, "idempotency_key_reused"), (path, other)
+            token_works = Api(session, server.url, made[2]["token"])
+            assert (await token_works.get(f"/v1/accounts/{alice['id']}")).status == 200
     finally:
         server.stop()
 

@@ -35,3 +35,29 @@ async def test_seed_loads_sample_data_through_the_api(api: Api, server: Server) 
             assert len(deposits) == 1
             deposits_minor += int(deposits[0]["amount"].replace(".", ""))
     assert total_minor == deposits_minor  # payments only moved money among the seeded balances
+
+
+async def test_seed_again_replays_and_cli_errors_are_one_line(api: Api, server: Server) -> None:
+    command = [*rayledger_command(), "seed", "--url", server.url, "--token", server.token, "--accounts", "4",
+               "--payments", "6", "--run", "twice"]  # fmt: skip
+    first = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
+    assert first.returncode == 0, first.stdout + first.stderr
+    accounts = await api.every_page("/v1/accounts")
+    again = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert again.stdout == first.stdout, "the second run replays the first, outcome for outcome"
+    assert await api.every_page("/v1/accounts") == accounts, "and changes nothing"
+
+    unreachable = subprocess.run(
+        [*rayledger_command(), "seed", "--url", "http://127.0.0.1:9", "--token", "x"],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert unreachable.returncode != 0 and "Traceback" not in unreachable.stderr
+    assert unreachable.stderr.count("\n") == 1 and "cannot reach" in unreachable.stderr
+    refused = subprocess.run(
+        [*rayledger_command(), "seed", "--url", server.url, "--token", "rla_wrong", "--run", "nope"],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert refused.returncode != 0 and "Traceback" not in refused.stderr and "401" in refused.stderr
+    version = subprocess.run([*rayledger_command(), "--version"], capture_output=True, text=True, check=False)
+    assert version.returncode == 0 and version.stdout.startswith("rayledger ")

@@ -155,3 +155,83 @@ async def test_a_refused_payment_was_decided_not_settled(api: Api) -> None:
     assert "settled_at" not in refused.body and refused.body["decided_at"]
     paid = await api.pay(a_bal["id"], b_bal["id"], "0.5")
     assert paid.body["settled_at"] and paid.body["decided_at"]
+
+
+async def test_an_account_key_cannot_tell_anothers_things_from_made_up_ones(api: Api) -> None:
+    alice, a_bal, _ = await funded_pair(api)
+    bob, b_bal, carol_bal = await funded_pair(api)  # bob's dealings with carol are none of alice's business
+    bob_hold = await api.post(
+        "/v1/holds", {"balance_from": b_bal["id"], "balance_to": carol_bal["id"], "amount": "1", "expires_in_s": 60}
+    )
+    bob_paid = await api.pay(b_bal["id"], carol_bal["id"], "1")
+    key = await api.post(f"/v1/accounts/{alice['id']}/keys")
+    alice_api = Api(api.session, api.base_url, key.body["token"])
+
+    def shape(reply: object) -> tuple:
+        body = reply.body  # type: ignore[attr-defined]
+        return reply.status, body["code"], body.get("param")  # type: ignore[attr-defined]
+
+    async def same(method: str, real: str, made_up: str, body_of=None) -> None:  # type: ignore[no-untyped-def]
+        got = [
+            await alice_api.request(method, p, json=body_of(i) if body_of else None)
+            for i, p in enumerate((real, made_up))
+        ]
+        assert shape(got[0]) == shape(got[1]) and got[0].status == 404, (real, got)
+
+    fake_bal, fake_acc, fake_pay, fake_hold = (
+        "bal_" + "0" * 26,
+        "acc_" + "0" * 26,
+        "pay_" + "0" * 26,
+        "hold_" + "0" * 26,
+    )
+    await same("GET", f"/v1/balances/{b_bal['id']}", f"/v1/balances/{fake_bal}")
+    await same("GET", f"/v1/balances/{b_bal['id']}/entries", f"/v1/balances/{fake_bal}/entries")
+    await same("GET", f"/v1/accounts/{bob['id']}", f"/v1/accounts/{fake_acc}")
+    await same("GET", f"/v1/payments?balance={b_bal['id']}", f"/v1/payments?balance={fake_bal}")
+    await same("GET", f"/v1/payments?account={bob['id']}", f"/v1/payments?account={fake_acc}")
+    await same("GET", f"/v1/payments/{bob_paid.body['id']}", f"/v1/payments/{fake_pay}")
+    await same("GET", f"/v1/holds/{bob_hold.body['id']}", f"/v1/holds/{fake_hold}")
+    await same("POST", f"/v1/holds/{bob_hold.body['id']}/void", f"/v1/holds/{fake_hold}/void")
+    sources = (b_bal["id"], fake_bal)
+    await same(
+        "POST",
+        "/v1/payments",
+        "/v1/payments",
+        lambda i: {"balance_from": sources[i], "balance_to": a_bal["id"], "amount": "1"},
+    )
+    await same(
+        "POST",
+        "/v1/holds",
+        "/v1/holds",
+        lambda i: {"balance_from": sources[i], "balance_to": a_bal["id"], "amount": "1", "expires_in_s": 60},
+    )
+
+
+async def test_a_disabled_accounts_balances_read_disabled_and_none_can_be_opened(api: Api) -> None:
+    owner, a_bal, b_bal = await funded_pair(api)
+    await api.request("PATCH", f"/v1/balances/{a_bal['id']}", json={"overdraft_limit": "5"})
+    key = await api.post(f"/v1/accounts/{owner['id']}/keys")
+    off = await api.request("PATCH", f"/v1/accounts/{owner['id']}", json={"status": "disabled"})
+    assert off.status == 200 and [b["status"] for b in off.body["balances"]] == ["disabled"]
+    assert (await api.get(f"/v1/balances/{a_bal['id']}")).body["status"] == "disabled"
+    opened = await api.post(f"/v1/accounts/{owner['id']}/balances", {"currency": "EUR"})
+    assert (opened.status, opened.body["code"]) == (409, "account_disabled")
+    owner_api = Api(api.session, api.base_url, key.body["token"])
+    assert (await owner_api.get(f"/v1/balances/{a_bal['id']}")).status == 200, "its keys may still read"
+    moved = await api.pay(b_bal["id"], a_bal["id"], "1")
+    assert moved.body["status"] == "balance_disabled"
+    on = await api.request("PATCH", f"/v1/accounts/{owner['id']}", json={"status": "active"})
+    assert [b["status"] for b in on.body["balances"]] == ["active"]
+    # A balance disabled on its own stays disabled when its account comes back.
+    await api.request("PATCH", f"/v1/balances/{a_bal['id']}", json={"status": "disabled"})
+    await api.request("PATCH", f"/v1/accounts/{owner['id']}", json={"status": "disabled"})
+    back = await api.request("PATCH", f"/v1/accounts/{owner['id']}", json={"status": "active"})
+    assert [b["status"] for b in back.body["balances"]] == ["disabled"]
+    assert (await api.get(f"/v1/balances/{a_bal['id']}")).body["overdraft_limit"] == "5.00"
+
+
+async def test_an_issuer_balance_has_no_limit_rather_than_a_word_for_one(api: Api) -> None:
+    usd = await api.get("/v1/currencies/USD")
+    issuer = await api.get(f"/v1/balances/{usd.body['issuer_balance_id']}")
+    assert issuer.status == 200 and issuer.body["available"] is None and issuer.body["overdraft_limit"] is None
+    assert issuer.body["amount"].lstrip("-").replace(".", "").isdigit()

@@ -1,0 +1,80 @@
+"""Idempotency-Key on the creates (accounts, balances, currencies, API keys), contract 1.1.
+
+Money moves keep their keys with their payments, in the coordinators. Creates keep theirs
+in the registry, journaled in the same frame as what they made (`Registry._answer`), so a
+retry after any crash replays the first answer instead of making a second object or
+answering 409. The registry stores a hash of the caller-scoped key, and an API key's token
+only sealed under the Idempotency-Key itself (XOR with an HMAC of it): a journal reader
+without the client's key cannot recover the token, and a retry with it can.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from typing import Any
+
+import msgspec
+from aiohttp import web
+
+from actors.registry import Answered, Idem
+from gateway import payments, render, schemas
+from gateway.errors import ApiError
+from gateway.keys import CLIENT, DIRECTORY
+from ledger.book import BalanceView
+
+_SEAL_CONTEXT = b"rayledger: an API key's token, sealed under the Idempotency-Key that created it"
+
+
+def idem_of(request: web.Request, body: msgspec.Struct | None) -> tuple[Idem | None, str | None]:
+    """The registry's view of this request's key, and the caller-scoped key itself."""
+    key = payments.idempotency_key(request)
+    if key is None:
+        return None, None
+    lookup = hashlib.sha256(b"create\n" + key.encode()).digest()[:16]
+    return Idem(lookup, payments.fingerprint(request, body)), key  # type: ignore[arg-type]
+
+
+def _pad(key: str, n: int) -> bytes:
+    pad = hmac.new(key.encode(), _SEAL_CONTEXT, hashlib.sha512).digest()
+    assert n <= len(pad), "a token is shorter than the pad"
+    return pad[:n]
+
+
+def seal(key: str, token: str) -> bytes:
+    raw = token.encode()
+    return bytes(a ^ b for a, b in zip(raw, _pad(key, len(raw)), strict=True))
+
+
+def unseal(key: str, sealed: bytes) -> str:
+    return bytes(a ^ b for a, b in zip(sealed, _pad(key, len(sealed)), strict=True)).decode()
+
+
+async def replay(request: web.Request, idem: Idem, key: str, answered: Answered) -> web.Response:
+    """The first answer of the create `answered` records, or 409 if the key was used
+    for a different request."""
+    if answered.fingerprint != idem.fingerprint:
+        raise ApiError("idempotency_key_reused", "this Idempotency-Key was used with a different request")
+    body: Any
+    if answered.kind == "account":
+        body = render.account(await request.app[CLIENT].registry.call("first_account", answered.ref), [])
+    elif answered.kind == "balance":
+        [info] = await request.app[DIRECTORY].balances([answered.ref])
+        assert info is not None, f"answered balance {answered.ref} is in the directory"
+        limit = answered.amount_minor
+        first = BalanceView(info.id, info.currency, 0, 0, limit, limit, active=True, unlimited=False)
+        body = render.balance(info, first, await request.app[DIRECTORY].exponent(info.currency))
+    elif answered.kind == "currency":
+        view = await request.app[DIRECTORY].currency(answered.ref)
+        assert view is not None, f"answered currency {answered.ref} exists"
+        body = schemas.Currency(view.code, view.exponent, view.name, view.custom, view.issuer_balance_id)
+    else:
+        assert answered.kind == "key", answered.kind
+        token = unseal(key, answered.sealed) if answered.sealed is not None else None
+        body = schemas.ApiKey(answered.ref, request.match_info["id"], token)
+    return web.Response(
+        body=msgspec.json.encode(body),
+        status=201,
+        content_type="application/json",
+        headers={"Idempotent-Replayed": "true"},
+    )
