@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 
 import msgspec
 from aiohttp import web
@@ -130,6 +131,30 @@ async def auth_middleware(request: web.Request, handler: handlers.Handler) -> we
     return await handler(request)
 
 
+def _router_path(path: str) -> str:
+    """`path` for aiohttp's router, with each `{var}` segment refusing the fixed segments
+    that other routes have in its place (`/v1/payments/{id}` is not `/v1/payments/batch`):
+    otherwise GET /v1/payments/batch is routed to a payment lookup and a 405 there lists GET
+    as allowed."""
+    parts = path.split("/")
+    out = []
+    for n, part in enumerate(parts):
+        if part.startswith("{") and part.endswith("}"):
+            fixed = sorted(
+                {
+                    other.split("/")[n]
+                    for other in {op.path for op in OPS}
+                    if other.split("/")[:n] == parts[:n] and len(other.split("/")) > n
+                    and not other.split("/")[n].startswith("{")
+                }
+            )  # fmt: skip
+            if fixed:
+                refused = "|".join(re.escape(f) for f in fixed)
+                part = f"{{{part[1:-1]}:(?!(?:{refused})$)[^/]+}}"
+        out.append(part)
+    return "/".join(out)
+
+
 def _bind(op: Op) -> handlers.Handler:
     """A per-route wrapper carrying its table entry (the middleware reads `op`)."""
 
@@ -198,7 +223,7 @@ def create_app(settings: Settings, client: LedgerClient, admin_token_hash: bytes
     app.on_cleanup.append(_finish_phase2)  # after the server stopped taking requests and drained them
     app.on_cleanup.append(_flush_log)
     for op in OPS:
-        app.router.add_route(op.method, op.path, _bind(op))
+        app.router.add_route(op.method, _router_path(op.path), _bind(op))
     app.router.add_get("/metrics", metrics_endpoint)
     app.router.add_get("/openapi.json", openapi_json)
     app.router.add_get("/docs", docs)
