@@ -162,6 +162,11 @@ def serve(settings: Settings) -> int:
         print(f"rayledger: ingress in {len(loops)} coordinator(s), event loop {loops[0]}", flush=True)
         if dashboard_url:
             print(f"rayledger: Ray dashboard {dashboard_url}", flush=True)
+            if os.environ.get("RAY_AUTH_MODE", "").lower() == "token":  # Ray's default for a new local cluster
+                print(
+                    "rayledger: the dashboard asks for Ray's token (not the ledger's): `ray get-auth-token` prints it",
+                    flush=True,
+                )
         print(f"rayledger: admin token from {token_source}", flush=True)
         print("rayledger: Ctrl-C stops; starting again recovers every balance", flush=True)
         _supervise(handles.coordinators, settings.host, settings.port, digest, stopping)
@@ -205,6 +210,12 @@ def verify(settings: Settings) -> int:
     from actors.audit import verify as audit
 
     console = Console()
+    if settings.data_path.exists():
+        try:  # held until the audit ends: no server starts on the journals meanwhile
+            lock = lock_data_dir(settings.data_path)
+        except DataDirLocked as exc:
+            print(f"rayledger verify: {exc}; its journals are still moving: audit a stopped ledger", file=sys.stderr)
+            return 2
     files = journal_files(settings.data_path)
     total = sum(count_records(f) for f in files)
     with Progress(console=console, transient=True) as progress:
@@ -216,7 +227,7 @@ def verify(settings: Settings) -> int:
         )
     console.print(
         f"journals {report.journals}, records {report.records}, balances {report.balances}, "
-        f"payments {report.payments}, open holds {report.open_holds}"
+        f"payments {report.payments}, open holds {report.open_holds} (open legs {report.open_legs})"
     )
     for currency, amount in sorted(report.totals.items()):
         console.print(f"  {currency}: sum {amount}")
@@ -226,6 +237,8 @@ def verify(settings: Settings) -> int:
         console.print(f"[red]{len(report.violations)} violation(s)[/red]")
         return 1
     console.print("[green]OK[/green]: chains intact, state reproduced, money conserved")
+    if settings.data_path.exists():
+        lock.close()
     return 0
 
 
@@ -280,7 +293,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _plain_forwarded_logs() -> None:
+    """Actors' log lines reach the supervisor's stderr through Ray, which prefixes each
+    with "(actor pid=…)" in ANSI colour. Into a file or a pipe they stay JSON lines, one
+    per line, as they were written (each already names its actor). Read by Ray at import."""
+    if not sys.stderr.isatty():
+        os.environ.setdefault("RAY_DISABLE_WORKER_LOG_PREFIX", "1")
+        os.environ.setdefault("RAY_COLOR_PREFIX", "0")
+
+
 def main(argv: list[str] | None = None) -> int:
+    _plain_forwarded_logs()
     parser = build_parser()
     args = vars(parser.parse_args(argv))
     command = args.pop("command")

@@ -39,6 +39,7 @@ class Report(msgspec.Struct):
     balances: int = 0
     payments: int = 0
     open_holds: int = 0
+    open_legs: int = 0
     totals: dict[str, int] = msgspec.field(default_factory=dict)
     violations: list[str] = msgspec.field(default_factory=list)
 
@@ -150,7 +151,10 @@ def verify(data_dir: Path, advance: Progress = lambda n: None, idempotency_windo
             pass
 
     report.payments = len(decided)
-    report.open_holds = len(open_holds)
+    # As the holds API counts them: authorization holds still held (each reserves on its
+    # source and prepares on its destination: two open legs).
+    report.open_holds = sum(1 for status in holds.values() if status == "held")
+    report.open_legs = len(open_holds)
     report.totals = dict(totals)
     for currency, total in sorted(totals.items()):
         if total != 0:

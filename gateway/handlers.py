@@ -17,6 +17,7 @@ from gateway.auth import Principal, new_account_token
 from gateway.errors import ApiError
 from gateway.inputs import decode_body
 from gateway.keys import AUTH, BATCHER, CLIENT, DIRECTORY, PRINCIPAL, QUERY, SETTINGS
+from gateway.metrics import METRICS
 from ledger.ids import HOLD_PREFIX, make_id
 from ledger.messages import HoldRequest, PaymentQuery
 from ledger.money import format_amount
@@ -463,6 +464,8 @@ def _hold_response(request: web.Request, outcome: Outcome, exponent: int, status
         raise ApiError("invalid_amount", "a capture cannot exceed the held amount", "amount")
     assert outcome.refused is None, outcome.refused
     if outcome.payment is not None:
+        if not outcome.replayed:  # a capture is a payment like any other, in the metrics too
+            request.app[METRICS].paid(outcome.payment.status)
         body: msgspec.Struct = render.payment(outcome.payment, exponent)
     else:
         assert outcome.hold is not None

@@ -72,6 +72,10 @@ class GatewayMetrics:
 
 
 def route_of(request: web.Request) -> str:
+    """The route's template (as the API documents it, without any pattern in a segment)."""
+    op = request.match_info.route.handler.__dict__.get("op")
+    if op is not None:
+        return op.path  # type: ignore[no-any-return]
     resource = request.match_info.route.resource
     return resource.canonical if resource is not None else UNMATCHED
 

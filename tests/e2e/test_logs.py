@@ -1,7 +1,7 @@
 """Structured logs: one JSON line per API request with its request id (echoed to the
 client), route template, status and the ids of the payments it made; the actors' events
-(recovery) as JSON lines too; all of them prefixed by Ray with the actor's name (the ingress
-runs in the coordinator); never a token."""
+(recovery) as JSON lines too, forwarded by Ray to the server's output as they were written
+(each names its actor; the ingress runs in the coordinator); never a token."""
 
 from __future__ import annotations
 
@@ -39,12 +39,15 @@ async def test_each_request_logs_one_json_line_without_secrets(api: Api, server:
 
 def forwarded_events(server: Server) -> list[tuple[str, int, dict[str, object]]]:
     """(actor, pid, event) of the JSON lines Ray forwarded from the actors to the server's
-    output, as "(<class or actor name> pid=N) <line>"."""
-    forwarded = re.compile(r"\((?P<actor>[\w-]+) pid=(?P<pid>\d+)\) (?P<json>\{.*\})$")
+    output: clean JSON lines, one per line, with no "(actor pid=N)" prefix or colour
+    codes when the output is not a terminal (each line names its actor itself)."""
+    text = server.log_path.read_text()
+    assert "\x1b[" not in text, "no ANSI colour codes in a log file"
     events = []
-    for line in re.sub(r"\x1b\[[0-9;]*m", "", server.log_path.read_text()).splitlines():
-        if m := forwarded.search(line):
-            events.append((m["actor"], int(m["pid"]), json.loads(m["json"])))
+    for line in text.splitlines():
+        if line.startswith("{"):
+            event = json.loads(line)
+            events.append((str(event.get("actor")), int(event.get("pid", 0)), event))
     return events
 
 

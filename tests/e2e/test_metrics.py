@@ -35,6 +35,9 @@ async def test_metrics_count_requests_by_route_and_payments_by_status(
     assert (await api.pay(a, b, "1.00")).body["status"] == "success"
     assert (await api.pay(a, b, "100.00")).body["status"] == "not_enough_money"
     assert (await api.get("/v1/balances/bal_unknown")).status == 404
+    hold = await api.post("/v1/holds", {"balance_from": a, "balance_to": b, "amount": "2", "expires_in_s": 60})
+    assert (await api.post(f"/v1/holds/{hold.body['id']}/capture")).body["status"] == "success"
+    assert (await api.get("/v1/payments/pay_unknown")).status == 404
 
     text, after = await scrape(session, server)
 
@@ -44,10 +47,11 @@ async def test_metrics_count_requests_by_route_and_payments_by_status(
 
     assert delta("rayledger_http_requests_total", route="/v1/payments", method="POST", status="201") == 2
     assert delta("rayledger_http_requests_total", route="/v1/balances/{id}", method="GET", status="404") == 1
-    assert delta("rayledger_payments_total", status="success") == 2  # the deposit and the payment
+    assert delta("rayledger_payments_total", status="success") == 3  # the deposit, the payment, the capture
+    assert delta("rayledger_http_requests_total", route="/v1/payments/{id}", method="GET", status="404") == 1
     assert delta("rayledger_payments_total", status="not_enough_money") == 1
     assert delta("rayledger_http_request_duration_seconds_count", route="/v1/payments", method="POST") == 2
     # three calls to the coordinator (sent one after another, so one payment each)
-    assert delta("rayledger_gateway_batch_payments_count") == 3
+    assert delta("rayledger_gateway_batch_payments_count") == 3  # holds and captures go their own way
     assert delta("rayledger_gateway_batch_payments_sum") == 3
     assert "bal_unknown" not in text and server.token not in text  # no paths, no secrets

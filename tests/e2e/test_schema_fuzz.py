@@ -66,7 +66,7 @@ def test_every_check_passes_but_documented_rules(server: Server) -> None:
                     if _documented(failure, response.status_code, body):
                         documented += 1
                     else:
-                        undocumented[f"{operation.label}: {type(failure).__name__}"].add(
+                        undocumented[f"{case.operation.label}: {type(failure).__name__}"].add(
                             f"{response.status_code} {response.text[:200]}"
                         )
 

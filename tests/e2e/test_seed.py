@@ -61,3 +61,12 @@ async def test_seed_again_replays_and_cli_errors_are_one_line(api: Api, server: 
     assert refused.returncode != 0 and "Traceback" not in refused.stderr and "401" in refused.stderr
     version = subprocess.run([*rayledger_command(), "--version"], capture_output=True, text=True, check=False)
     assert version.returncode == 0 and version.stdout.startswith("rayledger ")
+
+
+async def test_verify_refuses_a_live_data_directory(server: Server) -> None:
+    live = subprocess.run(
+        [*rayledger_command(), "verify", "--data-dir", str(server.data_dir)],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert live.returncode == 2 and "Traceback" not in live.stderr and "stop" in live.stderr, live.stderr
+    assert live.stderr.count("\n") == 1
