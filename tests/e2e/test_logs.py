@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 
 from tests.support.api import Api
 from tests.support.server import Server
