@@ -80,6 +80,19 @@ class LedgerClient:
         merged = sorted((p for page in pages for p in page), key=lambda p: p.id, reverse=not q.ascending)
         return merged[: q.limit], len(merged) > q.limit
 
+    async def list_holds(
+        self, balance_id: str | None, status: str | None, limit: int, before: str | None, after: str | None, asc: bool
+    ) -> tuple[list[HoldRecord], bool]:
+        """One page across every coordinator; (page, whether there are more that way)."""
+        pages = await asyncio.gather(
+            *(
+                self.coordinator(c).call("list_holds", balance_id, status, limit + 1, before, after, asc)
+                for c in range(self.settings.coordinators)
+            )
+        )
+        merged = sorted((h for page in pages for h in page), key=lambda h: h.id, reverse=not asc)
+        return merged[:limit], len(merged) > limit
+
     async def finish_phase2(self) -> int:
         """Have every coordinator send the phase two it still owes (a clean stop); the
         number of payments left unfinished."""

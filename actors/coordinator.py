@@ -759,6 +759,8 @@ class PaymentCoordinator:
                 closed_at_ms=None if status == PaymentStatus.SUCCESS else _now_ms(),
                 idempotency_key=r.idempotency_key,
                 fingerprint=r.fingerprint,
+                description=r.description,
+                metadata=r.metadata,
             )
             self._commit(HoldPlaced(hold))
             await self.journal.durable()
@@ -809,7 +811,8 @@ class PaymentCoordinator:
             reason=None,
             created_at_ms=created_at_ms,
             settled_at_ms=now_ms,
-            description="capture",
+            description=hold.description if hold.description is not None else "capture",
+            metadata=hold.metadata,
             idempotency_key=key,
             fingerprint=fingerprint,
             hold_id=hold_id,
@@ -911,6 +914,35 @@ class PaymentCoordinator:
             if isinstance(s.record, Decided) and _matches(q, s.record.payment.id, s.record.payment)
         ]
         return out[: q.limit]
+
+    async def list_holds(
+        self,
+        balance_id: str | None,
+        status: str | None,
+        limit: int,
+        before_id: str | None,
+        after_id: str | None,
+        ascending: bool,
+    ) -> list[HoldRecord]:
+        """Holds placed here, by balance (either side) and current status, in id order."""
+        await self.ready()
+        await self._expire_due()
+        tag = f"hb:{balance_id}" if balance_id else "holds"
+        out: list[HoldRecord] = []
+        while len(out) < limit:
+            found = await self.journal.tagged(
+                tag, limit=limit, before_id=before_id, after_id=after_id, ascending=ascending
+            )
+            for s in found:
+                placed = s.record.hold  # type: ignore[union-attr]
+                now = await self._hold(placed.id)
+                if now is not None and (status is None or now.status == status):
+                    out.append(now)
+            if len(found) < limit:
+                break
+            last = found[-1].record.hold.id  # type: ignore[union-attr]
+            before_id, after_id = (before_id, last) if ascending else (last, after_id)
+        return out[:limit]
 
     async def stats(self) -> dict[str, object]:
         await self.ready()

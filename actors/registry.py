@@ -46,6 +46,13 @@ SYSTEM_ACCOUNT_ID = "acc_system"
 log = logging.getLogger("rayledger.registry")
 
 
+class KeyView(msgspec.Struct, frozen=True, array_like=True):
+    id: str
+    account_id: str
+    prefix: str | None
+    created_at_ms: int
+
+
 class Idem(msgspec.Struct, frozen=True, array_like=True):
     """An Idempotency-Key on a create, as the gateway hands it over (hashed and sealed)."""
 
@@ -123,6 +130,7 @@ class Registry:
         self.issuers: dict[str, str] = {}
         self.keys: dict[str, tuple[str, bytes]] = {}  # key id -> (account id, token hash)
         self.key_by_hash: dict[bytes, str] = {}
+        self.key_views: dict[str, KeyView] = {}  # live keys, as listed
         self.answers: dict[bytes, Answered] = {}  # creates made with an Idempotency-Key, by lookup
         self._status_changed: set[str] = set()  # accounts whose status shards must mirror
         self._lock = asyncio.Lock()  # serialises balance creation (one issuer per currency)
@@ -177,9 +185,11 @@ class Registry:
         elif isinstance(r, KeyCreated):
             self.keys[r.key_id] = (r.account_id, r.token_hash)
             self.key_by_hash[r.token_hash] = r.key_id
+            self.key_views[r.key_id] = KeyView(r.key_id, r.account_id, r.prefix, r.created_at_ms)
         elif isinstance(r, KeyRevoked):
             _, token_hash = self.keys.pop(r.key_id)
             del self.key_by_hash[token_hash]
+            del self.key_views[r.key_id]
         elif isinstance(r, Genesis):
             assert self.partitions is None, "genesis happens once"
             self.partitions = r.partitions
@@ -427,7 +437,9 @@ class Registry:
         return [b for b in self.balances if b not in self.not_ready]
 
     # -- API keys ---------------------------------------------------------------------------
-    async def create_key(self, account_id: str, token_hash: bytes, idem: Idem | None = None) -> str | Answered | None:
+    async def create_key(
+        self, account_id: str, token_hash: bytes, idem: Idem | None = None, prefix: str | None = None
+    ) -> str | Answered | None:
         """Store a key for the account (the gateway made the token); None if no account;
         what `idem` made before, if it did."""
         self._require_writable()
@@ -437,7 +449,7 @@ class Registry:
         if account_id not in self.accounts or account_id == SYSTEM_ACCOUNT_ID:
             return None
         key_id = _new_id("key")
-        self._commit(KeyCreated(key_id, account_id, token_hash, _now_ms()))
+        self._commit(KeyCreated(key_id, account_id, token_hash, _now_ms(), prefix))
         self._answer(idem, "key", key_id)
         await self.journal.durable()
         return key_id
@@ -450,6 +462,30 @@ class Registry:
         self._commit(KeyRevoked(key_id))
         await self.journal.durable()
         return True
+
+    async def key_view(self, key_id: str) -> KeyView | None:
+        await self.journal.durable()
+        return self.key_views.get(key_id)
+
+    async def list_keys(
+        self, account_id: str, limit: int, before_id: str | None, after_id: str | None, ascending: bool
+    ) -> list[KeyView] | None:
+        """An account's live keys (never their tokens), newest first; None if no account."""
+        await self.journal.durable()
+        if account_id not in self.accounts or account_id == SYSTEM_ACCOUNT_ID:
+            return None
+        found = sorted(
+            (
+                k
+                for k in self.key_views.values()
+                if k.account_id == account_id
+                and (before_id is None or k.id < before_id)
+                and (after_id is None or k.id > after_id)
+            ),
+            key=lambda k: k.id,
+            reverse=not ascending,
+        )
+        return found[:limit]
 
     async def authenticate(self, token_hash: bytes) -> tuple[str, str] | None:
         """(key id, account id) of a live key with this token hash."""

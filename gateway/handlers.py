@@ -28,6 +28,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 T = TypeVar("T")
 
 READY_TIMEOUT_S = 2.0
+KEY_PREFIX_LEN = 8  # "rlk_" and four characters: enough to tell keys apart, far too few to use
 
 
 def json_response(body: msgspec.Struct | dict[str, object], status: int = 200) -> web.Response:
@@ -160,14 +161,7 @@ async def _single(request: web.Request, body_type: type[T], deposit: bool | None
     if deposit is None:
         prepared = await payments.prepare_payment(request, body, key, fp)  # type: ignore[arg-type]
     else:
-        prepared = await payments.prepare_issuer_move(
-            request,
-            body.balance_id,
-            body.amount,
-            deposit=deposit,
-            key=key,
-            fp=fp,  # type: ignore[attr-defined]
-        )
+        prepared = await payments.prepare_issuer_move(request, body, deposit=deposit, key=key, fp=fp)  # type: ignore[arg-type]
     [result] = await payments.settle(request, [prepared])
     return payments.respond(result)
 
@@ -210,12 +204,31 @@ async def create_key(request: web.Request) -> web.Response:
     idem, key = creates.idem_of(request, None)
     if idem is not None and key is not None:
         idem = msgspec.structs.replace(idem, sealed=creates.seal(key, token))
-    key_id = await request.app[CLIENT].registry.call("create_key", account_id, digest, idem)
+    key_id = await request.app[CLIENT].registry.call("create_key", account_id, digest, idem, token[:KEY_PREFIX_LEN])
     if isinstance(key_id, Answered):
         return await creates.replay(request, idem, key, key_id)  # type: ignore[arg-type]
     if key_id is None:
         raise ApiError("account_not_found", "no such account")
     return json_response(schemas.ApiKey(key_id, account_id, token), 201)
+
+
+async def list_keys(request: web.Request) -> web.Response:
+    page = page_of(request)
+    account_id = request.match_info["id"]
+    registry = request.app[CLIENT].registry
+    before, after = id_bounds(request, page, "key")
+    found = await registry.call("list_keys", account_id, page.limit + 1, before, after, page.ascending)
+    if found is None:
+        raise ApiError("account_not_found", "no such account")
+    if page.cursor is not None:
+        cursor = await registry.call("key_view", page.cursor)
+        if cursor is None or cursor.account_id != account_id:
+            raise unknown_cursor(page)
+    data = [
+        schemas.KeyListed(k.id, k.account_id, k.prefix, render.timestamp(k.created_at_ms))
+        for k in newest_first(found[: page.limit], page)
+    ]
+    return json_response(schemas.KeyList(data=data, has_more=len(found) > page.limit))
 
 
 async def revoke_key(request: web.Request) -> web.Response:
@@ -356,16 +369,24 @@ async def list_entries(request: web.Request) -> web.Response:
         "entries", info.id, page.limit + 1, before, after, page.ascending, q.get("created_gte"), q.get("created_lt")
     )
     exponent = await request.app[DIRECTORY].exponent(info.currency)
-    data = [
-        schemas.Entry(
-            id=entry_id(partition, e.seq),
-            payment_id=e.payment_id,
-            amount=format_amount(e.delta_minor, exponent),
-            balance_after=format_amount(e.balance_after_minor, exponent),
-            created_at=render.timestamp(e.at_ms),
+    shown = newest_first(entries[: page.limit], page)
+    # The other side and the description are the payment's: joined here, on the read path,
+    # rather than carried by every posted leg on the payment path.
+    paid = await asyncio.gather(*(client.get_payment(e.payment_id) for e in shown))
+    data = []
+    for e, p in zip(shown, paid, strict=True):
+        other = None if p is None else p.balance_to if p.balance_from == info.id else p.balance_from
+        data.append(
+            schemas.Entry(
+                id=entry_id(partition, e.seq),
+                payment_id=e.payment_id,
+                amount=format_amount(e.delta_minor, exponent),
+                balance_after=format_amount(e.balance_after_minor, exponent),
+                created_at=render.timestamp(e.at_ms),
+                counterparty_balance_id=other,
+                description=None if p is None else p.description,
+            )
         )
-        for e in newest_first(entries[: page.limit], page)
-    ]
     return json_response(schemas.EntryList(data=data, has_more=len(entries) > page.limit))
 
 
@@ -491,6 +512,8 @@ async def create_hold(request: web.Request) -> web.Response:
         expires_at_ms=p.created_at_ms + body.expires_in_s * 1000,
         idempotency_key=key,
         fingerprint=fp,
+        description=body.description,
+        metadata=body.metadata,
     )
     outcome = await request.app[CLIENT].place_hold(hold_request)
     return _hold_response(request, outcome, prepared.exponent, 201)
@@ -505,6 +528,41 @@ async def _own_hold(request: web.Request, *, paying_side: bool) -> HoldRecord:
     if not any(i is not None and can_read_account(request, i.account_id) for i in infos):
         raise ApiError("not_found", "no such hold")
     return hold
+
+
+async def list_holds(request: web.Request) -> web.Response:
+    page, q = page_of(request), query(request)
+    client, who = request.app[CLIENT], principal(request)
+    balances: list[str | None]
+    if "balance" in q:
+        [info] = await request.app[DIRECTORY].balances([q["balance"]])
+        if info is None or not can_read_account(request, info.account_id):
+            raise ApiError("balance_not_found", "no such balance", "balance")
+        balances = [info.id]
+    elif who.admin:
+        balances = [None]
+    else:  # an account sees the holds touching any of its balances
+        account = await client.registry.call("get_account", who.account_id)
+        balances = list(account.balance_ids) if account else []
+    if page.cursor is not None:
+        cursor = await client.get_hold(page.cursor)
+        if cursor is None or not await _sees_hold(request, cursor):
+            raise unknown_cursor(page)
+    before, after = id_bounds(request, page, HOLD_PREFIX)
+    pages = await asyncio.gather(
+        *(client.list_holds(b, q.get("status"), page.limit, before, after, page.ascending) for b in balances)
+    )
+    merged = {h.id: h for found, _ in pages for h in found}
+    ordered = sorted(merged.values(), key=lambda h: h.id, reverse=not page.ascending)
+    has_more = len(ordered) > page.limit or any(more for _, more in pages)
+    shown = newest_first(ordered[: page.limit], page)
+    data = [render.hold(h, await request.app[DIRECTORY].exponent(h.currency)) for h in shown]
+    return json_response(schemas.HoldList(data=data, has_more=has_more))
+
+
+async def _sees_hold(request: web.Request, hold: HoldRecord) -> bool:
+    infos = await request.app[DIRECTORY].balances([hold.balance_from, hold.balance_to])
+    return any(i is not None and can_read_account(request, i.account_id) for i in infos)
 
 
 async def get_hold(request: web.Request) -> web.Response:

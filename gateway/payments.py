@@ -144,8 +144,14 @@ async def prepare_payment(
 
 
 async def prepare_issuer_move(
-    request: web.Request, balance_id: str, amount: str, *, deposit: bool, key: str | None, fp: bytes | None
+    request: web.Request,
+    body: schemas.DepositCreate | schemas.WithdrawalCreate,
+    *,
+    deposit: bool,
+    key: str | None,
+    fp: bytes | None,
 ) -> Prepared:
+    balance_id, amount = body.balance_id, body.amount
     info = await balance_or_404(request, balance_id, "balance_id")
     if info.account_id == SYSTEM_ACCOUNT_ID:
         raise ApiError("validation_error", "an issuer balance cannot pay itself", "balance_id")
@@ -159,7 +165,8 @@ async def prepare_issuer_move(
         amount_minor=parse_money(amount, currency.exponent),
         currency=info.currency,
         created_at_ms=now_ms(),
-        description="deposit" if deposit else "withdrawal",
+        description=body.description if body.description is not None else "deposit" if deposit else "withdrawal",
+        metadata=body.metadata,
         idempotency_key=key,
         fingerprint=fp,
     )

@@ -26,6 +26,10 @@ LIST_Q: dict[str, dict[str, Any]] = {
 TIME_RANGE_Q = {"created_gte": TIME_Q, "created_lt": TIME_Q}
 ACCOUNT_STATUS_Q = {"type": "string", "enum": ["active", "disabled"]}
 PAYMENT_STATUS_Q = {"type": "string", "enum": sorted(PaymentStatus)}
+HOLD_STATUS_Q = {
+    "type": "string",
+    "enum": ["held", "captured", "voided", "expired", *sorted(set(PaymentStatus) - {"pending", "success"})],
+}
 
 
 class Op(NamedTuple):
@@ -121,6 +125,16 @@ OPS: list[Op] = [
         status=201,
         errors=("account_not_found",),
         idempotent=True,
+    ),
+    Op(
+        "GET",
+        "/v1/accounts/{id}/keys",
+        handlers.list_keys,
+        "An account's API keys (never their tokens), newest first",
+        "admin",
+        response=schemas.KeyList,
+        errors=("account_not_found",),
+        query=LIST_Q,
     ),
     Op("DELETE", "/v1/keys/{id}", handlers.revoke_key, "Revoke an API key", "admin", status=204, errors=("not_found",)),
     Op(
@@ -267,6 +281,16 @@ OPS: list[Op] = [
         errors=("balance_not_found", "same_balance", "invalid_amount"),
     ),
     Op("GET", "/v1/holds/{id}", handlers.get_hold, "A hold", "account", response=schemas.Hold, errors=("not_found",)),
+    Op(
+        "GET",
+        "/v1/holds",
+        handlers.list_holds,
+        "List holds, newest first (an account token: those touching its balances)",
+        "account",
+        response=schemas.HoldList,
+        errors=("balance_not_found",),
+        query={**LIST_Q, "balance": ID_Q, "status": HOLD_STATUS_Q, **TIME_RANGE_Q},
+    ),
     Op(
         "POST",
         "/v1/holds/{id}/capture",

@@ -66,11 +66,15 @@ class BalanceCreate(msgspec.Struct, **_req):
 class DepositCreate(msgspec.Struct, **_req):
     balance_id: Id
     amount: AmountText
+    description: Description | None = None  # default "deposit"
+    metadata: Metadata | None = None
 
 
 class WithdrawalCreate(msgspec.Struct, **_req):
     balance_id: Id
     amount: AmountText
+    description: Description | None = None  # default "withdrawal"
+    metadata: Metadata | None = None
 
 
 class PaymentCreate(msgspec.Struct, **_req):
@@ -138,6 +142,18 @@ class ApiKey(msgspec.Struct, omit_defaults=True):
     token: str | None = None  # shown once, at creation
 
 
+class KeyListed(msgspec.Struct):
+    id: str
+    account_id: str
+    prefix: str | None  # the token's first characters (keys made before 1.1 have none)
+    created_at: str
+
+
+class KeyList(msgspec.Struct):
+    data: list[KeyListed]
+    has_more: bool
+
+
 class Health(msgspec.Struct, omit_defaults=True):
     status: str
     reason: str | None = None
@@ -191,12 +207,14 @@ class PaymentList(msgspec.Struct):
     has_more: bool
 
 
-class Entry(msgspec.Struct):
+class Entry(msgspec.Struct, omit_defaults=True):
     id: str
     payment_id: str
     amount: str
     balance_after: str
     created_at: str
+    counterparty_balance_id: str | None = None  # the other side of the payment
+    description: str | None = None
 
 
 class EntryList(msgspec.Struct):
@@ -209,6 +227,13 @@ class HoldCreate(msgspec.Struct, **_req):
     balance_to: Id
     amount: AmountText
     expires_in_s: Annotated[int, Meta(ge=1, le=7 * 24 * 3600)]
+    description: Description | None = None
+    metadata: Metadata | None = None
+
+
+class HoldList(msgspec.Struct):
+    data: list[Hold]
+    has_more: bool
 
 
 class HoldCapture(msgspec.Struct, **_req):
@@ -232,3 +257,5 @@ class Hold(msgspec.Struct, omit_defaults=True):
     closed_at: str | None = None
     captured_amount: str | None = None
     payment_id: str | None = None
+    description: str | None = None
+    metadata: dict[str, str] | None = None

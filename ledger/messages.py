@@ -70,6 +70,8 @@ class HoldRequest(msgspec.Struct, frozen=True, array_like=True):
     expires_at_ms: int
     idempotency_key: str | None = None
     fingerprint: bytes | None = None
+    description: str | None = None
+    metadata: dict[str, str] | None = None
 
 
 # -- between actors ------------------------------------------------------------------------

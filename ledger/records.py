@@ -117,6 +117,8 @@ class HoldRecord(msgspec.Struct, frozen=True, array_like=True, forbid_unknown_fi
     payment_id: str | None = None  # the capturing payment
     idempotency_key: str | None = None
     fingerprint: bytes | None = None
+    description: str | None = None
+    metadata: dict[str, str] | None = None
 
 
 class HoldPlaced(msgspec.Struct, tag="hp", **_opts):
@@ -200,6 +202,7 @@ class KeyCreated(msgspec.Struct, tag="kc", **_opts):
     account_id: str
     token_hash: bytes
     created_at_ms: int
+    prefix: str | None = None  # the token's first characters, for people to tell keys apart
 
 
 class KeyRevoked(msgspec.Struct, tag="kr", **_opts):
@@ -259,8 +262,9 @@ def record_tags(record: Record) -> tuple[str, tuple[str, ...]] | None:
             tags.append(f"k:{p.idempotency_key}")
         return p.id, tuple(tags)
     if isinstance(record, HoldPlaced):
-        key = record.hold.idempotency_key
-        return record.hold.id, (f"hp:{record.hold.id}", *((f"k:{key}",) if key is not None else ()))
+        h, key = record.hold, record.hold.idempotency_key
+        sides = [f"hb:{b}" for b in dict.fromkeys((h.balance_from, h.balance_to))]
+        return h.id, (f"hp:{h.id}", "holds", *sides, *((f"k:{key}",) if key is not None else ()))
     if isinstance(record, HoldClosed):
         key = record.idempotency_key
         return record.hold.id, (f"hc:{record.hold.id}", *((f"k:{key}",) if key is not None else ()))

@@ -235,3 +235,55 @@ async def test_an_issuer_balance_has_no_limit_rather_than_a_word_for_one(api: Ap
     issuer = await api.get(f"/v1/balances/{usd.body['issuer_balance_id']}")
     assert issuer.status == 200 and issuer.body["available"] is None and issuer.body["overdraft_limit"] is None
     assert issuer.body["amount"].lstrip("-").replace(".", "").isdigit()
+
+
+async def test_entries_name_the_other_side_and_moves_take_descriptions(api: Api) -> None:
+    a = await api.account(email())
+    a_bal = await api.balance(a["id"], "USD")
+    b_bal = await api.balance((await api.account(email()))["id"], "USD")
+    deposit = await api.post(
+        "/v1/deposits", {"balance_id": a_bal["id"], "amount": "10", "description": "top-up", "metadata": {"ref": "7"}}
+    )
+    assert deposit.body["description"] == "top-up" and deposit.body["metadata"] == {"ref": "7"}
+    paid = await api.post(
+        "/v1/payments", {"balance_from": a_bal["id"], "balance_to": b_bal["id"], "amount": "4", "description": "rent"}
+    )
+    withdrawn = await api.post("/v1/withdrawals", {"balance_id": b_bal["id"], "amount": "1"})
+    assert withdrawn.body["description"] == "withdrawal", "the default when none is given"
+    line = (await api.get(f"/v1/balances/{b_bal['id']}/entries")).body["data"][-1]  # the oldest: the payment
+    assert line["payment_id"] == paid.body["id"] and line["counterparty_balance_id"] == a_bal["id"]
+    assert line["description"] == "rent" and line["id"].startswith("ent_")
+
+
+async def test_holds_and_keys_are_listed(api: Api) -> None:
+    a, a_bal, b_bal = await funded_pair(api)
+    held = [
+        await api.post(
+            "/v1/holds",
+            {
+                "balance_from": a_bal["id"],
+                "balance_to": b_bal["id"],
+                "amount": f"{n}",
+                "expires_in_s": 600,
+                "description": f"hold {n}",
+            },
+        )
+        for n in (1, 2, 3)
+    ]
+    await api.post(f"/v1/holds/{held[0].body['id']}/void")
+    listed = await api.get(f"/v1/holds?balance={a_bal['id']}")
+    assert [h["id"] for h in listed.body["data"]] == [h.body["id"] for h in reversed(held)]
+    assert [h["description"] for h in listed.body["data"]] == ["hold 3", "hold 2", "hold 1"]
+    still = await api.get(f"/v1/holds?balance={b_bal['id']}&status=held&limit=1")
+    assert [h["id"] for h in still.body["data"]] == [held[2].body["id"]] and still.body["has_more"] is True
+    rest = await api.get(f"/v1/holds?balance={b_bal['id']}&status=held&starting_after={held[2].body['id']}")
+    assert [h["id"] for h in rest.body["data"]] == [held[1].body["id"]]
+    assert (await api.get("/v1/holds?starting_after=hold_nope")).status == 422
+
+    made = [(await api.post(f"/v1/accounts/{a['id']}/keys")).body for _ in range(2)]
+    keys = await api.get(f"/v1/accounts/{a['id']}/keys")
+    assert [k["id"] for k in keys.body["data"]] == [made[1]["id"], made[0]["id"]]
+    assert all(
+        "token" not in k and made[n]["token"].startswith(k["prefix"]) for n, k in enumerate(keys.body["data"][::-1])
+    )
+    assert (await api.get("/v1/accounts/acc_nope/keys")).status == 404
