@@ -9,7 +9,7 @@ from typing import Any
 import msgspec
 
 from gateway.errors import STATUS_OF_CODE, Problem
-from gateway.routes import OPS
+from gateway.routes import CURSOR_RULE, OPS
 from gateway.schemas import Payment as PaymentBody
 
 REF = "#/components/schemas/{name}"
@@ -51,6 +51,10 @@ def build_spec(version: str) -> dict[str, Any]:
             item["security"] = []
         else:
             item["description"] = "Admin token only." if op.access == "admin" else "Admin or account token."
+        if op.query.keys() & {"starting_after", "ending_before"}:
+            op = op._replace(rules=f"{op.rules} {CURSOR_RULE}".strip())
+        if op.rules:
+            item["description"] = f"{item.get('description', '')} {op.rules}".strip()
         if op.body is not None:
             item["requestBody"] = {"required": True, "content": {"application/json": {"schema": ref_of[op.body]}}}
         ok: dict[str, Any] = {"description": "OK"}

@@ -9,6 +9,12 @@ from gateway import handlers, schemas
 from gateway.auth import Access
 from ledger.results import PaymentStatus
 
+TWO_SIDES_RULE = (
+    "balance_from and balance_to must be two different balances (422 same_balance); the amount has at most"
+    " the currency's decimals (422 invalid_amount)."
+)
+CURSOR_RULE = "A cursor must be an item of this list, and only one of the two may be given (422)."
+
 # Query parameters as their OpenAPI schemas: the server checks each against its schema
 # (gateway.inputs.parse_query) and refuses any parameter an operation does not declare.
 ID_Q = {"type": "string", "minLength": 1, "maxLength": 64}
@@ -44,6 +50,7 @@ class Op(NamedTuple):
     errors: tuple[str, ...] = ()
     idempotent: bool = False  # accepts Idempotency-Key
     query: dict[str, dict[str, Any]] = {}  # noqa: RUF012 (never mutated)
+    rules: str = ""  # what the schema cannot say: rules between fields or on the ledger's state
 
 
 OPS: list[Op] = [
@@ -114,6 +121,7 @@ OPS: list[Op] = [
             "validation_error",
         ),
         idempotent=True,
+        rules="The currency must exist (422 unknown_currency); the overdraft limit has at most its decimals.",
     ),
     Op(
         "POST",
@@ -157,6 +165,7 @@ OPS: list[Op] = [
         status=201,
         idempotent=True,
         errors=("balance_not_found", "invalid_amount", "validation_error"),
+        rules="The amount has at most the currency's decimals (422 invalid_amount).",
     ),
     Op(
         "POST",
@@ -169,6 +178,7 @@ OPS: list[Op] = [
         status=201,
         idempotent=True,
         errors=("balance_not_found", "invalid_amount", "validation_error"),
+        rules="The amount has at most the currency's decimals (422 invalid_amount).",
     ),
     Op(
         "POST",
@@ -181,6 +191,7 @@ OPS: list[Op] = [
         status=201,
         idempotent=True,
         errors=("balance_not_found", "same_balance", "invalid_amount", "validation_error"),
+        rules=TWO_SIDES_RULE,
     ),
     Op(
         "GET",
@@ -279,6 +290,7 @@ OPS: list[Op] = [
         status=201,
         idempotent=True,
         errors=("balance_not_found", "same_balance", "invalid_amount"),
+        rules=TWO_SIDES_RULE,
     ),
     Op("GET", "/v1/holds/{id}", handlers.get_hold, "A hold", "account", response=schemas.Hold, errors=("not_found",)),
     Op(
@@ -302,6 +314,7 @@ OPS: list[Op] = [
         status=201,
         idempotent=True,
         errors=("not_found", "conflict", "invalid_amount"),
+        rules="The amount has at most the currency's decimals (422 invalid_amount).",
     ),
     Op(
         "POST",
