@@ -12,6 +12,7 @@ import logging
 import os
 import shutil
 import signal
+import socket
 import sys
 import tempfile
 import threading
@@ -69,6 +70,21 @@ def admin_token(data_dir: Path) -> tuple[str, str]:
     return path.read_text().strip(), str(path)
 
 
+class RayUnreachable(Exception):
+    """The Ray cluster named by --address does not answer (Ray itself would retry for minutes)."""
+
+
+def require_reachable(address: str) -> None:
+    """Fail fast, in one line, when nothing listens at a cluster's GCS address."""
+    if address == "auto":
+        return
+    host, _, port = address.rpartition(":")
+    try:
+        socket.create_connection((host or "127.0.0.1", int(port)), timeout=RAY_CONNECT_TIMEOUT_S).close()
+    except (OSError, ValueError) as exc:
+        raise RayUnreachable(f"cannot reach the Ray cluster at {address}: {exc}") from None
+
+
 def start_ray(settings: Settings) -> tuple[str | None, str | None]:
     """Join a cluster, or start an embedded one in a private temp dir.
     Returns (dashboard URL, temp dir to remove on exit)."""
@@ -78,6 +94,7 @@ def start_ray(settings: Settings) -> tuple[str | None, str | None]:
 
     runtime_env = {"worker_process_setup_hook": SETUP_HOOK}
     if settings.ray_address:
+        require_reachable(settings.ray_address)
         context = ray.init(
             address=settings.ray_address,
             namespace=settings.namespace,
@@ -98,6 +115,7 @@ def start_ray(settings: Settings) -> tuple[str | None, str | None]:
     return (f"http://{context.dashboard_url}" if context.dashboard_url else None), temp_dir
 
 
+RAY_CONNECT_TIMEOUT_S = 5.0
 INGRESS_CHECK_S = 1.0  # how soon a coordinator Ray restarted serves HTTP again
 INGRESS_STOP_WAIT_S = 30.0  # draining requests and sending owed phase two, all coordinators
 
@@ -193,6 +211,7 @@ def stop(settings: Settings) -> int:
     if not settings.ray_address:
         print("rayledger: stop needs --address (an embedded ledger stops with its serve process)", file=sys.stderr)
         return 2
+    require_reachable(settings.ray_address)
     ray.init(address=settings.ray_address, namespace=settings.namespace, logging_level=logging.WARNING)
     try:
         names = stop_ledger(settings.namespace)
@@ -210,12 +229,14 @@ def verify(settings: Settings) -> int:
     from actors.audit import verify as audit
 
     console = Console()
-    if settings.data_path.exists():
-        try:  # held until the audit ends: no server starts on the journals meanwhile
-            lock = lock_data_dir(settings.data_path)
-        except DataDirLocked as exc:
-            print(f"rayledger verify: {exc}; its journals are still moving: audit a stopped ledger", file=sys.stderr)
-            return 2
+    if not settings.data_path.is_dir():
+        print(f"rayledger verify: no ledger at {settings.data_path} (give its --data-dir)", file=sys.stderr)
+        return 2
+    try:  # held until the audit ends: no server starts on the journals meanwhile
+        lock = lock_data_dir(settings.data_path)
+    except DataDirLocked as exc:
+        print(f"rayledger verify: {exc}; its journals are still moving: audit a stopped ledger", file=sys.stderr)
+        return 2
     files = journal_files(settings.data_path)
     total = sum(count_records(f) for f in files)
     with Progress(console=console, transient=True) as progress:
@@ -235,10 +256,10 @@ def verify(settings: Settings) -> int:
         for violation in report.violations:
             console.print(f"[red]VIOLATION[/red] {violation}", highlight=False)
         console.print(f"[red]{len(report.violations)} violation(s)[/red]")
-        return 1
-    console.print("[green]OK[/green]: chains intact, state reproduced, money conserved")
-    if settings.data_path.exists():
         lock.close()
+        return 1
+    lock.close()
+    console.print("[green]OK[/green]: chains intact, state reproduced, money conserved")
     return 0
 
 
@@ -313,12 +334,16 @@ def main(argv: list[str] | None = None) -> int:
         settings = settings_from_env(args)
     except (ValueError, TypeError) as exc:
         parser.error(str(exc))
-    if command == "serve":
-        return serve(settings)
-    if command == "verify":
-        return verify(settings)
-    if command == "stop":
-        return stop(settings)
+    try:
+        if command == "serve":
+            return serve(settings)
+        if command == "verify":
+            return verify(settings)
+        if command == "stop":
+            return stop(settings)
+    except RayUnreachable as exc:
+        print(f"rayledger: {exc}", file=sys.stderr)
+        return 2
     raise AssertionError(command)
 
 

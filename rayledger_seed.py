@@ -58,15 +58,25 @@ async def seed(
                     raise SeedError(f"POST {path} was refused: {r.status} {code}: {detail}")
                 return reply  # type: ignore[no-any-return]
 
+        def currencies_of(n: int) -> list[str]:
+            return ["USD", "EUR"] if n % 5 == 0 else ["USD"]
+
+        # Drawn in a fixed order before anything runs concurrently, so that the same run
+        # sends the same requests again (and replays them) whatever order answers come in.
+        funding = {
+            (n, c): f"{rng.randint(100, 5_000)}.{rng.randint(0, 99):02d}"
+            for n in range(accounts)
+            for c in currencies_of(n)
+        }
+
         async def open_account(n: int) -> list[tuple[str, str]]:
             account = await post("/v1/accounts", {"email": f"{run}-{n}@example.com"}, f"acc{n}")
-            currencies = ["USD", "EUR"] if n % 5 == 0 else ["USD"]
             opened = []
-            for currency in currencies:
+            for currency in currencies_of(n):
                 balance = await post(
                     f"/v1/accounts/{account['id']}/balances", {"currency": currency}, f"bal{n}{currency}"
                 )
-                amount = f"{rng.randint(100, 5_000)}.{rng.randint(0, 99):02d}"
+                amount = funding[(n, currency)]
                 await post("/v1/deposits", {"balance_id": balance["id"], "amount": amount}, f"dep{n}{currency}")
                 opened.append((str(balance["id"]), currency))
             bar.advance(accounts_task)
@@ -75,6 +85,7 @@ async def seed(
         statuses: Counter[str] = Counter()
 
         async def pay(n: int, usd: list[str], everything: list[tuple[str, str]]) -> None:
+            # Draws before the first await: gather starts these in order, so they draw in order.
             if n % 17 == 0:  # across currencies
                 source = rng.choice(usd)
                 target = rng.choice([b for b, c in everything if c != "USD"])
