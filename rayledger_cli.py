@@ -27,7 +27,11 @@ LOCK_FILE = "LOCK"
 
 
 class DataDirLocked(Exception):
-    pass
+    def __init__(self, data_dir: Path, holder: str) -> None:
+        super().__init__(
+            f"another rayledger server (pid {holder}) is serving {data_dir}; stop it first or choose another --data-dir"
+        )
+        self.data_dir, self.holder = data_dir, holder
 
 
 def lock_data_dir(data_dir: Path) -> Any:
@@ -44,9 +48,7 @@ def lock_data_dir(data_dir: Path) -> Any:
         handle.seek(0)
         holder = handle.read().strip() or "unknown"
         handle.close()
-        raise DataDirLocked(
-            f"another rayledger server (pid {holder}) is serving {data_dir}; stop it first or choose another --data-dir"
-        ) from None
+        raise DataDirLocked(data_dir, holder) from None
     handle.seek(0)
     handle.truncate()
     handle.write(f"{os.getpid()}\n")
@@ -235,7 +237,11 @@ def verify(settings: Settings) -> int:
     try:  # held until the audit ends: no server starts on the journals meanwhile
         lock = lock_data_dir(settings.data_path)
     except DataDirLocked as exc:
-        print(f"rayledger verify: {exc}; its journals are still moving: audit a stopped ledger", file=sys.stderr)
+        print(
+            f"rayledger verify: a server (pid {exc.holder}) is serving {exc.data_dir}, so its journals are still"
+            " moving: stop it first, then verify",
+            file=sys.stderr,
+        )
         return 2
     files = journal_files(settings.data_path)
     total = sum(count_records(f) for f in files)
