@@ -3,13 +3,16 @@ is named."""
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from actors.audit import verify
-from ledger.messages import SideRequest
+from ledger.ids import make_id
+from ledger.messages import HoldRequest, SideRequest
 from tests.support.local import LocalLedger
 from tests.support.scenario import open_funded_balances, payment
 
@@ -32,6 +35,22 @@ async def test_clean_ledger_verifies(tmp_path: Path) -> None:
         [sys.executable, "-m", "rayledger_cli", "verify", "--data-dir", str(tmp_path)], capture_output=True, text=True
     )
     assert cli.returncode == 0 and "OK" in cli.stdout
+
+
+async def test_open_holds_are_counted_as_the_holds_api_counts_them(tmp_path: Path) -> None:
+    ledger, ids = await _traffic(tmp_path)
+    now_ms = time.time_ns() // 1_000_000
+    holds = [
+        HoldRequest(make_id("hold", now_ms, os.urandom(10)), ids[0], ids[1], 1, "USD", now_ms, now_ms + 600_000)
+        for _ in range(3)
+    ]
+    for h in holds:
+        assert (await ledger.client.place_hold(h)).hold is not None
+    await ledger.client.void_hold(holds[0].hold_id, None, None)
+    await ledger.stop()
+    report = verify(tmp_path)
+    # Two holds still held, each with two open legs (its reserve and its prepare).
+    assert (report.open_holds, report.open_legs, report.violations) == (2, 4, [])
 
 
 async def test_open_reservation_without_decision_is_named(tmp_path: Path) -> None:
