@@ -78,11 +78,12 @@ class RayUnreachable(Exception):
 
 def require_reachable(address: str) -> None:
     """Fail fast, in one line, when nothing listens at a cluster's GCS address."""
-    if address == "auto":
+    if address == "auto" or "://" in address:  # found by Ray itself, or a Ray Client URL
         return
     host, _, port = address.rpartition(":")
     try:
-        socket.create_connection((host or "127.0.0.1", int(port)), timeout=RAY_CONNECT_TIMEOUT_S).close()
+        target = (host.strip("[]") or "127.0.0.1", int(port))
+        socket.create_connection(target, timeout=RAY_CONNECT_TIMEOUT_S).close()
     except (OSError, ValueError) as exc:
         raise RayUnreachable(f"cannot reach the Ray cluster at {address}: {exc}") from None
 
@@ -122,7 +123,9 @@ INGRESS_CHECK_S = 1.0  # how soon a coordinator Ray restarted serves HTTP again
 INGRESS_STOP_WAIT_S = 30.0  # draining requests and sending owed phase two, all coordinators
 
 
-def _supervise(coordinators: list[Any], host: str, port: int, token_digest: bytes, stopping: threading.Event) -> None:
+def _supervise(
+    coordinators: list[Any], host: str, port: int, keys: tuple[bytes, bytes], stopping: threading.Event
+) -> None:
     """Until SIGINT/SIGTERM: keep every coordinator's ingress up. `serve_http` is idempotent
     and cheap once serving; a call to a coordinator that is restarting waits for it (Ray
     retries it on the new incarnation), and the next check is sent only after it answers."""
@@ -132,7 +135,7 @@ def _supervise(coordinators: list[Any], host: str, port: int, token_digest: byte
     while not stopping.wait(INGRESS_CHECK_S):
         for k, coordinator in enumerate(coordinators):
             if k not in out.values():
-                out[coordinator.serve_http.remote(host, port, token_digest)] = k
+                out[coordinator.serve_http.remote(host, port, *keys)] = k
         done, _ = ray.wait(list(out), num_returns=len(out), timeout=0)
         for ref in done:
             k = out.pop(ref)
@@ -151,7 +154,7 @@ def serve(settings: Settings) -> int:
     from actors.factory import LayoutMismatch, PartitionCountMismatch, start_actors
     from actors.logs import configure as configure_logs
     from actors.logs import track_errors
-    from gateway.auth import token_hash
+    from gateway.auth import seal_key, token_hash
     from gateway.ingress import IngressCoordinator
 
     data_dir = settings.data_path
@@ -175,8 +178,8 @@ def serve(settings: Settings) -> int:
         except (PartitionCountMismatch, LayoutMismatch) as exc:
             print(f"rayledger: {exc}", file=sys.stderr)
             return 1
-        digest = token_hash(token)
-        loops = ray.get([c.serve_http.remote(settings.host, settings.port, digest) for c in handles.coordinators])
+        keys = token_hash(token), seal_key(token)
+        loops = ray.get([c.serve_http.remote(settings.host, settings.port, *keys) for c in handles.coordinators])
         base = f"http://{settings.host}:{settings.port}"
         print(f"rayledger: serving {base}  (API docs: {base}/docs)", flush=True)
         print(f"rayledger: ingress in {len(loops)} coordinator(s), event loop {loops[0]}", flush=True)
@@ -189,7 +192,7 @@ def serve(settings: Settings) -> int:
                 )
         print(f"rayledger: admin token from {token_source}", flush=True)
         print("rayledger: Ctrl-C stops; starting again recovers every balance", flush=True)
-        _supervise(handles.coordinators, settings.host, settings.port, digest, stopping)
+        _supervise(handles.coordinators, settings.host, settings.port, keys, stopping)
         print("rayledger: stopping", flush=True)
         try:
             ray.get([c.stop_http.remote() for c in handles.coordinators], timeout=INGRESS_STOP_WAIT_S)
@@ -234,8 +237,11 @@ def verify(settings: Settings) -> int:
     if not settings.data_path.is_dir():
         print(f"rayledger verify: no ledger at {settings.data_path} (give its --data-dir)", file=sys.stderr)
         return 2
+    lock: Any = None
     try:  # held until the audit ends: no server starts on the journals meanwhile
         lock = lock_data_dir(settings.data_path)
+    except OSError:
+        pass  # a read-only copy (a backup): nothing can be serving it, audit it as it is
     except DataDirLocked as exc:
         print(
             f"rayledger verify: a server (pid {exc.holder}) is serving {exc.data_dir}, so its journals are still"
@@ -262,9 +268,9 @@ def verify(settings: Settings) -> int:
         for violation in report.violations:
             console.print(f"[red]VIOLATION[/red] {violation}", highlight=False)
         console.print(f"[red]{len(report.violations)} violation(s)[/red]")
-        lock.close()
         return 1
-    lock.close()
+    if lock is not None:
+        lock.close()
     console.print("[green]OK[/green]: chains intact, state reproduced, money conserved")
     return 0
 

@@ -46,7 +46,10 @@ async def seed(
 
         async def post(path: str, body: dict[str, object], key: str) -> dict[str, object]:
             async with gate, http.post(path, json=body, headers={"Idempotency-Key": f"{run}:{key}"}) as r:
-                reply = await r.json(content_type=None)
+                try:
+                    reply = await r.json(content_type=None)
+                except ValueError:  # not the ledger answering (a proxy's error page, say)
+                    raise SeedError(f"POST {path} answered {r.status} with a body that is not JSON") from None
                 if r.status not in (200, 201, 202):
                     code = reply.get("code") if isinstance(reply, dict) else None
                     if code == "email_taken":

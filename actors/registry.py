@@ -201,14 +201,18 @@ class Registry:
         self._apply(record)
 
     # -- idempotency of creates ---------------------------------------------------------------
-    async def answered(self, lookup: bytes) -> Answered | None:
-        """The create an Idempotency-Key made, if it made one within the window."""
-        await self.journal.durable()
-        found = self.answers.get(lookup)
-        if found is not None and found.at_ms < _now_ms() - self.settings.idempotency_window_s * 1000:
-            del self.answers[lookup]
+    def _answered(self, idem: Idem | None) -> Answered | None:
+        """What `idem` made, if it made something within the idempotency window. Answers
+        arrive in time order, so the expired ones are at the front: dropped as they age."""
+        if idem is None:
             return None
-        return found
+        window_start_ms = _now_ms() - self.settings.idempotency_window_s * 1000
+        while self.answers:
+            oldest = next(iter(self.answers.values()))
+            if oldest.at_ms >= window_start_ms:
+                break
+            del self.answers[oldest.lookup]
+        return self.answers.get(idem.lookup)
 
     def _answer(self, idem: Idem | None, kind: str, ref: str, amount_minor: int = 0) -> None:
         """Journal what `idem` made in the same frame as the create itself: a crash keeps
@@ -302,9 +306,9 @@ class Registry:
     ) -> CurrencyView | Answered | None:
         """None if the code exists (ISO or custom); what `idem` made before, if it did."""
         self._require_writable()
-        if idem is not None and idem.lookup in self.answers:
+        if (answered := self._answered(idem)) is not None:
             await self.journal.durable()
-            return self.answers[idem.lookup]
+            return answered
         if self._currency(code) is not None:
             return None
         self._commit(CurrencyCreated(code, exponent, name))
@@ -329,9 +333,9 @@ class Registry:
         """None if the email is taken (case-insensitively); what `idem` made before, if it did."""
         await self.ready()
         self._require_writable()
-        if idem is not None and idem.lookup in self.answers:
+        if (answered := self._answered(idem)) is not None:
             await self.journal.durable()
-            return self.answers[idem.lookup]
+            return answered
         if email.lower() in self.emails:
             await self.journal.durable()
             return None
@@ -407,9 +411,11 @@ class Registry:
         await self.ready()
         self._require_writable()
         async with self._lock:
-            if idem is not None and idem.lookup in self.answers:
+            if (answered := self._answered(idem)) is not None:
                 await self.journal.durable()
-                return "replay", self.answers[idem.lookup]
+                if answered.kind == "balance" and answered.ref in self.not_ready:  # its first open failed
+                    await self._open_on_shard(self.balances[answered.ref])
+                return "replay", answered
             if account_id not in self.accounts or account_id == SYSTEM_ACCOUNT_ID:
                 return "account_not_found", None
             if not self.accounts[account_id].active:
@@ -443,9 +449,9 @@ class Registry:
         """Store a key for the account (the gateway made the token); None if no account;
         what `idem` made before, if it did."""
         self._require_writable()
-        if idem is not None and idem.lookup in self.answers:
+        if (answered := self._answered(idem)) is not None:
             await self.journal.durable()
-            return self.answers[idem.lookup]
+            return answered
         if account_id not in self.accounts or account_id == SYSTEM_ACCOUNT_ID:
             return None
         key_id = _new_id("key")

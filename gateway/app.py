@@ -33,6 +33,7 @@ from gateway.keys import (
     OPENAPI,
     PRINCIPAL,
     QUERY,
+    SEAL_KEY,
     SETTINGS,
     Admission,
 )
@@ -192,8 +193,11 @@ async def _flush_log(app: web.Application) -> None:
     app[REQUEST_LOG].flush()
 
 
-def create_app(settings: Settings, client: LedgerClient, admin_token_hash: bytes, ingress: int = 0) -> web.Application:
-    """The REST app served by coordinator `ingress` (payments without a key are its own)."""
+def create_app(
+    settings: Settings, client: LedgerClient, admin_token_hash: bytes, ingress: int = 0, seal_key: bytes = b""
+) -> web.Application:
+    """The REST app served by coordinator `ingress` (payments without a key are its own);
+    `seal_key` (from the admin token) seals what creates' Idempotency-Keys replay."""
     app = web.Application(
         middlewares=[
             observe_middleware,
@@ -208,6 +212,7 @@ def create_app(settings: Settings, client: LedgerClient, admin_token_hash: bytes
     app[DIRECTORY] = Directory(client, settings.directory_cache_max)
     app[AUTH] = Authenticator(admin_token_hash, client, settings.auth_cache_ttl_ms)
     app[INGRESS] = ingress
+    app[SEAL_KEY] = seal_key
     app[OPENAPI] = msgspec.json.encode(build_spec(package_version()))
     app[ADMISSION] = Admission(settings.requests_in_flight_max)
     app[METRICS] = GatewayMetrics()

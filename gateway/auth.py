@@ -51,6 +51,12 @@ def token_hash(token: str) -> bytes:
     return hashlib.sha256(token.encode()).digest()
 
 
+def seal_key(admin_token: str) -> bytes:
+    """What seals the replies of creates made with an Idempotency-Key (gateway.creates):
+    from the admin token, so it is never journaled, and not the token itself."""
+    return hmac.new(admin_token.encode(), b"rayledger: idempotency seal key", hashlib.sha256).digest()
+
+
 class Authenticator:
     def __init__(self, admin_token_hash: bytes, client: LedgerClient, cache_ttl_ms: int) -> None:
         # Only the token's hash reaches the ingress actors: the token itself never travels

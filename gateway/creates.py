@@ -3,9 +3,12 @@
 Money moves keep their keys with their payments, in the coordinators. Creates keep theirs
 in the registry, journaled in the same frame as what they made (`Registry._answer`), so a
 retry after any crash replays the first answer instead of making a second object or
-answering 409. The registry stores a hash of the caller-scoped key, and an API key's token
-only sealed under the Idempotency-Key itself (XOR with an HMAC of it): a journal reader
-without the client's key cannot recover the token, and a retry with it can.
+answering 409. The registry stores only an HMAC of the caller-scoped key, and an API key's
+token only sealed (XOR with an HMAC of the key): both HMACs are under a seal key derived
+from the admin token, which is never journaled, so a journal or a backup alone reveals
+neither keys nor tokens, however guessable the Idempotency-Keys. (Whoever holds the admin
+token can make keys anyway.) If the admin token changes, a replayed key creation answers
+its key without the token.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from aiohttp import web
 from actors.registry import Answered, Idem
 from gateway import payments, render, schemas
 from gateway.errors import ApiError
-from gateway.keys import CLIENT, DIRECTORY
+from gateway.keys import CLIENT, DIRECTORY, SEAL_KEY
 from ledger.book import BalanceView
 
 _SEAL_CONTEXT = b"rayledger: an API key's token, sealed under the Idempotency-Key that created it"
@@ -31,23 +34,27 @@ def idem_of(request: web.Request, body: msgspec.Struct | None) -> tuple[Idem | N
     key = payments.idempotency_key(request)
     if key is None:
         return None, None
-    lookup = hashlib.sha256(b"create\n" + key.encode()).digest()[:16]
+    lookup = hmac.new(request.app[SEAL_KEY], b"create\n" + key.encode(), hashlib.sha256).digest()[:16]
     return Idem(lookup, payments.fingerprint(request, body)), key  # type: ignore[arg-type]
 
 
-def _pad(key: str, n: int) -> bytes:
-    pad = hmac.new(key.encode(), _SEAL_CONTEXT, hashlib.sha512).digest()
+def _pad(seal_key: bytes, key: str, n: int) -> bytes:
+    pad = hmac.new(seal_key, _SEAL_CONTEXT + b"\n" + key.encode(), hashlib.sha512).digest()
     assert n <= len(pad), "a token is shorter than the pad"
     return pad[:n]
 
 
-def seal(key: str, token: str) -> bytes:
+def seal(seal_key: bytes, key: str, token: str) -> bytes:
     raw = token.encode()
-    return bytes(a ^ b for a, b in zip(raw, _pad(key, len(raw)), strict=True))
+    return bytes(a ^ b for a, b in zip(raw, _pad(seal_key, key, len(raw)), strict=True))
 
 
-def unseal(key: str, sealed: bytes) -> str:
-    return bytes(a ^ b for a, b in zip(sealed, _pad(key, len(sealed)), strict=True)).decode()
+def unseal(seal_key: bytes, key: str, sealed: bytes) -> str | None:
+    raw = bytes(a ^ b for a, b in zip(sealed, _pad(seal_key, key, len(sealed)), strict=True))
+    try:
+        return raw.decode()
+    except UnicodeDecodeError:  # sealed under another admin token: the key replays without it
+        return None
 
 
 async def replay(request: web.Request, idem: Idem, key: str, answered: Answered) -> web.Response:
@@ -60,7 +67,8 @@ async def replay(request: web.Request, idem: Idem, key: str, answered: Answered)
         body = render.account(await request.app[CLIENT].registry.call("first_account", answered.ref), [])
     elif answered.kind == "balance":
         [info] = await request.app[DIRECTORY].balances([answered.ref])
-        assert info is not None, f"answered balance {answered.ref} is in the directory"
+        if info is None:  # made, but its shard has not opened it yet (the registry retries it)
+            raise ApiError("unavailable", "the balance is being opened; retry with the same Idempotency-Key")
         limit = answered.amount_minor
         first = BalanceView(info.id, info.currency, 0, 0, limit, limit, active=True, unlimited=False)
         body = render.balance(info, first, await request.app[DIRECTORY].exponent(info.currency))
@@ -70,7 +78,7 @@ async def replay(request: web.Request, idem: Idem, key: str, answered: Answered)
         body = schemas.Currency(view.code, view.exponent, view.name, view.custom, view.issuer_balance_id)
     else:
         assert answered.kind == "key", answered.kind
-        token = unseal(key, answered.sealed) if answered.sealed is not None else None
+        token = unseal(request.app[SEAL_KEY], key, answered.sealed) if answered.sealed is not None else None
         body = schemas.ApiKey(answered.ref, request.match_info["id"], token)
     return web.Response(
         body=msgspec.json.encode(body),

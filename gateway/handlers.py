@@ -16,7 +16,7 @@ from gateway import creates, payments, render, schemas
 from gateway.auth import Principal, new_account_token
 from gateway.errors import ApiError
 from gateway.inputs import decode_body
-from gateway.keys import AUTH, BATCHER, CLIENT, DIRECTORY, PRINCIPAL, QUERY, SETTINGS
+from gateway.keys import AUTH, BATCHER, CLIENT, DIRECTORY, PRINCIPAL, QUERY, SEAL_KEY, SETTINGS
 from gateway.metrics import METRICS
 from ledger.ids import HOLD_PREFIX, make_id
 from ledger.messages import HoldRequest, PaymentQuery
@@ -187,7 +187,8 @@ async def get_payment(request: web.Request) -> web.Response:
         record = pending_record(unsettled)  # answered 202 here; the coordinator has not seen it yet
     if record is None or not await _touches_own_balance(request, record):
         raise ApiError("not_found", "no such payment")
-    return json_response(render.payment(record, await request.app[DIRECTORY].exponent(record.currency)))
+    exponent = await request.app[DIRECTORY].exponent(record.currency)
+    return json_response(render.payment(record, exponent, payments.key_scope(request)))
 
 
 async def _touches_own_balance(request: web.Request, record: PaymentRecord) -> bool:
@@ -203,7 +204,7 @@ async def create_key(request: web.Request) -> web.Response:
     token, digest = new_account_token()
     idem, key = creates.idem_of(request, None)
     if idem is not None and key is not None:
-        idem = msgspec.structs.replace(idem, sealed=creates.seal(key, token))
+        idem = msgspec.structs.replace(idem, sealed=creates.seal(request.app[SEAL_KEY], key, token))
     key_id = await request.app[CLIENT].registry.call("create_key", account_id, digest, idem, token[:KEY_PREFIX_LEN])
     if isinstance(key_id, Answered):
         return await creates.replay(request, idem, key, key_id)  # type: ignore[arg-type]
@@ -423,7 +424,8 @@ async def list_payments(request: web.Request) -> web.Response:
     ordered = sorted(merged.values(), key=lambda p: p.id, reverse=not page.ascending)
     has_more = len(ordered) > page.limit or any(more for _, more in pages)
     shown = newest_first(ordered[: page.limit], page)
-    data = [render.payment(p, await request.app[DIRECTORY].exponent(p.currency)) for p in shown]
+    scope = payments.key_scope(request)
+    data = [render.payment(p, await request.app[DIRECTORY].exponent(p.currency), scope) for p in shown]
     return json_response(schemas.PaymentList(data=data, has_more=has_more))
 
 
@@ -487,7 +489,7 @@ def _hold_response(request: web.Request, outcome: Outcome, exponent: int, status
     if outcome.payment is not None:
         if not outcome.replayed:  # a capture is a payment like any other, in the metrics too
             request.app[METRICS].paid(outcome.payment.status)
-        body: msgspec.Struct = render.payment(outcome.payment, exponent)
+        body: msgspec.Struct = render.payment(outcome.payment, exponent, payments.key_scope(request))
     else:
         assert outcome.hold is not None
         body = render.hold(outcome.hold, exponent)

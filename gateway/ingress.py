@@ -46,7 +46,7 @@ class IngressCoordinator(PaymentCoordinator):
         name = coordinator_name(self.index)
         return lambda wanted: me if wanted == name else remote(wanted)
 
-    async def serve_http(self, host: str, port: int, admin_token_hash: bytes) -> str:
+    async def serve_http(self, host: str, port: int, admin_token_hash: bytes, seal_key: bytes = b"") -> str:
         """Serve the API on host:port (idempotent); returns the event loop's class name."""
         if self._runner is None:
             failed = (
@@ -55,16 +55,18 @@ class IngressCoordinator(PaymentCoordinator):
                 and (self._starting.cancelled() or self._starting.exception() is not None)
             )
             if self._starting is None or failed:  # a failed start (the port taken, say) is tried again
-                self._starting = asyncio.get_running_loop().create_task(self._start(host, port, admin_token_hash))
+                self._starting = asyncio.get_running_loop().create_task(
+                    self._start(host, port, admin_token_hash, seal_key)
+                )
             await asyncio.shield(self._starting)
         return type(asyncio.get_running_loop()).__module__
 
-    async def _start(self, host: str, port: int, admin_token_hash: bytes) -> None:
+    async def _start(self, host: str, port: int, admin_token_hash: bytes, seal_key: bytes) -> None:
         from gateway.app import create_app  # the app imports the coordinator: import it late
 
         await self.ready()
         client = LedgerClient(self.settings, self._local_first())
-        app = create_app(self.settings, client, admin_token_hash, ingress=self.index)
+        app = create_app(self.settings, client, admin_token_hash, ingress=self.index, seal_key=seal_key)
         runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=STOP_DRAIN_S)
         await runner.setup()
         try:

@@ -54,7 +54,11 @@ def _integral(text: str) -> int | float:
     return int(value) if value.is_integer() else value
 
 
-_scan = json.JSONDecoder(object_pairs_hook=_no_repeats)  # built once: ~2x cheaper than json.loads(hook=...)
+def _not_json(name: str) -> None:
+    raise ValueError(f"{name} is not JSON")  # NaN, Infinity: Python's parser takes them, JSON does not
+
+
+_scan = json.JSONDecoder(object_pairs_hook=_no_repeats, parse_constant=_not_json)  # built once: ~2x cheaper
 _lenient = json.JSONDecoder(object_pairs_hook=dict, parse_float=_integral)
 _decoders: dict[type, msgspec.json.Decoder[Any]] = {}
 
@@ -64,14 +68,16 @@ def decode_body(body: bytes, type_: type[T]) -> T:
         _scan.decode(body.decode())
     except _Repeated as exc:
         raise ApiError("validation_error", f"{exc.key} is given more than once", exc.key) from None
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         raise ApiError("validation_error", "the body is not valid JSON") from None
     decoder = _decoders.get(type_)
     if decoder is None:
         decoder = _decoders[type_] = msgspec.json.Decoder(type_)
     try:
         return decoder.decode(body)
-    except msgspec.ValidationError as exc:
+    except msgspec.DecodeError as exc:
+        if not isinstance(exc, msgspec.ValidationError):  # JSON the scan let through (a lone surrogate)
+            raise ApiError("validation_error", "the body is not valid JSON") from None
         if "got `float`" in str(exc):  # maybe 6.0 for an integer: read the numbers again
             try:
                 return msgspec.convert(_lenient.decode(body.decode()), type_)
@@ -81,7 +87,7 @@ def decode_body(body: bytes, type_: type[T]) -> T:
 
 
 # -- errors in the API's words ------------------------------------------------------------------
-_AT = re.compile(r" - at `\$(?P<path>[^`]*)`$")
+_AT = re.compile(r" - at (?:`key` in )?`\$(?P<path>[^`]*)`$")
 _MISSING = re.compile(r"^Object missing required field `(?P<field>[^`]+)`$")
 _UNKNOWN = re.compile(r"^Object contains unknown field `(?P<field>[^`]+)`$")
 _TYPE = re.compile(r"^Expected `(?P<want>[^`]+)`, got `(?P<got>[^`]+)`$")
@@ -120,7 +126,7 @@ def _refusal(exc: msgspec.ValidationError, type_: type) -> ApiError:
             )
         return ApiError(code, f"{name} must be {want}", param)
     if m := _LENGTH.match(message):
-        unit = {"str": "characters", "array": "items", "object": "keys"}[m["kind"]]
+        unit = {"str": "character", "array": "item", "object": "key"}[m["kind"]] + ("" if m["n"] == "1" else "s")
         most = "at most" if m["op"] == "<=" else "at least"
         return ApiError(code, f"{name} must have {most} {m['n']} {unit}", param)
     if m := _BOUND.match(message):
@@ -213,4 +219,4 @@ def _rfc3339_ms(name: str, raw: str) -> int:
         at = datetime.fromisoformat(raw.replace("z", "Z").replace("Z", "+00:00"))
     except ValueError:
         raise ApiError("validation_error", f"{name} is not a real time", name) from None
-    return int(at.timestamp() * 1000)
+    return max(0, int(at.timestamp() * 1000))  # ids carry no time before 1970: nothing is older

@@ -29,6 +29,7 @@ CLIENT = web.AppKey("client", LedgerClient)
 DIRECTORY = web.AppKey("directory", Directory)
 AUTH = web.AppKey("auth", Authenticator)
 OPENAPI = web.AppKey("openapi", bytes)
+SEAL_KEY = web.AppKey("seal_key", bytes)  # seals what creates' Idempotency-Keys replay (gateway.creates)
 INGRESS = web.AppKey("ingress", int)  # the index of the coordinator serving this app
 PRINCIPAL: Any = "rayledger.principal"  # request-scoped: who is calling
 QUERY: Any = "rayledger.query"  # request-scoped: the checked query parameters (gateway.inputs)

@@ -72,6 +72,12 @@ def parse_money(text: str, exponent: int, param: str = "amount", *, allow_zero: 
         raise ApiError("invalid_amount", str(exc), param) from None
 
 
+def key_scope(request: web.Request) -> str:
+    """Whose Idempotency-Keys these are: "admin", or the calling key's account."""
+    principal = request[PRINCIPAL]
+    return "admin" if principal.admin else str(principal.account_id)
+
+
 def idempotency_key(request: web.Request, client_key: str | None = None) -> str | None:
     """The caller-scoped key ("<principal>:<key>"), from the header or a batch item."""
     key = client_key if client_key is not None else request.headers.get(IDEMPOTENCY_HEADER)
@@ -79,8 +85,7 @@ def idempotency_key(request: web.Request, client_key: str | None = None) -> str 
         return None
     if not 1 <= len(key) <= IDEMPOTENCY_KEY_LEN_MAX:
         raise ApiError("validation_error", "Idempotency-Key must be 1 to 255 characters", IDEMPOTENCY_HEADER)
-    principal = request[PRINCIPAL]
-    return f"{'admin' if principal.admin else principal.account_id}:{key}"
+    return f"{key_scope(request)}:{key}"
 
 
 def fingerprint(request: web.Request, body: msgspec.Struct) -> bytes:
@@ -208,7 +213,10 @@ async def settle(request: web.Request, prepared: list[Prepared]) -> list[Settled
     if not await finished_within(answered, request.app[SETTINGS].payment_wait_ms / 1000):
         # It settles in the background; its failure, if any, is the batcher's to log.
         answered.add_done_callback(lambda f: f.cancelled() or f.exception())
-        return [Settled(202, render.payment(pending_record(p.request), p.exponent), False) for p in prepared]
+        return [
+            Settled(202, render.payment(pending_record(p.request), p.exponent, key_scope(request)), False)
+            for p in prepared
+        ]
     outcomes: list[Outcome] = answered.result()
     settled = []
     for p, outcome in zip(prepared, outcomes, strict=True):
@@ -225,7 +233,9 @@ async def settle(request: web.Request, prepared: list[Prepared]) -> list[Settled
             request.app[METRICS].paid(outcome.payment.status)
         request[LOGGED_IDS].append(outcome.payment.id)
         status = 202 if outcome.payment.status == "pending" else 201
-        settled.append(Settled(status, render.payment(outcome.payment, p.exponent), outcome.replayed))
+        settled.append(
+            Settled(status, render.payment(outcome.payment, p.exponent, key_scope(request)), outcome.replayed)
+        )
     return settled
 
 

@@ -51,7 +51,13 @@ def account(info: AccountInfo, balances: list[schemas.Balance]) -> schemas.Accou
     )
 
 
-def payment(p: PaymentRecord, exponent: int) -> schemas.Payment:
+def payment(p: PaymentRecord, exponent: int, viewer: str | None = None) -> schemas.Payment:
+    """`viewer`: whose Idempotency-Keys may be shown ("admin" or an account id); a key is
+    shown to the caller who sent it only, never to the other side of the payment."""
+    key = p.idempotency_key
+    shown_key = (
+        key.split(":", 1)[1] if key is not None and viewer is not None and key.startswith(f"{viewer}:") else None
+    )
     return schemas.Payment(
         id=p.id,
         balance_from=p.balance_from,
@@ -66,7 +72,7 @@ def payment(p: PaymentRecord, exponent: int) -> schemas.Payment:
         decided_at=timestamp(p.settled_at_ms) if p.settled_at_ms is not None else None,
         description=p.description,
         metadata=p.metadata,
-        idempotency_key=p.idempotency_key.split(":", 1)[1] if p.idempotency_key is not None else None,
+        idempotency_key=shown_key,
     )
 
 

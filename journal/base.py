@@ -95,6 +95,11 @@ class HistoryQuery(NamedTuple):
     after_seq: int | None = None
     ascending: bool = False
 
+    @property
+    def by_id_cursor(self) -> bool:
+        """Bounded by a record's id (a by-seq query's journal resolves it into a seq)."""
+        return self.before_id is not None or self.after_id is not None
+
 
 class StoredRecord(NamedTuple):
     seq: int
@@ -220,7 +225,7 @@ class RecentHistory:
     def select(self, q: HistoryQuery) -> list[tuple[int, str, bytes]]:
         """(seq, id, record body) of the rows held that `q` asks for; the caller resolves a
         `before_id` cursor of a by-seq query into `before_seq` first."""
-        assert not (q.by_seq and (q.before_id or q.after_id) is not None), "resolve the cursor first"
+        assert not (q.by_seq and q.by_id_cursor), "resolve the cursor first"
         self._sort_in()
         if q.only_id is not None:
             candidates: Iterator[HistoryRow] = reversed(self._with_id(q.tag, q.only_id))
@@ -625,7 +630,7 @@ class Journal(abc.ABC):
         """`q` over the rows held in memory and the stored index. Memory is read first: a
         batch stored meanwhile is then seen twice (kept once), never missed."""
         await self.indexed()
-        if q.by_seq and (q.before_id or q.after_id) is not None:
+        if q.by_seq and q.by_id_cursor:
             # A by-seq cursor is an id: its (first) seq bounds the page, held or stored.
             for field, bound in (("before", q.before_id), ("after", q.after_id)):
                 if bound is not None:

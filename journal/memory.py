@@ -98,7 +98,7 @@ class MemoryJournal(Journal):
         return min((r.seq for r in self.store.history.values() if r.tag == tag and r.id == some_id), default=None)
 
     async def _select(self, q: HistoryQuery) -> list[tuple[int, str, bytes]]:
-        assert not (q.by_seq and (q.before_id or q.after_id) is not None), "the journal resolves by-seq cursors"
+        assert not (q.by_seq and q.by_id_cursor), "the journal resolves by-seq cursors"
         tagged = [r for r in self.store.history.values() if r.tag == q.tag]
         found = tagged if q.only_id is None else [r for r in tagged if r.id == q.only_id]
         if q.also_tag is not None:

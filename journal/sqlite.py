@@ -46,6 +46,7 @@ import aiosqlite
 import msgspec
 
 from journal.base import GENESIS_HASH, Frame, HistoryQuery, HistoryRow, Journal
+from ledger.records import RECORD_TAGS_VERSION
 
 T = TypeVar("T")
 # PRAGMA user_version; 1 stored a row per record (rayledger 0.1), 2 one journal per file
@@ -87,6 +88,7 @@ CREATE TABLE IF NOT EXISTS progress (
     part INTEGER PRIMARY KEY,
     seq  INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS tagging (version INTEGER NOT NULL);
 """
 
 
@@ -130,6 +132,13 @@ def _connect_history(path: Path, timeout_s: float) -> sqlite3.Connection:
         conn.execute("PRAGMA synchronous=NORMAL")
         conn.execute(f"PRAGMA cache_size=-{HISTORY_CACHE_KIB}")
         conn.executescript(HISTORY_SCHEMA)
+        # A new index is stamped with the tagging it is made under; one from before stamps
+        # existed has progress and no stamp, and is rebuilt when its journal opens.
+        conn.execute(
+            "INSERT INTO tagging SELECT ? WHERE NOT EXISTS (SELECT 1 FROM tagging)"
+            " AND NOT EXISTS (SELECT 1 FROM progress)",
+            (RECORD_TAGS_VERSION,),
+        )
     except BaseException:
         conn.close()
         raise
@@ -406,6 +415,14 @@ class SqliteJournal(Journal):
             return 0
         conn = _connect_history(self.file.history_path, self.file.busy_timeout_s)
         try:
+            version = conn.execute("SELECT version FROM tagging").fetchone()
+            if version is None or version[0] != RECORD_TAGS_VERSION:  # tagged otherwise: every part reindexes
+                conn.execute("BEGIN IMMEDIATE")
+                conn.execute("DELETE FROM history")
+                conn.execute("DELETE FROM progress")
+                conn.execute("DELETE FROM tagging")
+                conn.execute("INSERT INTO tagging VALUES (?)", (RECORD_TAGS_VERSION,))
+                conn.execute("COMMIT")
             found = conn.execute("SELECT seq FROM progress WHERE part = ?", (self.part,)).fetchone()
             indexed = found[0] if found else 0
             journal = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True)
@@ -463,7 +480,7 @@ class SqliteJournal(Journal):
                 " AND u.seq = t.seq)"
             )
             args.append(q.also_tag)
-        assert not (q.by_seq and (q.before_id or q.after_id) is not None), "the journal resolves by-seq cursors"
+        assert not (q.by_seq and q.by_id_cursor), "the journal resolves by-seq cursors"
         for column, op, bound in (
             ("seq", "<", q.before_seq),
             ("seq", ">", q.after_seq),

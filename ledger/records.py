@@ -250,6 +250,11 @@ Record = (
 )
 
 
+# Bump when `record_tags` changes: a stored history index made under another version is
+# dropped and rebuilt from its journal (2: holds by balance and all together, for GET /v1/holds).
+RECORD_TAGS_VERSION = 2
+
+
 def record_tags(record: Record) -> tuple[str, tuple[str, ...]] | None:
     """(id, tags) under which history queries find a record: payments all together (and
     by id, under "pay"), by balance, status and idempotency key; holds by id and key;

@@ -8,6 +8,7 @@ import uuid
 from datetime import datetime, timedelta
 
 from tests.support.api import Api
+from tests.support.server import Server
 
 
 def email() -> str:
@@ -287,3 +288,43 @@ async def test_holds_and_keys_are_listed(api: Api) -> None:
         "token" not in k and made[n]["token"].startswith(k["prefix"]) for n, k in enumerate(keys.body["data"][::-1])
     )
     assert (await api.get("/v1/accounts/acc_nope/keys")).status == 404
+
+
+async def test_bodies_python_would_take_but_json_does_not_are_422(api: Api) -> None:
+    for body in ('{"email": NaN}', '{"email": Infinity}', "[" * 5000, '{"email": "\\ud800@x.io"}'):
+        reply = await api.post("/v1/accounts", data=body, headers={"Content-Type": "application/json"})
+        assert (reply.status, reply.body["code"]) == (422, "validation_error"), (body[:20], reply)
+
+
+async def test_a_key_is_shown_only_to_who_sent_it(api: Api) -> None:
+    _, a_bal, b_bal = await funded_pair(api)
+    bob_account = (await api.get(f"/v1/balances/{b_bal['id']}")).body["account_id"]
+    bob_key = (await api.post(f"/v1/accounts/{bob_account}/keys")).body["token"]
+    paid = await api.post(
+        "/v1/payments",
+        {"balance_from": a_bal["id"], "balance_to": b_bal["id"], "amount": "1"},
+        headers={"Idempotency-Key": "admins-own-naming-1"},
+    )
+    assert paid.body["idempotency_key"] == "admins-own-naming-1"
+    bob = Api(api.session, api.base_url, bob_key)
+    seen = await bob.get(f"/v1/payments/{paid.body['id']}")
+    assert seen.status == 200 and "idempotency_key" not in seen.body, "the payee does not see the payer's key"
+    assert all("idempotency_key" not in p for p in (await bob.get("/v1/payments")).body["data"])
+
+
+async def test_a_time_before_1970_bounds_nothing_out(api: Api) -> None:
+    _, a_bal, _ = await funded_pair(api)
+    everything = await api.get(f"/v1/payments?balance={a_bal['id']}&created_gte=1969-12-31T23:59:59Z")
+    assert len(everything.body["data"]) == 1, "the deposit"
+    nothing = await api.get(f"/v1/payments?balance={a_bal['id']}&created_lt=1969-12-31T23:59:59Z")
+    assert nothing.body["data"] == []
+
+
+async def test_files_hold_neither_a_replayable_token_nor_its_idempotency_key(api: Api, server: Server) -> None:
+    account = await api.account(email())
+    key = f"guessable-{uuid.uuid4().hex[:6]}"
+    made = await api.post(f"/v1/accounts/{account['id']}/keys", headers={"Idempotency-Key": key})
+    again = await api.post(f"/v1/accounts/{account['id']}/keys", headers={"Idempotency-Key": key})
+    assert again.body == made.body and again.headers["Idempotent-Replayed"] == "true"
+    stored = b"".join(p.read_bytes() for p in server.data_dir.rglob("*") if p.is_file())
+    assert made.body["token"].encode() not in stored and key.encode() not in stored

@@ -32,6 +32,7 @@ from journal import (
 )
 from journal.base import GENESIS_HASH, Frame, chain_hash, frame_hash
 from ledger.records import (
+    RECORD_TAGS_VERSION,
     BalanceOpened,
     Completed,
     Decided,
@@ -830,3 +831,30 @@ async def test_sqlite_history_ahead_of_its_journal_is_rebuilt(tmp_path: Path) ->
     assert [s.record for s in await restored.query("bal_a", "po")] == [posted(1)]
     assert [s.record for s in await restored.query("bal_b", "po")] == [posted(3, "bal_b")]
     await restored.close()
+
+
+async def test_sqlite_history_tagged_by_another_version_is_rebuilt(tmp_path: Path) -> None:
+    """An index made before `record_tags` changed lacks the new tags: it is rebuilt from the
+    journal, so lists over new tags see old records too."""
+    path = tmp_path / "j.sqlite"
+    journal = SqliteJournal(path)
+    replay(journal)
+    await journal.durable(journal.append(posted(1)))
+    await journal.indexed()
+    history = journal.file.history_path
+    await journal.close()
+    with sqlite3.connect(history) as conn:  # as a version-1 index: its rows under an old tag
+        conn.execute("UPDATE history SET tag = 'old:' || tag")
+        conn.execute("DELETE FROM tagging")
+        conn.execute("INSERT INTO tagging VALUES (1)")
+    conn.close()
+
+    reopened = SqliteJournal(path)
+    replay(reopened)
+    assert reopened.indexed_seq == 0, "the index starts again from the journal"
+    assert [s.record for s in await reopened.query("bal_a", "po")] == [posted(1)]
+    await reopened.close()
+    with sqlite3.connect(history) as conn:
+        assert conn.execute("SELECT version FROM tagging").fetchall() == [(RECORD_TAGS_VERSION,)]
+        assert conn.execute("SELECT COUNT(*) FROM history WHERE tag LIKE 'old:%'").fetchone() == (0,)
+    conn.close()
