@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
-from typing import Any, NamedTuple, TypeVar
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, NamedTuple, Protocol, TypeVar
 
 import msgspec
 from aiohttp import web
@@ -191,7 +191,7 @@ async def get_payment(request: web.Request) -> web.Response:
     return json_response(render.payment(record, exponent, payments.key_scope(request)))
 
 
-async def _touches_own_balance(request: web.Request, record: PaymentRecord) -> bool:
+async def _touches_own_balance(request: web.Request, record: PaymentRecord | HoldRecord) -> bool:
     if principal(request).admin:
         return True
     infos = await request.app[DIRECTORY].balances([b for b in (record.balance_from, record.balance_to) if b])
@@ -285,6 +285,21 @@ def id_bounds(request: web.Request, page: Page, prefix: str) -> tuple[str | None
 
 def newest_first(items: list[T], page: Page) -> list[T]:
     return items[::-1] if page.ascending else items
+
+
+class _HasId(Protocol):
+    id: str
+
+
+R = TypeVar("R", bound=_HasId)
+
+
+def merged_page(pages: Sequence[tuple[list[R], bool]], page: Page) -> tuple[list[R], bool]:
+    """One page out of the pages of several sub-lists (balances, coordinators), each in
+    the page's order: (the page newest first, whether there is more that way)."""
+    merged = {x.id: x for found, _ in pages for x in found}
+    ordered = sorted(merged.values(), key=lambda x: x.id, reverse=not page.ascending)
+    return newest_first(ordered[: page.limit], page), len(ordered) > page.limit or any(more for _, more in pages)
 
 
 async def list_accounts(request: web.Request) -> web.Response:
@@ -391,27 +406,31 @@ async def list_entries(request: web.Request) -> web.Response:
     return json_response(schemas.EntryList(data=data, has_more=len(entries) > page.limit))
 
 
-async def list_payments(request: web.Request) -> web.Response:
-    page, q = page_of(request), query(request)
-    client, who = request.app[CLIENT], principal(request)
-    balances: list[str | None]
+async def _listed_balances(request: web.Request) -> list[str | None]:
+    """The balances a list of payments or holds is about: `?balance=`, the balances of
+    `?account=` (or of the calling account key), or every balance (None) for the admin.
+    What the caller may not see answers as if it did not exist."""
+    q, who, client = query(request), principal(request), request.app[CLIENT]
     if "balance" in q:
         [info] = await request.app[DIRECTORY].balances([q["balance"]])
         if info is None or not can_read_account(request, info.account_id):
             raise ApiError("balance_not_found", "no such balance", "balance")
-        balances = [info.id]
-    elif who.admin and "account" not in q:
-        balances = [None]
-    else:  # an account's payments are those touching any of its balances
-        account_id = q.get("account", who.account_id)
-        account = await client.registry.call("get_account", account_id)
-        if account is None or account_id == SYSTEM_ACCOUNT_ID or not can_read_account(request, account_id):
-            raise ApiError("account_not_found", "no such account", "account")
-        balances = list(account.balance_ids)
-    if "balance" in q and "account" in q:
-        [info] = await request.app[DIRECTORY].balances([q["balance"]])
-        if info is None or info.account_id != q["account"]:
-            balances = []  # that balance is not the account's: nothing matches both
+        if "account" in q and info.account_id != q["account"]:
+            return []  # that balance is not the account's: nothing matches both
+        return [info.id]
+    if who.admin and "account" not in q:
+        return [None]
+    account_id = q.get("account", who.account_id)
+    account = await client.registry.call("get_account", account_id)
+    if account is None or account_id == SYSTEM_ACCOUNT_ID or not can_read_account(request, account_id):
+        raise ApiError("account_not_found", "no such account", "account")
+    return list(account.balance_ids)
+
+
+async def list_payments(request: web.Request) -> web.Response:
+    page, q = page_of(request), query(request)
+    client = request.app[CLIENT]
+    balances = await _listed_balances(request)
     if page.cursor is not None:
         cursor = await client.get_payment(page.cursor)
         if cursor is None or not await _touches_own_balance(request, cursor):
@@ -420,10 +439,7 @@ async def list_payments(request: web.Request) -> web.Response:
     before, after = id_bounds(request, page, "pay")
     base = PaymentQuery(page.limit, None, q.get("status"), key, before, after, page.ascending)
     pages = await asyncio.gather(*(client.list_payments(msgspec.structs.replace(base, balance_id=b)) for b in balances))
-    merged = {p.id: p for found, _ in pages for p in found}
-    ordered = sorted(merged.values(), key=lambda p: p.id, reverse=not page.ascending)
-    has_more = len(ordered) > page.limit or any(more for _, more in pages)
-    shown = newest_first(ordered[: page.limit], page)
+    shown, has_more = merged_page(pages, page)
     scope = payments.key_scope(request)
     data = [render.payment(p, await request.app[DIRECTORY].exponent(p.currency), scope) for p in shown]
     return json_response(schemas.PaymentList(data=data, has_more=has_more))
@@ -534,37 +550,19 @@ async def _own_hold(request: web.Request, *, paying_side: bool) -> HoldRecord:
 
 async def list_holds(request: web.Request) -> web.Response:
     page, q = page_of(request), query(request)
-    client, who = request.app[CLIENT], principal(request)
-    balances: list[str | None]
-    if "balance" in q:
-        [info] = await request.app[DIRECTORY].balances([q["balance"]])
-        if info is None or not can_read_account(request, info.account_id):
-            raise ApiError("balance_not_found", "no such balance", "balance")
-        balances = [info.id]
-    elif who.admin:
-        balances = [None]
-    else:  # an account sees the holds touching any of its balances
-        account = await client.registry.call("get_account", who.account_id)
-        balances = list(account.balance_ids) if account else []
+    client = request.app[CLIENT]
+    balances = await _listed_balances(request)
     if page.cursor is not None:
         cursor = await client.get_hold(page.cursor)
-        if cursor is None or not await _sees_hold(request, cursor):
+        if cursor is None or not await _touches_own_balance(request, cursor):
             raise unknown_cursor(page)
     before, after = id_bounds(request, page, HOLD_PREFIX)
     pages = await asyncio.gather(
         *(client.list_holds(b, q.get("status"), page.limit, before, after, page.ascending) for b in balances)
     )
-    merged = {h.id: h for found, _ in pages for h in found}
-    ordered = sorted(merged.values(), key=lambda h: h.id, reverse=not page.ascending)
-    has_more = len(ordered) > page.limit or any(more for _, more in pages)
-    shown = newest_first(ordered[: page.limit], page)
+    shown, has_more = merged_page(pages, page)
     data = [render.hold(h, await request.app[DIRECTORY].exponent(h.currency)) for h in shown]
     return json_response(schemas.HoldList(data=data, has_more=has_more))
-
-
-async def _sees_hold(request: web.Request, hold: HoldRecord) -> bool:
-    infos = await request.app[DIRECTORY].balances([hold.balance_from, hold.balance_to])
-    return any(i is not None and can_read_account(request, i.account_id) for i in infos)
 
 
 async def get_hold(request: web.Request) -> web.Response:
