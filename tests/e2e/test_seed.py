@@ -70,3 +70,14 @@ async def test_verify_refuses_a_live_data_directory(server: Server) -> None:
     )  # fmt: skip
     assert live.returncode == 2 and "Traceback" not in live.stderr and "stop" in live.stderr, live.stderr
     assert live.stderr.count("\n") == 1
+
+
+def test_an_unreachable_ray_cluster_is_one_line_at_once() -> None:
+    stopped = subprocess.run(
+        [*rayledger_command(), "stop", "--address", "127.0.0.1:9"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert stopped.returncode == 2 and stopped.stderr.count("\n") == 1 and "cannot reach" in stopped.stderr

@@ -4,6 +4,7 @@ found them has a test here)."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import datetime, timedelta
 
@@ -328,3 +329,18 @@ async def test_files_hold_neither_a_replayable_token_nor_its_idempotency_key(api
     assert again.body == made.body and again.headers["Idempotent-Replayed"] == "true"
     stored = b"".join(p.read_bytes() for p in server.data_dir.rglob("*") if p.is_file())
     assert made.body["token"].encode() not in stored and key.encode() not in stored
+
+
+async def test_entries_by_time_range(api: Api) -> None:
+    _, a_bal, b_bal = await funded_pair(api)
+    await asyncio.sleep(0.01)  # two lines a few ms apart, so a bound can fall between them
+    await api.pay(a_bal["id"], b_bal["id"], "2")
+    older, newer = (await api.get(f"/v1/balances/{a_bal['id']}/entries")).body["data"][::-1]
+    assert older["created_at"] < newer["created_at"]
+    path = f"/v1/balances/{a_bal['id']}/entries"
+    since = await api.get(f"{path}?created_gte={newer['created_at']}")
+    assert [e["id"] for e in since.body["data"]] == [newer["id"]], "gte includes its bound"
+    until = await api.get(f"{path}?created_lt={newer['created_at']}")
+    assert [e["id"] for e in until.body["data"]] == [older["id"]], "lt excludes it"
+    oldest_first = await api.get(f"{path}?created_lt={newer['created_at']}&ending_before={older['id']}")
+    assert oldest_first.body["data"] == []
