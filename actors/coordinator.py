@@ -924,9 +924,24 @@ class PaymentCoordinator:
         after_id: str | None,
         ascending: bool,
     ) -> list[HoldRecord]:
-        """Holds placed here, by balance (either side) and current status, in id order."""
+        """Holds placed here, by balance (either side) and current status, in id order. A
+        filter on another status than `held` pages through the holds placed (scanning
+        history in proportion to how many do not match)."""
         await self.ready()
         await self._expire_due()
+        if status == HOLD_HELD:  # the ones still held are all in memory: no history to scan
+            held = sorted(
+                (
+                    h
+                    for h in self.open_holds.values()
+                    if (balance_id is None or balance_id in (h.balance_from, h.balance_to))
+                    and (before_id is None or h.id < before_id)
+                    and (after_id is None or h.id > after_id)
+                ),
+                key=lambda h: h.id,
+                reverse=not ascending,
+            )
+            return held[:limit]
         tag = f"hb:{balance_id}" if balance_id else "holds"
         out: list[HoldRecord] = []
         while len(out) < limit:

@@ -138,17 +138,11 @@ def _router_path(path: str) -> str:
     otherwise GET /v1/payments/batch is routed to a payment lookup and a 405 there lists GET
     as allowed."""
     parts = path.split("/")
+    others = [p.split("/") for p in {op.path for op in OPS}]
     out = []
     for n, part in enumerate(parts):
-        if part.startswith("{") and part.endswith("}"):
-            fixed = sorted(
-                {
-                    other.split("/")[n]
-                    for other in {op.path for op in OPS}
-                    if other.split("/")[:n] == parts[:n] and len(other.split("/")) > n
-                    and not other.split("/")[n].startswith("{")
-                }
-            )  # fmt: skip
+        if part.startswith("{"):
+            fixed = sorted({o[n] for o in others if len(o) > n and o[:n] == parts[:n] and not o[n].startswith("{")})
             if fixed:
                 refused = "|".join(re.escape(f) for f in fixed)
                 part = f"{{{part[1:-1]}:(?!(?:{refused})$)[^/]+}}"
