@@ -166,6 +166,16 @@ def verify(data_dir: Path, advance: Progress = lambda n: None, idempotency_windo
             report.violations.append(f"{hold_id} is decided but still holds money on {balance_id} ({journal})")
         else:
             report.violations.append(f"{hold_id} holds money on {balance_id} without a coordinator decision")
+    refunded: dict[str, int] = defaultdict(int)
+    for d in decided.values():
+        if d.payment.refund_of is not None and d.payment.status == PaymentStatus.SUCCESS:
+            refunded[d.payment.refund_of] += d.payment.amount_minor
+    for original_id, amount in sorted(refunded.items()):
+        original = decided.get(original_id)
+        if original is None or original.payment.status != PaymentStatus.SUCCESS:
+            report.violations.append(f"{original_id} was refunded but did not succeed")
+        elif amount > original.payment.amount_minor:
+            report.violations.append(f"{original_id}: refunds of {amount} exceed its {original.payment.amount_minor}")
     for payment_id, d in decided.items():
         p = d.payment
         if p.status == PaymentStatus.SUCCESS:

@@ -104,6 +104,14 @@ class LedgerClient:
     def coordinator_of(self, some_id: str) -> Peer:
         return self.coordinator(coordinator_of(some_id, self.settings.coordinators))
 
+    async def refund(self, request: PaymentRequest) -> Outcome:
+        """On the coordinator that decided the refunded payment (and owns the refund's id)."""
+        assert request.refund_of is not None
+        return await self.coordinator_of(request.refund_of).call("refund", request)
+
+    async def refunds_of(self, payment_id: str) -> list[PaymentRecord]:
+        return await self.coordinator_of(payment_id).call("refunds_of", payment_id)
+
     async def place_hold(self, request: HoldRequest) -> Outcome:
         return await self.coordinator_of(request.hold_id).call("place_hold", request)
 

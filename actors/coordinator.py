@@ -85,7 +85,8 @@ class Outcome(msgspec.Struct, frozen=True, array_like=True):
     hold: HoldRecord | None = None
     replayed: bool = False  # an idempotency key answered with the first outcome
     conflict: bool = False  # the key was used before with a different request
-    refused: str | None = None  # hold operations: not_found, not_held, amount_exceeds_hold
+    refused: str | None = None  # hold operations: not_found, not_held, amount_exceeds_hold;
+    # refunds: not_refundable, refund_exceeds_payment
 
 
 HOLD_HELD = "held"
@@ -100,6 +101,7 @@ def _packed(owed: Owed | None) -> tuple[bytes, ...]:
     return () if owed is None else (pack(owed.posts), pack(owed.voids))
 
 
+REFUNDS_PER_PAYMENT_MAX = 100  # partial refunds of one payment (each is checked against all before it)
 KEY_RECORDS_MAX = 8  # records one idempotency key can tag besides its payment (hold, close)
 
 
@@ -129,6 +131,14 @@ def pending_record(r: PaymentRequest) -> PaymentRecord:
         metadata=r.metadata,
         idempotency_key=r.idempotency_key,
     )
+
+
+class _Turns:
+    """A lock and how many hold or wait for it (so it is dropped only when nobody does)."""
+
+    def __init__(self) -> None:
+        self.lock = asyncio.Lock()
+        self.users = 0
 
 
 class Owed:
@@ -172,6 +182,7 @@ class PaymentCoordinator:
         self.recent: OrderedDict[str, PaymentRecord] = OrderedDict()
         self._inflight: dict[str, asyncio.Future[PaymentRecord]] = {}
         self._pending: dict[str, PaymentRequest] = {}  # in flight, shown as `pending`
+        self._refunding: dict[str, _Turns] = {}  # payment id -> its refunds, one at a time
         self.open_holds: dict[str, HoldRecord] = {}  # status held: never presumed aborted
         self.recent_holds: OrderedDict[str, HoldRecord] = OrderedDict()
         self._sweeper: asyncio.Task[None] | None = None
@@ -594,6 +605,7 @@ class PaymentCoordinator:
                 metadata=r.metadata,
                 idempotency_key=r.idempotency_key,
                 fingerprint=r.fingerprint,
+                refund_of=r.refund_of,
             )
             self._commit(Decided(payment))
             decided.append(payment)
@@ -914,6 +926,42 @@ class PaymentCoordinator:
             if isinstance(s.record, Decided) and _matches(q, s.record.payment.id, s.record.payment)
         ]
         return out[: q.limit]
+
+    # -- refunds ------------------------------------------------------------------------------
+    async def refund(self, r: PaymentRequest) -> Outcome:
+        """Give back all or part of a successful payment this coordinator decided: a payment
+        from its receiver to its payer (`r.amount_minor` 0: whatever is left). Refunds of one
+        payment run one at a time, so their successful sum never exceeds it; a refused one
+        (the receiver spent the money) counts for nothing."""
+        assert r.refund_of is not None
+        await self.ready()
+        turn = self._refunding.setdefault(r.refund_of, _Turns())
+        turn.users += 1
+        try:
+            async with turn.lock:
+                if r.idempotency_key is not None and (
+                    r.idempotency_key in self.keys or await self._find_key(r.idempotency_key) is not None
+                ):
+                    return (await self._pay([r]))[0]  # a retry: its first outcome, whatever it was
+                original = await self.get_payment(r.refund_of)
+                if original is None or original.status != PaymentStatus.SUCCESS or original.refund_of is not None:
+                    return Outcome(payment=original, refused="not_refundable")
+                refunds = await self.refunds_of(r.refund_of)
+                left = original.amount_minor - sum(p.amount_minor for p in refunds if p.status == PaymentStatus.SUCCESS)
+                amount = r.amount_minor or left
+                if amount <= 0 or amount > left or len(refunds) >= REFUNDS_PER_PAYMENT_MAX:
+                    return Outcome(payment=original, refused="refund_exceeds_payment")
+                return (await self._pay([msgspec.structs.replace(r, amount_minor=amount)]))[0]
+        finally:
+            turn.users -= 1
+            if not turn.users:  # nobody holds it or waits for it: forget it
+                del self._refunding[r.refund_of]
+
+    async def refunds_of(self, payment_id: str) -> list[PaymentRecord]:
+        """The refunds decided for a payment, newest first."""
+        await self.journal.durable()
+        found = await self.journal.tagged(f"rf:{payment_id}", limit=REFUNDS_PER_PAYMENT_MAX + 1)
+        return [s.record.payment for s in found if isinstance(s.record, Decided)]
 
     async def list_holds(
         self,

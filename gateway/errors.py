@@ -23,6 +23,7 @@ STATUS_OF_CODE: dict[str, tuple[int, str]] = {
     "balance_exists": (409, "Balance exists"),
     "idempotency_key_reused": (409, "Idempotency key reused"),
     "account_disabled": (409, "Account disabled"),
+    "refund_exceeds_payment": (409, "Refund exceeds payment"),
     "payload_too_large": (413, "Payload too large"),
     "unsupported_media_type": (415, "Unsupported media type"),
     "validation_error": (422, "Validation error"),

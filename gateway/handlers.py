@@ -19,7 +19,7 @@ from gateway.inputs import decode_body
 from gateway.keys import AUTH, BATCHER, CLIENT, DIRECTORY, PRINCIPAL, QUERY, SEAL_KEY, SETTINGS
 from gateway.metrics import METRICS
 from ledger.ids import HOLD_PREFIX, make_id
-from ledger.messages import HoldRequest, PaymentQuery
+from ledger.messages import HoldRequest, PaymentQuery, PaymentRequest
 from ledger.money import format_amount
 from ledger.records import HoldRecord, PaymentRecord
 from ledger.results import Check
@@ -188,7 +188,57 @@ async def get_payment(request: web.Request) -> web.Response:
     if record is None or not await _touches_own_balance(request, record):
         raise ApiError("not_found", "no such payment")
     exponent = await request.app[DIRECTORY].exponent(record.currency)
-    return json_response(render.payment(record, exponent, payments.key_scope(request)))
+    body = render.payment(record, exponent, payments.key_scope(request))
+    if record.status == "success" and record.refund_of is None:
+        refunds = await request.app[CLIENT].refunds_of(record.id)
+        refunded = sum(r.amount_minor for r in refunds if r.status == "success")
+        body = msgspec.structs.replace(body, refunded_amount=format_amount(refunded, exponent))
+    return json_response(body)
+
+
+async def _visible_payment(request: web.Request) -> PaymentRecord:
+    record = await request.app[CLIENT].get_payment(request.match_info["id"])
+    if record is None or not await _touches_own_balance(request, record):
+        raise ApiError("not_found", "no such payment")
+    return record
+
+
+async def create_refund(request: web.Request) -> web.Response:
+    body = await _decode_optional(request, schemas.RefundCreate)
+    original = await _visible_payment(request)
+    [receiver] = await request.app[DIRECTORY].balances([original.balance_to])
+    if receiver is None or not can_read_account(request, receiver.account_id):
+        raise ApiError("forbidden", "an account key refunds only payments its own balances received")
+    exponent = await request.app[DIRECTORY].exponent(original.currency)
+    amount = payments.parse_money(body.amount, exponent) if body.amount is not None else 0
+    key = payments.idempotency_key(request)
+    refund = PaymentRequest(
+        payment_id=payments.payment_id_for(request, original.id),  # owned where the original was decided
+        balance_from=original.balance_to,
+        balance_to=original.balance_from,
+        amount_minor=amount,
+        currency=original.currency,
+        created_at_ms=payments.now_ms(),
+        description=body.description if body.description is not None else "refund",
+        metadata=body.metadata,
+        idempotency_key=key,
+        fingerprint=payments.fingerprint(request, body) if key is not None else None,
+        refund_of=original.id,
+    )
+    outcome = await request.app[CLIENT].refund(refund)
+    if outcome.refused == "not_refundable":
+        raise ApiError("conflict", "only a successful payment, not itself a refund, can be refunded")
+    if outcome.refused == "refund_exceeds_payment":
+        raise ApiError("refund_exceeds_payment", "the refunds would add up to more than the payment", "amount")
+    return _outcome_response(request, outcome, exponent, 201)
+
+
+async def list_refunds(request: web.Request) -> web.Response:
+    original = await _visible_payment(request)
+    exponent = await request.app[DIRECTORY].exponent(original.currency)
+    refunds = await request.app[CLIENT].refunds_of(original.id)
+    data = [render.payment(r, exponent, payments.key_scope(request)) for r in refunds]
+    return json_response(schemas.PaymentList(data=data, has_more=False))
 
 
 async def _touches_own_balance(request: web.Request, record: PaymentRecord | HoldRecord) -> bool:
@@ -489,7 +539,7 @@ async def _decode_optional(request: web.Request, type_: type[T]) -> T:
     return await decode(request, type_)
 
 
-def _hold_response(request: web.Request, outcome: Outcome, exponent: int, status: int) -> web.Response:
+def _outcome_response(request: web.Request, outcome: Outcome, exponent: int, status: int) -> web.Response:
     if outcome.conflict:
         raise ApiError("idempotency_key_reused", "this Idempotency-Key was used with a different request")
     if outcome.refused == "unavailable":
@@ -534,7 +584,7 @@ async def create_hold(request: web.Request) -> web.Response:
         metadata=body.metadata,
     )
     outcome = await request.app[CLIENT].place_hold(hold_request)
-    return _hold_response(request, outcome, prepared.exponent, 201)
+    return _outcome_response(request, outcome, prepared.exponent, 201)
 
 
 async def _own_hold(request: web.Request, *, paying_side: bool) -> HoldRecord:
@@ -579,7 +629,7 @@ async def capture_hold(request: web.Request) -> web.Response:
     fp = payments.fingerprint(request, body) if key is not None else None
     payment_id = payments.payment_id_for(request, hold.id)
     outcome = await request.app[CLIENT].capture_hold(hold.id, amount, payment_id, payments.now_ms(), key, fp)
-    return _hold_response(request, outcome, exponent, 201)
+    return _outcome_response(request, outcome, exponent, 201)
 
 
 async def void_hold(request: web.Request) -> web.Response:
@@ -588,4 +638,4 @@ async def void_hold(request: web.Request) -> web.Response:
     key = payments.idempotency_key(request)
     fp = payments.fingerprint(request, body) if key is not None else None
     outcome = await request.app[CLIENT].void_hold(hold.id, key, fp)
-    return _hold_response(request, outcome, await request.app[DIRECTORY].exponent(hold.currency), 200)
+    return _outcome_response(request, outcome, await request.app[DIRECTORY].exponent(hold.currency), 200)

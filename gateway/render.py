@@ -73,6 +73,7 @@ def payment(p: PaymentRecord, exponent: int, viewer: str | None = None) -> schem
         description=p.description,
         metadata=p.metadata,
         idempotency_key=shown_key,
+        refund_of=p.refund_of,
     )
 
 

@@ -121,6 +121,14 @@ class Payment(msgspec.Struct, omit_defaults=True):
     description: str | None = None
     metadata: dict[str, str] | None = None
     idempotency_key: str | None = None  # the caller's key, when the payment was made with one
+    refund_of: str | None = None  # on a refund: the payment it gives back
+    refunded_amount: str | None = None  # on a refunded payment (GET /v1/payments/{id}): its successful refunds
+
+
+class RefundCreate(msgspec.Struct, **_req):
+    amount: AmountText | None = None  # default: what is left to refund
+    description: Description | None = None
+    metadata: Metadata | None = None
 
 
 class Currency(msgspec.Struct, omit_defaults=True):

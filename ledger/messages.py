@@ -35,6 +35,7 @@ class PaymentRequest(msgspec.Struct, frozen=True, array_like=True):
     metadata: dict[str, str] | None = None
     idempotency_key: str | None = None  # scoped by the caller: "<principal>:<client key>"
     fingerprint: bytes | None = None  # of the request that first used the key
+    refund_of: str | None = None  # the payment this one refunds (from its receiver to its payer)
 
 
 class SideRequest(msgspec.Struct, frozen=True, array_like=True):

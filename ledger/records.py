@@ -97,6 +97,7 @@ class PaymentRecord(msgspec.Struct, frozen=True, array_like=True, forbid_unknown
     idempotency_key: str | None = None
     fingerprint: bytes | None = None
     hold_id: str | None = None  # set on the payment that captures a hold
+    refund_of: str | None = None  # set on a refund: the payment it gives back (all or part of)
 
 
 class HoldRecord(msgspec.Struct, frozen=True, array_like=True, forbid_unknown_fields=True):
@@ -251,8 +252,9 @@ Record = (
 
 
 # Bump when `record_tags` changes: a stored history index made under another version is
-# dropped and rebuilt from its journal (2: holds by balance and all together, for GET /v1/holds).
-RECORD_TAGS_VERSION = 2
+# dropped and rebuilt from its journal (2: holds by balance and all together, for GET /v1/holds;
+# 3: refunds by the payment they refund).
+RECORD_TAGS_VERSION = 3
 
 
 def record_tags(record: Record) -> tuple[str, tuple[str, ...]] | None:
@@ -265,6 +267,8 @@ def record_tags(record: Record) -> tuple[str, tuple[str, ...]] | None:
         tags = ["pay", f"s:{p.status}"] + [f"b:{b}" for b in dict.fromkeys((p.balance_from, p.balance_to)) if b]
         if p.idempotency_key is not None:
             tags.append(f"k:{p.idempotency_key}")
+        if p.refund_of is not None:
+            tags.append(f"rf:{p.refund_of}")
         return p.id, tuple(tags)
     if isinstance(record, HoldPlaced):
         h, key = record.hold, record.hold.idempotency_key

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from actors.audit import verify
 from ledger.ids import make_id
-from ledger.messages import HoldRequest, SideRequest
+from ledger.messages import HoldRequest, PaymentRequest, SideRequest
 from tests.support.local import LocalLedger
 from tests.support.scenario import open_funded_balances, payment
 
@@ -35,6 +35,24 @@ async def test_clean_ledger_verifies(tmp_path: Path) -> None:
         [sys.executable, "-m", "rayledger_cli", "verify", "--data-dir", str(tmp_path)], capture_output=True, text=True
     )
     assert cli.returncode == 0 and "OK" in cli.stdout
+
+
+async def test_refunds_verify_against_the_payments_they_give_back(tmp_path: Path) -> None:
+    ledger, ids = await _traffic(tmp_path)
+    [original] = await ledger.client.pay([payment(ids[0], ids[1], 10)])
+    assert original is not None and original.status == "success"
+    now_ms = time.time_ns() // 1_000_000
+    outcomes = []
+    for amount in (4, 0, 1):  # 4, then the rest (6), then nothing is left
+        refund = PaymentRequest(
+            make_id("pay", now_ms, os.urandom(10)), ids[1], ids[0], amount, "USD", now_ms, refund_of=original.id
+        )
+        outcomes.append(await ledger.client.refund(refund))
+    assert [o.payment.amount_minor for o in outcomes[:2]] == [4, 6]  # type: ignore[union-attr]
+    assert outcomes[2].refused == "refund_exceeds_payment"
+    await ledger.stop()
+    report = verify(tmp_path)
+    assert report.violations == [] and report.totals == {"USD": 0}
 
 
 async def test_open_holds_are_counted_as_the_holds_api_counts_them(tmp_path: Path) -> None:
