@@ -51,6 +51,8 @@ async def test_keys_idempotency_and_holds_survive_kill9(tmp_path: Path) -> None:
                 made.append(reply.body)
             # Money moved on the balance meanwhile: a replay still answers what the create did.
             await api.deposit(made[1]["id"], "1")
+            refund = await api.post(f"/v1/payments/{first.body['id']}/refunds", {"amount": "0.50"})
+            assert refund.body["status"] == "success"
 
         server.kill9()
         server.start()
@@ -66,10 +68,10 @@ async def test_keys_idempotency_and_holds_survive_kill9(tmp_path: Path) -> None:
             # The hold was not presumed aborted by recovery: still held, still reserved.
             assert (await api.get(f"/v1/holds/{hold.body['id']}")).body["status"] == "held"
             balance = (await api.get(f"/v1/balances/{a['id']}")).body
-            assert (balance["amount"], balance["reserved"], balance["available"]) == ("18.00", "5.00", "13.00")
+            assert (balance["amount"], balance["reserved"], balance["available"]) == ("18.50", "5.00", "13.50")
             captured = await api.post(f"/v1/holds/{hold.body['id']}/capture")
             assert captured.status == 201 and captured.body["amount"] == "5.00"
-            assert (await api.get(f"/v1/balances/{b['id']}")).body["amount"] == "7.00"
+            assert (await api.get(f"/v1/balances/{b['id']}")).body["amount"] == "6.50"  # 2 - 0.50 refunded + 5
             for n, (path, create, different) in enumerate(creates):
                 replayed = await api.post(path, create, headers={"Idempotency-Key": f"create-{n}"})
                 assert (replayed.status, replayed.body) == (201, made[n]), (path, replayed)
@@ -77,6 +79,12 @@ async def test_keys_idempotency_and_holds_survive_kill9(tmp_path: Path) -> None:
                 if different is not None:
                     other = await api.post(path, different, headers={"Idempotency-Key": f"create-{n}"})
                     assert (other.status, other.body["code"]) == (409, "idempotency_key_reused"), (path, other)
+            # Refunds after a crash still add up against what was refunded before it.
+            assert (await api.get(f"/v1/payments/{first.body['id']}")).body["refunded_amount"] == "0.50"
+            over = await api.post(f"/v1/payments/{first.body['id']}/refunds", {"amount": "1.51"})
+            assert (over.status, over.body["code"]) == (409, "refund_exceeds_payment")
+            rest = await api.post(f"/v1/payments/{first.body['id']}/refunds")
+            assert rest.body["amount"] == "1.50" and rest.body["status"] == "success"
             token_works = Api(session, server.url, made[2]["token"])
             assert (await token_works.get(f"/v1/accounts/{alice['id']}")).status == 200
     finally:
