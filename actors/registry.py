@@ -35,6 +35,7 @@ from ledger.records import (
     BalanceCreated,
     BalanceReady,
     CurrencyCreated,
+    FxRateSet,
     Genesis,
     KeyCreated,
     KeyRevoked,
@@ -42,6 +43,8 @@ from ledger.records import (
 )
 
 SYSTEM_ACCOUNT_ID = "acc_system"
+FX_ACCOUNT_ID = "acc_fx"  # owns one liquidity balance per currency that has a rate
+SYSTEM_ACCOUNTS = frozenset({SYSTEM_ACCOUNT_ID, FX_ACCOUNT_ID})
 
 log = logging.getLogger("rayledger.registry")
 
@@ -131,6 +134,8 @@ class Registry:
         self.keys: dict[str, tuple[str, bytes]] = {}  # key id -> (account id, token hash)
         self.key_by_hash: dict[bytes, str] = {}
         self.key_views: dict[str, KeyView] = {}  # live keys, as listed
+        self.rates: dict[tuple[str, str], FxRateSet] = {}
+        self.liquidity: dict[str, str] = {}  # currency -> the FX account's balance in it
         self.answers: dict[bytes, Answered] = {}  # creates made with an Idempotency-Key, by lookup
         self._status_changed: set[str] = set()  # accounts whose status shards must mirror
         self._lock = asyncio.Lock()  # serialises balance creation (one issuer per currency)
@@ -158,7 +163,9 @@ class Registry:
         return REGISTRY_NAME
 
     def _apply(self, r: Record) -> None:
-        if isinstance(r, Answered):
+        if isinstance(r, FxRateSet):
+            self.rates[(r.base, r.quote)] = r
+        elif isinstance(r, Answered):
             if r.at_ms >= _now_ms() - self.settings.idempotency_window_s * 1000:
                 self.answers[r.lookup] = r
         elif isinstance(r, AccountCreated):
@@ -174,6 +181,8 @@ class Registry:
                 self._initial_limits[r.balance_id] = r.overdraft_limit_minor
             if r.account_id == SYSTEM_ACCOUNT_ID:
                 self.issuers[r.currency] = r.balance_id
+            elif r.account_id == FX_ACCOUNT_ID:
+                self.liquidity[r.currency] = r.balance_id
             else:
                 self.accounts[r.account_id].balance_ids.append(r.balance_id)
                 self.by_account_currency[(r.account_id, r.currency)] = r.balance_id
@@ -325,6 +334,37 @@ class Registry:
         if issuer in self.not_ready:
             await self._open_on_shard(self.balances[issuer])
         return issuer
+
+    # -- currency exchange ----------------------------------------------------------------------
+    async def set_rate(self, base: str, quote: str, rate: str) -> FxRateSet | str:
+        """Journal a pair's rate (the gateway checked `rate`); "unknown_currency" if either
+        currency does not exist. The first rate naming a currency opens its liquidity balance."""
+        await self.ready()
+        self._require_writable()
+        if self._currency(base) is None or self._currency(quote) is None:
+            return "unknown_currency"
+        async with self._lock:
+            record = FxRateSet(base, quote, rate, _now_ms())
+            self._commit(record)
+            for currency in (base, quote):
+                if currency not in self.liquidity:
+                    self._commit(BalanceCreated(_new_id("bal"), FX_ACCOUNT_ID, currency, _now_ms()))
+            await self.journal.durable()
+            for currency in (base, quote):
+                if self.liquidity[currency] in self.not_ready:
+                    await self._open_on_shard(self.balances[self.liquidity[currency]])
+        return record
+
+    async def fx_rates(self) -> list[FxRateSet]:
+        """Every pair's current rate, by pair."""
+        await self.journal.durable()
+        return [self.rates[pair] for pair in sorted(self.rates)]
+
+    async def liquidity_balances(self) -> list[BalanceInfo]:
+        """The FX account's balances, by currency (those opened on their shards)."""
+        await self.journal.durable()
+        ids = (self.liquidity[c] for c in sorted(self.liquidity))
+        return [self.balances[b] for b in ids if b not in self.not_ready]
 
     # -- accounts -------------------------------------------------------------------------
     async def create_account(

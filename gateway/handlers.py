@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
+from decimal import Decimal
 from typing import Any, NamedTuple, Protocol, TypeVar
 
 import msgspec
@@ -21,7 +22,7 @@ from gateway.metrics import METRICS
 from ledger.ids import HOLD_PREFIX, make_id
 from ledger.messages import HoldRequest, PaymentQuery, PaymentRequest
 from ledger.money import format_amount
-from ledger.records import HoldRecord, PaymentRecord
+from ledger.records import FxRateSet, HoldRecord, PaymentRecord
 from ledger.results import Check
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -67,21 +68,63 @@ async def readyz(request: web.Request) -> web.Response:
 
 
 # -- currencies ---------------------------------------------------------------------------
+def page_by_key(items: Sequence[T], keys: Sequence[str], page: Page) -> tuple[Sequence[T], bool]:
+    """A page of a short list held whole, in key order (currencies by code, rates by pair):
+    the cursor is a key; (the page, whether there are more that way)."""
+    start, end = 0, len(items)
+    if page.cursor is not None:
+        if page.cursor not in keys:
+            raise unknown_cursor(page)
+        at = list(keys).index(page.cursor)
+        start, end = (max(0, at - page.limit), at) if page.ascending else (at + 1, len(items))
+    shown = items[start:end] if page.ascending else items[start : start + page.limit]
+    return shown, (start > 0) if page.ascending else (start + page.limit < len(items))
+
+
 async def list_currencies(request: web.Request) -> web.Response:
     """By code (a currency has no creation order worth paging by); the cursor is a code."""
-    page = page_of(request)
     views = await request.app[CLIENT].registry.call("currencies")
-    codes = [v.code for v in views]
-    start, end = 0, len(views)
-    if page.cursor is not None:
-        if page.cursor not in codes:
-            raise unknown_cursor(page)
-        at = codes.index(page.cursor)
-        start, end = (max(0, at - page.limit), at) if page.ascending else (at + 1, len(views))
-    shown = views[start : start + page.limit] if not page.ascending else views[start:end]
-    has_more = (start > 0) if page.ascending else (start + page.limit < len(views))
+    shown, has_more = page_by_key(views, [v.code for v in views], page_of(request))
     data = [schemas.Currency(v.code, v.exponent, v.name, v.custom) for v in shown]
     return json_response(schemas.CurrencyList(data=data, has_more=has_more))
+
+
+# -- currency exchange ----------------------------------------------------------------------
+RATE_SIGNIFICANT_DIGITS_MAX = 12
+
+
+def _fx_rate(r: FxRateSet) -> schemas.FxRate:
+    return schemas.FxRate(r.base, r.quote, r.rate, render.timestamp(r.at_ms))
+
+
+async def set_fx_rate(request: web.Request) -> web.Response:
+    body = await decode(request, schemas.FxRatePut)
+    base, quote = request.match_info["base"], request.match_info["quote"]
+    if base == quote:
+        raise ApiError("validation_error", "a rate is between two different currencies", "quote")
+    if len(Decimal(body.rate).normalize().as_tuple().digits) > RATE_SIGNIFICANT_DIGITS_MAX:
+        raise ApiError(
+            "validation_error", f"rate has more than {RATE_SIGNIFICANT_DIGITS_MAX} significant digits", "rate"
+        )
+    result = await request.app[CLIENT].registry.call("set_rate", base, quote, body.rate)
+    if result == "unknown_currency":
+        raise ApiError("unknown_currency", f"no such currency: {base} or {quote}", "base")
+    return json_response(_fx_rate(result))
+
+
+async def list_fx_rates(request: web.Request) -> web.Response:
+    """By pair; the cursor is "BASE/QUOTE"."""
+    rates = await request.app[CLIENT].registry.call("fx_rates")
+    shown, has_more = page_by_key(rates, [f"{r.base}/{r.quote}" for r in rates], page_of(request))
+    return json_response(schemas.FxRateList(data=[_fx_rate(r) for r in shown], has_more=has_more))
+
+
+async def list_liquidity(request: web.Request) -> web.Response:
+    """The FX account's balances, by currency; the cursor is a balance id."""
+    infos = await request.app[CLIENT].registry.call("liquidity_balances")
+    shown, has_more = page_by_key(infos, [i.id for i in infos], page_of(request))
+    data = await _render_balances(request, list(shown))
+    return json_response(schemas.BalanceList(data=data, has_more=has_more))
 
 
 async def get_currency(request: web.Request) -> web.Response:

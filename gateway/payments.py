@@ -18,7 +18,7 @@ import msgspec
 from aiohttp import web
 
 from actors.coordinator import Outcome, pending_record
-from actors.registry import SYSTEM_ACCOUNT_ID, BalanceInfo
+from actors.registry import SYSTEM_ACCOUNT_ID, SYSTEM_ACCOUNTS, BalanceInfo
 from actors.topology import coordinator_of
 from gateway import render, schemas
 from gateway.errors import ApiError
@@ -130,8 +130,10 @@ async def prepare_payment(
     if not _owns(request, source):  # exactly what a made-up id gets: existence does not leak
         raise ApiError("balance_not_found", f"no such balance: {body.balance_from}", "balance_from")
     target = await balance_or_404(request, body.balance_to, "balance_to")
-    if SYSTEM_ACCOUNT_ID in (source.account_id, target.account_id):
-        raise ApiError("validation_error", "issuer balances move money only by deposits and withdrawals")
+    if source.account_id in SYSTEM_ACCOUNTS or target.account_id in SYSTEM_ACCOUNTS:
+        raise ApiError(
+            "validation_error", "issuer and FX liquidity balances move money only by deposits and withdrawals"
+        )
     exponent = await request.app[DIRECTORY].exponent(source.currency)
     payment = PaymentRequest(
         payment_id=payment_id_for(request, key),

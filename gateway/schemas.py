@@ -239,6 +239,39 @@ class HoldCreate(msgspec.Struct, **_req):
     metadata: Metadata | None = None
 
 
+RATE_PATTERN = describe_pattern(
+    r"^(?:[1-9][0-9]*(?:\.[0-9]+)?|0\.[0-9]*[1-9][0-9]*)$", 'a positive decimal string such as "0.9231"'
+)
+
+
+class FxRatePut(msgspec.Struct, **_req):
+    rate: Annotated[
+        str,
+        Meta(
+            max_length=40,
+            pattern=RATE_PATTERN,
+            description="How much of the quote currency 1 of the base currency buys; at most 12 significant digits.",
+        ),
+    ]
+
+
+class FxRate(msgspec.Struct):
+    base: str
+    quote: str
+    rate: str
+    updated_at: str
+
+
+class FxRateList(msgspec.Struct):
+    data: list[FxRate]
+    has_more: bool
+
+
+class BalanceList(msgspec.Struct):
+    data: list[Balance]
+    has_more: bool
+
+
 class HoldList(msgspec.Struct):
     data: list[Hold]
     has_more: bool

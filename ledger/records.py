@@ -210,6 +210,15 @@ class KeyRevoked(msgspec.Struct, tag="kr", **_opts):
     key_id: str
 
 
+class FxRateSet(msgspec.Struct, tag="fx", **_opts):
+    """A currency pair's rate: 1 `base` buys `rate` `quote` (a decimal string, never a float)."""
+
+    base: str
+    quote: str
+    rate: str
+    at_ms: int
+
+
 class Answered(msgspec.Struct, tag="an", **_opts):
     """A create (account, balance, currency, API key) made with an Idempotency-Key: what a
     retry replays. `lookup` is a hash of the caller-scoped key, never the key itself; an API
@@ -248,6 +257,7 @@ Record = (
     | KeyCreated
     | KeyRevoked
     | Answered
+    | FxRateSet
 )
 
 

@@ -51,6 +51,8 @@ async def test_keys_idempotency_and_holds_survive_kill9(tmp_path: Path) -> None:
                 made.append(reply.body)
             # Money moved on the balance meanwhile: a replay still answers what the create did.
             await api.deposit(made[1]["id"], "1")
+            rate = await api.request("PUT", "/v1/fx/rates/USD/EUR", json={"rate": "0.9231"})
+            assert rate.status == 200
             refund = await api.post(f"/v1/payments/{first.body['id']}/refunds", {"amount": "0.50"})
             assert refund.body["status"] == "success"
 
@@ -79,6 +81,9 @@ async def test_keys_idempotency_and_holds_survive_kill9(tmp_path: Path) -> None:
                 if different is not None:
                     other = await api.post(path, different, headers={"Idempotency-Key": f"create-{n}"})
                     assert (other.status, other.body["code"]) == (409, "idempotency_key_reused"), (path, other)
+            rates = (await api.get("/v1/fx/rates")).body["data"]
+            assert [(r["base"], r["quote"], r["rate"]) for r in rates] == [("USD", "EUR", "0.9231")]
+            assert {b["currency"] for b in (await api.get("/v1/fx/liquidity")).body["data"]} == {"USD", "EUR"}
             # Refunds after a crash still add up against what was refunded before it.
             assert (await api.get(f"/v1/payments/{first.body['id']}")).body["refunded_amount"] == "0.50"
             over = await api.post(f"/v1/payments/{first.body['id']}/refunds", {"amount": "1.51"})

@@ -344,3 +344,34 @@ async def test_entries_by_time_range(api: Api) -> None:
     assert [e["id"] for e in until.body["data"]] == [older["id"]], "lt excludes it"
     oldest_first = await api.get(f"{path}?created_lt={newer['created_at']}&ending_before={older['id']}")
     assert oldest_first.body["data"] == []
+
+
+async def test_fx_rates_are_journaled_and_open_liquidity_balances(api: Api) -> None:
+    code = "F" + uuid.uuid4().hex[:6].upper()
+    assert (await api.post("/v1/currencies", {"code": code, "exponent": 2, "name": "Fx test"})).status == 201
+    set_rate = await api.request("PUT", f"/v1/fx/rates/USD/{code}", json={"rate": "0.9231"})
+    assert set_rate.status == 200 and set_rate.body["rate"] == "0.9231", set_rate
+    again = await api.request("PUT", f"/v1/fx/rates/USD/{code}", json={"rate": "0.93"})
+    assert again.body["rate"] == "0.93"
+    rates = (await api.get("/v1/fx/rates?limit=100")).body["data"]
+    assert {"base": "USD", "quote": code, "rate": "0.93"} in [
+        {k: r[k] for k in ("base", "quote", "rate")} for r in rates
+    ]
+    liquidity = await api.every_page("/v1/fx/liquidity")
+    assert {b["currency"] for b in liquidity} >= {"USD", code}
+    mine = next(b for b in liquidity if b["currency"] == code)
+    assert mine["amount"] == "0.00" and mine["available"] == "0.00", "liquidity is funded, not unlimited"
+    funded = await api.post("/v1/deposits", {"balance_id": mine["id"], "amount": "50"})
+    assert funded.body["status"] == "success"
+    for bad, param in (({"rate": "0"}, "rate"), ({"rate": "1.0000000000001"}, "rate"), ({"rate": 1.5}, "rate")):
+        reply = await api.request("PUT", f"/v1/fx/rates/USD/{code}", json=bad)
+        assert (reply.status, reply.body["param"]) == (422, param), (bad, reply)
+    same = await api.request("PUT", "/v1/fx/rates/USD/USD", json={"rate": "1"})
+    assert same.status == 422
+    unknown = await api.request("PUT", "/v1/fx/rates/USD/NOPE9", json={"rate": "1"})
+    assert (unknown.status, unknown.body["code"]) == (422, "unknown_currency")
+    someone = await api.account(email())
+    account_api = Api(api.session, api.base_url, (await api.post(f"/v1/accounts/{someone['id']}/keys")).body["token"])
+    assert (await account_api.request("PUT", f"/v1/fx/rates/USD/{code}", json={"rate": "2"})).status == 403
+    assert (await account_api.get("/v1/fx/rates")).status == 200
+    assert (await account_api.get("/v1/fx/liquidity")).status == 403
