@@ -235,7 +235,8 @@ async def get_payment(request: web.Request) -> web.Response:
     if record.status == "success" and record.refund_of is None:
         refunds = await request.app[CLIENT].refunds_of(record.id)
         refunded = sum(r.amount_minor for r in refunds if r.status == "success")
-        body = msgspec.structs.replace(body, refunded_amount=format_amount(refunded, exponent))
+        if refunded:  # a payment never refunded reads as it was answered
+            body = msgspec.structs.replace(body, refunded_amount=format_amount(refunded, exponent))
     return json_response(body)
 
 

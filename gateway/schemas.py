@@ -122,7 +122,7 @@ class Payment(msgspec.Struct, omit_defaults=True):
     metadata: dict[str, str] | None = None
     idempotency_key: str | None = None  # the caller's key, when the payment was made with one
     refund_of: str | None = None  # on a refund: the payment it gives back
-    refunded_amount: str | None = None  # on a refunded payment (GET /v1/payments/{id}): its successful refunds
+    refunded_amount: str | None = None  # GET /v1/payments/{id} of a refunded payment: its successful refunds
 
 
 class RefundCreate(msgspec.Struct, **_req):
