@@ -11,7 +11,7 @@ import msgspec
 from aiohttp import web
 
 from actors.coordinator import Outcome, pending_record
-from actors.registry import SYSTEM_ACCOUNT_ID, Answered, BalanceInfo
+from actors.registry import SYSTEM_ACCOUNT_ID, SYSTEM_ACCOUNTS, Answered, BalanceInfo
 from actors.topology import partition_of
 from gateway import creates, payments, render, schemas
 from gateway.auth import Principal, new_account_token
@@ -250,8 +250,11 @@ async def _visible_payment(request: web.Request) -> PaymentRecord:
 async def create_refund(request: web.Request) -> web.Response:
     body = await _decode_optional(request, schemas.RefundCreate)
     original = await _visible_payment(request)
-    [receiver] = await request.app[DIRECTORY].balances([original.balance_to])
-    if receiver is None or not can_read_account(request, receiver.account_id):
+    payer, receiver = await request.app[DIRECTORY].balances([original.balance_from, original.balance_to])
+    if payer is None or receiver is None or {payer.account_id, receiver.account_id} & SYSTEM_ACCOUNTS:
+        # A refunded deposit would be a withdrawal by another name (and one an account key may not make).
+        raise ApiError("conflict", "deposits and withdrawals are undone by their opposite, not refunded")
+    if not can_read_account(request, receiver.account_id):
         raise ApiError("forbidden", "an account key refunds only payments its own balances received")
     exponent = await request.app[DIRECTORY].exponent(original.currency)
     amount = payments.parse_money(body.amount, exponent) if body.amount is not None else 0

@@ -38,6 +38,10 @@ async def test_partial_refunds_add_up_to_the_payment_and_no_more(api: Api) -> No
     assert (await api.get(f"/v1/balances/{r_bal['id']}")).body["amount"] == "0.00"
     again = await api.post(f"/v1/payments/{first.body['id']}/refunds")
     assert (again.status, again.body["code"]) == (409, "conflict"), "a refund is not refunded"
+    deposit = (await api.get(f"/v1/payments?balance={p_bal['id']}&limit=100")).body["data"][-1]
+    assert deposit["description"] == "deposit"
+    undone = await api.post(f"/v1/payments/{deposit['id']}/refunds")
+    assert (undone.status, undone.body["code"]) == (409, "conflict"), "a deposit is undone by a withdrawal"
 
 
 async def test_a_receiver_who_spent_the_money_cannot_refund_it(api: Api) -> None:
