@@ -131,9 +131,8 @@ class Registry:
         self.not_ready: set[str] = set()
         self.custom: dict[str, CurrencyInfo] = {}
         self.issuers: dict[str, str] = {}
-        self.keys: dict[str, tuple[str, bytes]] = {}  # key id -> (account id, token hash)
+        self.keys: dict[str, tuple[KeyView, bytes]] = {}  # live key id -> (as listed, token hash)
         self.key_by_hash: dict[bytes, str] = {}
-        self.key_views: dict[str, KeyView] = {}  # live keys, as listed
         self.rates: dict[tuple[str, str], FxRateSet] = {}
         self.liquidity: dict[str, str] = {}  # currency -> the FX account's balance in it
         self.answers: dict[bytes, Answered] = {}  # creates made with an Idempotency-Key, by lookup
@@ -192,13 +191,11 @@ class Registry:
         elif isinstance(r, CurrencyCreated):
             self.custom[r.code] = CurrencyInfo(r.code, r.exponent, r.name, custom=True)
         elif isinstance(r, KeyCreated):
-            self.keys[r.key_id] = (r.account_id, r.token_hash)
+            self.keys[r.key_id] = (KeyView(r.key_id, r.account_id, r.prefix, r.created_at_ms), r.token_hash)
             self.key_by_hash[r.token_hash] = r.key_id
-            self.key_views[r.key_id] = KeyView(r.key_id, r.account_id, r.prefix, r.created_at_ms)
         elif isinstance(r, KeyRevoked):
             _, token_hash = self.keys.pop(r.key_id)
             del self.key_by_hash[token_hash]
-            del self.key_views[r.key_id]
         elif isinstance(r, Genesis):
             assert self.partitions is None, "genesis happens once"
             self.partitions = r.partitions
@@ -511,7 +508,8 @@ class Registry:
 
     async def key_view(self, key_id: str) -> KeyView | None:
         await self.journal.durable()
-        return self.key_views.get(key_id)
+        found = self.keys.get(key_id)
+        return found[0] if found is not None else None
 
     async def list_keys(
         self, account_id: str, limit: int, before_id: str | None, after_id: str | None, ascending: bool
@@ -523,7 +521,7 @@ class Registry:
         found = sorted(
             (
                 k
-                for k in self.key_views.values()
+                for k, _ in self.keys.values()
                 if k.account_id == account_id
                 and (before_id is None or k.id < before_id)
                 and (after_id is None or k.id > after_id)
@@ -537,7 +535,7 @@ class Registry:
         """(key id, account id) of a live key with this token hash."""
         await self.journal.durable()
         key_id = self.key_by_hash.get(token_hash)
-        return (key_id, self.keys[key_id][0]) if key_id is not None else None
+        return (key_id, self.keys[key_id][0].account_id) if key_id is not None else None
 
     async def close(self) -> None:
         await self.journal.close()

@@ -524,14 +524,21 @@ async def _listed_balances(request: web.Request) -> list[str | None]:
     return list(account.balance_ids)
 
 
+async def _require_visible_cursor(
+    request: web.Request, page: Page, fetch: Callable[[str], Awaitable[PaymentRecord | HoldRecord | None]]
+) -> None:
+    """A payment or hold list's cursor must be one the caller could list (else 422)."""
+    if page.cursor is not None:
+        cursor = await fetch(page.cursor)
+        if cursor is None or not await _touches_own_balance(request, cursor):
+            raise unknown_cursor(page)
+
+
 async def list_payments(request: web.Request) -> web.Response:
     page, q = page_of(request), query(request)
     client = request.app[CLIENT]
     balances = await _listed_balances(request)
-    if page.cursor is not None:
-        cursor = await client.get_payment(page.cursor)
-        if cursor is None or not await _touches_own_balance(request, cursor):
-            raise unknown_cursor(page)
+    await _require_visible_cursor(request, page, client.get_payment)
     key = payments.idempotency_key(request, q["idempotency_key"]) if "idempotency_key" in q else None
     before, after = id_bounds(request, page, "pay")
     base = PaymentQuery(page.limit, None, q.get("status"), key, before, after, page.ascending)
@@ -649,10 +656,7 @@ async def list_holds(request: web.Request) -> web.Response:
     page, q = page_of(request), query(request)
     client = request.app[CLIENT]
     balances = await _listed_balances(request)
-    if page.cursor is not None:
-        cursor = await client.get_hold(page.cursor)
-        if cursor is None or not await _touches_own_balance(request, cursor):
-            raise unknown_cursor(page)
+    await _require_visible_cursor(request, page, client.get_hold)
     before, after = id_bounds(request, page, HOLD_PREFIX)
     pages = await asyncio.gather(
         *(client.list_holds(b, q.get("status"), page.limit, before, after, page.ascending) for b in balances)
