@@ -55,6 +55,9 @@ from ledger.records import (
 from ledger.results import Check, PaymentStatus, decide
 
 ABORTED_IN_RECOVERY = "aborted_in_recovery"
+# A payment a shard could not take part in: answered 503 (nothing moved, its key stays free
+# for the retry), yet recorded, because a client told 202 already holds its id and polls it.
+JOURNAL_UNAVAILABLE = "journal_unavailable"
 
 log = logging.getLogger("rayledger.coordinator")
 
@@ -92,8 +95,13 @@ class Outcome(msgspec.Struct, frozen=True, array_like=True):
 HOLD_HELD = "held"
 
 
+def _undecided(payment: PaymentRecord | None) -> bool:
+    """Not decided on its merits: a shard could not take part (see `_run`)."""
+    return payment is None or payment.reason == JOURNAL_UNAVAILABLE
+
+
 def _decided_outcome(payment: PaymentRecord | None) -> Outcome:
-    return Outcome(payment) if payment is not None else Outcome(refused="unavailable")
+    return Outcome(refused="unavailable") if _undecided(payment) else Outcome(payment)
 
 
 def _packed(owed: Owed | None) -> tuple[bytes, ...]:
@@ -472,12 +480,13 @@ class PaymentCoordinator:
                 results = await self._run(fresh)
             finally:
                 for r, result in zip(fresh, results, strict=True):
-                    if result is None and r.idempotency_key is not None:
+                    if _undecided(result) and r.idempotency_key is not None:
                         self.keys.pop(r.idempotency_key, None)  # nothing was decided: the key is free
                     self._pending.pop(r.payment_id, None)
                     fut = self._inflight.pop(r.payment_id)
-                    if r.payment_id in self.recent:
-                        fut.set_result(self.recent[r.payment_id])
+                    known = self.recent.get(r.payment_id)
+                    if known is not None and not _undecided(known):
+                        fut.set_result(known)
                     else:
                         fut.cancel()
             decided = iter(results)
@@ -565,22 +574,23 @@ class PaymentCoordinator:
         return codes
 
     async def _run(self, requests: list[PaymentRequest]) -> list[PaymentRecord | None]:
-        """Decide and settle; None for a payment a shard could not take part in (its
-        journal is unwritable): such a payment is aborted undecided, nothing moves, and
-        the caller answers 503 so the client retries."""
+        """Decide and settle. A payment a shard could not take part in (its journal is
+        unwritable) is aborted: nothing moves, the caller answers 503 so the client retries,
+        and it is recorded as `system_failure` (JOURNAL_UNAVAILABLE, without its key), so
+        that a client already told 202 finds it final instead of unknown."""
         if not self.journal.writable:
             raise JournalUnavailable("coordinator journal is not writable")
         codes = await self._phase1(
             [(r.payment_id, r.balance_from, r.balance_to, r.amount_minor, r.currency) for r in requests]
         )
-        unavailable = [
-            r
+        unavailable = {
+            r.payment_id: r
             for r in requests
             if Check.UNAVAILABLE in (codes[(r.payment_id, r.balance_from)], codes[(r.payment_id, r.balance_to)])
-        ]
-        if unavailable:  # presumed abort, without a decision record: release the legs that held
+        }
+        if unavailable:  # abort: release the legs that held before answering
             voids: dict[int, list[HoldRef]] = defaultdict(list)
-            for r in unavailable:
+            for r in unavailable.values():
                 for balance_id in (r.balance_from, r.balance_to):
                     if codes[(r.payment_id, balance_id)] == Check.OK:
                         voids[self._shard(balance_id)].append(HoldRef(r.payment_id, balance_id))
@@ -588,9 +598,11 @@ class PaymentCoordinator:
         settled_at_ms = _now_ms()
         decided = []
         for r in requests:
-            if r in unavailable:
-                continue
-            status, reason = decide(codes[(r.payment_id, r.balance_from)], codes[(r.payment_id, r.balance_to)])
+            if r.payment_id in unavailable:
+                status, reason = PaymentStatus.SYSTEM_FAILURE, JOURNAL_UNAVAILABLE
+                r = msgspec.structs.replace(r, idempotency_key=None, fingerprint=None)
+            else:
+                status, reason = decide(codes[(r.payment_id, r.balance_from)], codes[(r.payment_id, r.balance_to)])
             payment = PaymentRecord(
                 id=r.payment_id,
                 balance_from=r.balance_from,

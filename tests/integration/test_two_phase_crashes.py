@@ -13,9 +13,10 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import msgspec
 import pytest
 
-from actors.coordinator import PaymentCoordinator
+from actors.coordinator import JOURNAL_UNAVAILABLE, PaymentCoordinator
 from journal import CrashPoint, JournalUnavailable, MemoryJournal
 from journal.base import kind_of
 from ledger.records import PaymentRecord, Record
@@ -115,16 +116,27 @@ async def test_unwritable_partition_refuses_then_resumes(tmp_path: Path) -> None
         for _ in range(1000):  # its flush fails: the journal turns unwritable, the payment waits
             await asyncio.sleep(0)
         assert not first.done()
-        [refused] = await ledger.client.pay_outcomes([payment(healthy[0], victim, 2_00)])
+        keyed = msgspec.structs.replace(payment(healthy[0], victim, 2_00), idempotency_key="k-outage")
+        [refused] = await ledger.client.pay_outcomes([keyed])
         assert refused.refused == "unavailable" and refused.payment is None
+        # A client told 202 for it polls its id: it reads final, and nothing moved.
+        failed = await ledger.client.get_payment(keyed.payment_id)
+        assert failed is not None and (failed.status, failed.reason) == (
+            PaymentStatus.SYSTEM_FAILURE,
+            JOURNAL_UNAVAILABLE,
+        )
+        assert failed.idempotency_key is None
         [elsewhere] = await ledger.client.pay_outcomes([payment(healthy[0], healthy[1], 3_00)])
         assert elsewhere.payment is not None and elsewhere.payment.status == PaymentStatus.SUCCESS
 
         store.fail_writes = False
         [done] = await asyncio.wait_for(first, timeout=30)
         assert done.payment is not None and done.payment.status == PaymentStatus.SUCCESS
-        [after] = await ledger.client.pay_outcomes([payment(healthy[0], victim, 2_00)])
+        # The key of the refused payment was left free: its retry is a new payment.
+        retried = msgspec.structs.replace(payment(healthy[0], victim, 2_00), idempotency_key="k-outage")
+        [after] = await ledger.client.pay_outcomes([retried])
         assert after.payment is not None and after.payment.status == PaymentStatus.SUCCESS
+        assert after.payment.id == retried.payment_id and not after.replayed
     # The outage and the recovery are logged once each, naming the journal.
     outage = [e for e in events if e["event"].startswith("journal_")]
     assert [(e["event"], e["level"]) for e in outage] == [
@@ -132,7 +144,7 @@ async def test_unwritable_partition_refuses_then_resumes(tmp_path: Path) -> None
         ("journal_writable_again", "WARNING"),
     ]
     assert outage[0]["journal"] == outage[1]["journal"] and "error" in outage[0]
-    audit(await ledger.client.all_balances(), [*deposits, done.payment, elsewhere.payment, after.payment])
+    audit(await ledger.client.all_balances(), [*deposits, done.payment, elsewhere.payment, failed, after.payment])
     await ledger.stop()
 
 
