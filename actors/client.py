@@ -25,8 +25,8 @@ from actors.topology import (
     shard_of_partition,
 )
 from ledger.book import BalanceView
-from ledger.messages import HoldRequest, PaymentQuery, PaymentRequest, pack, unpack
-from ledger.records import HoldRecord, PaymentRecord
+from ledger.messages import HoldRequest, PaymentQuery, PaymentRequest, TransferRequest, pack, unpack
+from ledger.records import HoldRecord, PaymentRecord, TransferRecord
 
 
 class LedgerClient:
@@ -53,22 +53,30 @@ class LedgerClient:
         assert all(o.payment is not None for o in outcomes)
         return [o.payment for o in outcomes]  # type: ignore[misc]
 
-    async def pay_outcomes(self, requests: list[PaymentRequest]) -> list[Outcome]:
+    async def pay_outcomes(self, requests: list[PaymentRequest], method: str = "pay") -> list[Outcome]:
         groups: dict[int, list[int]] = defaultdict(list)
         for n, r in enumerate(requests):
             groups[coordinator_of(r.payment_id, self.settings.coordinators)].append(n)
-        replies = await asyncio.gather(*(self._pay(c, [requests[n] for n in ns]) for c, ns in groups.items()))
+        replies = await asyncio.gather(*(self._pay(c, [requests[n] for n in ns], method) for c, ns in groups.items()))
         out: list[Outcome | None] = [None] * len(requests)
         for ns, outcomes in zip(groups.values(), replies, strict=True):
             for n, o in zip(ns, unpack(outcomes, list[Outcome]), strict=True):
                 out[n] = o
         return out  # type: ignore[return-value]
 
-    async def _pay(self, coordinator: int, requests: list[PaymentRequest]) -> list[Outcome] | bytes:
+    async def transfer_outcomes(self, requests: list[TransferRequest]) -> list[Outcome]:
+        return await self.pay_outcomes(requests, "transfer")  # type: ignore[arg-type]
+
+    async def get_transfer(self, transfer_id: str) -> TransferRecord | None:
+        return await self.coordinator_of(transfer_id).call("get_transfer", transfer_id)
+
+    async def _pay(
+        self, coordinator: int, requests: list[PaymentRequest], method: str = "pay"
+    ) -> list[Outcome] | bytes:
         """Packed for Ray (one bytes object instead of a pickle per Struct); as they are for
         the coordinator an ingress runs beside (no copy at all)."""
         peer = self.coordinator(coordinator)
-        return await peer.call("pay", pack(requests) if peer.remote else requests)  # type: ignore[no-any-return]
+        return await peer.call(method, pack(requests) if peer.remote else requests)  # type: ignore[no-any-return]
 
     async def list_payments(self, q: PaymentQuery) -> tuple[list[PaymentRecord], bool]:
         """One page across every coordinator, in `q`'s order; (page, whether there are more
@@ -84,13 +92,20 @@ class LedgerClient:
         self, balance_id: str | None, status: str | None, limit: int, before: str | None, after: str | None, asc: bool
     ) -> tuple[list[HoldRecord], bool]:
         """One page across every coordinator; (page, whether there are more that way)."""
+        return await self._merged_page("list_holds", (balance_id, status), limit, (before, after, asc))
+
+    async def list_transfers(
+        self, balance_id: str | None, limit: int, before: str | None, after: str | None, asc: bool
+    ) -> tuple[list[TransferRecord], bool]:
+        return await self._merged_page("list_transfers", (balance_id,), limit, (before, after, asc))
+
+    async def _merged_page(
+        self, method: str, filters: tuple[Any, ...], limit: int, cursor: tuple[str | None, str | None, bool]
+    ) -> tuple[list[Any], bool]:
         pages = await asyncio.gather(
-            *(
-                self.coordinator(c).call("list_holds", balance_id, status, limit + 1, before, after, asc)
-                for c in range(self.settings.coordinators)
-            )
+            *(self.coordinator(c).call(method, *filters, limit + 1, *cursor) for c in range(self.settings.coordinators))
         )
-        merged = sorted((h for page in pages for h in page), key=lambda h: h.id, reverse=not asc)
+        merged = sorted((r for page in pages for r in page), key=lambda r: r.id, reverse=not cursor[2])
         return merged[:limit], len(merged) > limit
 
     async def finish_phase2(self) -> int:

@@ -27,7 +27,8 @@ import asyncio
 import logging
 import time
 from collections import Counter, OrderedDict, defaultdict
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 import msgspec
 
@@ -40,7 +41,16 @@ from actors.topology import coordinator_name, partition_of, shard_name, shard_of
 from journal import Journal, JournalUnavailable, SqliteJournal
 from ledger.book import DEBIT, OpenHold
 from ledger.ids import is_hold_id
-from ledger.messages import HoldRef, HoldRequest, PaymentQuery, PaymentRequest, SideRequest, pack, unpack
+from ledger.messages import (
+    HoldRef,
+    HoldRequest,
+    PaymentQuery,
+    PaymentRequest,
+    SideRequest,
+    TransferRequest,
+    pack,
+    unpack,
+)
 from ledger.records import (
     Completed,
     Completions,
@@ -51,8 +61,11 @@ from ledger.records import (
     HoldRecord,
     PaymentRecord,
     Record,
+    TransferDecided,
+    TransferLeg,
+    TransferRecord,
 )
-from ledger.results import Check, PaymentStatus, decide
+from ledger.results import Check, PaymentStatus, decide, decide_legs
 
 ABORTED_IN_RECOVERY = "aborted_in_recovery"
 # A payment a shard could not take part in: answered 503 (nothing moved, its key stays free
@@ -81,6 +94,7 @@ class CoordinatorSnapshot(msgspec.Struct, frozen=True, array_like=True):
     recent_holds: list[HoldRecord]
     keys: list[tuple[str, bytes | None, str, int]]  # key, fingerprint, payment or hold id, at ms
     keys_evicted_until_ms: int
+    recent_transfers: list[TransferRecord] = []
 
 
 class Outcome(msgspec.Struct, frozen=True, array_like=True):
@@ -90,18 +104,40 @@ class Outcome(msgspec.Struct, frozen=True, array_like=True):
     conflict: bool = False  # the key was used before with a different request
     refused: str | None = None  # hold operations: not_found, not_held, amount_exceeds_hold;
     # refunds: not_refundable, refund_exceeds_payment
+    transfer: TransferRecord | None = None
 
 
 HOLD_HELD = "held"
 
 
-def _undecided(payment: PaymentRecord | None) -> bool:
+def _undecided(record: PaymentRecord | TransferRecord | None) -> bool:
     """Not decided on its merits: a shard could not take part (see `_run`)."""
-    return payment is None or payment.reason == JOURNAL_UNAVAILABLE
+    return record is None or record.reason == JOURNAL_UNAVAILABLE
 
 
-def _decided_outcome(payment: PaymentRecord | None) -> Outcome:
-    return Outcome(refused="unavailable") if _undecided(payment) else Outcome(payment)
+def _decided_outcome(record: PaymentRecord | TransferRecord | None) -> Outcome:
+    if _undecided(record):
+        return Outcome(refused="unavailable")
+    return Outcome(transfer=record) if isinstance(record, TransferRecord) else Outcome(record)
+
+
+def is_transfer_id(some_id: str) -> bool:
+    return some_id.startswith("tr_")
+
+
+def pending_transfer(t: TransferRequest) -> TransferRecord:
+    return TransferRecord(
+        id=t.transfer_id,
+        status=PaymentStatus.PENDING,
+        reason=None,
+        failed_leg=None,
+        legs=[TransferLeg(r.payment_id, r.balance_from, r.balance_to, r.amount_minor, r.currency) for r in t.legs],
+        created_at_ms=t.created_at_ms,
+        settled_at_ms=None,
+        description=t.description,
+        metadata=t.metadata,
+        idempotency_key=t.idempotency_key,
+    )
 
 
 def _packed(owed: Owed | None) -> tuple[bytes, ...]:
@@ -190,6 +226,8 @@ class PaymentCoordinator:
         self.recent: OrderedDict[str, PaymentRecord] = OrderedDict()
         self._inflight: dict[str, asyncio.Future[PaymentRecord]] = {}
         self._pending: dict[str, PaymentRequest] = {}  # in flight, shown as `pending`
+        self.recent_transfers: OrderedDict[str, TransferRecord] = OrderedDict()
+        self._pending_transfers: dict[str, TransferRequest] = {}
         self._refunding: dict[str, _Turns] = {}  # payment id -> its refunds, one at a time
         self.open_holds: dict[str, HoldRecord] = {}  # status held: never presumed aborted
         self.recent_holds: OrderedDict[str, HoldRecord] = OrderedDict()
@@ -229,6 +267,11 @@ class PaymentCoordinator:
             self._remember(p)
             if p.idempotency_key is not None:
                 self._remember_key(p.idempotency_key, p.fingerprint, p.id, p.created_at_ms)
+        elif isinstance(record, TransferDecided):
+            t = record.transfer
+            self._remember_transfer(t)
+            if t.idempotency_key is not None:
+                self._remember_key(t.idempotency_key, t.fingerprint, t.id, t.created_at_ms)
         elif isinstance(record, Completions):
             for payment_id in record.payment_ids:
                 self.unfinished.pop(payment_id, None)
@@ -253,6 +296,16 @@ class PaymentCoordinator:
     def _commit(self, record: Record) -> None:
         self.journal.append(record)
         self._apply(record)
+        self._maybe_snapshot()
+
+    def _commit_together(self, records: list[Record]) -> None:
+        """Records durable all or none (one frame)."""
+        self.journal.append_together(records)
+        for record in records:
+            self._apply(record)
+        self._maybe_snapshot()
+
+    def _maybe_snapshot(self) -> None:
         if (
             self.journal.last_seq - self.snapshot_seq >= self.settings.snapshot_every_records
             and self._snapshotting is None
@@ -273,6 +326,7 @@ class PaymentCoordinator:
             or some_id in self.recent
             or some_id in self.open_holds
             or some_id in self.recent_holds
+            or some_id in self.recent_transfers
         )
 
     def state(self) -> CoordinatorSnapshot:
@@ -292,6 +346,7 @@ class PaymentCoordinator:
             recent_holds=list(self.recent_holds.values()),
             keys=keys,
             keys_evicted_until_ms=self._keys_evicted_until_ms,
+            recent_transfers=list(self.recent_transfers.values()),
         )
 
     def _restore(self, snap: CoordinatorSnapshot) -> None:
@@ -302,12 +357,19 @@ class PaymentCoordinator:
         self.recent_holds = OrderedDict((h.id, h) for h in snap.recent_holds)
         self.keys = OrderedDict((key, (fingerprint, some_id, at_ms)) for key, fingerprint, some_id, at_ms in snap.keys)
         self._keys_evicted_until_ms = snap.keys_evicted_until_ms
+        self.recent_transfers = OrderedDict((t.id, t) for t in snap.recent_transfers)
 
     def _remember(self, payment: PaymentRecord) -> None:
         self.recent[payment.id] = payment
         self.recent.move_to_end(payment.id)
         while len(self.recent) > self.settings.recent_payments_max:
             self.recent.popitem(last=False)
+
+    def _remember_transfer(self, transfer: TransferRecord) -> None:
+        self.recent_transfers[transfer.id] = transfer
+        self.recent_transfers.move_to_end(transfer.id)
+        while len(self.recent_transfers) > self.settings.recent_payments_max:
+            self.recent_transfers.popitem(last=False)
 
     def _shard(self, balance_id: str) -> int:
         return shard_of_partition(partition_of(balance_id, self.settings.partitions), self.settings.shards)
@@ -430,6 +492,8 @@ class PaymentCoordinator:
                 return r.hold.fingerprint, r.hold.id
             if isinstance(r, HoldClosed) and (r.hold.closed_at_ms or 0) >= window_start_ms:
                 return r.fingerprint, r.hold.id
+            if isinstance(r, TransferDecided) and r.transfer.created_at_ms >= window_start_ms:
+                return r.transfer.fingerprint, r.transfer.id
         return None
 
     # -- payments ---------------------------------------------------------------------------
@@ -450,9 +514,18 @@ class PaymentCoordinator:
         return pack(outcomes) if isinstance(requests, bytes) else outcomes
 
     async def _pay(self, requests: list[PaymentRequest]) -> list[Outcome]:
-        """Run payments; a request whose idempotency key was seen replays the first
-        outcome (or is refused if its fingerprint differs). Concurrent duplicates wait
-        for the one in flight, so a key never makes two payments."""
+        return await self._decide_fresh(requests, self._run, self._pending, self.recent)  # type: ignore[arg-type]
+
+    async def _decide_fresh(
+        self,
+        requests: list[PaymentRequest] | list[TransferRequest],
+        run: Callable[[list[Any]], Coroutine[None, None, list[Any]]],
+        pending: dict[str, Any],
+        recent: OrderedDict[str, Any],
+    ) -> list[Outcome]:
+        """Run payments (or transfers) with `run`; a request whose idempotency key was seen
+        replays the first outcome (or is refused if its fingerprint differs). Concurrent
+        duplicates wait for the one in flight, so a key never makes two."""
         await self.ready()
         loop = asyncio.get_running_loop()
         answers: list[Outcome | str | None] = []  # an outcome, a payment id to replay, or fresh
@@ -465,26 +538,26 @@ class PaymentCoordinator:
                 if known is not None:
                     answers.append(Outcome(conflict=True) if known[0] != r.fingerprint else known[1])
                     continue
-            if r.payment_id in self.recent or r.payment_id in self._inflight:
+            if r.payment_id in recent or r.payment_id in self._inflight:
                 answers.append(r.payment_id)  # a redelivered call: answer with the first outcome
                 continue
             self._inflight[r.payment_id] = loop.create_future()
-            self._pending[r.payment_id] = r
+            pending[r.payment_id] = r
             if r.idempotency_key is not None:
                 self._remember_key(r.idempotency_key, r.fingerprint, r.payment_id, r.created_at_ms)
             fresh.append(r)
             answers.append(None)
         if fresh:
-            results: list[PaymentRecord | None] = [None] * len(fresh)
+            results: list[PaymentRecord | TransferRecord | None] = [None] * len(fresh)
             try:
-                results = await self._run(fresh)
+                results = await run(fresh)
             finally:
                 for r, result in zip(fresh, results, strict=True):
                     if _undecided(result) and r.idempotency_key is not None:
                         self.keys.pop(r.idempotency_key, None)  # nothing was decided: the key is free
-                    self._pending.pop(r.payment_id, None)
+                    pending.pop(r.payment_id, None)
                     fut = self._inflight.pop(r.payment_id)
-                    known = self.recent.get(r.payment_id)
+                    known = recent.get(r.payment_id)
                     if known is not None and not _undecided(known):
                         fut.set_result(known)
                     else:
@@ -507,6 +580,10 @@ class PaymentCoordinator:
             hold = await self._hold(some_id)
             assert hold is not None, f"an idempotency key points at unknown hold {some_id}"
             return Outcome(hold=hold, replayed=True)
+        if is_transfer_id(some_id):
+            transfer = await self.get_transfer(some_id)
+            assert transfer is not None, f"an idempotency key points at unknown transfer {some_id}"
+            return Outcome(transfer=transfer, replayed=True)
         payment = await self.get_payment(some_id)
         assert payment is not None, f"an idempotency key points at unknown payment {some_id}"
         return Outcome(payment, replayed=True)
@@ -588,13 +665,7 @@ class PaymentCoordinator:
             for r in requests
             if Check.UNAVAILABLE in (codes[(r.payment_id, r.balance_from)], codes[(r.payment_id, r.balance_to)])
         }
-        if unavailable:  # abort: release the legs that held before answering
-            voids: dict[int, list[HoldRef]] = defaultdict(list)
-            for r in unavailable.values():
-                for balance_id in (r.balance_from, r.balance_to):
-                    if codes[(r.payment_id, balance_id)] == Check.OK:
-                        voids[self._shard(balance_id)].append(HoldRef(r.payment_id, balance_id))
-            await asyncio.gather(*(call_until_done(self._peer(k), "void", pack(refs)) for k, refs in voids.items()))
+        await self._release_held(list(unavailable.values()), codes)
         settled_at_ms = _now_ms()
         decided = []
         for r in requests:
@@ -625,6 +696,122 @@ class PaymentCoordinator:
         self._owe_phase2(decided)
         by_id = {p.id: p for p in decided}
         return [by_id.get(r.payment_id) for r in requests]
+
+    async def _release_held(self, aborted: list[PaymentRequest], codes: dict[tuple[str, str], Check]) -> None:
+        """Void the legs of aborted payments that did hold, before the abort is answered."""
+        voids: dict[int, list[HoldRef]] = defaultdict(list)
+        for r in aborted:
+            for balance_id in (r.balance_from, r.balance_to):
+                if codes[(r.payment_id, balance_id)] == Check.OK:
+                    voids[self._shard(balance_id)].append(HoldRef(r.payment_id, balance_id))
+        await asyncio.gather(*(call_until_done(self._peer(k), "void", pack(refs)) for k, refs in voids.items()))
+
+    # -- transfers ------------------------------------------------------------------------------
+    async def transfer(self, requests: list[TransferRequest] | bytes) -> list[Outcome] | bytes:
+        """Outcomes in request order (packed if the requests came packed). A batch of
+        transfers shares one phase-one call per shard, as payments do."""
+        started = time.perf_counter()
+        self._paying += 1
+        try:
+            with self.telemetry.serving():
+                transfers = unpack(requests, list[TransferRequest])
+                outcomes = await self._decide_fresh(
+                    transfers, self._run_transfers, self._pending_transfers, self.recent_transfers
+                )
+        finally:
+            self._paying -= 1
+        legs = Counter()
+        for o in outcomes:
+            if o.transfer is not None and not o.replayed:
+                legs[str(o.transfer.status)] += len(o.transfer.legs)
+        for status, count in legs.items():  # each leg is a payment
+            self.telemetry.payments.inc(count, {"status": status})
+        if legs:
+            self.telemetry.payment_latency_ms.observe((time.perf_counter() - started) * 1000)
+        return pack(outcomes) if isinstance(requests, bytes) else outcomes
+
+    async def _run_transfers(self, requests: list[TransferRequest]) -> list[TransferRecord]:
+        """Reserve and prepare every leg of every transfer (a balance in several legs holds
+        once per leg, so its debits add up against what it has), decide each transfer on
+        all its legs, journal its legs' decisions with it in one frame, then post or void
+        them as payments. As in `_run`, a transfer a shard could not take part in is aborted
+        and recorded as `system_failure`/JOURNAL_UNAVAILABLE."""
+        if not self.journal.writable:
+            raise JournalUnavailable("coordinator journal is not writable")
+        codes = await self._phase1(
+            [(r.payment_id, r.balance_from, r.balance_to, r.amount_minor, r.currency) for t in requests for r in t.legs]
+        )
+
+        def leg_codes(r: PaymentRequest) -> tuple[Check, Check]:
+            return codes[(r.payment_id, r.balance_from)], codes[(r.payment_id, r.balance_to)]
+
+        unavailable = {t.transfer_id for t in requests if any(Check.UNAVAILABLE in leg_codes(r) for r in t.legs)}
+        await self._release_held([r for t in requests if t.transfer_id in unavailable for r in t.legs], codes)
+        settled_at_ms = _now_ms()
+        decided: list[TransferRecord] = []
+        legs: list[PaymentRecord] = []
+        for t in requests:
+            if t.transfer_id in unavailable:
+                status, reason, failed_leg = PaymentStatus.SYSTEM_FAILURE, JOURNAL_UNAVAILABLE, None
+                t = msgspec.structs.replace(t, idempotency_key=None, fingerprint=None)
+            else:
+                status, reason, failed_leg = decide_legs([leg_codes(r) for r in t.legs])
+            records = [
+                PaymentRecord(
+                    id=r.payment_id,
+                    balance_from=r.balance_from,
+                    balance_to=r.balance_to,
+                    amount_minor=r.amount_minor,
+                    currency=r.currency,
+                    status=status,
+                    reason=reason,
+                    created_at_ms=t.created_at_ms,
+                    settled_at_ms=settled_at_ms,
+                    description=t.description,
+                    metadata=t.metadata,
+                    transfer_id=t.transfer_id,
+                )
+                for r in t.legs
+            ]
+            transfer = msgspec.structs.replace(
+                pending_transfer(t),
+                status=status,
+                reason=reason,
+                failed_leg=failed_leg,
+                settled_at_ms=settled_at_ms,
+                fingerprint=t.fingerprint,
+            )
+            self._commit_together([*(Decided(p) for p in records), TransferDecided(transfer)])
+            decided.append(transfer)
+            legs += records
+        await self.journal.durable()
+        self._owe_phase2(legs)
+        return decided
+
+    async def get_transfer(self, transfer_id: str) -> TransferRecord | None:
+        await self.ready()
+        known = self.recent_transfers.get(transfer_id)
+        if known is not None:
+            return known
+        pending = self._pending_transfers.get(transfer_id)
+        if pending is not None:
+            return pending_transfer(pending)
+        found = await self.journal.tagged("tr", limit=1, only_id=transfer_id)
+        return found[0].record.transfer if found else None  # type: ignore[union-attr]
+
+    async def list_transfers(
+        self, balance_id: str | None, limit: int, before_id: str | None, after_id: str | None, ascending: bool
+    ) -> list[TransferRecord]:
+        """Transfers decided here, all or those with a leg on `balance_id`, in id order."""
+        await self.journal.durable()
+        found = await self.journal.tagged(
+            f"tb:{balance_id}" if balance_id else "tr",
+            limit=limit,
+            before_id=before_id,
+            after_id=after_id,
+            ascending=ascending,
+        )
+        return [s.record.transfer for s in found if isinstance(s.record, TransferDecided)]
 
     def _legs_by_shard(self, payments: list[PaymentRecord]) -> dict[int, Owed]:
         """Phase two of decided payments, grouped by the shard of each leg: post if the

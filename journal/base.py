@@ -288,6 +288,7 @@ class Journal(abc.ABC):
         self._last_hash = GENESIS_HASH  # of the last sealed frame
         self._sealed_seq = 0  # records up to here are in frames (written or not)
         self._pending: list[Record] = []  # appended, not yet in a frame
+        self._together: list[tuple[int, int]] = []  # (first, last) seqs pending that share a frame
         self._sealed: list[Sealed] = []  # frames not yet written (oldest first)
         self._recent = RecentHistory()  # index rows of frames from index_stored_seq to indexed_seq
         self._waiters: list[tuple[int, asyncio.Future[None]]] = []
@@ -409,6 +410,16 @@ class Journal(abc.ABC):
         self._kick()
         return self.last_seq
 
+    def append_together(self, records: list[Record]) -> int:
+        """Queue records that are durable all or none (a transfer's legs and its decision):
+        they go in one frame, even past `batch_rows_max`. Returns the last one's seq."""
+        first = self.last_seq + 1
+        for record in records:
+            self.append(record)
+        if len(records) > 1:
+            self._together.append((first, self.last_seq))
+        return self.last_seq
+
     async def durable(self, seq: int | None = None) -> None:
         """Return once every record up to `seq` (default: all appended) is on disk."""
         target = self.last_seq if seq is None else seq
@@ -420,8 +431,14 @@ class Journal(abc.ABC):
         await future
 
     def _seal(self) -> None:
-        """Close the next frame: at most `batch_rows_max` of the pending records."""
-        records = self._pending[: self.batch_rows_max]
+        """Close the next frame: at most `batch_rows_max` of the pending records, unless
+        that would split records appended together."""
+        cut = self._sealed_seq + min(self.batch_rows_max, len(self._pending))
+        for first, last in self._together:
+            if first <= cut < last:
+                cut = last
+        self._together = [g for g in self._together if g[1] > cut]
+        records = self._pending[: cut - self._sealed_seq]
         del self._pending[: len(records)]
         body, lens = self.codec.encode_frame(records)
         first, last = self._sealed_seq + 1, self._sealed_seq + len(records)

@@ -38,6 +38,23 @@ class PaymentRequest(msgspec.Struct, frozen=True, array_like=True):
     refund_of: str | None = None  # the payment this one refunds (from its receiver to its payer)
 
 
+class TransferRequest(msgspec.Struct, frozen=True, array_like=True):
+    """Legs that move all or none. Each leg is a payment request with its own id (owned by
+    the same coordinator as the transfer's) and no key: the transfer carries the key."""
+
+    transfer_id: str
+    legs: list[PaymentRequest]
+    created_at_ms: int
+    description: str | None = None
+    metadata: dict[str, str] | None = None
+    idempotency_key: str | None = None
+    fingerprint: bytes | None = None
+
+    @property
+    def payment_id(self) -> str:  # what the ingress's batcher tracks a request by
+        return self.transfer_id
+
+
 class SideRequest(msgspec.Struct, frozen=True, array_like=True):
     """One leg of a payment sent to the shard owning `balance_id`."""
 

@@ -98,6 +98,32 @@ class PaymentRecord(msgspec.Struct, frozen=True, array_like=True, forbid_unknown
     fingerprint: bytes | None = None
     hold_id: str | None = None  # set on the payment that captures a hold
     refund_of: str | None = None  # set on a refund: the payment it gives back (all or part of)
+    transfer_id: str | None = None  # set on each leg of a transfer
+
+
+class TransferLeg(msgspec.Struct, frozen=True, array_like=True, forbid_unknown_fields=True):
+    payment_id: str  # the leg's own payment record (statements show it with its transfer)
+    balance_from: str
+    balance_to: str
+    amount_minor: int
+    currency: str
+
+
+class TransferRecord(msgspec.Struct, frozen=True, array_like=True, forbid_unknown_fields=True):
+    """Legs that move all or none: `status` is success, or the first failing leg's
+    status (its index in `failed_leg`), which every leg then carries."""
+
+    id: str
+    status: str
+    reason: str | None
+    failed_leg: int | None
+    legs: list[TransferLeg]
+    created_at_ms: int
+    settled_at_ms: int | None
+    description: str | None = None
+    metadata: dict[str, str] | None = None
+    idempotency_key: str | None = None
+    fingerprint: bytes | None = None
 
 
 class HoldRecord(msgspec.Struct, frozen=True, array_like=True, forbid_unknown_fields=True):
@@ -142,6 +168,13 @@ class Decided(msgspec.Struct, tag="de", **_opts):
     """The commit point of a payment: its final status is durable once this is."""
 
     payment: PaymentRecord
+
+
+class TransferDecided(msgspec.Struct, tag="td", **_opts):
+    """A transfer's decision, journaled in one frame with the `Decided` of each of its
+    legs (`Journal.append_together`): all its legs are decided, or none is."""
+
+    transfer: TransferRecord
 
 
 class Completed(msgspec.Struct, tag="cp", **_opts):
@@ -244,6 +277,7 @@ Record = (
     | Fenced
     | EpochStarted
     | Decided
+    | TransferDecided
     | Completed
     | Completions
     | HoldPlaced
@@ -263,13 +297,14 @@ Record = (
 
 # Bump when `record_tags` changes: a stored history index made under another version is
 # dropped and rebuilt from its journal (2: holds by balance and all together, for GET /v1/holds;
-# 3: refunds by the payment they refund).
-RECORD_TAGS_VERSION = 3
+# 3: refunds by the payment they refund; 4: transfers).
+RECORD_TAGS_VERSION = 4
 
 
 def record_tags(record: Record) -> tuple[str, tuple[str, ...]] | None:
     """(id, tags) under which history queries find a record: payments all together (and
-    by id, under "pay"), by balance, status and idempotency key; holds by id and key;
+    by id, under "pay"), by balance, status and idempotency key; transfers all together
+    (and by id, under "tr") and by balance; holds by id and key;
     statement entries by balance (`<kind>:<key>` is what `Journal.query(key, kind)` looks
     up). The id orders and pages the results."""
     if isinstance(record, Decided):
@@ -280,6 +315,10 @@ def record_tags(record: Record) -> tuple[str, tuple[str, ...]] | None:
         if p.refund_of is not None:
             tags.append(f"rf:{p.refund_of}")
         return p.id, tuple(tags)
+    if isinstance(record, TransferDecided):
+        t, key = record.transfer, record.transfer.idempotency_key
+        balances = dict.fromkeys(b for leg in t.legs for b in (leg.balance_from, leg.balance_to))
+        return t.id, ("tr", *(f"tb:{b}" for b in balances), *((f"k:{key}",) if key is not None else ()))
     if isinstance(record, HoldPlaced):
         h, key = record.hold, record.hold.idempotency_key
         sides = [f"hb:{b}" for b in dict.fromkeys((h.balance_from, h.balance_to))]

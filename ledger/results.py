@@ -50,3 +50,13 @@ def decide(debit: Check, credit: Check) -> tuple[PaymentStatus, str | None]:
     status = _STATUS_OF_CHECK[worst]
     reason = None if worst == Check.OK else worst.name.lower()
     return status, reason
+
+
+def decide_legs(legs: list[tuple[Check, Check]]) -> tuple[PaymentStatus, str | None, int | None]:
+    """A transfer's (status, reason, failed leg): success if every leg's two sides are,
+    else the first failing leg's."""
+    for n, (debit, credit) in enumerate(legs):
+        status, reason = decide(debit, credit)
+        if status != PaymentStatus.SUCCESS:
+            return status, reason, n
+    return PaymentStatus.SUCCESS, None, None

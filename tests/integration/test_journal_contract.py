@@ -355,6 +355,30 @@ async def test_a_flush_writes_at_most_batch_rows_max(harness: JournalHarness) ->
     assert_valid_chain(harness.frames(), records)
 
 
+async def test_records_appended_together_share_one_frame(harness: JournalHarness) -> None:
+    """A group (a transfer's legs and its decision) never straddles frames, so a crash
+    keeps all of it or none, even where the group crosses the frame size."""
+    journal = harness.reopen(batch_rows_max=8)
+    replay(journal)
+    records = [posted(n) for n in range(40)]
+    groups = [(5, 12), (14, 15), (20, 37)]  # [first, last) indexes; one is longer than a frame
+    at = 0
+    for first, last in groups:
+        for r in records[at:first]:
+            journal.append(r)
+        journal.append_together(records[first:last])
+        at = last
+    for r in records[at:]:
+        journal.append(r)
+    await journal.durable()
+    frames = harness.frames()
+    for first, last in groups:  # seqs are 1-based
+        holding = [f for f in frames if f.first_seq <= last and first + 1 <= f.last_seq]
+        assert len(holding) == 1, (first, last, [(f.first_seq, f.last_seq) for f in holding])
+    assert max(f.last_seq - f.first_seq + 1 for f in frames) >= 17  # the long group went whole
+    assert_valid_chain(frames, records)
+
+
 # -- history queries --------------------------------------------------------------------------
 async def _history(harness: JournalHarness) -> tuple[Journal, list[int]]:
     """bal_a postings interleaved with other keys and kinds; returns bal_a's seqs."""
