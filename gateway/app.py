@@ -35,12 +35,14 @@ from gateway.keys import (
     QUERY,
     SEAL_KEY,
     SETTINGS,
+    TRANSFERS,
     Admission,
 )
 from gateway.logs import REQUEST_LOG, RequestLog, observe_middleware
 from gateway.metrics import METRICS, GatewayMetrics, metrics_endpoint
 from gateway.openapi import build_spec
 from gateway.routes import OPS, Op
+from gateway.schemas import TRANSFER_LEGS_MAX
 
 log = logging.getLogger("rayledger.gateway")
 SHUTDOWN_PHASE2_WAIT_S = 10.0
@@ -218,6 +220,13 @@ def create_app(
         settings.gateway_batches_in_flight_max,
         on_batch=app[METRICS].batch_payments.observe,
         share_wait_ms=settings.gateway_batch_share_wait_ms,
+    )
+    app[TRANSFERS] = PaymentBatcher(
+        client,
+        max(1, settings.gateway_batch_max // TRANSFER_LEGS_MAX),  # legs per call stay within a payment batch
+        settings.gateway_batches_in_flight_max,
+        share_wait_ms=settings.gateway_batch_share_wait_ms,
+        send=client.transfer_outcomes,
     )
     app.on_cleanup.append(_finish_phase2)  # after the server stopped taking requests and drained them
     app.on_cleanup.append(_flush_log)

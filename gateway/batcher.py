@@ -20,11 +20,14 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from actors.client import LedgerClient
 from actors.coordinator import Outcome
-from ledger.messages import PaymentRequest
+from ledger.messages import PaymentRequest, TransferRequest
+
+Request = PaymentRequest | TransferRequest  # each tracked by its `payment_id` (a transfer's id)
 
 
 class _Waiting:
@@ -46,10 +49,12 @@ class PaymentBatcher:
         in_flight_max: int,
         on_batch: Callable[[int], None] = lambda payments: None,  # metrics
         share_wait_ms: float = 10.0,
+        send: Callable[[list[Any]], Awaitable[list[Outcome]]] | None = None,  # default: payments
     ) -> None:
         assert batch_max >= 1 and in_flight_max >= 1
         self.on_batch = on_batch
         self.client = client
+        self._send_call = send if send is not None else client.pay_outcomes
         self.batch_max = batch_max
         self.in_flight_max = in_flight_max
         self.in_flight = 0
@@ -57,15 +62,15 @@ class PaymentBatcher:
         self._share_wait_s = share_wait_ms / 1000
         self._share_timer: asyncio.TimerHandle | None = None
         self._sending: set[asyncio.Task[None]] = set()
-        self._queue: deque[tuple[PaymentRequest, _Waiting, int]] = deque()
+        self._queue: deque[tuple[Request, _Waiting, int]] = deque()
         # Submitted and not answered yet: a client told 202 may ask before the coordinator
         # has the payment (Ray does not order an async actor's calls), and must see it pending.
-        self._unsettled: dict[str, PaymentRequest] = {}
+        self._unsettled: dict[str, Request] = {}
 
-    def unsettled(self, payment_id: str) -> PaymentRequest | None:
+    def unsettled(self, payment_id: str) -> Request | None:
         return self._unsettled.get(payment_id)
 
-    def submit(self, requests: list[PaymentRequest]) -> asyncio.Future[list[Outcome]]:
+    def submit(self, requests: list[Request]) -> asyncio.Future[list[Outcome]]:
         """The outcomes, in order, once their calls answer. A future, not a coroutine: a
         request waits on it directly, with no task of its own (a task per payment was a
         visible part of the ingress's CPU)."""
@@ -100,9 +105,9 @@ class PaymentBatcher:
         self._share_timer = None
         self._dispatch(waited=True)
 
-    async def _send(self, batch: list[tuple[PaymentRequest, _Waiting, int]]) -> None:
+    async def _send(self, batch: list[tuple[Request, _Waiting, int]]) -> None:
         try:
-            outcomes = await self.client.pay_outcomes([r for r, _, _ in batch])
+            outcomes = await self._send_call([r for r, _, _ in batch])
         except Exception as exc:  # an actor restarting, a journal down: every waiter learns it
             for _, waiting, _ in batch:
                 if not waiting.future.done():

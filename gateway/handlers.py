@@ -22,7 +22,7 @@ from gateway.metrics import METRICS
 from ledger.ids import HOLD_PREFIX, make_id
 from ledger.messages import HoldRequest, PaymentQuery, PaymentRequest
 from ledger.money import format_amount
-from ledger.records import FxRateSet, HoldRecord, PaymentRecord
+from ledger.records import FxRateSet, HoldRecord, PaymentRecord, TransferRecord
 from ledger.results import Check
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -288,10 +288,14 @@ async def list_refunds(request: web.Request) -> web.Response:
     return json_response(schemas.PaymentList(data=data, has_more=False))
 
 
-async def _touches_own_balance(request: web.Request, record: PaymentRecord | HoldRecord) -> bool:
+async def _touches_own_balance(request: web.Request, record: PaymentRecord | HoldRecord | TransferRecord) -> bool:
     if principal(request).admin:
         return True
-    infos = await request.app[DIRECTORY].balances([b for b in (record.balance_from, record.balance_to) if b])
+    if isinstance(record, TransferRecord):
+        sides = [b for leg in record.legs for b in (leg.balance_from, leg.balance_to)]
+    else:
+        sides = [b for b in (record.balance_from, record.balance_to) if b]
+    infos = await request.app[DIRECTORY].balances(list(dict.fromkeys(sides)))
     return any(i is not None and can_read_account(request, i.account_id) for i in infos)
 
 
@@ -498,6 +502,7 @@ async def list_entries(request: web.Request) -> web.Response:
                 created_at=render.timestamp(e.at_ms),
                 counterparty_balance_id=other,
                 description=None if p is None else p.description,
+                transfer_id=None if p is None else p.transfer_id,
             )
         )
     return json_response(schemas.EntryList(data=data, has_more=len(entries) > page.limit))
@@ -525,9 +530,11 @@ async def _listed_balances(request: web.Request) -> list[str | None]:
 
 
 async def _require_visible_cursor(
-    request: web.Request, page: Page, fetch: Callable[[str], Awaitable[PaymentRecord | HoldRecord | None]]
+    request: web.Request,
+    page: Page,
+    fetch: Callable[[str], Awaitable[PaymentRecord | HoldRecord | TransferRecord | None]],
 ) -> None:
-    """A payment or hold list's cursor must be one the caller could list (else 422)."""
+    """A payment, hold or transfer list's cursor must be one the caller could list (else 422)."""
     if page.cursor is not None:
         cursor = await fetch(page.cursor)
         if cursor is None or not await _touches_own_balance(request, cursor):

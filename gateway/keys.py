@@ -25,6 +25,7 @@ class Admission:
 SETTINGS = web.AppKey("settings", Settings)
 ADMISSION = web.AppKey("admission", Admission)
 BATCHER = web.AppKey("batcher", PaymentBatcher)
+TRANSFERS = web.AppKey("transfers", PaymentBatcher)  # the same batching, for transfers
 CLIENT = web.AppKey("client", LedgerClient)
 DIRECTORY = web.AppKey("directory", Directory)
 AUTH = web.AppKey("auth", Authenticator)

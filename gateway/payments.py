@@ -122,8 +122,14 @@ def _owns(request: web.Request, info: BalanceInfo) -> bool:
 
 
 async def prepare_payment(
-    request: web.Request, body: schemas.PaymentCreate, key: str | None, fp: bytes | None
+    request: web.Request,
+    body: schemas.PaymentCreate | schemas.TransferLegCreate,
+    key: str | None,
+    fp: bytes | None,
+    owner_id: str | None = None,
 ) -> Prepared:
+    """The checks every payment passes; its id is owned by the coordinator of `key`, or of
+    `owner_id` (a transfer's legs go with their transfer)."""
     if body.balance_from == body.balance_to:
         raise ApiError("same_balance", "a payment needs two different balances", "balance_to")
     source = await balance_or_404(request, body.balance_from, "balance_from")
@@ -136,14 +142,14 @@ async def prepare_payment(
         )
     exponent = await request.app[DIRECTORY].exponent(source.currency)
     payment = PaymentRequest(
-        payment_id=payment_id_for(request, key),
+        payment_id=payment_id_for(request, owner_id or key),
         balance_from=source.id,
         balance_to=target.id,
         amount_minor=parse_money(body.amount, exponent),
         currency=source.currency,
         created_at_ms=now_ms(),
-        description=body.description,
-        metadata=body.metadata,
+        description=getattr(body, "description", None),
+        metadata=getattr(body, "metadata", None),
         idempotency_key=key,
         fingerprint=fp,
     )

@@ -9,7 +9,7 @@ from actors.registry import AccountInfo, BalanceInfo
 from gateway import schemas
 from ledger.book import BalanceView
 from ledger.money import format_amount
-from ledger.records import HoldRecord, PaymentRecord
+from ledger.records import HoldRecord, PaymentRecord, TransferRecord
 
 
 @functools.lru_cache(maxsize=4096)
@@ -51,13 +51,41 @@ def account(info: AccountInfo, balances: list[schemas.Balance]) -> schemas.Accou
     )
 
 
-def payment(p: PaymentRecord, exponent: int, viewer: str | None = None) -> schemas.Payment:
+def _shown_key(key: str | None, viewer: str | None) -> str | None:
     """`viewer`: whose Idempotency-Keys may be shown ("admin" or an account id); a key is
     shown to the caller who sent it only, never to the other side of the payment."""
-    key = p.idempotency_key
-    shown_key = (
-        key.split(":", 1)[1] if key is not None and viewer is not None and key.startswith(f"{viewer}:") else None
+    if key is None or viewer is None or not key.startswith(f"{viewer}:"):
+        return None
+    return key.split(":", 1)[1]
+
+
+def transfer(t: TransferRecord, exponents: dict[str, int], viewer: str | None = None) -> schemas.Transfer:
+    return schemas.Transfer(
+        id=t.id,
+        status=str(t.status),
+        legs=[
+            schemas.TransferLeg(
+                leg.payment_id,
+                leg.balance_from,
+                leg.balance_to,
+                format_amount(leg.amount_minor, exponents[leg.currency]),
+                leg.currency,
+            )
+            for leg in t.legs
+        ],
+        created_at=timestamp(t.created_at_ms),
+        failed_leg=t.failed_leg,
+        reason=t.reason,
+        settled_at=timestamp(t.settled_at_ms) if t.settled_at_ms is not None and t.status == "success" else None,
+        decided_at=timestamp(t.settled_at_ms) if t.settled_at_ms is not None else None,
+        description=t.description,
+        metadata=t.metadata,
+        idempotency_key=_shown_key(t.idempotency_key, viewer),
     )
+
+
+def payment(p: PaymentRecord, exponent: int, viewer: str | None = None) -> schemas.Payment:
+    shown_key = _shown_key(p.idempotency_key, viewer)
     return schemas.Payment(
         id=p.id,
         balance_from=p.balance_from,
@@ -74,6 +102,7 @@ def payment(p: PaymentRecord, exponent: int, viewer: str | None = None) -> schem
         metadata=p.metadata,
         idempotency_key=shown_key,
         refund_of=p.refund_of,
+        transfer_id=p.transfer_id,
     )
 
 

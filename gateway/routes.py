@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
-from gateway import handlers, schemas
+from gateway import handlers, schemas, transfers
 from gateway.auth import Access
 from ledger.results import PaymentStatus
 
@@ -222,6 +222,39 @@ OPS: list[Op] = [
         idempotent=True,
         errors=("balance_not_found", "same_balance", "invalid_amount", "validation_error"),
         rules=TWO_SIDES_RULE,
+    ),
+    Op(
+        "POST",
+        "/v1/transfers",
+        transfers.create_transfer,
+        "Move money along 1 to 16 legs, all or none",
+        "account",
+        body=schemas.TransferCreate,
+        response=schemas.Transfer,
+        status=201,
+        idempotent=True,
+        errors=("balance_not_found", "same_balance", "invalid_amount", "validation_error"),
+        rules="Each leg: " + TWO_SIDES_RULE + " A balance may appear in several legs: its debits add up against"
+        " what it has. Every leg moves or none does; the status is the first failing leg's (failed_leg).",
+    ),
+    Op(
+        "GET",
+        "/v1/transfers/{id}",
+        transfers.get_transfer,
+        "A transfer with its legs",
+        "account",
+        response=schemas.Transfer,
+        errors=("not_found",),
+    ),
+    Op(
+        "GET",
+        "/v1/transfers",
+        transfers.list_transfers,
+        "List transfers, newest first",
+        "account",
+        response=schemas.TransferList,
+        errors=("balance_not_found", "account_not_found"),
+        query={**LIST_Q, "balance": ID_Q, "account": ID_Q, **TIME_RANGE_Q},
     ),
     Op(
         "GET",

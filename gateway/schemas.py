@@ -123,6 +123,7 @@ class Payment(msgspec.Struct, omit_defaults=True):
     idempotency_key: str | None = None  # the caller's key, when the payment was made with one
     refund_of: str | None = None  # on a refund: the payment it gives back
     refunded_amount: str | None = None  # GET /v1/payments/{id} of a refunded payment: its successful refunds
+    transfer_id: str | None = None  # on a transfer's leg
 
 
 class RefundCreate(msgspec.Struct, **_req):
@@ -223,6 +224,7 @@ class Entry(msgspec.Struct, omit_defaults=True):
     created_at: str
     counterparty_balance_id: str | None = None  # the other side of the payment
     description: str | None = None
+    transfer_id: str | None = None  # the transfer this line is a leg of
 
 
 class EntryList(msgspec.Struct):
@@ -300,3 +302,45 @@ class Hold(msgspec.Struct, omit_defaults=True):
     payment_id: str | None = None
     description: str | None = None
     metadata: dict[str, str] | None = None
+
+
+TRANSFER_LEGS_MAX = 16
+
+
+class TransferLegCreate(msgspec.Struct, **_req):
+    balance_from: Id
+    balance_to: Id
+    amount: AmountText  # in the paying balance's currency
+
+
+class TransferCreate(msgspec.Struct, **_req):
+    legs: Annotated[list[TransferLegCreate], Meta(min_length=1, max_length=TRANSFER_LEGS_MAX)]
+    description: Description | None = None
+    metadata: Metadata | None = None
+
+
+class TransferLeg(msgspec.Struct):
+    payment_id: str  # the leg's payment: statements show it with the transfer's id
+    balance_from: str
+    balance_to: str
+    amount: str
+    currency: str
+
+
+class Transfer(msgspec.Struct, omit_defaults=True):
+    id: str
+    status: str  # success, pending, or the first failing leg's status (then every leg's)
+    legs: list[TransferLeg]
+    created_at: str
+    failed_leg: int | None = None  # the 0-based index of the first failing leg
+    reason: str | None = None
+    settled_at: str | None = None  # when the money moved: success only
+    decided_at: str | None = None
+    description: str | None = None
+    metadata: dict[str, str] | None = None
+    idempotency_key: str | None = None  # shown to the caller who sent it
+
+
+class TransferList(msgspec.Struct):
+    data: list[Transfer]
+    has_more: bool
