@@ -260,7 +260,8 @@ def verify(settings: Settings) -> int:
         )
     console.print(
         f"journals {report.journals}, records {report.records}, balances {report.balances}, "
-        f"payments {report.payments}, open holds {report.open_holds} (open legs {report.open_legs})"
+        f"payments {report.payments}, transfers {report.transfers}, "
+        f"open holds {report.open_holds} (open legs {report.open_legs})"
     )
     for currency, amount in sorted(report.totals.items()):
         console.print(f"  {currency}: sum {amount}")

@@ -8,6 +8,8 @@ Checks, naming each violation it finds:
   - every decided payment is fully posted (success) or released, and every open
     reservation belongs to an open hold (nothing is held without a coordinator record);
   - every successful payment is posted on both of its balances;
+  - every transfer's legs are decided with it, with its status (all moved or none);
+  - refunds of a payment add up to no more than it;
   - an idempotency key names one payment or hold within the window.
 Run it on a stopped ledger (or a copy): a ledger killed mid-payment holds reservations
 that its next start aborts, and the audit reports them until then.
@@ -27,7 +29,7 @@ import msgspec
 
 from journal import JournalCorrupt, SqliteJournal, StoredRecord
 from ledger.book import BalanceBook, BookSnapshot
-from ledger.records import Decided, HoldClosed, HoldPlaced, Posted
+from ledger.records import Decided, HoldClosed, HoldPlaced, Posted, TransferDecided
 from ledger.results import PaymentStatus
 
 Progress = Callable[[int], None]
@@ -38,6 +40,7 @@ class Report(msgspec.Struct):
     records: int = 0
     balances: int = 0
     payments: int = 0
+    transfers: int = 0
     open_holds: int = 0
     open_legs: int = 0
     totals: dict[str, int] = msgspec.field(default_factory=dict)
@@ -133,6 +136,7 @@ def verify(data_dir: Path, advance: Progress = lambda n: None, idempotency_windo
             open_holds[(hold.payment_id, hold.balance_id)] = ref.name
 
     decided: dict[str, Decided] = {}
+    transfers: dict[str, TransferDecided] = {}
     holds: dict[str, str] = {}  # hold id -> status
     keys: dict[str, list[tuple[int, str]]] = defaultdict(list)
     for ref in (r for r in files if r.path.parent.name == "coordinators"):
@@ -142,6 +146,10 @@ def verify(data_dir: Path, advance: Progress = lambda n: None, idempotency_windo
                 decided[r.payment.id] = r
                 if r.payment.idempotency_key is not None:
                     keys[r.payment.idempotency_key].append((r.payment.created_at_ms, r.payment.id))
+            elif isinstance(r, TransferDecided):
+                transfers[r.transfer.id] = r
+                if r.transfer.idempotency_key is not None:
+                    keys[r.transfer.idempotency_key].append((r.transfer.created_at_ms, r.transfer.id))
             elif isinstance(r, HoldPlaced | HoldClosed):
                 holds[r.hold.id] = r.hold.status
                 if isinstance(r, HoldPlaced) and r.hold.idempotency_key is not None:
@@ -151,6 +159,8 @@ def verify(data_dir: Path, advance: Progress = lambda n: None, idempotency_windo
             pass
 
     report.payments = len(decided)
+    report.transfers = len(transfers)
+    _check_transfers(transfers, decided, report)
     # As the holds API counts them: authorization holds still held (each reserves on its
     # source and prepares on its destination: two open legs).
     report.open_holds = sum(1 for status in holds.values() if status == "held")
@@ -199,3 +209,24 @@ def _snapshot_of(ref: JournalRef) -> tuple[int, BookSnapshot | None]:
     if row is None:
         return 0, None
     return int(row[0]), msgspec.msgpack.decode(row[1], type=BookSnapshot)
+
+
+def _check_transfers(transfers: dict[str, TransferDecided], decided: dict[str, Decided], report: Report) -> None:
+    """A transfer's legs are decided in its frame, each with its status: posted all (the
+    posting check above sees each leg) or voided all."""
+    legs_of: dict[str, set[str]] = defaultdict(set)
+    for payment_id, d in decided.items():
+        if d.payment.transfer_id is not None:
+            legs_of[d.payment.transfer_id].add(payment_id)
+    for transfer_id, t in sorted(transfers.items()):
+        expected = {leg.payment_id for leg in t.transfer.legs}
+        if legs_of.get(transfer_id, set()) != expected:
+            report.violations.append(f"{transfer_id}: its legs' decisions are not exactly its legs")
+        for leg in t.transfer.legs:
+            d = decided.get(leg.payment_id)
+            if d is not None and d.payment.status != t.transfer.status:
+                report.violations.append(
+                    f"{transfer_id}: leg {leg.payment_id} is {d.payment.status}, not {t.transfer.status}"
+                )
+    for transfer_id in sorted(legs_of.keys() - transfers.keys()):
+        report.violations.append(f"{transfer_id}: legs decided without the transfer's decision")
