@@ -7,7 +7,8 @@ Checks, naming each violation it finds:
   - no limited balance below its overdraft limit;
   - every decided payment is fully posted (success) or released, and every open
     reservation belongs to an open hold (nothing is held without a coordinator record);
-  - every successful payment is posted on both of its balances;
+  - every successful payment is posted on both of its balances (an exchange payment on
+    all four, the FX liquidity balances included);
   - every transfer's legs are decided with it, with its status (all moved or none);
   - refunds of a payment add up to no more than it;
   - an idempotency key names one payment or hold within the window.
@@ -29,7 +30,7 @@ import msgspec
 
 from journal import JournalCorrupt, SqliteJournal, StoredRecord
 from ledger.book import BalanceBook, BookSnapshot
-from ledger.records import Decided, HoldClosed, HoldPlaced, Posted, TransferDecided
+from ledger.records import Decided, HoldClosed, HoldPlaced, Posted, TransferDecided, payment_balances
 from ledger.results import PaymentStatus
 
 Progress = Callable[[int], None]
@@ -189,7 +190,7 @@ def verify(data_dir: Path, advance: Progress = lambda n: None, idempotency_windo
     for payment_id, d in decided.items():
         p = d.payment
         if p.status == PaymentStatus.SUCCESS:
-            for balance_id in (p.balance_from, p.balance_to):
+            for balance_id in payment_balances(p):  # an exchange payment's liquidity sides too
                 if (payment_id, balance_id) not in posted:
                     report.violations.append(f"{payment_id} succeeded but was never posted on {balance_id}")
     window_ms = idempotency_window_s * 1000

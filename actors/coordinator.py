@@ -37,7 +37,7 @@ from actors.memory import freeze_long_lived_state
 from actors.peers import PeerLookup, call_until_done, ray_lookup
 from actors.settings import Settings
 from actors.telemetry import Telemetry, placement
-from actors.topology import coordinator_name, partition_of, shard_name, shard_of_partition
+from actors.topology import REGISTRY_NAME, coordinator_name, partition_of, shard_name, shard_of_partition
 from journal import Journal, JournalUnavailable, SqliteJournal
 from ledger.book import DEBIT, OpenHold
 from ledger.ids import is_hold_id
@@ -64,8 +64,10 @@ from ledger.records import (
     TransferDecided,
     TransferLeg,
     TransferRecord,
+    payment_balances,
+    payment_sides,
 )
-from ledger.results import Check, PaymentStatus, decide, decide_legs
+from ledger.results import Check, PaymentStatus, decide, decide_fx, decide_legs
 
 ABORTED_IN_RECOVERY = "aborted_in_recovery"
 # A payment a shard could not take part in: answered 503 (nothing moved, its key stays free
@@ -175,6 +177,28 @@ def pending_record(r: PaymentRequest) -> PaymentRecord:
         metadata=r.metadata,
         idempotency_key=r.idempotency_key,
     )
+
+
+def _legs(r: PaymentRequest) -> list[tuple[str, str, str, int, str]]:
+    """Phase one's (hold id, from, to, amount, currency) for a payment: one pair of holds,
+    or two for an exchange payment."""
+    if r.fx is None:
+        return [(r.payment_id, r.balance_from, r.balance_to, r.amount_minor, r.currency)]
+    return [(r.payment_id, *side) for side in payment_sides(r)]
+
+
+def _checks(r: PaymentRequest, codes: dict[tuple[str, str], Check]) -> list[Check]:
+    return [codes[(r.payment_id, b)] for b in payment_balances(r)]
+
+
+def _decide_request(
+    r: PaymentRequest, codes: dict[tuple[str, str], Check], expired: set[str]
+) -> tuple[PaymentStatus, str | None]:
+    if r.payment_id in expired:
+        return PaymentStatus.QUOTE_EXPIRED, "quote_expired"
+    if r.fx is None:
+        return decide(codes[(r.payment_id, r.balance_from)], codes[(r.payment_id, r.balance_to)])
+    return decide_fx(*_checks(r, codes))
 
 
 class _Turns:
@@ -447,6 +471,12 @@ class PaymentCoordinator:
                 )
             )
         await self.journal.durable()
+        # An aborted exchange payment holds on four balances, more than its record names.
+        extra: dict[int, list[HoldRef]] = defaultdict(list)
+        for payment_id in aborted:
+            for h in holds[payment_id]:
+                extra[self._shard(h.balance_id)].append(HoldRef(payment_id, h.balance_id))
+        await asyncio.gather(*(call_until_done(self._peer(k), "void", pack(rs)) for k, rs in extra.items()))
         redriven = list(self.unfinished.values())
         await self._phase2(redriven)
         event(
@@ -657,15 +687,12 @@ class PaymentCoordinator:
         that a client already told 202 finds it final instead of unknown."""
         if not self.journal.writable:
             raise JournalUnavailable("coordinator journal is not writable")
-        codes = await self._phase1(
-            [(r.payment_id, r.balance_from, r.balance_to, r.amount_minor, r.currency) for r in requests]
-        )
-        unavailable = {
-            r.payment_id: r
-            for r in requests
-            if Check.UNAVAILABLE in (codes[(r.payment_id, r.balance_from)], codes[(r.payment_id, r.balance_to)])
-        }
+        expired, no_quote = await self._claim_quotes(requests)
+        live = [r for r in requests if r.payment_id not in expired] if expired else requests
+        codes = await self._phase1([leg for r in live for leg in _legs(r)])
+        unavailable = {r.payment_id: r for r in live if Check.UNAVAILABLE in _checks(r, codes)}
         await self._release_held(list(unavailable.values()), codes)
+        unavailable.update(no_quote)
         settled_at_ms = _now_ms()
         decided = []
         for r in requests:
@@ -673,7 +700,7 @@ class PaymentCoordinator:
                 status, reason = PaymentStatus.SYSTEM_FAILURE, JOURNAL_UNAVAILABLE
                 r = msgspec.structs.replace(r, idempotency_key=None, fingerprint=None)
             else:
-                status, reason = decide(codes[(r.payment_id, r.balance_from)], codes[(r.payment_id, r.balance_to)])
+                status, reason = _decide_request(r, codes, expired)
             payment = PaymentRecord(
                 id=r.payment_id,
                 balance_from=r.balance_from,
@@ -689,6 +716,7 @@ class PaymentCoordinator:
                 idempotency_key=r.idempotency_key,
                 fingerprint=r.fingerprint,
                 refund_of=r.refund_of,
+                fx=r.fx,
             )
             self._commit(Decided(payment))
             decided.append(payment)
@@ -697,12 +725,31 @@ class PaymentCoordinator:
         by_id = {p.id: p for p in decided}
         return [by_id.get(r.payment_id) for r in requests]
 
+    async def _claim_quotes(self, requests: list[PaymentRequest]) -> tuple[set[str], dict[str, PaymentRequest]]:
+        """Use the quotes of exchange payments (the registry journals each use once): the
+        ids of those whose quote expired or was used already, and those the registry could
+        not answer for (aborted as if a journal were down)."""
+        quoted = [r for r in requests if r.fx is not None]
+        if not quoted:
+            return set(), {}
+        if self._peers is None:
+            self._peers = ray_lookup(self.settings.namespace)
+        try:
+            used = await self._peers(REGISTRY_NAME).call(
+                "use_quotes",
+                [(r.fx.id, r.payment_id) for r in quoted],
+                _now_ms(),  # type: ignore[union-attr]
+            )
+        except Exception:  # a journal down, the registry restarting: nothing was used for sure
+            return {r.payment_id for r in quoted}, {r.payment_id: r for r in quoted}
+        return {r.payment_id for r, ok in zip(quoted, used, strict=True) if not ok}, {}
+
     async def _release_held(self, aborted: list[PaymentRequest], codes: dict[tuple[str, str], Check]) -> None:
         """Void the legs of aborted payments that did hold, before the abort is answered."""
         voids: dict[int, list[HoldRef]] = defaultdict(list)
         for r in aborted:
-            for balance_id in (r.balance_from, r.balance_to):
-                if codes[(r.payment_id, balance_id)] == Check.OK:
+            for balance_id in payment_balances(r):
+                if codes.get((r.payment_id, balance_id)) == Check.OK:
                     voids[self._shard(balance_id)].append(HoldRef(r.payment_id, balance_id))
         await asyncio.gather(*(call_until_done(self._peer(k), "void", pack(refs)) for k, refs in voids.items()))
 
@@ -738,14 +785,17 @@ class PaymentCoordinator:
         and recorded as `system_failure`/JOURNAL_UNAVAILABLE."""
         if not self.journal.writable:
             raise JournalUnavailable("coordinator journal is not writable")
+        expired, no_quote = await self._claim_quotes([r for t in requests for r in t.legs])
         codes = await self._phase1(
-            [(r.payment_id, r.balance_from, r.balance_to, r.amount_minor, r.currency) for t in requests for r in t.legs]
+            [leg for t in requests for r in t.legs if r.payment_id not in expired for leg in _legs(r)]
         )
 
-        def leg_codes(r: PaymentRequest) -> tuple[Check, Check]:
-            return codes[(r.payment_id, r.balance_from)], codes[(r.payment_id, r.balance_to)]
+        def unavailable_leg(r: PaymentRequest) -> bool:
+            if r.payment_id in expired:  # not held: unavailable only if its quote could not be claimed
+                return r.payment_id in no_quote
+            return Check.UNAVAILABLE in _checks(r, codes)
 
-        unavailable = {t.transfer_id for t in requests if any(Check.UNAVAILABLE in leg_codes(r) for r in t.legs)}
+        unavailable = {t.transfer_id for t in requests if any(unavailable_leg(r) for r in t.legs)}
         await self._release_held([r for t in requests if t.transfer_id in unavailable for r in t.legs], codes)
         settled_at_ms = _now_ms()
         decided: list[TransferRecord] = []
@@ -755,7 +805,7 @@ class PaymentCoordinator:
                 status, reason, failed_leg = PaymentStatus.SYSTEM_FAILURE, JOURNAL_UNAVAILABLE, None
                 t = msgspec.structs.replace(t, idempotency_key=None, fingerprint=None)
             else:
-                status, reason, failed_leg = decide_legs([leg_codes(r) for r in t.legs])
+                status, reason, failed_leg = decide_legs([_decide_request(r, codes, expired) for r in t.legs])
             records = [
                 PaymentRecord(
                     id=r.payment_id,
@@ -770,6 +820,7 @@ class PaymentCoordinator:
                     description=t.description,
                     metadata=t.metadata,
                     transfer_id=t.transfer_id,
+                    fx=r.fx,
                 )
                 for r in t.legs
             ]
@@ -819,7 +870,7 @@ class PaymentCoordinator:
         by_shard: dict[int, Owed] = {}
         for p in payments:
             shards: set[int] = set()
-            for balance_id in (p.balance_from, p.balance_to):
+            for balance_id in payment_balances(p) if p.fx is not None else (p.balance_from, p.balance_to):
                 if not balance_id:  # aborted in recovery, one side never held
                     continue
                 k = self._shard(balance_id)

@@ -26,8 +26,10 @@ from actors.telemetry import Telemetry, placement
 from actors.topology import REGISTRY_NAME, partition_of, shard_name, shard_of_partition
 from journal import Journal, JournalUnavailable, SqliteJournal
 from ledger.currencies import CurrencyInfo, iso_currencies
+from ledger.fx import convert, pair_rate
 from ledger.ids import make_id
 from ledger.messages import BalanceSpec
+from ledger.money import INT64_MAX
 from ledger.records import (
     AccountChanged,
     AccountCreated,
@@ -35,6 +37,9 @@ from ledger.records import (
     BalanceCreated,
     BalanceReady,
     CurrencyCreated,
+    FxQuote,
+    FxQuoted,
+    FxQuoteUsed,
     FxRateSet,
     Genesis,
     KeyCreated,
@@ -43,6 +48,7 @@ from ledger.records import (
 )
 
 SYSTEM_ACCOUNT_ID = "acc_system"
+QUOTES_KEPT_AFTER_EXPIRY_MS = 24 * 3600 * 1000  # then a quote's id is unknown (404), no longer quote_expired
 FX_ACCOUNT_ID = "acc_fx"  # owns one liquidity balance per currency that has a rate
 SYSTEM_ACCOUNTS = frozenset({SYSTEM_ACCOUNT_ID, FX_ACCOUNT_ID})
 
@@ -135,6 +141,7 @@ class Registry:
         self.key_by_hash: dict[bytes, str] = {}
         self.rates: dict[tuple[str, str], FxRateSet] = {}
         self.liquidity: dict[str, str] = {}  # currency -> the FX account's balance in it
+        self.quotes: dict[str, tuple[FxQuote, str | None]] = {}  # id -> (quote, the payment that used it)
         self.answers: dict[bytes, Answered] = {}  # creates made with an Idempotency-Key, by lookup
         self._status_changed: set[str] = set()  # accounts whose status shards must mirror
         self._lock = asyncio.Lock()  # serialises balance creation (one issuer per currency)
@@ -164,6 +171,12 @@ class Registry:
     def _apply(self, r: Record) -> None:
         if isinstance(r, FxRateSet):
             self.rates[(r.base, r.quote)] = r
+        elif isinstance(r, FxQuoted):
+            self._forget_old_quotes(r.quote.created_at_ms)
+            self.quotes[r.quote.id] = (r.quote, None)
+        elif isinstance(r, FxQuoteUsed):
+            if r.quote_id in self.quotes:  # else expired long ago, and forgotten
+                self.quotes[r.quote_id] = (self.quotes[r.quote_id][0], r.payment_id)
         elif isinstance(r, Answered):
             if r.at_ms >= _now_ms() - self.settings.idempotency_window_s * 1000:
                 self.answers[r.lookup] = r
@@ -351,6 +364,82 @@ class Registry:
                 if self.liquidity[currency] in self.not_ready:
                     await self._open_on_shard(self.balances[self.liquidity[currency]])
         return record
+
+    def _forget_old_quotes(self, now_ms: int) -> None:
+        """Quotes arrive in time order: those expired for a while are at the front."""
+        while self.quotes:
+            oldest, _ = next(iter(self.quotes.values()))
+            if oldest.expires_at_ms + QUOTES_KEPT_AFTER_EXPIRY_MS > now_ms:
+                break
+            del self.quotes[oldest.id]
+
+    async def create_quote(
+        self,
+        quote_id: str,
+        balance_from: BalanceInfo,
+        balance_to: BalanceInfo,
+        amount_from_minor: int,
+        expires_at_ms: int,
+    ) -> FxQuote | str:
+        """Fix an exchange at the current rate (see ledger.fx), or why not: "no_rate",
+        "too_small" (converts to nothing), "too_large"."""
+        await self.ready()
+        self._require_writable()
+        source, target = balance_from.currency, balance_to.currency
+        rate = pair_rate({pair: r.rate for pair, r in self.rates.items()}, source, target)
+        if rate is None:
+            return "no_rate"
+        e_from, e_to = self._currency(source).exponent, self._currency(target).exponent  # type: ignore[union-attr]
+        amount_to = convert(amount_from_minor, rate, e_from, e_to)
+        if amount_to == 0:
+            return "too_small"
+        if amount_to > INT64_MAX:
+            return "too_large"
+        now_ms = _now_ms()
+        quote = FxQuote(
+            quote_id,
+            balance_from.id,
+            balance_to.id,
+            source,
+            target,
+            rate,
+            amount_from_minor,
+            amount_to,
+            self.liquidity[source],
+            self.liquidity[target],
+            now_ms,
+            expires_at_ms,
+            e_from,
+            e_to,
+        )
+        self._commit(FxQuoted(quote))
+        await self.journal.durable()
+        return quote
+
+    async def get_quote(self, quote_id: str) -> FxQuote | None:
+        known = self.quotes.get(quote_id)
+        return None if known is None else known[0]
+
+    async def use_quotes(self, uses: list[tuple[str, str]], now_ms: int) -> list[bool]:
+        """For each (quote, payment): whether the payment may use the quote, journaled
+        before it answers. A quote is used once, before it expires; asking again for the
+        same payment (a retried call) answers the same."""
+        await self.ready()
+        out = []
+        for quote_id, payment_id in uses:
+            known = self.quotes.get(quote_id)
+            if known is None or known[1] not in (None, payment_id):
+                out.append(False)
+            elif known[1] == payment_id:
+                out.append(True)
+            elif known[0].expires_at_ms <= now_ms:
+                out.append(False)
+            else:
+                self._require_writable()
+                self._commit(FxQuoteUsed(quote_id, payment_id))
+                out.append(True)
+        await self.journal.durable()
+        return out
 
     async def fx_rates(self) -> list[FxRateSet]:
         """Every pair's current rate, by pair."""

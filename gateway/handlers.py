@@ -119,6 +119,29 @@ async def list_fx_rates(request: web.Request) -> web.Response:
     return json_response(schemas.FxRateList(data=[_fx_rate(r) for r in shown], has_more=has_more))
 
 
+async def create_quote(request: web.Request) -> web.Response:
+    body = await decode(request, schemas.FxQuoteCreate)
+    move = schemas.PaymentCreate(body.balance_from, body.balance_to, body.amount)
+    prepared = await payments.prepare_payment(request, move, None, None)  # a payment's checks
+    source, target = await request.app[DIRECTORY].balances([body.balance_from, body.balance_to])
+    assert source is not None and target is not None
+    if source.currency == target.currency:
+        raise ApiError("validation_error", f"both balances hold {source.currency}: no exchange to quote", "balance_to")
+    expires_at_ms = payments.now_ms() + body.expires_in_s * 1000
+    quote = await request.app[CLIENT].registry.call(
+        "create_quote", payments.new_id("fxq"), source, target, prepared.request.amount_minor, expires_at_ms
+    )
+    if quote == "no_rate":
+        raise ApiError("conflict", f"no exchange rate between {source.currency} and {target.currency}")
+    if quote == "too_small":
+        raise ApiError(
+            "invalid_amount", f"the amount converts to less than one minor unit of {target.currency}", "amount"
+        )
+    if quote == "too_large":
+        raise ApiError("invalid_amount", "the amount converts to more than a balance can hold", "amount")
+    return json_response(render.quote(quote), 201)
+
+
 async def list_liquidity(request: web.Request) -> web.Response:
     """The FX account's balances, by currency; the cursor is a balance id."""
     infos = await request.app[CLIENT].registry.call("liquidity_balances")

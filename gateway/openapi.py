@@ -11,6 +11,7 @@ import msgspec
 from gateway.errors import STATUS_OF_CODE, Problem
 from gateway.routes import CURSOR_RULE, OPS
 from gateway.schemas import Payment as PaymentBody
+from gateway.schemas import Transfer as TransferBody
 
 REF = "#/components/schemas/{name}"
 
@@ -61,9 +62,9 @@ def build_spec(version: str) -> dict[str, Any]:
         if op.response is not None:
             ok["content"] = {"application/json": {"schema": ref_of[op.response]}}
         item["responses"][str(op.status)] = ok
-        if op.idempotent and op.response is PaymentBody:  # a money move may answer before it is final
+        if op.idempotent and op.response in (PaymentBody, TransferBody):  # a money move may answer before it is final
             item["responses"]["202"] = {
-                "description": "Accepted: not final within the wait limit; poll the payment",
+                "description": "Accepted: not final within the wait limit; poll it",
                 "content": {"application/json": {"schema": ref_of[op.response]}},
             }
         errors = set(op.errors) | ({"unauthorized", "forbidden"} if op.access != "public" else set())

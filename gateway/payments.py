@@ -22,7 +22,7 @@ from actors.registry import SYSTEM_ACCOUNT_ID, SYSTEM_ACCOUNTS, BalanceInfo
 from actors.topology import coordinator_of
 from gateway import render, schemas
 from gateway.errors import ApiError
-from gateway.keys import BATCHER, DIRECTORY, INGRESS, PRINCIPAL, SETTINGS
+from gateway.keys import BATCHER, CLIENT, DIRECTORY, INGRESS, PRINCIPAL, SETTINGS
 from gateway.logs import LOGGED_IDS
 from gateway.metrics import METRICS
 from ledger.ids import make_id
@@ -141,17 +141,26 @@ async def prepare_payment(
             "validation_error", "issuer and FX liquidity balances move money only by deposits and withdrawals"
         )
     exponent = await request.app[DIRECTORY].exponent(source.currency)
+    amount_minor = parse_money(body.amount, exponent)
+    fx = None
+    if body.quote_id is not None:
+        fx = await request.app[CLIENT].registry.call("get_quote", body.quote_id)
+        if fx is None:
+            raise ApiError("not_found", "no such quote (a quote is forgotten a day after it expires)", "quote_id")
+        if (fx.balance_from, fx.balance_to, fx.amount_from_minor) != (source.id, target.id, amount_minor):
+            raise ApiError("validation_error", "an exchange payment has its quote's balances and amount", "quote_id")
     payment = PaymentRequest(
         payment_id=payment_id_for(request, owner_id or key),
         balance_from=source.id,
         balance_to=target.id,
-        amount_minor=parse_money(body.amount, exponent),
+        amount_minor=amount_minor,
         currency=source.currency,
         created_at_ms=now_ms(),
         description=getattr(body, "description", None),
         metadata=getattr(body, "metadata", None),
         idempotency_key=key,
         fingerprint=fp,
+        fx=fx,
     )
     return Prepared(payment, exponent)
 

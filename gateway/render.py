@@ -9,7 +9,7 @@ from actors.registry import AccountInfo, BalanceInfo
 from gateway import schemas
 from ledger.book import BalanceView
 from ledger.money import format_amount
-from ledger.records import HoldRecord, PaymentRecord, TransferRecord
+from ledger.records import FxQuote, HoldRecord, PaymentRecord, TransferRecord
 
 
 @functools.lru_cache(maxsize=4096)
@@ -103,6 +103,31 @@ def payment(p: PaymentRecord, exponent: int, viewer: str | None = None) -> schem
         idempotency_key=shown_key,
         refund_of=p.refund_of,
         transfer_id=p.transfer_id,
+        **({} if p.fx is None else _exchange(p.fx)),
+    )
+
+
+def _exchange(q: FxQuote) -> dict[str, str]:
+    return {
+        "quote_id": q.id,
+        "rate": q.rate,
+        "amount_to": format_amount(q.amount_to_minor, q.exponent_to),
+        "currency_to": q.currency_to,
+    }
+
+
+def quote(q: FxQuote) -> schemas.FxQuote:
+    return schemas.FxQuote(
+        id=q.id,
+        balance_from=q.balance_from,
+        balance_to=q.balance_to,
+        rate=q.rate,
+        amount_from=format_amount(q.amount_from_minor, q.exponent_from),
+        currency_from=q.currency_from,
+        amount_to=format_amount(q.amount_to_minor, q.exponent_to),
+        currency_to=q.currency_to,
+        created_at=timestamp(q.created_at_ms),
+        expires_at=timestamp(q.expires_at_ms),
     )
 
 

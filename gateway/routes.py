@@ -104,6 +104,19 @@ OPS: list[Op] = [
         query=LIST_Q,
     ),
     Op(
+        "POST",
+        "/v1/fx/quotes",
+        handlers.create_quote,
+        "Fix an exchange between two balances' currencies for a while (pay it with quote_id)",
+        "account",
+        body=schemas.FxQuoteCreate,
+        response=schemas.FxQuote,
+        status=201,
+        errors=("balance_not_found", "same_balance", "invalid_amount", "validation_error", "conflict"),
+        rules=TWO_SIDES_RULE + " The balances hold two currencies with a rate between them, either way round"
+        " (409 conflict without one); amount_to is amount at the rate, rounded down.",
+    ),
+    Op(
         "GET",
         "/v1/fx/liquidity",
         handlers.list_liquidity,
@@ -220,8 +233,8 @@ OPS: list[Op] = [
         response=schemas.Payment,
         status=201,
         idempotent=True,
-        errors=("balance_not_found", "same_balance", "invalid_amount", "validation_error"),
-        rules=TWO_SIDES_RULE,
+        errors=("balance_not_found", "same_balance", "invalid_amount", "validation_error", "not_found"),
+        rules=TWO_SIDES_RULE + " With quote_id: the quote's balances and amount (422), a quote known (404).",
     ),
     Op(
         "POST",

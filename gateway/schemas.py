@@ -83,6 +83,7 @@ class PaymentCreate(msgspec.Struct, **_req):
     amount: AmountText
     description: Description | None = None
     metadata: Metadata | None = None
+    quote_id: Id | None = None  # an exchange payment: the quote's balances and amount, at its rate
 
 
 # -- responses ----------------------------------------------------------------------------
@@ -124,6 +125,10 @@ class Payment(msgspec.Struct, omit_defaults=True):
     refund_of: str | None = None  # on a refund: the payment it gives back
     refunded_amount: str | None = None  # GET /v1/payments/{id} of a refunded payment: its successful refunds
     transfer_id: str | None = None  # on a transfer's leg
+    quote_id: str | None = None  # on an exchange payment: the quote it used, and so
+    rate: str | None = None
+    amount_to: str | None = None  # what the payee received
+    currency_to: str | None = None
 
 
 class RefundCreate(msgspec.Struct, **_req):
@@ -311,6 +316,7 @@ class TransferLegCreate(msgspec.Struct, **_req):
     balance_from: Id
     balance_to: Id
     amount: AmountText  # in the paying balance's currency
+    quote_id: Id | None = None  # an exchange leg, as for a payment
 
 
 class TransferCreate(msgspec.Struct, **_req):
@@ -344,3 +350,23 @@ class Transfer(msgspec.Struct, omit_defaults=True):
 class TransferList(msgspec.Struct):
     data: list[Transfer]
     has_more: bool
+
+
+class FxQuoteCreate(msgspec.Struct, **_req):
+    balance_from: Id
+    balance_to: Id
+    amount: AmountText  # in the paying balance's currency
+    expires_in_s: Annotated[int, Meta(ge=1, le=3600)] = 60
+
+
+class FxQuote(msgspec.Struct):
+    id: str
+    balance_from: str
+    balance_to: str
+    rate: str
+    amount_from: str
+    currency_from: str
+    amount_to: str  # amount_from at the rate, rounded down to currency_to's minor unit
+    currency_to: str
+    created_at: str
+    expires_at: str

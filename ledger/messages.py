@@ -7,6 +7,8 @@ from typing import Any, TypeVar
 
 import msgspec
 
+from ledger.records import FxQuote
+
 T = TypeVar("T")
 
 
@@ -36,6 +38,7 @@ class PaymentRequest(msgspec.Struct, frozen=True, array_like=True):
     idempotency_key: str | None = None  # scoped by the caller: "<principal>:<client key>"
     fingerprint: bytes | None = None  # of the request that first used the key
     refund_of: str | None = None  # the payment this one refunds (from its receiver to its payer)
+    fx: FxQuote | None = None  # an exchange payment: the quote it uses (checked to match at the gateway)
 
 
 class TransferRequest(msgspec.Struct, frozen=True, array_like=True):

@@ -6,6 +6,8 @@ append-only: a new field goes last with a default, and a tag is never reused.
 
 from __future__ import annotations
 
+from typing import Protocol
+
 import msgspec
 
 _opts = {"frozen": True, "array_like": True, "tag_field": "k", "forbid_unknown_fields": True}
@@ -82,6 +84,27 @@ class EpochStarted(msgspec.Struct, tag="ep", **_opts):
     epoch: int
 
 
+class FxQuote(msgspec.Struct, frozen=True, array_like=True, forbid_unknown_fields=True):
+    """A fixed exchange, usable once until `expires_at_ms`. An exchange payment moves
+    `amount_from_minor` from its payer to `liquidity_from` and `amount_to_minor` from
+    `liquidity_to` to its payee: both legs or neither."""
+
+    id: str
+    balance_from: str
+    balance_to: str
+    currency_from: str
+    currency_to: str
+    rate: str
+    amount_from_minor: int
+    amount_to_minor: int
+    liquidity_from: str  # the FX account's balance in currency_from
+    liquidity_to: str
+    created_at_ms: int
+    expires_at_ms: int
+    exponent_from: int  # the currencies' minor-unit digits (fixed for a currency's life)
+    exponent_to: int
+
+
 class PaymentRecord(msgspec.Struct, frozen=True, array_like=True, forbid_unknown_fields=True):
     id: str
     balance_from: str
@@ -99,6 +122,7 @@ class PaymentRecord(msgspec.Struct, frozen=True, array_like=True, forbid_unknown
     hold_id: str | None = None  # set on the payment that captures a hold
     refund_of: str | None = None  # set on a refund: the payment it gives back (all or part of)
     transfer_id: str | None = None  # set on each leg of a transfer
+    fx: FxQuote | None = None  # set on an exchange payment: the quote it used
 
 
 class TransferLeg(msgspec.Struct, frozen=True, array_like=True, forbid_unknown_fields=True):
@@ -252,6 +276,17 @@ class FxRateSet(msgspec.Struct, tag="fx", **_opts):
     at_ms: int
 
 
+class FxQuoted(msgspec.Struct, tag="fq", **_opts):
+    quote: FxQuote
+
+
+class FxQuoteUsed(msgspec.Struct, tag="fu", **_opts):
+    """Journaled before the payment that uses the quote is decided: a quote is used once."""
+
+    quote_id: str
+    payment_id: str
+
+
 class Answered(msgspec.Struct, tag="an", **_opts):
     """A create (account, balance, currency, API key) made with an Idempotency-Key: what a
     retry replays. `lookup` is a hash of the caller-scoped key, never the key itself; an API
@@ -292,6 +327,8 @@ Record = (
     | KeyRevoked
     | Answered
     | FxRateSet
+    | FxQuoted
+    | FxQuoteUsed
 )
 
 
@@ -353,3 +390,35 @@ class RecordCodec:
 
     def decode_frame(self, body: bytes) -> list[Record]:
         return self._frame_decoder.decode(body)
+
+
+class Moves(Protocol):
+    """A payment request or record: what it moves."""
+
+    @property
+    def balance_from(self) -> str: ...
+    @property
+    def balance_to(self) -> str: ...
+    @property
+    def amount_minor(self) -> int: ...
+    @property
+    def currency(self) -> str: ...
+    @property
+    def fx(self) -> FxQuote | None: ...
+
+
+def payment_sides(p: Moves) -> list[tuple[str, str, int, str]]:
+    """(from, to, amount, currency) of each pair of holds a payment moves through: one, or
+    for an exchange payment two (payer -> liquidity, liquidity -> payee), all under its id."""
+    if p.fx is None:
+        return [(p.balance_from, p.balance_to, p.amount_minor, p.currency)]
+    q = p.fx
+    return [
+        (p.balance_from, q.liquidity_from, p.amount_minor, p.currency),
+        (q.liquidity_to, p.balance_to, q.amount_to_minor, q.currency_to),
+    ]
+
+
+def payment_balances(p: Moves) -> list[str]:
+    """The balances a payment holds on (the payer first)."""
+    return [b for side in payment_sides(p) for b in side[:2] if b]

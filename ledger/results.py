@@ -28,6 +28,8 @@ class PaymentStatus(enum.StrEnum):
     CURRENCIES_DONT_MATCH = "currencies_dont_match"
     BALANCE_DISABLED = "balance_disabled"
     SYSTEM_FAILURE = "system_failure"
+    QUOTE_EXPIRED = "quote_expired"  # an exchange payment's quote expired or was used already
+    NOT_ENOUGH_LIQUIDITY = "not_enough_liquidity"  # the FX liquidity balance paying out is short
 
 
 FINAL_STATUSES = frozenset(PaymentStatus) - {PaymentStatus.PENDING}
@@ -52,11 +54,24 @@ def decide(debit: Check, credit: Check) -> tuple[PaymentStatus, str | None]:
     return status, reason
 
 
-def decide_legs(legs: list[tuple[Check, Check]]) -> tuple[PaymentStatus, str | None, int | None]:
-    """A transfer's (status, reason, failed leg): success if every leg's two sides are,
-    else the first failing leg's."""
-    for n, (debit, credit) in enumerate(legs):
-        status, reason = decide(debit, credit)
+def decide_fx(
+    debit: Check, to_liquidity: Check, from_liquidity: Check, credit: Check
+) -> tuple[PaymentStatus, str | None]:
+    """An exchange payment's status from its four sides (payer, liquidity in the source
+    currency, liquidity in the target currency, payee): the payer's and payee's checks
+    first, then the liquidity paying out."""
+    status, reason = decide(debit, credit)
+    if status != PaymentStatus.SUCCESS:
+        return status, reason
+    if from_liquidity == Check.NOT_ENOUGH_MONEY:
+        return PaymentStatus.NOT_ENOUGH_LIQUIDITY, "not_enough_liquidity"
+    return decide(from_liquidity, to_liquidity)
+
+
+def decide_legs(legs: list[tuple[PaymentStatus, str | None]]) -> tuple[PaymentStatus, str | None, int | None]:
+    """A transfer's (status, reason, failed leg) from its legs' own: success if every leg
+    succeeds, else the first failing leg's."""
+    for n, (status, reason) in enumerate(legs):
         if status != PaymentStatus.SUCCESS:
             return status, reason, n
     return PaymentStatus.SUCCESS, None, None

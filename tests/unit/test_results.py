@@ -99,6 +99,8 @@ def test_statuses_are_the_api_strings() -> None:
         "currencies_dont_match",
         "balance_disabled",
         "system_failure",
+        "quote_expired",
+        "not_enough_liquidity",
     }
     assert PaymentStatus.PENDING not in FINAL_STATUSES
     assert len(FINAL_STATUSES) == len(PaymentStatus) - 1

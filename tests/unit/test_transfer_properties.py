@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from ledger.book import BalanceBook
 from ledger.records import BalanceOpened
-from ledger.results import Check, PaymentStatus, decide_legs
+from ledger.results import Check, PaymentStatus, decide, decide_legs
 
 BALANCES = ["b0", "b1", "b2", "b3"]
 
@@ -56,7 +56,7 @@ def test_legs_hold_in_order_and_move_all_or_none(
                 book.apply(record)
             sides.append(code)
         checks.append((sides[0], sides[1]))
-    status, _, failed = decide_legs(checks)
+    status, _, failed = decide_legs([decide(*c) for c in checks])
     for n, (src, dst, _) in enumerate(legs):
         for balance in (src, dst):
             if status == PaymentStatus.SUCCESS:
