@@ -24,10 +24,11 @@ alone one `settle` call per shard.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import Counter, OrderedDict, defaultdict
-from collections.abc import Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any
 
 import msgspec
@@ -252,7 +253,7 @@ class PaymentCoordinator:
         self._pending: dict[str, PaymentRequest] = {}  # in flight, shown as `pending`
         self.recent_transfers: OrderedDict[str, TransferRecord] = OrderedDict()
         self._pending_transfers: dict[str, TransferRequest] = {}
-        self._refunding: dict[str, _Turns] = {}  # payment id -> its refunds, one at a time
+        self._turns: dict[str, _Turns] = {}  # payment id -> its refunds, hold id -> its captures: one at a time
         self.open_holds: dict[str, HoldRecord] = {}  # status held: never presumed aborted
         self.recent_holds: OrderedDict[str, HoldRecord] = OrderedDict()
         self._sweeper: asyncio.Task[None] | None = None
@@ -877,7 +878,7 @@ class PaymentCoordinator:
                 owed = by_shard.get(k)
                 if owed is None:
                     owed = by_shard[k] = Owed()
-                ref = HoldRef(p.id, balance_id, p.amount_minor if p.hold_id else None, p.hold_id)
+                ref = HoldRef(p.id, balance_id, p.amount_minor if p.hold_id else None, p.hold_id, p.capture_seq)
                 (owed.posts if p.status == PaymentStatus.SUCCESS else owed.voids).append(ref)
                 if k not in shards:
                     shards.add(k)
@@ -1045,23 +1046,56 @@ class PaymentCoordinator:
         created_at_ms: int,
         key: str | None,
         fingerprint: bytes | None,
+        final: bool = True,
     ) -> Outcome:
+        """Capture `amount_minor` of what the hold still holds (default: all of it). A final
+        capture (or one of all that is left) releases the rest and closes the hold; one that
+        is not keeps the rest held for the next capture. Captures of a hold run one at a time."""
         await self.ready()
         claimed = await self._claim_key(key, fingerprint)
         if claimed is not None:
             return claimed
         if payment_id in self.recent or payment_id in self._inflight:
             return await self._replay(payment_id)
-        await self._expire_due()
+        async with self._one_at_a_time(hold_id):
+            return await self._capture(hold_id, amount_minor, payment_id, created_at_ms, key, fingerprint, final)
+
+    @contextlib.asynccontextmanager
+    async def _one_at_a_time(self, some_id: str) -> AsyncIterator[None]:
+        """Serialise what `some_id` must not see interleaved (its refunds, its captures)."""
+        turn = self._turns.setdefault(some_id, _Turns())
+        turn.users += 1
+        try:
+            async with turn.lock:
+                yield
+        finally:
+            turn.users -= 1
+            if not turn.users:  # nobody holds it or waits for it: forget it
+                del self._turns[some_id]
+
+    async def _capture(
+        self,
+        hold_id: str,
+        amount_minor: int | None,
+        payment_id: str,
+        created_at_ms: int,
+        key: str | None,
+        fingerprint: bytes | None,
+        final: bool,
+    ) -> Outcome:
+        await self._expire_due(hold_id)
         hold = self.open_holds.get(hold_id)
         if hold is None:  # from here to the commit, no await: one capture or void wins
             known = await self._hold(hold_id)
             return Outcome(hold=known, refused="not_found" if known is None else "not_held")
-        amount = hold.amount_minor if amount_minor is None else amount_minor
-        if not 0 < amount <= hold.amount_minor:
+        left = hold.amount_minor - (hold.captured_minor or 0)
+        amount = left if amount_minor is None else amount_minor
+        if not 0 < amount <= left:
             return Outcome(hold=hold, refused="amount_exceeds_hold")
         if not self.journal.writable:
             raise JournalUnavailable("coordinator journal is not writable")
+        final = final or amount == left
+        captures = [*(hold.captures or ()), payment_id]
         now_ms = _now_ms()
         capture = PaymentRecord(
             id=payment_id,
@@ -1078,17 +1112,22 @@ class PaymentCoordinator:
             idempotency_key=key,
             fingerprint=fingerprint,
             hold_id=hold_id,
+            capture_seq=None if final else len(captures),
         )
-        closed = msgspec.structs.replace(
-            hold, status="captured", closed_at_ms=now_ms, captured_minor=amount, payment_id=payment_id
+        after = msgspec.structs.replace(
+            hold,
+            status="captured" if final else HOLD_HELD,
+            closed_at_ms=now_ms if final else None,
+            captured_minor=(hold.captured_minor or 0) + amount,
+            payment_id=payment_id,
+            captures=captures,
         )
         done = self._inflight[payment_id] = asyncio.get_running_loop().create_future()
         try:
-            self._commit(Decided(capture))
-            self._commit(HoldClosed(closed))
+            self._commit_together([Decided(capture), HoldClosed(after)])
             await self.journal.durable()
             await self._phase2([capture])
-            return Outcome(payment=capture, hold=closed)
+            return Outcome(payment=capture, hold=after)
         finally:
             del self._inflight[payment_id]
             done.cancel()
@@ -1098,7 +1137,11 @@ class PaymentCoordinator:
         claimed = await self._claim_key(key, fingerprint)
         if claimed is not None:
             return claimed
-        await self._expire_due()
+        async with self._one_at_a_time(hold_id):  # after a capture in flight has posted
+            return await self._void(hold_id, key, fingerprint)
+
+    async def _void(self, hold_id: str, key: str | None, fingerprint: bytes | None) -> Outcome:
+        await self._expire_due(hold_id)
         hold = self.open_holds.get(hold_id)
         if hold is None:
             known = await self._hold(hold_id)
@@ -1116,9 +1159,15 @@ class PaymentCoordinator:
         await self._expire_due()
         return await self._hold(hold_id)
 
-    async def _expire_due(self) -> None:
+    async def _expire_due(self, mine: str | None = None) -> None:
+        """Expire the holds past their time, but not one being captured or voided (its
+        partial post may still be on its way), unless it is `mine`, the caller's."""
         now_ms = _now_ms()
-        due = [h for h in self.open_holds.values() if h.expires_at_ms <= now_ms]
+        due = [
+            h
+            for h in self.open_holds.values()
+            if h.expires_at_ms <= now_ms and (h.id not in self._turns or h.id == mine)
+        ]
         if not due or not self.journal.writable:
             return
         expired = [msgspec.structs.replace(h, status="expired", closed_at_ms=now_ms) for h in due]
@@ -1185,27 +1234,20 @@ class PaymentCoordinator:
         (the receiver spent the money) counts for nothing."""
         assert r.refund_of is not None
         await self.ready()
-        turn = self._refunding.setdefault(r.refund_of, _Turns())
-        turn.users += 1
-        try:
-            async with turn.lock:
-                if r.idempotency_key is not None and (
-                    r.idempotency_key in self.keys or await self._find_key(r.idempotency_key) is not None
-                ):
-                    return (await self._pay([r]))[0]  # a retry: its first outcome, whatever it was
-                original = await self.get_payment(r.refund_of)
-                if original is None or original.status != PaymentStatus.SUCCESS or original.refund_of is not None:
-                    return Outcome(payment=original, refused="not_refundable")
-                refunds = await self.refunds_of(r.refund_of)
-                left = original.amount_minor - sum(p.amount_minor for p in refunds if p.status == PaymentStatus.SUCCESS)
-                amount = r.amount_minor or left
-                if amount <= 0 or amount > left or len(refunds) >= REFUNDS_PER_PAYMENT_MAX:
-                    return Outcome(payment=original, refused="refund_exceeds_payment")
-                return (await self._pay([msgspec.structs.replace(r, amount_minor=amount)]))[0]
-        finally:
-            turn.users -= 1
-            if not turn.users:  # nobody holds it or waits for it: forget it
-                del self._refunding[r.refund_of]
+        async with self._one_at_a_time(r.refund_of):
+            if r.idempotency_key is not None and (
+                r.idempotency_key in self.keys or await self._find_key(r.idempotency_key) is not None
+            ):
+                return (await self._pay([r]))[0]  # a retry: its first outcome, whatever it was
+            original = await self.get_payment(r.refund_of)
+            if original is None or original.status != PaymentStatus.SUCCESS or original.refund_of is not None:
+                return Outcome(payment=original, refused="not_refundable")
+            refunds = await self.refunds_of(r.refund_of)
+            left = original.amount_minor - sum(p.amount_minor for p in refunds if p.status == PaymentStatus.SUCCESS)
+            amount = r.amount_minor or left
+            if amount <= 0 or amount > left or len(refunds) >= REFUNDS_PER_PAYMENT_MAX:
+                return Outcome(payment=original, refused="refund_exceeds_payment")
+            return (await self._pay([msgspec.structs.replace(r, amount_minor=amount)]))[0]
 
     async def refunds_of(self, payment_id: str) -> list[PaymentRecord]:
         """The refunds decided for a payment, newest first."""

@@ -322,7 +322,9 @@ class BalanceShard:
                 continue
             key = ref.hold_id or ref.payment_id
             if n < len(posts):
-                record = part.book.decide_post(ref.payment_id, ref.balance_id, at_ms, ref.amount_minor, ref.hold_id)
+                record = part.book.decide_post(
+                    ref.payment_id, ref.balance_id, at_ms, ref.amount_minor, ref.hold_id, ref.capture_seq
+                )
             else:
                 record = part.book.decide_void(key, ref.balance_id)
             if record is not None:

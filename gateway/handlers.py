@@ -709,7 +709,9 @@ async def capture_hold(request: web.Request) -> web.Response:
     key = payments.idempotency_key(request)
     fp = payments.fingerprint(request, body) if key is not None else None
     payment_id = payments.payment_id_for(request, hold.id)
-    outcome = await request.app[CLIENT].capture_hold(hold.id, amount, payment_id, payments.now_ms(), key, fp)
+    outcome = await request.app[CLIENT].capture_hold(
+        hold.id, amount, payment_id, payments.now_ms(), key, fp, body.final
+    )
     return _outcome_response(request, outcome, exponent, 201)
 
 

@@ -145,6 +145,7 @@ def hold(h: HoldRecord, exponent: int) -> schemas.Hold:
         closed_at=timestamp(h.closed_at_ms) if h.closed_at_ms is not None else None,
         captured_amount=format_amount(h.captured_minor, exponent) if h.captured_minor is not None else None,
         payment_id=h.payment_id,
+        captures=h.captures,
         description=h.description,
         metadata=h.metadata,
     )

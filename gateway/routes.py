@@ -406,14 +406,15 @@ OPS: list[Op] = [
         "POST",
         "/v1/holds/{id}/capture",
         handlers.capture_hold,
-        "Capture all or part of a hold",
+        "Capture all or part of what a hold still holds; repeatable until final",
         "account",
         body=schemas.HoldCapture,
         response=schemas.Payment,
         status=201,
         idempotent=True,
         errors=("not_found", "conflict", "invalid_amount"),
-        rules="The amount has at most the currency's decimals (422 invalid_amount).",
+        rules="The amount has at most the currency's decimals and at most what the hold still holds (422"
+        " invalid_amount); a hold no longer held is 409. Without final, the rest stays held for the next capture.",
     ),
     Op(
         "POST",

@@ -285,7 +285,8 @@ class HoldList(msgspec.Struct):
 
 
 class HoldCapture(msgspec.Struct, **_req):
-    amount: AmountText | None = None  # default: all of it; the rest is released
+    amount: AmountText | None = None  # default: all that is left
+    final: bool = False  # release what is left after this capture (capturing all of it does too)
 
 
 class HoldVoid(msgspec.Struct, **_req):
@@ -304,7 +305,8 @@ class Hold(msgspec.Struct, omit_defaults=True):
     reason: str | None = None
     closed_at: str | None = None
     captured_amount: str | None = None
-    payment_id: str | None = None
+    payment_id: str | None = None  # the latest capture
+    captures: list[str] | None = None  # every capture's payment, oldest first
     description: str | None = None
     metadata: dict[str, str] | None = None
 

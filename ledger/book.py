@@ -71,9 +71,10 @@ class Balance:
 
 class Hold(msgspec.Struct, array_like=True):
     side: int  # DEBIT (a reservation) or CREDIT (a prepared credit)
-    amount_minor: int
+    amount_minor: int  # what is still held
     coordinator: int
     epoch: int
+    posts: int = 0  # partial posts applied (captures that kept the rest held), in order
 
 
 class OpenHold(msgspec.Struct, frozen=True, array_like=True):
@@ -98,7 +99,8 @@ class BalanceView(msgspec.Struct, frozen=True, array_like=True):
 
 class BookSnapshot(msgspec.Struct, frozen=True, array_like=True):
     balances: list[tuple[str, str, int, int, int, int, bool, bool, bool]]
-    holds: list[tuple[str, str, int, int, int, int]]
+    # (hold id, balance, side, amount, coordinator, epoch, partial posts); 1.0 left out the last
+    holds: list[tuple[str | int, ...]]
     fences: dict[int, int]
 
 
@@ -187,16 +189,22 @@ class BalanceBook:
         at_ms: int,
         amount_minor: int | None = None,
         hold_id: str | None = None,
+        capture_seq: int | None = None,
     ) -> Posted | None:
-        """Post the hold `hold_id or payment_id`: all of it, or `amount_minor` of it."""
+        """Post the hold `hold_id or payment_id`: all of it, or `amount_minor` of it and
+        release the rest; or, as its `capture_seq`-th partial post, `amount_minor` of it
+        and keep the rest held (a hold captured several times)."""
         hold = self.holds.get((hold_id or payment_id, balance_id))
         if hold is None:
             return None  # posted (or voided) before: phase 2 is retried idempotently
+        if capture_seq is not None and capture_seq <= hold.posts:
+            return None  # this partial post was applied before
+        assert capture_seq is None or capture_seq == hold.posts + 1, "partial posts apply in order"
         amount = hold.amount_minor if amount_minor is None else amount_minor
         assert 0 < amount <= hold.amount_minor, "a capture is positive and within the hold"
         balance = self.balances[balance_id]
         delta = -amount if hold.side == DEBIT else amount
-        return Posted(payment_id, balance_id, delta, balance.amount + delta, at_ms, hold_id)
+        return Posted(payment_id, balance_id, delta, balance.amount + delta, at_ms, hold_id, capture_seq)
 
     def decide_void(self, payment_id: str, balance_id: str) -> Voided | None:
         if (payment_id, balance_id) not in self.holds:
@@ -222,12 +230,21 @@ class BalanceBook:
             self._open(record.payment_id, record.balance_id, hold)
         elif isinstance(record, Posted):
             balance = self.balances[record.balance_id]
-            hold = self._close(record.hold_id or record.payment_id, record.balance_id)
-            assert abs(record.delta_minor) <= hold.amount_minor, "a post never exceeds its hold"
-            if hold.side == DEBIT:
-                balance.reserved -= hold.amount_minor
+            key = record.hold_id or record.payment_id
+            if record.capture_seq is None:
+                hold = self._close(key, record.balance_id)
+                released = hold.amount_minor  # the post, and the rest let go
             else:
-                balance.incoming -= hold.amount_minor
+                hold = self.holds[(key, record.balance_id)]
+                assert record.capture_seq == hold.posts + 1, "partial posts apply in order"
+                released = abs(record.delta_minor)
+                hold.amount_minor -= released  # the rest stays held
+                hold.posts = record.capture_seq
+            assert abs(record.delta_minor) <= released, "a post never exceeds its hold"
+            if hold.side == DEBIT:
+                balance.reserved -= released
+            else:
+                balance.incoming -= released
             balance.amount += record.delta_minor
             assert balance.amount == record.balance_after_minor, "replay diverged from the journal"
         elif isinstance(record, Voided):
@@ -325,7 +342,10 @@ class BalanceBook:
                 )
                 for bid, b in self.balances.items()
             ],
-            holds=[(pid, bid, h.side, h.amount_minor, h.coordinator, h.epoch) for (pid, bid), h in self.holds.items()],
+            holds=[
+                (pid, bid, h.side, h.amount_minor, h.coordinator, h.epoch, h.posts)
+                for (pid, bid), h in self.holds.items()
+            ],
             fences=dict(self.fences),
         )
 
@@ -337,7 +357,7 @@ class BalanceBook:
             b.amount, b.reserved, b.incoming = amount, reserved, incoming
             b.active, b.account_active = active, account_active
             book.balances[bid] = b
-        for pid, bid, side, amount, coordinator, epoch in snap.holds:
-            book._open(pid, bid, Hold(side, amount, coordinator, epoch))
+        for pid, bid, side, amount, coordinator, epoch, *posts in snap.holds:  # snapshots before 1.1: no posts
+            book._open(pid, bid, Hold(side, amount, coordinator, epoch, *posts))
         book.fences = dict(snap.fences)
         return book

@@ -72,6 +72,7 @@ class HoldRef(msgspec.Struct, frozen=True, array_like=True):
     balance_id: str
     amount_minor: int | None = None  # post only this much of the hold (a partial capture)
     hold_id: str | None = None  # the hold's key, when the posting payment has its own id
+    capture_seq: int | None = None  # a partial post keeping the rest held (see BalanceBook.decide_post)
 
 
 class BalanceSpec(msgspec.Struct, frozen=True, array_like=True):

@@ -65,6 +65,7 @@ class Posted(msgspec.Struct, tag="po", **_opts):
     balance_after_minor: int
     at_ms: int
     hold_id: str | None = None  # the hold's key when it differs from payment_id (captures)
+    capture_seq: int | None = None  # a partial post that keeps the rest held: its place in order
 
 
 class Voided(msgspec.Struct, tag="vo", **_opts):
@@ -123,6 +124,7 @@ class PaymentRecord(msgspec.Struct, frozen=True, array_like=True, forbid_unknown
     refund_of: str | None = None  # set on a refund: the payment it gives back (all or part of)
     transfer_id: str | None = None  # set on each leg of a transfer
     fx: FxQuote | None = None  # set on an exchange payment: the quote it used
+    capture_seq: int | None = None  # a capture that keeps the rest of its hold held: which one
 
 
 class TransferLeg(msgspec.Struct, frozen=True, array_like=True, forbid_unknown_fields=True):
@@ -164,12 +166,13 @@ class HoldRecord(msgspec.Struct, frozen=True, array_like=True, forbid_unknown_fi
     created_at_ms: int
     expires_at_ms: int
     closed_at_ms: int | None = None
-    captured_minor: int | None = None
-    payment_id: str | None = None  # the capturing payment
+    captured_minor: int | None = None  # all captures together
+    payment_id: str | None = None  # the capturing payment (the latest, if several)
     idempotency_key: str | None = None
     fingerprint: bytes | None = None
     description: str | None = None
     metadata: dict[str, str] | None = None
+    captures: list[str] | None = None  # the capturing payments, oldest first
 
 
 class HoldPlaced(msgspec.Struct, tag="hp", **_opts):
@@ -180,8 +183,8 @@ class HoldPlaced(msgspec.Struct, tag="hp", **_opts):
 
 
 class HoldClosed(msgspec.Struct, tag="hc", **_opts):
-    """Captured, voided or expired: the hold's final state, and the commit point of that
-    decision (a capture's payment is journaled in the same flush)."""
+    """The hold's new state: captured (in part, still held, or finally), voided or expired;
+    the commit point of that decision (a capture's payment is journaled in the same frame)."""
 
     hold: HoldRecord
     idempotency_key: str | None = None  # of the void request, if it had one

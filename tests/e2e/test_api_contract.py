@@ -224,13 +224,23 @@ async def test_holds_capture_void_and_expire(api: Api) -> None:
         f"/v1/holds/{hold.body['id']}/capture", {"amount": "12.50"}, headers={"Idempotency-Key": "cap-1"}
     )
     assert replay.body == captured.body and replay.headers["Idempotent-Replayed"] == "true"
+    # Not final: the rest stays held for another capture.
+    state = (await api.get(f"/v1/holds/{hold.body['id']}")).body
+    assert (state["status"], state["captured_amount"], state["captures"]) == ("held", "12.50", [captured.body["id"]])
+    balance = (await api.get(f"/v1/balances/{a['id']}")).body
+    assert (balance["amount"], balance["reserved"]) == ("37.50", "17.50")
+    beyond = await api.post(f"/v1/holds/{hold.body['id']}/capture", {"amount": "17.51"})
+    assert (beyond.status, beyond.body["code"]) == (422, "invalid_amount")
+    last = await api.post(f"/v1/holds/{hold.body['id']}/capture", {"amount": "5", "final": True})
+    assert last.status == 201 and last.body["amount"] == "5.00"
     twice = await api.post(f"/v1/holds/{hold.body['id']}/capture", {})
     assert (twice.status, twice.body["code"]) == (409, "conflict")
     state = (await api.get(f"/v1/holds/{hold.body['id']}")).body
-    assert state["status"] == "captured" and state["captured_amount"] == "12.50"
-    balance = (await api.get(f"/v1/balances/{a['id']}")).body
-    assert (balance["amount"], balance["reserved"]) == ("37.50", "0.00")
-    assert (await api.get(f"/v1/balances/{b['id']}")).body["amount"] == "12.50"
+    assert (state["status"], state["captured_amount"]) == ("captured", "17.50")
+    assert state["captures"] == [captured.body["id"], last.body["id"]] and state["payment_id"] == last.body["id"]
+    balance = (await api.get(f"/v1/balances/{a['id']}")).body  # the last 12.50 was released
+    assert (balance["amount"], balance["reserved"]) == ("32.50", "0.00")
+    assert (await api.get(f"/v1/balances/{b['id']}")).body["amount"] == "17.50"
 
     second = await api.post(
         "/v1/holds", {"balance_from": a["id"], "balance_to": b["id"], "amount": "7", "expires_in_s": 60}
@@ -238,7 +248,7 @@ async def test_holds_capture_void_and_expire(api: Api) -> None:
     voided = await api.post(f"/v1/holds/{second.body['id']}/void")
     assert voided.status == 200 and voided.body["status"] == "voided"
     assert (await api.post(f"/v1/holds/{second.body['id']}/void")).status == 409
-    assert (await api.get(f"/v1/balances/{a['id']}")).body["available"] == "37.50"
+    assert (await api.get(f"/v1/balances/{a['id']}")).body["available"] == "32.50"
 
     refused = await api.post(
         "/v1/holds", {"balance_from": a["id"], "balance_to": b["id"], "amount": "99", "expires_in_s": 5}
@@ -248,14 +258,14 @@ async def test_holds_capture_void_and_expire(api: Api) -> None:
     short = await api.post(
         "/v1/holds", {"balance_from": a["id"], "balance_to": b["id"], "amount": "5", "expires_in_s": 1}
     )
-    assert (await api.get(f"/v1/balances/{a['id']}")).body["available"] == "32.50"
+    assert (await api.get(f"/v1/balances/{a['id']}")).body["available"] == "27.50"
     for _ in range(100):  # the sweeper releases it within a second of expiry
         state = (await api.get(f"/v1/holds/{short.body['id']}")).body
         if state["status"] != "held":
             break
         await asyncio.sleep(0.1)
     assert state["status"] == "expired"
-    assert (await api.get(f"/v1/balances/{a['id']}")).body["available"] == "37.50"
+    assert (await api.get(f"/v1/balances/{a['id']}")).body["available"] == "32.50"
     assert (await api.post(f"/v1/holds/{short.body['id']}/capture", {})).status == 409
     assert (await api.get("/v1/holds/hold_missing")).status == 404
 
