@@ -42,7 +42,8 @@ end
 local function leg()
   local a, b = pair()
   local c = math.random(1, 500)
-  return string.format('{"balance_from":"%%s","balance_to":"%%s","amount":"%%d.%%02d"}', a, b, math.floor(c / 100), c %% 100)
+  local fmt = '{"balance_from":"%%s","balance_to":"%%s","amount":"%%d.%%02d"}'
+  return string.format(fmt, a, b, math.floor(c / 100), c %% 100)
 end
 function request()
   hdr["Idempotency-Key"] = string.format("%%08x%%08x", math.random(0, 2147483647), math.random(0, 2147483647))
@@ -57,7 +58,9 @@ end
 function done(s, lat, req)
   local K, O = 0, 0
   for _, t in ipairs(threads) do K = K + t:get("ok"); O = O + t:get("other") end
-  io.write(string.format('WRKJSON {"requests":%%d,"duration_us":%%d,"p50_us":%%d,"p99_us":%%d,"socket_errors":%%d,"success":%%d,"other":%%d}\n',
+  local fmt = 'WRKJSON {"requests":%%d,"duration_us":%%d,"p50_us":%%d,"p99_us":%%d,'
+    .. '"socket_errors":%%d,"success":%%d,"other":%%d}\n'
+  io.write(string.format(fmt,
     s.requests, s.duration, lat:percentile(50), lat:percentile(99),
     s.errors.connect + s.errors.read + s.errors.write + s.errors.timeout, K, O))
 end

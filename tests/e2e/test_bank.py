@@ -1,4 +1,5 @@
-"""The bank test in its short CI form: concurrent clients with retries while the nemesis
+"""The bank test in its short CI form: concurrent clients (payments, transfers and
+exchange payments) with retries while the nemesis
 kills actor workers, the whole server, and makes a journal unwritable, several times
 each; then conservation, acknowledged-means-durable, one payment per key, and a clean
 `rayledger verify`. The long form is `python -m benchmarks.bank --soak`."""
@@ -30,3 +31,5 @@ async def test_bank_survives_every_kind_of_fault(tmp_path: Path) -> None:
     # clients kept being served between them, and that nothing was lost.
     assert report["payments_acked"] >= 50
     assert report["statuses"]["success"] >= 25  # type: ignore[index]
+    # The workload moves money by every means: payments, transfers of several legs, exchanges.
+    assert report["kinds"]["transfer"] >= 10 and report["kinds"]["exchange"] >= 5  # type: ignore[index]
