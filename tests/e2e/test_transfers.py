@@ -161,3 +161,53 @@ async def test_kill9_mid_transfers_keeps_each_all_or_nothing(tmp_path: Path) -> 
         assert f"transfers {len(found)}," in verified.stdout
     finally:
         server.stop()
+
+
+async def test_an_account_key_transfers_only_from_its_own_balances(tmp_path: Path) -> None:
+    server = Server(tmp_path / "data").start()
+    try:
+        async with aiohttp.ClientSession() as session:
+            admin = Api(session, server.url, server.token)
+            ada, bob, cy = [await admin.account(f"{n}@example.com") for n in ("ada", "bob", "cy")]
+            a, b, c = [await admin.balance(x["id"], "USD") for x in (ada, bob, cy)]
+            for balance in (a, b):
+                await admin.deposit(balance["id"], "10")
+            token = (await admin.post(f"/v1/accounts/{ada['id']}/keys")).body["token"]
+            key = Api(session, server.url, token)
+            mine = await key.post(
+                "/v1/transfers",
+                {
+                    "legs": [
+                        {"balance_from": a["id"], "balance_to": b["id"], "amount": "1"},
+                        {"balance_from": a["id"], "balance_to": c["id"], "amount": "2"},
+                    ]
+                },
+            )
+            assert mine.status == 201 and mine.body["status"] == "success", mine
+            # A leg paying from bob's balance: exactly what a made-up balance gets.
+            theirs = await key.post(
+                "/v1/transfers",
+                {
+                    "legs": [
+                        {"balance_from": a["id"], "balance_to": c["id"], "amount": "1"},
+                        {"balance_from": b["id"], "balance_to": c["id"], "amount": "1"},
+                    ]
+                },
+            )
+            assert (theirs.status, theirs.body["code"], theirs.body["param"]) == (
+                404,
+                "balance_not_found",
+                "legs[1].balance_from",
+            )
+            between_others = await admin.post(
+                "/v1/transfers", {"legs": [{"balance_from": b["id"], "balance_to": c["id"], "amount": "1"}]}
+            )
+            assert (await key.get(f"/v1/transfers/{between_others.body['id']}")).status == 404
+            assert (await key.get(f"/v1/transfers/{mine.body['id']}")).body == mine.body
+            listed = (await key.get("/v1/transfers")).body["data"]
+            assert [t["id"] for t in listed] == [mine.body["id"]]
+            quote = await key.post("/v1/fx/quotes", {"balance_from": b["id"], "balance_to": a["id"], "amount": "1"})
+            assert (quote.status, quote.body["code"]) == (404, "balance_not_found")
+            assert (await admin.get(f"/v1/balances/{a['id']}")).body["amount"] == "7.00"
+    finally:
+        server.stop()
