@@ -163,21 +163,37 @@ def _matches(q: PaymentQuery, payment_id: str, p: PaymentRequest | PaymentRecord
     return (q.before_id is None or payment_id < q.before_id) and (q.after_id is None or payment_id > q.after_id)
 
 
-def pending_record(r: PaymentRequest) -> PaymentRecord:
+def decided_record(
+    r: PaymentRequest,
+    status: PaymentStatus,
+    reason: str | None,
+    settled_at_ms: int | None,
+    transfer: TransferRequest | None = None,
+) -> PaymentRecord:
+    """The record of `r` with its status; a transfer's leg takes its time, description,
+    metadata and key-lessness from the transfer."""
     return PaymentRecord(
         id=r.payment_id,
         balance_from=r.balance_from,
         balance_to=r.balance_to,
         amount_minor=r.amount_minor,
         currency=r.currency,
-        status=PaymentStatus.PENDING,
-        reason=None,
-        created_at_ms=r.created_at_ms,
-        settled_at_ms=None,
-        description=r.description,
-        metadata=r.metadata,
+        status=status,
+        reason=reason,
+        created_at_ms=r.created_at_ms if transfer is None else transfer.created_at_ms,
+        settled_at_ms=settled_at_ms,
+        description=r.description if transfer is None else transfer.description,
+        metadata=r.metadata if transfer is None else transfer.metadata,
         idempotency_key=r.idempotency_key,
+        fingerprint=r.fingerprint,
+        refund_of=r.refund_of,
+        transfer_id=None if transfer is None else transfer.transfer_id,
+        fx=r.fx,
     )
+
+
+def pending_record(r: PaymentRequest) -> PaymentRecord:
+    return decided_record(r, PaymentStatus.PENDING, None, None)
 
 
 def _legs(r: PaymentRequest) -> list[tuple[str, str, str, int, str]]:
@@ -702,23 +718,7 @@ class PaymentCoordinator:
                 r = msgspec.structs.replace(r, idempotency_key=None, fingerprint=None)
             else:
                 status, reason = _decide_request(r, codes, expired)
-            payment = PaymentRecord(
-                id=r.payment_id,
-                balance_from=r.balance_from,
-                balance_to=r.balance_to,
-                amount_minor=r.amount_minor,
-                currency=r.currency,
-                status=status,
-                reason=reason,
-                created_at_ms=r.created_at_ms,
-                settled_at_ms=settled_at_ms,
-                description=r.description,
-                metadata=r.metadata,
-                idempotency_key=r.idempotency_key,
-                fingerprint=r.fingerprint,
-                refund_of=r.refund_of,
-                fx=r.fx,
-            )
+            payment = decided_record(r, status, reason, settled_at_ms)
             self._commit(Decided(payment))
             decided.append(payment)
         await self.journal.durable()
@@ -807,24 +807,7 @@ class PaymentCoordinator:
                 t = msgspec.structs.replace(t, idempotency_key=None, fingerprint=None)
             else:
                 status, reason, failed_leg = decide_legs([_decide_request(r, codes, expired) for r in t.legs])
-            records = [
-                PaymentRecord(
-                    id=r.payment_id,
-                    balance_from=r.balance_from,
-                    balance_to=r.balance_to,
-                    amount_minor=r.amount_minor,
-                    currency=r.currency,
-                    status=status,
-                    reason=reason,
-                    created_at_ms=t.created_at_ms,
-                    settled_at_ms=settled_at_ms,
-                    description=t.description,
-                    metadata=t.metadata,
-                    transfer_id=t.transfer_id,
-                    fx=r.fx,
-                )
-                for r in t.legs
-            ]
+            records = [decided_record(r, status, reason, settled_at_ms, t) for r in t.legs]
             transfer = msgspec.structs.replace(
                 pending_transfer(t),
                 status=status,

@@ -14,11 +14,9 @@ from pathlib import Path
 import pytest
 
 from actors.topology import partition_of, shard_of_partition
-from journal import CrashPoint
-from journal.base import kind_of
 from ledger.ids import make_id
 from ledger.messages import PaymentRequest, TransferRequest
-from ledger.records import PaymentRecord, Record, TransferRecord
+from ledger.records import PaymentRecord, TransferRecord
 from ledger.results import FINAL_STATUSES, PaymentStatus
 from tests.support.audit import audit
 from tests.support.local import LocalLedger
@@ -101,27 +99,10 @@ async def test_crash_around_each_write_of_a_four_leg_transfer(tmp_path: Path, wr
     tasks = [asyncio.ensure_future(ledger.client.transfer_outcomes([t])) for t in (good, bad)]
     acknowledged: list[TransferRecord] = []
 
-    def decide(records: list[Record]) -> str | None:
-        return when if any(kind_of(r) == KINDS[write] for r in records) else None
-
     def on_crash() -> None:
         acknowledged.extend(t.result()[0].transfer for t in tasks if t.done() and not t.exception())
 
-    crash = CrashPoint(decide, on_crash)
-    assert ledger.stores is not None
-    for store in ledger.stores.values():
-        store.crash = crash
-    coordinator = ledger.coordinator()
-    for _ in range(10_000):
-        settled = all(t.done() for t in tasks) and not coordinator._owed and not coordinator._sending
-        if crash.happened or settled:
-            break
-        await asyncio.sleep(0)
-    assert crash.happened, f"no {write} record was ever written"
-    for t in tasks:
-        t.cancel()
-    await asyncio.gather(*tasks, return_exceptions=True)
-    ledger.crash()
+    await ledger.crash_at(tasks, KINDS[write], when, on_crash)
 
     await ledger.start()
     stats = await asyncio.gather(*(ledger.client.shard(k).call("stats") for k in range(SHARDS)))

@@ -17,9 +17,8 @@ import msgspec
 import pytest
 
 from actors.coordinator import JOURNAL_UNAVAILABLE, PaymentCoordinator
-from journal import CrashPoint, JournalUnavailable, MemoryJournal
-from journal.base import kind_of
-from ledger.records import PaymentRecord, Record
+from journal import JournalUnavailable, MemoryJournal
+from ledger.records import PaymentRecord
 from ledger.results import FINAL_STATUSES, PaymentStatus
 from tests.support.audit import audit
 from tests.support.events import captured_events
@@ -44,27 +43,10 @@ async def test_crash_around_each_journal_write(tmp_path: Path, write: str, when:
     requests += [payment(ids[0], ids[2], 50_00), payment(ids[3], ids[1], 60_00)]
     tasks = [asyncio.ensure_future(ledger.client.pay([r])) for r in requests]
 
-    def decide(records: list[Record]) -> str | None:
-        return when if any(kind_of(r) == KINDS[write] for r in records) else None
-
     def on_crash() -> None:  # what had been replied when the processes died
         acknowledged.extend(t.result()[0] for t in tasks if t.done() and not t.exception())
 
-    crash = CrashPoint(decide, on_crash)
-    assert ledger.stores is not None
-    for store in ledger.stores.values():
-        store.crash = crash
-    coordinator = ledger.coordinator()
-    for _ in range(10_000):  # drive the loop until the crash happens (or all is done)
-        settled = all(t.done() for t in tasks) and not coordinator._owed and not coordinator._sending
-        if crash.happened or settled:
-            break
-        await asyncio.sleep(0)
-    assert crash.happened, f"no {write} record was ever written"
-    for t in tasks:
-        t.cancel()
-    await asyncio.gather(*tasks, return_exceptions=True)
-    ledger.crash()
+    await ledger.crash_at(tasks, KINDS[write], when, on_crash)
 
     with captured_events() as events:
         await ledger.start()  # recovery: replay, fence, drive decided payments, abort the rest

@@ -3,12 +3,16 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from actors.coordinator import PaymentCoordinator
 from actors.inprocess import InProcessLedger
-from journal import MemoryJournal, MemoryStore
+from journal import CrashPoint, MemoryJournal, MemoryStore
+from journal.base import kind_of
+from ledger.records import Record
 
 
 class LocalLedger(InProcessLedger):
@@ -44,3 +48,29 @@ class LocalLedger(InProcessLedger):
                     obj._carry_timer.cancel()
         self.stores = {name: store.survivor() for name, store in self.stores.items()}
         self.objects = {}
+
+    async def crash_at(
+        self, tasks: list[asyncio.Future[Any]], kind: str, when: str, on_crash: Callable[[], None]
+    ) -> None:
+        """Kill every process at the first flush holding a record of `kind` ("before" it is
+        written or right "after"), driving the loop without sleeping (no timing), then
+        abandon `tasks`. `on_crash` sees what had been answered at that moment."""
+        assert self.stores is not None, "crashes are simulated on memory journals"
+
+        def decide(records: list[Record]) -> str | None:
+            return when if any(kind_of(r) == kind for r in records) else None
+
+        crash = CrashPoint(decide, on_crash)
+        for store in self.stores.values():
+            store.crash = crash
+        coordinator = self.coordinator()
+        for _ in range(10_000):  # until the crash happens (or all is done)
+            settled = all(t.done() for t in tasks) and not coordinator._owed and not coordinator._sending
+            if crash.happened or settled:
+                break
+            await asyncio.sleep(0)
+        assert crash.happened, f"no {kind} record was ever written"
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self.crash()
