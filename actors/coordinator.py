@@ -448,9 +448,8 @@ class PaymentCoordinator:
         for open_holds in open_lists:
             for hold in open_holds:
                 holds[hold.payment_id].append(hold)
-        now_ms = _now_ms()
         aborted: list[str] = []
-        for payment_id, hs in holds.items():
+        for payment_id in holds:
             if payment_id in self.unfinished or payment_id in self.recent or payment_id in self.open_holds:
                 continue
             hold = await self._hold(payment_id) if is_hold_id(payment_id) else None
@@ -467,33 +466,16 @@ class PaymentCoordinator:
                 self.unfinished[payment_id] = rec.payment
                 self._remember(rec.payment)
                 continue
-            # Presumed abort: nobody was told anything about this payment.
-            aborted.append(payment_id)
-            event(log, "aborted_in_recovery", logging.WARNING, actor=self._name, payment_id=payment_id)
-            debit = next((h for h in hs if h.side == DEBIT), None)
-            credit = next((h for h in hs if h.side != DEBIT), None)
-            self._commit(
-                Decided(
-                    PaymentRecord(
-                        id=payment_id,
-                        balance_from=debit.balance_id if debit else "",
-                        balance_to=credit.balance_id if credit else "",
-                        amount_minor=hs[0].amount_minor,
-                        currency=hs[0].currency,
-                        status=PaymentStatus.SYSTEM_FAILURE,
-                        reason=ABORTED_IN_RECOVERY,
-                        created_at_ms=now_ms,
-                        settled_at_ms=now_ms,
-                    )
-                )
-            )
-        await self.journal.durable()
-        # An aborted exchange payment holds on four balances, more than its record names.
-        extra: dict[int, list[HoldRef]] = defaultdict(list)
+            aborted.append(payment_id)  # presumed abort: it has no decision
+        # Released before the abort is journaled: an exchange payment holds on four balances,
+        # more than its record names, and a crash in between finds nothing left to abort.
+        voids: dict[int, list[HoldRef]] = defaultdict(list)
         for payment_id in aborted:
             for h in holds[payment_id]:
-                extra[self._shard(h.balance_id)].append(HoldRef(payment_id, h.balance_id))
-        await asyncio.gather(*(call_until_done(self._peer(k), "void", pack(rs)) for k, rs in extra.items()))
+                voids[self._shard(h.balance_id)].append(HoldRef(payment_id, h.balance_id))
+        await asyncio.gather(*(call_until_done(self._peer(k), "void", pack(rs)) for k, rs in voids.items()))
+        self._journal_aborts(aborted, holds)
+        await self.journal.durable()
         redriven = list(self.unfinished.values())
         await self._phase2(redriven)
         event(
@@ -507,6 +489,45 @@ class PaymentCoordinator:
             seconds=round(time.perf_counter() - started, 3),
             **placement(),
         )
+
+    def _journal_aborts(self, aborted: list[str], holds: dict[str, list[OpenHold]]) -> None:
+        """`system_failure`/ABORTED_IN_RECOVERY for each payment without a decision; a
+        transfer's legs (their holds name it) are aborted together with their transfer, so
+        that it reads failed, and a redelivered call answers that instead of running it."""
+        now_ms = _now_ms()
+        legs_of: dict[str, list[PaymentRecord]] = defaultdict(list)
+        for payment_id in aborted:
+            event(log, "aborted_in_recovery", logging.WARNING, actor=self._name, payment_id=payment_id)
+            hs = holds[payment_id]
+            debit = next((h for h in hs if h.side == DEBIT), None)
+            credit = next((h for h in hs if h.side != DEBIT), None)
+            record = PaymentRecord(
+                id=payment_id,
+                balance_from=debit.balance_id if debit else "",
+                balance_to=credit.balance_id if credit else "",
+                amount_minor=hs[0].amount_minor,
+                currency=hs[0].currency,
+                status=PaymentStatus.SYSTEM_FAILURE,
+                reason=ABORTED_IN_RECOVERY,
+                created_at_ms=now_ms,
+                settled_at_ms=now_ms,
+                transfer_id=hs[0].transfer_id,
+            )
+            if record.transfer_id is None:
+                self._commit(Decided(record))
+            else:
+                legs_of[record.transfer_id].append(record)
+        for transfer_id, legs in legs_of.items():
+            transfer = TransferRecord(
+                id=transfer_id,
+                status=PaymentStatus.SYSTEM_FAILURE,
+                reason=ABORTED_IN_RECOVERY,
+                failed_leg=None,
+                legs=[TransferLeg(p.id, p.balance_from, p.balance_to, p.amount_minor, p.currency) for p in legs],
+                created_at_ms=now_ms,
+                settled_at_ms=now_ms,
+            )
+            self._commit_together([*(Decided(p) for p in legs), TransferDecided(transfer)])
 
     # -- idempotency --------------------------------------------------------------------------
     def _remember_key(self, key: str, fingerprint: bytes | None, payment_id: str, created_at_ms: int) -> None:
@@ -630,9 +651,13 @@ class PaymentCoordinator:
         if is_transfer_id(some_id):
             transfer = await self.get_transfer(some_id)
             assert transfer is not None, f"an idempotency key points at unknown transfer {some_id}"
+            if _undecided(transfer):
+                return Outcome(refused="unavailable")
             return Outcome(transfer=transfer, replayed=True)
         payment = await self.get_payment(some_id)
         assert payment is not None, f"an idempotency key points at unknown payment {some_id}"
+        if _undecided(payment):  # a redelivered call of one answered 503: 503 again
+            return Outcome(refused="unavailable")
         return Outcome(payment, replayed=True)
 
     async def _claim_key(self, key: str | None, fingerprint: bytes | None) -> Outcome | None:
@@ -646,15 +671,23 @@ class PaymentCoordinator:
             return None
         return Outcome(conflict=True) if known[0] != fingerprint else await self._replay(known[1])
 
-    async def _phase1(self, legs: list[tuple[str, str, str, int, str]]) -> dict[tuple[str, str], Check]:
+    async def _phase1(
+        self, legs: list[tuple[str, str, str, int, str]], transfer_of: dict[str, str] | None = None
+    ) -> dict[tuple[str, str], Check]:
         """Reserve on the paying side and prepare the receiving side of every
-        (id, from, to, amount, currency), one call per shard; each leg's check."""
+        (id, from, to, amount, currency), one call per shard; each leg's check. The holds
+        of a transfer's legs (`transfer_of`: leg id -> transfer id) name their transfer."""
         epoch = self.epoch
         debits: dict[int, list[SideRequest]] = defaultdict(list)
         credits: dict[int, list[SideRequest]] = defaultdict(list)
         for hold_id, balance_from, balance_to, amount_minor, currency in legs:
-            debits[self._shard(balance_from)].append(SideRequest(hold_id, balance_from, amount_minor, currency))
-            credits[self._shard(balance_to)].append(SideRequest(hold_id, balance_to, amount_minor, currency))
+            transfer_id = None if transfer_of is None else transfer_of[hold_id]
+            debits[self._shard(balance_from)].append(
+                SideRequest(hold_id, balance_from, amount_minor, currency, transfer_id)
+            )
+            credits[self._shard(balance_to)].append(
+                SideRequest(hold_id, balance_to, amount_minor, currency, transfer_id)
+            )
         shards = sorted(debits.keys() | credits.keys())  # one call per shard carries both sides
         carried = {k: self._owed.pop(k, None) for k in shards}
         try:
@@ -709,6 +742,7 @@ class PaymentCoordinator:
         codes = await self._phase1([leg for r in live for leg in _legs(r)])
         unavailable = {r.payment_id: r for r in live if Check.UNAVAILABLE in _checks(r, codes)}
         await self._release_held(list(unavailable.values()), codes)
+        await self._release_quotes(list(unavailable.values()))
         unavailable.update(no_quote)
         settled_at_ms = _now_ms()
         decided = []
@@ -741,9 +775,19 @@ class PaymentCoordinator:
                 [(r.fx.id, r.payment_id) for r in quoted],
                 _now_ms(),  # type: ignore[union-attr]
             )
-        except Exception:  # a journal down, the registry restarting: nothing was used for sure
+        except Exception:  # a journal down, the registry restarting: none was used
             return {r.payment_id for r in quoted}, {r.payment_id: r for r in quoted}
         return {r.payment_id for r, ok in zip(quoted, used, strict=True) if not ok}, {}
+
+    async def _release_quotes(self, aborted: list[PaymentRequest]) -> None:
+        """An exchange payment answered 503 gives its quote back, so that its retry (same
+        key, a new payment id) may use it. If the registry cannot take it now, the retry
+        ends quote_expired: a final answer, with nothing moved."""
+        uses = [(r.fx.id, r.payment_id) for r in aborted if r.fx is not None]
+        if uses:
+            assert self._peers is not None
+            with contextlib.suppress(Exception):
+                await self._peers(REGISTRY_NAME).call("release_quotes", uses)
 
     async def _release_held(self, aborted: list[PaymentRequest], codes: dict[tuple[str, str], Check]) -> None:
         """Void the legs of aborted payments that did hold, before the abort is answered."""
@@ -788,7 +832,8 @@ class PaymentCoordinator:
             raise JournalUnavailable("coordinator journal is not writable")
         expired, no_quote = await self._claim_quotes([r for t in requests for r in t.legs])
         codes = await self._phase1(
-            [leg for t in requests for r in t.legs if r.payment_id not in expired for leg in _legs(r)]
+            [leg for t in requests for r in t.legs if r.payment_id not in expired for leg in _legs(r)],
+            {r.payment_id: t.transfer_id for t in requests for r in t.legs},
         )
 
         def unavailable_leg(r: PaymentRequest) -> bool:
@@ -797,7 +842,9 @@ class PaymentCoordinator:
             return Check.UNAVAILABLE in _checks(r, codes)
 
         unavailable = {t.transfer_id for t in requests if any(unavailable_leg(r) for r in t.legs)}
-        await self._release_held([r for t in requests if t.transfer_id in unavailable for r in t.legs], codes)
+        aborted = [r for t in requests if t.transfer_id in unavailable for r in t.legs]
+        await self._release_held(aborted, codes)
+        await self._release_quotes([r for r in aborted if r.payment_id not in expired])
         settled_at_ms = _now_ms()
         decided: list[TransferRecord] = []
         legs: list[PaymentRecord] = []
@@ -1035,12 +1082,13 @@ class PaymentCoordinator:
         capture (or one of all that is left) releases the rest and closes the hold; one that
         is not keeps the rest held for the next capture. Captures of a hold run one at a time."""
         await self.ready()
-        claimed = await self._claim_key(key, fingerprint)
-        if claimed is not None:
-            return claimed
-        if payment_id in self.recent or payment_id in self._inflight:
-            return await self._replay(payment_id)
         async with self._one_at_a_time(hold_id):
+            # Inside the turn: a retry that waited for its first attempt finds that one's key.
+            claimed = await self._claim_key(key, fingerprint)
+            if claimed is not None:
+                return claimed
+            if payment_id in self.recent or payment_id in self._inflight:
+                return await self._replay(payment_id)
             return await self._capture(hold_id, amount_minor, payment_id, created_at_ms, key, fingerprint, final)
 
     @contextlib.asynccontextmanager
@@ -1117,10 +1165,10 @@ class PaymentCoordinator:
 
     async def void_hold(self, hold_id: str, key: str | None, fingerprint: bytes | None) -> Outcome:
         await self.ready()
-        claimed = await self._claim_key(key, fingerprint)
-        if claimed is not None:
-            return claimed
         async with self._one_at_a_time(hold_id):  # after a capture in flight has posted
+            claimed = await self._claim_key(key, fingerprint)
+            if claimed is not None:
+                return claimed
             return await self._void(hold_id, key, fingerprint)
 
     async def _void(self, hold_id: str, key: str | None, fingerprint: bytes | None) -> Outcome:
@@ -1223,7 +1271,12 @@ class PaymentCoordinator:
             ):
                 return (await self._pay([r]))[0]  # a retry: its first outcome, whatever it was
             original = await self.get_payment(r.refund_of)
-            if original is None or original.status != PaymentStatus.SUCCESS or original.refund_of is not None:
+            if (
+                original is None
+                or original.status != PaymentStatus.SUCCESS
+                or original.refund_of is not None
+                or original.fx is not None  # given back by an exchange the other way, at a new quote
+            ):
                 return Outcome(payment=original, refused="not_refundable")
             refunds = await self.refunds_of(r.refund_of)
             left = original.amount_minor - sum(p.amount_minor for p in refunds if p.status == PaymentStatus.SUCCESS)

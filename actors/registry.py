@@ -39,6 +39,7 @@ from ledger.records import (
     CurrencyCreated,
     FxQuote,
     FxQuoted,
+    FxQuoteReleased,
     FxQuoteUsed,
     FxRateSet,
     Genesis,
@@ -177,6 +178,9 @@ class Registry:
         elif isinstance(r, FxQuoteUsed):
             if r.quote_id in self.quotes:  # else expired long ago, and forgotten
                 self.quotes[r.quote_id] = (self.quotes[r.quote_id][0], r.payment_id)
+        elif isinstance(r, FxQuoteReleased):
+            if r.quote_id in self.quotes:
+                self.quotes[r.quote_id] = (self.quotes[r.quote_id][0], None)
         elif isinstance(r, Answered):
             if r.at_ms >= _now_ms() - self.settings.idempotency_window_s * 1000:
                 self.answers[r.lookup] = r
@@ -425,6 +429,7 @@ class Registry:
         before it answers. A quote is used once, before it expires; asking again for the
         same payment (a retried call) answers the same."""
         await self.ready()
+        self._require_writable()  # before any use is journaled: a refusal uses none
         out = []
         for quote_id, payment_id in uses:
             known = self.quotes.get(quote_id)
@@ -435,11 +440,19 @@ class Registry:
             elif known[0].expires_at_ms <= now_ms:
                 out.append(False)
             else:
-                self._require_writable()
                 self._commit(FxQuoteUsed(quote_id, payment_id))
                 out.append(True)
         await self.journal.durable()
         return out
+
+    async def release_quotes(self, uses: list[tuple[str, str]]) -> None:
+        """Give back the quotes these payments used: they were aborted undecided."""
+        await self.ready()
+        for quote_id, payment_id in uses:
+            known = self.quotes.get(quote_id)
+            if known is not None and known[1] == payment_id:
+                self._commit(FxQuoteReleased(quote_id, payment_id))
+        await self.journal.durable()
 
     async def fx_rates(self) -> list[FxRateSet]:
         """Every pair's current rate, by pair."""

@@ -287,7 +287,9 @@ class BalanceShard:
                 codes.append(int(Check.UNAVAILABLE))
                 continue
             decide = part.book.decide_reserve if debit else part.book.decide_prepare
-            code, record = decide(it.payment_id, it.balance_id, it.amount_minor, it.currency, coordinator, epoch)
+            code, record = decide(
+                it.payment_id, it.balance_id, it.amount_minor, it.currency, coordinator, epoch, it.transfer_id
+            )
             if record is not None:
                 part.commit(record)
             written.append(part)

@@ -297,7 +297,7 @@ async def create_refund(request: web.Request) -> web.Response:
     )
     outcome = await request.app[CLIENT].refund(refund)
     if outcome.refused == "not_refundable":
-        raise ApiError("conflict", "only a successful payment, not itself a refund, can be refunded")
+        raise ApiError("conflict", "only a successful payment, not itself a refund nor an exchange, can be refunded")
     if outcome.refused == "refund_exceeds_payment":
         raise ApiError("refund_exceeds_payment", "the refunds would add up to more than the payment", "amount")
     return _outcome_response(request, outcome, exponent, 201)

@@ -75,6 +75,7 @@ class Hold(msgspec.Struct, array_like=True):
     coordinator: int
     epoch: int
     posts: int = 0  # partial posts applied (captures that kept the rest held), in order
+    transfer_id: str | None = None  # a transfer's leg
 
 
 class OpenHold(msgspec.Struct, frozen=True, array_like=True):
@@ -83,6 +84,7 @@ class OpenHold(msgspec.Struct, frozen=True, array_like=True):
     side: int
     amount_minor: int
     currency: str
+    transfer_id: str | None = None
 
 
 class BalanceView(msgspec.Struct, frozen=True, array_like=True):
@@ -99,8 +101,9 @@ class BalanceView(msgspec.Struct, frozen=True, array_like=True):
 
 class BookSnapshot(msgspec.Struct, frozen=True, array_like=True):
     balances: list[tuple[str, str, int, int, int, int, bool, bool, bool]]
-    # (hold id, balance, side, amount, coordinator, epoch, partial posts); 1.0 left out the last
-    holds: list[tuple[str | int, ...]]
+    # (hold id, balance, side, amount, coordinator, epoch, partial posts, transfer id); 1.0 had
+    # only the first six
+    holds: list[tuple[str | int | None, ...]]
     fences: dict[int, int]
 
 
@@ -157,7 +160,14 @@ class BalanceBook:
         return None, balance
 
     def decide_reserve(
-        self, payment_id: str, balance_id: str, amount_minor: int, currency: str, coordinator: int, epoch: int
+        self,
+        payment_id: str,
+        balance_id: str,
+        amount_minor: int,
+        currency: str,
+        coordinator: int,
+        epoch: int,
+        transfer_id: str | None = None,
     ) -> tuple[Check, Reserved | None]:
         assert amount_minor > 0, "amounts are validated at the gateway"
         verdict, balance = self._check_leg(payment_id, balance_id, currency, coordinator, epoch)
@@ -168,10 +178,17 @@ class BalanceBook:
             return Check.NOT_ENOUGH_MONEY, None
         if balance.amount - balance.reserved - amount_minor < -INT64_MAX:
             return Check.AMOUNT_OVERFLOW, None  # an issuer cannot issue past what int64 records
-        return Check.OK, Reserved(payment_id, balance_id, amount_minor, coordinator, epoch)
+        return Check.OK, Reserved(payment_id, balance_id, amount_minor, coordinator, epoch, transfer_id)
 
     def decide_prepare(
-        self, payment_id: str, balance_id: str, amount_minor: int, currency: str, coordinator: int, epoch: int
+        self,
+        payment_id: str,
+        balance_id: str,
+        amount_minor: int,
+        currency: str,
+        coordinator: int,
+        epoch: int,
+        transfer_id: str | None = None,
     ) -> tuple[Check, Prepared | None]:
         assert amount_minor > 0, "amounts are validated at the gateway"
         verdict, balance = self._check_leg(payment_id, balance_id, currency, coordinator, epoch)
@@ -180,7 +197,7 @@ class BalanceBook:
         assert balance is not None
         if balance.amount + balance.incoming + amount_minor > INT64_MAX:
             return Check.AMOUNT_OVERFLOW, None
-        return Check.OK, Prepared(payment_id, balance_id, amount_minor, coordinator, epoch)
+        return Check.OK, Prepared(payment_id, balance_id, amount_minor, coordinator, epoch, transfer_id)
 
     def decide_post(
         self,
@@ -221,12 +238,12 @@ class BalanceBook:
         if isinstance(record, Reserved):
             balance = self.balances[record.balance_id]
             balance.reserved += record.amount_minor
-            hold = Hold(DEBIT, record.amount_minor, record.coordinator, record.epoch)
+            hold = Hold(DEBIT, record.amount_minor, record.coordinator, record.epoch, 0, record.transfer_id)
             self._open(record.payment_id, record.balance_id, hold)
         elif isinstance(record, Prepared):
             balance = self.balances[record.balance_id]
             balance.incoming += record.amount_minor
-            hold = Hold(CREDIT, record.amount_minor, record.coordinator, record.epoch)
+            hold = Hold(CREDIT, record.amount_minor, record.coordinator, record.epoch, 0, record.transfer_id)
             self._open(record.payment_id, record.balance_id, hold)
         elif isinstance(record, Posted):
             balance = self.balances[record.balance_id]
@@ -314,7 +331,7 @@ class BalanceBook:
 
     def open_holds(self, coordinator: int | None = None) -> list[OpenHold]:
         return [
-            OpenHold(pid, bid, h.side, h.amount_minor, self.balances[bid].currency)
+            OpenHold(pid, bid, h.side, h.amount_minor, self.balances[bid].currency, h.transfer_id)
             for (pid, bid), h in self.holds.items()
             if coordinator is None or h.coordinator == coordinator
         ]
@@ -343,7 +360,7 @@ class BalanceBook:
                 for bid, b in self.balances.items()
             ],
             holds=[
-                (pid, bid, h.side, h.amount_minor, h.coordinator, h.epoch, h.posts)
+                (pid, bid, h.side, h.amount_minor, h.coordinator, h.epoch, h.posts, h.transfer_id)
                 for (pid, bid), h in self.holds.items()
             ],
             fences=dict(self.fences),
@@ -357,7 +374,7 @@ class BalanceBook:
             b.amount, b.reserved, b.incoming = amount, reserved, incoming
             b.active, b.account_active = active, account_active
             book.balances[bid] = b
-        for pid, bid, side, amount, coordinator, epoch, *posts in snap.holds:  # snapshots before 1.1: no posts
-            book._open(pid, bid, Hold(side, amount, coordinator, epoch, *posts))
+        for pid, bid, side, amount, coordinator, epoch, *later in snap.holds:  # 1.0: without the last two
+            book._open(pid, bid, Hold(side, amount, coordinator, epoch, *later))
         book.fences = dict(snap.fences)
         return book

@@ -65,6 +65,7 @@ class SideRequest(msgspec.Struct, frozen=True, array_like=True):
     balance_id: str
     amount_minor: int
     currency: str
+    transfer_id: str | None = None  # a transfer's leg: kept on the hold, for recovery to abort it whole
 
 
 class HoldRef(msgspec.Struct, frozen=True, array_like=True):

@@ -43,6 +43,7 @@ class Reserved(msgspec.Struct, tag="rs", **_opts):
     amount_minor: int
     coordinator: int
     epoch: int
+    transfer_id: str | None = None  # a transfer's leg (see SideRequest)
 
 
 class Prepared(msgspec.Struct, tag="pr", **_opts):
@@ -53,6 +54,7 @@ class Prepared(msgspec.Struct, tag="pr", **_opts):
     amount_minor: int
     coordinator: int
     epoch: int
+    transfer_id: str | None = None
 
 
 class Posted(msgspec.Struct, tag="po", **_opts):
@@ -290,6 +292,13 @@ class FxQuoteUsed(msgspec.Struct, tag="fu", **_opts):
     payment_id: str
 
 
+class FxQuoteReleased(msgspec.Struct, tag="fr", **_opts):
+    """The payment that used the quote was aborted undecided (answered 503): its retry may use it."""
+
+    quote_id: str
+    payment_id: str
+
+
 class Answered(msgspec.Struct, tag="an", **_opts):
     """A create (account, balance, currency, API key) made with an Idempotency-Key: what a
     retry replays. `lookup` is a hash of the caller-scoped key, never the key itself; an API
@@ -332,6 +341,7 @@ Record = (
     | FxRateSet
     | FxQuoted
     | FxQuoteUsed
+    | FxQuoteReleased
 )
 
 
