@@ -4,7 +4,8 @@ Opens accounts with a USD balance each (every fifth also a EUR one), funds them 
 deposits, then makes random payments between them, a few of them larger than the payer
 can afford (ending `not_enough_money`) and a few across currencies (ending
 `currencies_dont_match`), so every screen and list has something to show. `--run` names
-the run: its emails and Idempotency-Keys carry it, so runs never collide. Running the same
+the run: its emails and Idempotency-Keys carry it, so runs never collide. It speaks to the
+ledger through `rayledger.client`, like any integrator. Running the same
 run again within the ledger's idempotency window (24 h by default) replays every request
 and changes nothing; after it, the run's first account is refused (email taken), and the
 command says so in one line.
@@ -16,11 +17,17 @@ import asyncio
 import random
 import sys
 from collections import Counter
+from collections.abc import Awaitable
 from dataclasses import dataclass
+from typing import TypeVar
 
 import aiohttp
 from rich.console import Console
 from rich.progress import Progress
+
+from rayledger.client import Client, LedgerError
+
+T = TypeVar("T")
 
 CONCURRENCY = 16  # requests in flight: enough to batch, far below the gateway's admission bound
 
@@ -40,26 +47,21 @@ class SeedReport:
 async def seed(
     url: str, token: str, *, accounts: int, payments: int, run: str, rng: random.Random, progress: bool = True
 ) -> SeedReport:
-    headers = {"Authorization": f"Bearer {token}"}
     gate = asyncio.Semaphore(CONCURRENCY)
-    async with aiohttp.ClientSession(url, headers=headers) as http:
+    # Few retries: an unreachable ledger is one line at once, not a minute of backoff.
+    async with Client(url, token, retries=2) as ledger:
 
-        async def post(path: str, body: dict[str, object], key: str) -> dict[str, object]:
-            async with gate, http.post(path, json=body, headers={"Idempotency-Key": f"{run}:{key}"}) as r:
+        async def call(made: Awaitable[T], what: str) -> T:
+            async with gate:
                 try:
-                    reply = await r.json(content_type=None)
-                except ValueError:  # not the ledger answering (a proxy's error page, say)
-                    raise SeedError(f"POST {path} answered {r.status} with a body that is not JSON") from None
-                if r.status not in (200, 201, 202):
-                    code = reply.get("code") if isinstance(reply, dict) else None
-                    if code == "email_taken":
+                    return await made
+                except LedgerError as exc:
+                    if exc.code == "email_taken":
                         raise SeedError(
                             f"run {run!r} was loaded before, longer ago than the ledger keeps idempotency keys"
                             " (an account email is taken); choose another name with --run"
-                        )
-                    detail = reply.get("detail") if isinstance(reply, dict) else reply
-                    raise SeedError(f"POST {path} was refused: {r.status} {code}: {detail}")
-                return reply  # type: ignore[no-any-return]
+                        ) from None
+                    raise SeedError(f"{what} was refused: {exc}") from None
 
         def currencies_of(n: int) -> list[str]:
             return ["USD", "EUR"] if n % 5 == 0 else ["USD"]
@@ -73,15 +75,20 @@ async def seed(
         }
 
         async def open_account(n: int) -> list[tuple[str, str]]:
-            account = await post("/v1/accounts", {"email": f"{run}-{n}@example.com"}, f"acc{n}")
+            email = f"{run}-{n}@example.com"
+            account = await call(ledger.accounts.create(email=email, idempotency_key=f"{run}:acc{n}"), "an account")
             opened = []
             for currency in currencies_of(n):
-                balance = await post(
-                    f"/v1/accounts/{account['id']}/balances", {"currency": currency}, f"bal{n}{currency}"
+                balance = await call(
+                    ledger.balances.create(account.id, currency=currency, idempotency_key=f"{run}:bal{n}{currency}"),
+                    "a balance",
                 )
                 amount = funding[(n, currency)]
-                await post("/v1/deposits", {"balance_id": balance["id"], "amount": amount}, f"dep{n}{currency}")
-                opened.append((str(balance["id"]), currency))
+                key = f"{run}:dep{n}{currency}"
+                await call(
+                    ledger.deposits.create(balance_id=balance.id, amount=amount, idempotency_key=key), "a deposit"
+                )
+                opened.append((balance.id, currency))
             bar.advance(accounts_task)
             return opened
 
@@ -96,9 +103,14 @@ async def seed(
             else:
                 source, target = rng.sample(usd, 2)
                 amount = "100000.00" if n % 13 == 0 else f"{rng.randint(1, 50)}.{rng.randint(0, 99):02d}"
-            body = {"balance_from": source, "balance_to": target, "amount": amount, "description": "sample"}
-            reply = await post("/v1/payments", body, f"pay{n}")
-            statuses[str(reply["status"])] += 1
+            made = ledger.payments.create(
+                balance_from=source,
+                balance_to=target,
+                amount=amount,
+                description="sample",
+                idempotency_key=f"{run}:pay{n}",
+            )
+            statuses[(await call(made, "a payment")).status] += 1
             bar.advance(payments_task)
 
         with Progress(disable=not progress, transient=True) as bar:

@@ -1,6 +1,4 @@
-"""The aiohttp REST gateway: `create_app(settings, client, admin_token_hash)`, served by
-the coordinator actors (`gateway.ingress`)`."""
-
-from gateway.app import create_app
-
-__all__ = ["create_app"]
+"""The aiohttp REST gateway: `gateway.app.create_app(settings, client, admin_token_hash)`,
+served by the coordinator actors (`gateway.ingress`). Importing the package imports none
+of it: `gateway.schemas` (the API's types) is shared with the Python client, which should
+not pay for the server's imports."""
