@@ -14,12 +14,13 @@ command says so in one line.
 from __future__ import annotations
 
 import asyncio
+import functools
 import random
 import sys
 from collections import Counter
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import aiohttp
 from rich.console import Console
@@ -51,10 +52,10 @@ async def seed(
     # Few retries: an unreachable ledger is one line at once, not a minute of backoff.
     async with Client(url, token, retries=2) as ledger:
 
-        async def call(made: Awaitable[T], what: str) -> T:
+        async def call(what: str, make: Callable[..., Awaitable[T]], **fields: Any) -> T:
             async with gate:
                 try:
-                    return await made
+                    return await make(**fields)  # made here: a request starts only once it is awaited
                 except LedgerError as exc:
                     if exc.code == "email_taken":
                         raise SeedError(
@@ -76,17 +77,19 @@ async def seed(
 
         async def open_account(n: int) -> list[tuple[str, str]]:
             email = f"{run}-{n}@example.com"
-            account = await call(ledger.accounts.create(email=email, idempotency_key=f"{run}:acc{n}"), "an account")
+            account = await call("an account", ledger.accounts.create, email=email, idempotency_key=f"{run}:acc{n}")
             opened = []
             for currency in currencies_of(n):
                 balance = await call(
-                    ledger.balances.create(account.id, currency=currency, idempotency_key=f"{run}:bal{n}{currency}"),
                     "a balance",
+                    functools.partial(ledger.balances.create, account.id),
+                    currency=currency,
+                    idempotency_key=f"{run}:bal{n}{currency}",
                 )
                 amount = funding[(n, currency)]
                 key = f"{run}:dep{n}{currency}"
                 await call(
-                    ledger.deposits.create(balance_id=balance.id, amount=amount, idempotency_key=key), "a deposit"
+                    "a deposit", ledger.deposits.create, balance_id=balance.id, amount=amount, idempotency_key=key
                 )
                 opened.append((balance.id, currency))
             bar.advance(accounts_task)
@@ -103,14 +106,16 @@ async def seed(
             else:
                 source, target = rng.sample(usd, 2)
                 amount = "100000.00" if n % 13 == 0 else f"{rng.randint(1, 50)}.{rng.randint(0, 99):02d}"
-            made = ledger.payments.create(
+            paid = await call(
+                "a payment",
+                ledger.payments.create,
                 balance_from=source,
                 balance_to=target,
                 amount=amount,
                 description="sample",
                 idempotency_key=f"{run}:pay{n}",
             )
-            statuses[(await call(made, "a payment")).status] += 1
+            statuses[paid.status] += 1
             bar.advance(payments_task)
 
         with Progress(disable=not progress, transient=True) as bar:

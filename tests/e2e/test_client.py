@@ -56,7 +56,7 @@ async def test_the_client_speaks_the_whole_money_path(server: Server) -> None:
         with pytest.raises(LedgerError) as missing:
             await ledger.payments.get("pay_nope")
         assert missing.value.code == "not_found"
-        assert (await ledger.balances.get(a.id)).amount == "44.50"  # 50 - 6 + 0.50 - 1 + 2 - 3
+        assert (await ledger.balances.get(a.id)).amount == "42.50"  # 50 - 6 + 0.50 - 1 + 2 - 3
 
 
 async def _lossy_proxy(target: str, lose: int) -> tuple[web.AppRunner, str, list[str]]:
