@@ -125,3 +125,22 @@ def test_the_blocking_client(server: Server) -> None:
         assert ledger.balances.get(usd.id).amount == "3.00"
         codes = [c.code for c in ledger.currencies.list(limit=100)]
         assert "USD" in codes and len(codes) > 100  # every ISO currency, over several pages
+
+
+def test_the_readme_example_runs(server: Server) -> None:
+    """The README's client example, as written, against this server (its address and token)."""
+    import re
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    section = readme.split("## Python client", 1)[1]
+    example = re.search(r"```python\n(.*?)```", section, re.S)
+    assert example is not None
+    code = example.group(1).replace("http://127.0.0.1:8080", server.url)
+    code = code.replace('open("data/admin_token").read().strip()', repr(server.token))
+    code = code.replace("alice@example.com", "alice-readme-client@example.com")
+    ran = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False)
+    assert ran.returncode == 0, ran.stderr
+    assert ran.stdout.split()[1:3] == ["100.00", "100.00"], ran.stdout  # the deposit's statement line
