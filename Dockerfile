@@ -10,6 +10,7 @@ COPY journal ./journal
 COPY actors ./actors
 COPY gateway ./gateway
 COPY benchmarks ./benchmarks
+COPY rayledger ./rayledger
 # Installs this package (with error tracking); its dependencies' bounds are in pyproject.toml.
 # hadolint ignore=DL3013
 RUN pip install --no-cache-dir ".[sentry]" \

@@ -99,6 +99,35 @@ class LedgerClient:
     ) -> tuple[list[TransferRecord], bool]:
         return await self._merged_page("list_transfers", (balance_id,), limit, (before, after, asc))
 
+    def event_sources(self) -> list[str]:
+        """The journals events come from: the registry's and each coordinator's."""
+        return ["r00", *(f"c{c:02d}" for c in range(self.settings.coordinators))]
+
+    def _event_peer(self, source: str) -> Peer:
+        return self.registry if source == "r00" else self.coordinator(int(source[1:]))
+
+    async def events(
+        self, limit: int, before: str | None, after: str | None, event_type: str | None, ascending: bool
+    ) -> tuple[list[tuple[str, Any]], bool]:
+        """One page of events from every journal, by event id (newest first, or oldest
+        first when `ascending`); whether there are more that way."""
+        pages = await asyncio.gather(
+            *(
+                self._event_peer(s).call("events", limit + 1, before, after, event_type, ascending)
+                for s in self.event_sources()
+            )
+        )
+        merged = sorted((e for page in pages for e in page), key=lambda e: e[0], reverse=not ascending)
+        return merged[:limit], len(merged) > limit
+
+    async def events_after(self, positions: dict[str, int], limit: int) -> list[tuple[str, int, str, Any]]:
+        """(source, seq, event id, record) after each journal's position, in each one's order."""
+        sources = self.event_sources()
+        pages = await asyncio.gather(
+            *(self._event_peer(s).call("events_after", positions.get(s, 0), limit) for s in sources)
+        )
+        return [(s, seq, eid, record) for s, page in zip(sources, pages, strict=True) for seq, eid, record in page]
+
     async def _merged_page(
         self, method: str, filters: tuple[Any, ...], limit: int, cursor: tuple[str | None, str | None, bool]
     ) -> tuple[list[Any], bool]:

@@ -287,6 +287,7 @@ class PaymentCoordinator:
         self._name = coordinator_name(index)
         self.telemetry = Telemetry(settings.namespace, self._name)
         self.telemetry.watch(self.journal, f"c-{index}")
+        self.journal.event_source = f"c{index:02d}"  # its decisions are API events
         loaded = self.journal.load()
         if loaded.snapshot is not None:
             self._restore(msgspec.msgpack.decode(loaded.snapshot, type=CoordinatorSnapshot))
@@ -1155,7 +1156,7 @@ class PaymentCoordinator:
         )
         done = self._inflight[payment_id] = asyncio.get_running_loop().create_future()
         try:
-            self._commit_together([Decided(capture), HoldClosed(after)])
+            self._commit_together([Decided(capture), HoldClosed(after, at_ms=now_ms)])
             await self.journal.durable()
             await self._phase2([capture])
             return Outcome(payment=capture, hold=after)
@@ -1180,7 +1181,7 @@ class PaymentCoordinator:
         if not self.journal.writable:
             raise JournalUnavailable("coordinator journal is not writable")
         closed = msgspec.structs.replace(hold, status="voided", closed_at_ms=_now_ms())
-        self._commit(HoldClosed(closed, key, fingerprint))
+        self._commit(HoldClosed(closed, key, fingerprint, closed.closed_at_ms or 0))
         await self.journal.durable()
         await self._void_legs([closed])
         return Outcome(hold=closed)
@@ -1203,7 +1204,7 @@ class PaymentCoordinator:
             return
         expired = [msgspec.structs.replace(h, status="expired", closed_at_ms=now_ms) for h in due]
         for h in expired:
-            self._commit(HoldClosed(h))
+            self._commit(HoldClosed(h, at_ms=now_ms))
         await self.journal.durable()
         await self._void_legs(expired)
 
@@ -1334,6 +1335,19 @@ class PaymentCoordinator:
             last = found[-1].record.hold.id  # type: ignore[union-attr]
             before_id, after_id = (before_id, last) if ascending else (last, after_id)
         return out[:limit]
+
+    # -- events (API "Events": derived from this journal) -------------------------------------
+    async def events(
+        self, limit: int, before_id: str | None, after_id: str | None, event_type: str | None, ascending: bool
+    ) -> list[tuple[str, Record]]:
+        await self.journal.durable()
+        return await self.journal.events(
+            limit=limit, before_id=before_id, after_id=after_id, event_type=event_type, ascending=ascending
+        )
+
+    async def events_after(self, after_seq: int, limit: int) -> list[tuple[int, str, Record]]:
+        await self.journal.durable()
+        return await self.journal.events_after(after_seq, limit)
 
     async def stats(self) -> dict[str, object]:
         await self.ready()

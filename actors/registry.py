@@ -149,6 +149,7 @@ class Registry:
         self._recovery: asyncio.Task[None] | None = None
         started = time.perf_counter()
         replayed = 0
+        self.journal.event_source = "r00"  # accounts, balances and rates are API events
         for stored in self.journal.load().records:
             self._apply(stored.record)
             replayed += 1
@@ -465,6 +466,19 @@ class Registry:
         ids = (self.liquidity[c] for c in sorted(self.liquidity))
         return [self.balances[b] for b in ids if b not in self.not_ready]
 
+    # -- events (API "Events": derived from this journal) -------------------------------------
+    async def events(
+        self, limit: int, before_id: str | None, after_id: str | None, event_type: str | None, ascending: bool
+    ) -> list[tuple[str, Record]]:
+        await self.journal.durable()
+        return await self.journal.events(
+            limit=limit, before_id=before_id, after_id=after_id, event_type=event_type, ascending=ascending
+        )
+
+    async def events_after(self, after_seq: int, limit: int) -> list[tuple[int, str, Record]]:
+        await self.journal.durable()
+        return await self.journal.events_after(after_seq, limit)
+
     # -- accounts -------------------------------------------------------------------------
     async def create_account(
         self, email: str, metadata: dict[str, str] | None, idem: Idem | None = None
@@ -496,7 +510,7 @@ class Registry:
         if account is None or account_id == SYSTEM_ACCOUNT_ID:
             return None
         if account.active != active:
-            self._commit(AccountChanged(account_id, active))
+            self._commit(AccountChanged(account_id, active, _now_ms()))
             await self.journal.durable()
         await self._mirror_status(account_id)
         return self._account_info(account_id)

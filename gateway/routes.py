@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
-from gateway import handlers, schemas, transfers
+from gateway import events, handlers, schemas, transfers
 from gateway.auth import Access
+from ledger.records import EVENT_TYPES
 from ledger.results import PaymentStatus
 
 TWO_SIDES_RULE = (
@@ -32,6 +33,8 @@ LIST_Q: dict[str, dict[str, Any]] = {
 TIME_RANGE_Q = {"created_gte": TIME_Q, "created_lt": TIME_Q}
 ACCOUNT_STATUS_Q = {"type": "string", "enum": ["active", "disabled"]}
 PAYMENT_STATUS_Q = {"type": "string", "enum": sorted(PaymentStatus)}
+STREAM_CURSOR_PATTERN = r"^[rc][0-9]{2}-[0-9]{1,15}(\.[rc][0-9]{2}-[0-9]{1,15})*$"
+EVENT_TYPE_Q = {"type": "string", "enum": list(EVENT_TYPES)}
 HOLD_STATUS_Q = {
     "type": "string",
     "enum": ["held", "captured", "voided", "expired", *sorted(set(PaymentStatus) - {"pending", "success"})],
@@ -268,6 +271,34 @@ OPS: list[Op] = [
         response=schemas.TransferList,
         errors=("balance_not_found", "account_not_found"),
         query={**LIST_Q, "balance": ID_Q, "account": ID_Q, **TIME_RANGE_Q},
+    ),
+    Op(
+        "GET",
+        "/v1/events",
+        events.list_events,
+        "Events: every state change, newest first (an account key sees its own)",
+        "account",
+        response=events.EventList,
+        query={**LIST_Q, "type": EVENT_TYPE_Q},
+        rules="starting_after and ending_before are event ids.",
+    ),
+    Op(
+        "GET",
+        "/v1/events/stream",
+        events.stream_events,
+        "Events as Server-Sent Events, as they happen; resumable with Last-Event-ID",
+        "account",
+        query={
+            "type": EVENT_TYPE_Q,
+            "after": {
+                "type": "string",
+                "maxLength": 400,
+                "pattern": STREAM_CURSOR_PATTERN,
+                "description": "A stream id (e.g. r00-12.c00-340): resume after it, as Last-Event-ID does",
+            },
+        },
+        rules="Each event is `id: <stream cursor>`, `event: <type>`, `data: <event JSON>`; an idle stream sends a"
+        " comment every 15 s.",
     ),
     Op(
         "GET",

@@ -34,7 +34,7 @@ from typing import NamedTuple
 
 import msgspec
 
-from ledger.records import Record, RecordCodec, record_tags
+from ledger.records import Record, RecordCodec, event_id, event_of, record_tags
 
 GENESIS_HASH = b"\x00" * 16
 FLUSH_RETRY_S_MAX = 1.0
@@ -127,7 +127,9 @@ def frame_hash(prev_hash: bytes, frame: Frame) -> bytes:
     return chain_hash(prev_hash, frame.first_seq, frame.last_seq, frame.body, frame.lens)
 
 
-def history_rows(frame: Frame, records: list[Record]) -> list[HistoryRow]:
+def history_rows(frame: Frame, records: list[Record], event_source: str | None = None) -> list[HistoryRow]:
+    """Index rows of a frame's records (`record_tags`); with `event_source`, also each
+    event's, under "ev" and "ev:<type>", by its event id (the API's events, in time order)."""
     rows = []
     offset = len(frame.body) - sum(frame.lens)  # the array header
     for seq, record, length in zip(range(frame.first_seq, frame.last_seq + 1), records, frame.lens, strict=True):
@@ -135,6 +137,11 @@ def history_rows(frame: Frame, records: list[Record]) -> list[HistoryRow]:
         if tagged is not None:
             some_id, tags = tagged
             rows += [HistoryRow(tag, some_id, seq, frame.first_seq, offset, length) for tag in tags]
+        if event_source is not None:
+            event = event_of(record)
+            if event is not None:
+                eid = event_id(event[1], event_source, seq)
+                rows += [HistoryRow(tag, eid, seq, frame.first_seq, offset, length) for tag in ("ev", f"ev:{event[0]}")]
         offset += length
     return rows
 
@@ -160,7 +167,8 @@ class RecentHistory:
     few frames are ever queried from memory, and sorting their rows in was ~8% of the
     engine's CPU, on the event loop of every actor."""
 
-    def __init__(self) -> None:
+    def __init__(self, event_source: str | None = None) -> None:
+        self.event_source = event_source  # see history_rows
         self.bodies: dict[int, bytes] = {}  # frame first_seq -> body
         self.frames: list[tuple[int, list[HistoryRow]]] = []  # (last_seq, rows), oldest first
         self.by_seq: dict[str, list[HistoryRow]] = {}
@@ -170,7 +178,7 @@ class RecentHistory:
         self.since = 0.0  # monotonic time the oldest row held arrived
 
     def add(self, frame: Frame, records: list[Record]) -> None:
-        self._hold(frame.first_seq, frame.last_seq, frame.body, history_rows(frame, records))
+        self._hold(frame.first_seq, frame.last_seq, frame.body, history_rows(frame, records, self.event_source))
 
     def _hold(self, first_seq: int, last_seq: int, body: bytes, rows: list[HistoryRow]) -> None:
         if not rows:
@@ -397,6 +405,45 @@ class Journal(abc.ABC):
         if not len(decoded) == len(frame.lens) == last - first + 1:
             raise JournalCorrupt(f"the frame at seq {first} holds {len(decoded)} records, not {last - first + 1}")
         return decoded
+
+    @property
+    def event_source(self) -> str | None:
+        """Set by a journal's owner, before it loads, if its records are API events (see
+        `history_rows`); the three characters name the journal in event ids."""
+        return self._recent.event_source
+
+    @event_source.setter
+    def event_source(self, source: str | None) -> None:
+        assert source is None or len(source) == 3, "an event source is three characters"
+        self._recent.event_source = source
+
+    async def events(
+        self,
+        *,
+        limit: int,
+        before_id: str | None = None,
+        after_id: str | None = None,
+        event_type: str | None = None,
+        ascending: bool = False,
+    ) -> list[tuple[str, Record]]:
+        """(event id, record) of the events here, newest first (or oldest first), ids
+        strictly between the bounds."""
+        assert self.event_source is not None
+        tag = f"ev:{event_type}" if event_type else "ev"
+        found = await self.tagged(tag, limit=limit, before_id=before_id, after_id=after_id, ascending=ascending)
+        return [(self._event_id(s), s.record) for s in found]
+
+    async def events_after(self, after_seq: int, limit: int) -> list[tuple[int, str, Record]]:
+        """(seq, event id, record) of the events after `after_seq`, in journal order: what a
+        stream resumes from (ids are in time order, which a later record may not follow)."""
+        assert self.event_source is not None
+        found = await self.tagged("ev", limit=limit, by_seq=True, after_seq=after_seq, ascending=True)
+        return [(s.seq, self._event_id(s), s.record) for s in found]
+
+    def _event_id(self, stored: StoredRecord) -> str:
+        event = event_of(stored.record)
+        assert event is not None and self.event_source is not None
+        return event_id(event[1], self.event_source, stored.seq)
 
     # -- writing ----------------------------------------------------------------------
     def append(self, record: Record) -> int:

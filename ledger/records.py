@@ -191,6 +191,7 @@ class HoldClosed(msgspec.Struct, tag="hc", **_opts):
     hold: HoldRecord
     idempotency_key: str | None = None  # of the void request, if it had one
     fingerprint: bytes | None = None
+    at_ms: int = 0  # when (a partial capture leaves the hold without a closed_at)
 
 
 class Decided(msgspec.Struct, tag="de", **_opts):
@@ -236,6 +237,7 @@ class AccountCreated(msgspec.Struct, tag="ac", **_opts):
 class AccountChanged(msgspec.Struct, tag="au", **_opts):
     account_id: str
     active: bool
+    at_ms: int = 0
 
 
 class BalanceCreated(msgspec.Struct, tag="bn", **_opts):
@@ -347,8 +349,8 @@ Record = (
 
 # Bump when `record_tags` changes: a stored history index made under another version is
 # dropped and rebuilt from its journal (2: holds by balance and all together, for GET /v1/holds;
-# 3: refunds by the payment they refund; 4: transfers).
-RECORD_TAGS_VERSION = 4
+# 3: refunds by the payment they refund; 4: transfers; 5: events).
+RECORD_TAGS_VERSION = 5
 
 
 def record_tags(record: Record) -> tuple[str, tuple[str, ...]] | None:
@@ -435,3 +437,55 @@ def payment_sides(p: Moves) -> list[tuple[str, str, int, str]]:
 def payment_balances(p: Moves) -> list[str]:
     """The balances a payment holds on (the payer first)."""
     return [b for side in payment_sides(p) for b in side[:2] if b]
+
+
+def event_of(record: Record) -> tuple[str, int] | None:
+    """(type, time in ms) of the API event a record is, if it is one (API "Events"). A
+    transfer's legs are its event, not their own; a capture is a payment like any other."""
+    if isinstance(record, Decided):
+        p = record.payment
+        if p.transfer_id is not None:
+            return None
+        outcome = "succeeded" if p.status == "success" else "failed"
+        return f"{'refund' if p.refund_of is not None else 'payment'}.{outcome}", p.settled_at_ms or p.created_at_ms
+    if isinstance(record, TransferDecided):
+        t = record.transfer
+        return f"transfer.{'succeeded' if t.status == 'success' else 'failed'}", t.settled_at_ms or t.created_at_ms
+    if isinstance(record, HoldPlaced):
+        return "hold.created", record.hold.created_at_ms
+    if isinstance(record, HoldClosed):
+        kind = {"voided": "hold.voided", "expired": "hold.expired"}.get(record.hold.status, "hold.captured")
+        return kind, record.at_ms or record.hold.closed_at_ms or record.hold.created_at_ms
+    if isinstance(record, AccountCreated):
+        return "account.created", record.created_at_ms
+    if isinstance(record, AccountChanged):
+        return "account.updated", record.at_ms
+    if isinstance(record, BalanceCreated):
+        return "balance.created", record.created_at_ms
+    if isinstance(record, FxRateSet):
+        return "fx_rate.updated", record.at_ms
+    return None
+
+
+def event_id(time_ms: int, source: str, seq: int) -> str:
+    """Ordered by time, then journal, then position: a list of events from several journals
+    pages by id. `source` names the journal in three characters (c00, r00)."""
+    return f"evt_{time_ms:013d}{source}{seq:012d}"
+
+
+EVENT_TYPES = (
+    "account.created",
+    "account.updated",
+    "balance.created",
+    "payment.succeeded",
+    "payment.failed",
+    "transfer.succeeded",
+    "transfer.failed",
+    "refund.succeeded",
+    "refund.failed",
+    "hold.created",
+    "hold.captured",
+    "hold.voided",
+    "hold.expired",
+    "fx_rate.updated",
+)

@@ -40,7 +40,8 @@ def _documented(failure: Exception, status: int, body: object) -> bool:
 def test_every_check_passes_but_documented_rules(server: Server) -> None:
     schema = schemathesis.openapi.from_url(f"{server.url}/openapi.json")
     headers = {"Authorization": f"Bearer {server.token}"}
-    operations = [result.ok() for result in schema.get_all_operations()]
+    # The event stream never ends by itself (tests/e2e/test_events.py drives it instead).
+    operations = [op for op in (r.ok() for r in schema.get_all_operations()) if op.path != "/v1/events/stream"]
     assert len(operations) >= 20
     undocumented: dict[str, set[str]] = defaultdict(set)
     documented = 0

@@ -1,0 +1,176 @@
+"""GET /v1/events and GET /v1/events/stream: every state change as an event, read from
+the journals that hold it (the registry's and each coordinator's history index, see
+`journal.base.history_rows`), never from a second store.
+
+An event id is `evt_` + time + journal + position: lists page by it across journals. A
+stream resumes by position instead, journal by journal (a record appended later may carry
+an earlier time), so the `id:` of each Server-Sent Event is a cursor, `r00-12.c00-340`,
+that `Last-Event-ID` gives back. An account key sees the events of its own account and
+balances (and the rates, which it may read anyway).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from typing import Any
+
+import msgspec
+from aiohttp import web
+
+from gateway import render, schemas
+from gateway.errors import ApiError
+from gateway.handlers import _fx_rate, _touches_own_balance, can_read_account, newest_first, page_of, query
+from gateway.keys import CLIENT, DIRECTORY
+from gateway.payments import key_scope
+from ledger.records import (
+    AccountChanged,
+    AccountCreated,
+    BalanceCreated,
+    Decided,
+    FxRateSet,
+    HoldClosed,
+    HoldPlaced,
+    Record,
+    TransferDecided,
+    event_of,
+)
+
+STREAM_PAGE = 200  # events read from each journal per step of a stream
+STREAM_POLL_S = 0.25  # how often an idle stream looks for new events
+STREAM_KEEPALIVE_S = 15.0  # a comment line, so that proxies keep an idle stream open
+_CURSOR = re.compile(r"^[rc][0-9]{2}-[0-9]{1,15}(\.[rc][0-9]{2}-[0-9]{1,15})*$")  # as routes states it
+
+
+class Event(msgspec.Struct):
+    id: str
+    type: str
+    created_at: str
+    data: dict[str, Any]
+
+
+class EventList(msgspec.Struct):
+    data: list[Event]
+    has_more: bool
+
+
+async def render_event(request: web.Request, some_id: str, record: Record) -> Event | None:
+    """The event as the API shows it, or None if the caller may not see it."""
+    event = event_of(record)
+    assert event is not None, f"not an event: {record!r}"
+    kind, at_ms = event
+    directory, scope = request.app[DIRECTORY], key_scope(request)
+    data: msgspec.Struct | dict[str, Any]
+    if isinstance(record, Decided):
+        if not await _touches_own_balance(request, record.payment):
+            return None
+        data = render.payment(record.payment, await directory.exponent(record.payment.currency), scope)
+    elif isinstance(record, TransferDecided):
+        t = record.transfer
+        if not await _touches_own_balance(request, t):
+            return None
+        data = render.transfer(t, {c: await directory.exponent(c) for c in {leg.currency for leg in t.legs}}, scope)
+    elif isinstance(record, HoldPlaced | HoldClosed):
+        if not await _touches_own_balance(request, record.hold):
+            return None
+        data = render.hold(record.hold, await directory.exponent(record.hold.currency))
+    elif isinstance(record, AccountCreated):
+        if not can_read_account(request, record.account_id):
+            return None
+        data = schemas.Account(
+            record.account_id, record.email, "active", render.timestamp(record.created_at_ms), [], record.metadata
+        )
+    elif isinstance(record, AccountChanged):
+        if not can_read_account(request, record.account_id):
+            return None
+        info = await request.app[CLIENT].registry.call("get_account", record.account_id)
+        data = {"id": record.account_id, "status": "active" if record.active else "disabled"}
+        if info is not None:
+            data["email"] = info.email
+    elif isinstance(record, BalanceCreated):
+        if not can_read_account(request, record.account_id):
+            return None
+        data = {
+            "id": record.balance_id,
+            "account_id": record.account_id,
+            "currency": record.currency,
+            "created_at": render.timestamp(record.created_at_ms),
+        }
+    elif isinstance(record, FxRateSet):
+        data = _fx_rate(record)
+    else:
+        raise AssertionError(f"an event without a rendering: {kind}")
+    body = data if isinstance(data, dict) else msgspec.to_builtins(data)
+    return Event(some_id, kind, render.timestamp(at_ms), body)
+
+
+async def list_events(request: web.Request) -> web.Response:
+    page, q = page_of(request), query(request)
+    before = after = None
+    if page.cursor is not None:
+        if not page.cursor.startswith("evt_"):
+            raise ApiError("validation_error", f"{page.param} must be an event id", page.param)
+        before, after = (None, page.cursor) if page.ascending else (page.cursor, None)
+    client = request.app[CLIENT]
+    shown: list[Event] = []
+    more = True
+    while len(shown) < page.limit and more:  # an account key's events are filtered: read on
+        found, more = await client.events(page.limit, before, after, q.get("type"), page.ascending)
+        for n, (some_id, record) in enumerate(found):
+            event = await render_event(request, some_id, record)
+            if event is not None:
+                shown.append(event)
+            if len(shown) == page.limit:
+                more = more or n + 1 < len(found)
+                break
+        if found:
+            last = found[-1][0]
+            before, after = (before, last) if page.ascending else (last, after)
+    return _json(EventList(data=newest_first(shown, page), has_more=more))
+
+
+def _json(body: msgspec.Struct) -> web.Response:
+    return web.Response(body=msgspec.json.encode(body), content_type="application/json")
+
+
+def parse_cursor(text: str | None) -> dict[str, int]:
+    """Journal positions from a stream cursor (empty: from the start)."""
+    if not text:
+        return {}
+    if not _CURSOR.match(text):
+        raise ApiError("validation_error", "Last-Event-ID must be an id this stream sent, e.g. r00-12.c00-340")
+    return {part[:3]: int(part[4:]) for part in text.split(".")}
+
+
+def format_cursor(positions: dict[str, int]) -> str:
+    return ".".join(f"{s}-{n}" for s, n in sorted(positions.items()))
+
+
+async def stream_events(request: web.Request) -> web.StreamResponse:
+    positions = parse_cursor(request.headers.get("Last-Event-ID") or query(request).get("after"))
+    wanted = query(request).get("type")
+    response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-store"})
+    await response.prepare(request)
+    client = request.app[CLIENT]
+    loop = asyncio.get_running_loop()
+    quiet_since = loop.time()
+    try:
+        while True:
+            found = await client.events_after(positions, STREAM_PAGE)
+            for source, seq, some_id, record in found:
+                positions[source] = seq
+                event = await render_event(request, some_id, record)
+                if event is None or (wanted and event.type != wanted):
+                    continue
+                body = msgspec.json.encode(event).decode()
+                await response.write(f"id: {format_cursor(positions)}\nevent: {event.type}\ndata: {body}\n\n".encode())
+            if found:
+                quiet_since = loop.time()
+                continue
+            if loop.time() - quiet_since >= STREAM_KEEPALIVE_S:
+                await response.write(b": keepalive\n\n")
+                quiet_since = loop.time()
+            await asyncio.sleep(STREAM_POLL_S)
+    except (ConnectionResetError, asyncio.CancelledError):
+        pass  # the client went away
+    return response
