@@ -124,7 +124,7 @@ async def test_carried_legs_on_an_unwritable_partition_are_sent_again_later(tmp_
     carries it: the shard reports it, the coordinator sends it again until it is written,
     and only then journals the payment complete."""
     ledger = await LocalLedger(tmp_path, memory=True, phase2_carry_ms=NEVER_MS).start()
-    _, ids, deposits = await open_funded_balances(ledger.client, 16, 10_00)
+    _, ids, deposits = await open_funded_balances(ledger.client, 48, 10_00)  # c exists but 1 time in 10^6
     coordinator = ledger.coordinator()
     await coordinator.finish_phase2()
     busy(ledger)
