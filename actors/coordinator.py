@@ -33,6 +33,7 @@ from typing import Any
 
 import msgspec
 
+from actors.events import EventReads
 from actors.logs import event
 from actors.memory import freeze_long_lived_state
 from actors.peers import PeerLookup, call_until_done, ray_lookup
@@ -249,7 +250,7 @@ class Owed:
 PHASE2_ON_CLOSE_WAIT_S = 5.0  # a shard that does not answer leaves the rest to the next start
 
 
-class PaymentCoordinator:
+class PaymentCoordinator(EventReads):  # its journal holds API events
     def __init__(
         self, settings: Settings, index: int, peers: PeerLookup | None = None, journal: Journal | None = None
     ) -> None:
@@ -1335,19 +1336,6 @@ class PaymentCoordinator:
             last = found[-1].record.hold.id  # type: ignore[union-attr]
             before_id, after_id = (before_id, last) if ascending else (last, after_id)
         return out[:limit]
-
-    # -- events (API "Events": derived from this journal) -------------------------------------
-    async def events(
-        self, limit: int, before_id: str | None, after_id: str | None, event_type: str | None, ascending: bool
-    ) -> list[tuple[str, Record]]:
-        await self.journal.durable()
-        return await self.journal.events(
-            limit=limit, before_id=before_id, after_id=after_id, event_type=event_type, ascending=ascending
-        )
-
-    async def events_after(self, after_seq: int, limit: int) -> list[tuple[int, str, Record]]:
-        await self.journal.durable()
-        return await self.journal.events_after(after_seq, limit)
 
     async def stats(self) -> dict[str, object]:
         await self.ready()

@@ -18,6 +18,7 @@ import time
 
 import msgspec
 
+from actors.events import EventReads
 from actors.logs import event
 from actors.memory import freeze_long_lived_state
 from actors.peers import PeerLookup, ray_lookup
@@ -120,7 +121,7 @@ def _new_id(prefix: str) -> str:
     return make_id(prefix, _now_ms(), os.urandom(10))
 
 
-class Registry:
+class Registry(EventReads):  # its journal holds API events
     def __init__(self, settings: Settings, peers: PeerLookup | None = None, journal: Journal | None = None) -> None:
         self.settings = settings
         self._peers = peers
@@ -465,19 +466,6 @@ class Registry:
         await self.journal.durable()
         ids = (self.liquidity[c] for c in sorted(self.liquidity))
         return [self.balances[b] for b in ids if b not in self.not_ready]
-
-    # -- events (API "Events": derived from this journal) -------------------------------------
-    async def events(
-        self, limit: int, before_id: str | None, after_id: str | None, event_type: str | None, ascending: bool
-    ) -> list[tuple[str, Record]]:
-        await self.journal.durable()
-        return await self.journal.events(
-            limit=limit, before_id=before_id, after_id=after_id, event_type=event_type, ascending=ascending
-        )
-
-    async def events_after(self, after_seq: int, limit: int) -> list[tuple[int, str, Record]]:
-        await self.journal.durable()
-        return await self.journal.events_after(after_seq, limit)
 
     # -- accounts -------------------------------------------------------------------------
     async def create_account(

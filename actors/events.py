@@ -1,0 +1,23 @@
+"""What an actor whose journal holds API events (the registry, each coordinator) answers
+about them: the reads `LedgerClient.events` and `events_after` gather (gateway.events)."""
+
+from __future__ import annotations
+
+from journal import Journal
+from ledger.records import Record
+
+
+class EventReads:
+    journal: Journal
+
+    async def events(
+        self, limit: int, before_id: str | None, after_id: str | None, event_type: str | None, ascending: bool
+    ) -> list[tuple[str, Record]]:
+        await self.journal.durable()
+        return await self.journal.events(
+            limit=limit, before_id=before_id, after_id=after_id, event_type=event_type, ascending=ascending
+        )
+
+    async def events_after(self, after_seq: int, limit: int) -> list[tuple[int, str, Record]]:
+        await self.journal.durable()
+        return await self.journal.events_after(after_seq, limit)
