@@ -18,6 +18,7 @@ from actors.registry import BalanceInfo
 from actors.settings import Settings
 from actors.topology import (
     REGISTRY_NAME,
+    WEBHOOKS_NAME,
     coordinator_name,
     coordinator_of,
     partition_of,
@@ -37,6 +38,10 @@ class LedgerClient:
     @property
     def registry(self) -> Peer:
         return self._peers(REGISTRY_NAME)
+
+    @property
+    def webhooks(self) -> Peer:
+        return self._peers(WEBHOOKS_NAME)
 
     def shard_for(self, balance_id: str) -> int:
         return shard_of_partition(partition_of(balance_id, self.settings.partitions), self.settings.shards)
@@ -103,7 +108,7 @@ class LedgerClient:
         """The journals events come from: the registry's and each coordinator's."""
         return ["r00", *(f"c{c:02d}" for c in range(self.settings.coordinators))]
 
-    def _event_peer(self, source: str) -> Peer:
+    def event_peer(self, source: str) -> Peer:
         return self.registry if source == "r00" else self.coordinator(int(source[1:]))
 
     async def events(
@@ -113,7 +118,7 @@ class LedgerClient:
         first when `ascending`); whether there are more that way."""
         pages = await asyncio.gather(
             *(
-                self._event_peer(s).call("events", limit + 1, before, after, event_type, ascending)
+                self.event_peer(s).call("events", limit + 1, before, after, event_type, ascending)
                 for s in self.event_sources()
             )
         )
@@ -124,7 +129,7 @@ class LedgerClient:
         """(source, seq, event id, record) after each journal's position, in each one's order."""
         sources = self.event_sources()
         pages = await asyncio.gather(
-            *(self._event_peer(s).call("events_after", positions.get(s, 0), limit) for s in sources)
+            *(self.event_peer(s).call("events_after", positions.get(s, 0), limit) for s in sources)
         )
         return [(s, seq, eid, record) for s, page in zip(sources, pages, strict=True) for seq, eid, record in page]
 

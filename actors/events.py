@@ -21,3 +21,8 @@ class EventReads:
     async def events_after(self, after_seq: int, limit: int) -> list[tuple[int, str, Record]]:
         await self.journal.durable()
         return await self.journal.events_after(after_seq, limit)
+
+    async def event_position(self) -> int:
+        """The journal's position now: a webhook endpoint made now gets the events after it."""
+        await self.journal.durable()
+        return self.journal.last_seq

@@ -25,7 +25,8 @@ from actors.coordinator import PaymentCoordinator
 from actors.registry import Registry
 from actors.settings import Settings
 from actors.shard import BalanceShard
-from actors.topology import REGISTRY_NAME, coordinator_name, partitions_of_shard, shard_name
+from actors.topology import REGISTRY_NAME, WEBHOOKS_NAME, coordinator_name, partitions_of_shard, shard_name
+from actors.webhooks import WebhookDispatcher
 
 MAX_CONCURRENCY = 10_000  # calls an async actor interleaves; shards batch, so few are live
 
@@ -92,14 +93,17 @@ def _remote(cls: type, name: str, settings: Settings, where: NodeAffinitySchedul
 
 
 class Handles:
-    def __init__(self, namespace: str, registry: Any, shards: list[Any], coordinators: list[Any]) -> None:
+    def __init__(
+        self, namespace: str, registry: Any, shards: list[Any], coordinators: list[Any], webhooks: Any
+    ) -> None:
         self.namespace = namespace
         self.registry = registry
         self.shards = shards
         self.coordinators = coordinators
+        self.webhooks = webhooks
 
     def all(self) -> list[Any]:
-        return [self.registry, *self.shards, *self.coordinators]
+        return [self.registry, *self.shards, *self.coordinators, self.webhooks]
 
 
 class PartitionCountMismatch(Exception):
@@ -117,7 +121,7 @@ def running_actors(namespace: str) -> set[str]:
 
 
 def _check_layout(settings: Settings) -> None:
-    running = running_actors(settings.namespace) - {REGISTRY_NAME}
+    running = running_actors(settings.namespace) - {REGISTRY_NAME, WEBHOOKS_NAME}
     wanted = {shard_name(k) for k in range(settings.shards)} | {
         coordinator_name(k) for k in range(settings.coordinators)
     }
@@ -148,12 +152,14 @@ def start_actors(settings: Settings, coordinator_class: type[PaymentCoordinator]
         _remote(coordinator_class, coordinator_name(k), settings, next(ingress_nodes), k)
         for k in range(settings.coordinators)
     ]
-    handles = Handles(settings.namespace, registry, shards, coordinators)
+    webhooks = _remote(WebhookDispatcher, WEBHOOKS_NAME, settings, "DEFAULT")
+    handles = Handles(settings.namespace, registry, shards, coordinators, webhooks)
     for k, stats in enumerate(ray.get([s.stats.remote() for s in shards])):
         owned = partitions_of_shard(k, settings.partitions, settings.shards)
         if stats["partitions"] != sorted(owned):  # a shard left from a start with another layout
             raise LayoutMismatch(f"{shard_name(k)} owns partitions {stats['partitions']}, not {sorted(owned)}")
     ray.get([registry.ready.remote(), *[c.ready.remote() for c in coordinators]])
+    ray.get(webhooks.ready.remote())  # it reads the others' journals
     return handles
 
 

@@ -55,6 +55,13 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     idempotency_keys_in_memory_max: int = 200_000  # older keys in the window are looked up on disk
     directory_cache_max: int = 100_000  # gateway's cache of immutable balance facts
     auth_cache_ttl_ms: int = 1_000  # how long another gateway may still accept a revoked key
+    # Webhooks (actors.webhooks). Private and loopback receivers: None allows them only when
+    # the ledger itself listens on loopback.
+    webhook_private_targets: bool | None = None
+    webhook_concurrency: int = 16  # deliveries in flight per endpoint
+    webhook_timeout_s: float = 10.0  # per delivery, connecting included
+    webhook_retrying_max: int = 1_000  # events awaiting a retry per endpoint; past it new ones wait in the journals
+    webhook_niceness: int = 10  # deliveries yield the CPU to payments (Linux nice)
 
     @property
     def data_path(self) -> Path:

@@ -39,3 +39,4 @@ def coordinator_name(index: int) -> str:
 
 
 REGISTRY_NAME = "registry"
+WEBHOOKS_NAME = "webhooks"

@@ -18,7 +18,9 @@ from typing import Any
 import msgspec
 from aiohttp import web
 
+from actors.peers import Peer
 from gateway import render, schemas
+from gateway.directory import Directory
 from gateway.errors import ApiError
 from gateway.handlers import _fx_rate, _touches_own_balance, can_read_account, newest_first, page_of, query
 from gateway.keys import CLIENT, DIRECTORY
@@ -56,40 +58,46 @@ class EventList(msgspec.Struct):
 
 async def render_event(request: web.Request, some_id: str, record: Record) -> Event | None:
     """The event as the API shows it, or None if the caller may not see it."""
+    if isinstance(record, Decided):
+        visible = await _touches_own_balance(request, record.payment)
+    elif isinstance(record, TransferDecided):
+        visible = await _touches_own_balance(request, record.transfer)
+    elif isinstance(record, HoldPlaced | HoldClosed):
+        visible = await _touches_own_balance(request, record.hold)
+    elif isinstance(record, AccountCreated | AccountChanged | BalanceCreated):
+        visible = can_read_account(request, record.account_id)
+    else:
+        visible = True  # rates, which every key may read
+    if not visible:
+        return None
+    client = request.app[CLIENT]
+    return await event_of_record(request.app[DIRECTORY], client.registry, some_id, record, key_scope(request))
+
+
+async def event_of_record(directory: Directory, registry: Peer, some_id: str, record: Record, viewer: str) -> Event:
+    """The event `record` is, as `viewer` ("admin" or an account) sees it: the stream, the
+    list and webhook deliveries (as the admin) all send this."""
     event = event_of(record)
     assert event is not None, f"not an event: {record!r}"
     kind, at_ms = event
-    directory, scope = request.app[DIRECTORY], key_scope(request)
     data: msgspec.Struct | dict[str, Any]
     if isinstance(record, Decided):
-        if not await _touches_own_balance(request, record.payment):
-            return None
-        data = render.payment(record.payment, await directory.exponent(record.payment.currency), scope)
+        data = render.payment(record.payment, await directory.exponent(record.payment.currency), viewer)
     elif isinstance(record, TransferDecided):
         t = record.transfer
-        if not await _touches_own_balance(request, t):
-            return None
-        data = render.transfer(t, {c: await directory.exponent(c) for c in {leg.currency for leg in t.legs}}, scope)
+        data = render.transfer(t, {c: await directory.exponent(c) for c in {leg.currency for leg in t.legs}}, viewer)
     elif isinstance(record, HoldPlaced | HoldClosed):
-        if not await _touches_own_balance(request, record.hold):
-            return None
         data = render.hold(record.hold, await directory.exponent(record.hold.currency))
     elif isinstance(record, AccountCreated):
-        if not can_read_account(request, record.account_id):
-            return None
         data = schemas.Account(
             record.account_id, record.email, "active", render.timestamp(record.created_at_ms), [], record.metadata
         )
     elif isinstance(record, AccountChanged):
-        if not can_read_account(request, record.account_id):
-            return None
-        info = await request.app[CLIENT].registry.call("get_account", record.account_id)
+        info = await registry.call("get_account", record.account_id)
         data = {"id": record.account_id, "status": "active" if record.active else "disabled"}
         if info is not None:
             data["email"] = info.email
     elif isinstance(record, BalanceCreated):
-        if not can_read_account(request, record.account_id):
-            return None
         data = {
             "id": record.balance_id,
             "account_id": record.account_id,

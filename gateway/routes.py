@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
-from gateway import events, handlers, schemas, transfers
+from gateway import events, handlers, schemas, transfers, webhooks
 from gateway.auth import Access
 from ledger.records import EVENT_TYPES
 from ledger.results import PaymentStatus
@@ -299,6 +299,59 @@ OPS: list[Op] = [
         },
         rules="Each event is `id: <stream cursor>`, `event: <type>`, `data: <event JSON>`; an idle stream sends a"
         " comment every 15 s.",
+    ),
+    Op(
+        "POST",
+        "/v1/webhook_endpoints",
+        webhooks.create_endpoint,
+        "Subscribe a URL to events; the answer shows the signing secret, once",
+        "admin",
+        body=schemas.WebhookEndpointCreate,
+        response=schemas.WebhookEndpoint,
+        status=201,
+        idempotent=True,
+        rules="Each delivery is a POST of the event with Rayledger-Signature: t=<unix>,v1=<hex HMAC-SHA256(secret,"
+        ' "<t>.<body>")>; 2xx is delivered, anything else is retried (first within ~2 s, doubling up to 1 h) for 24'
+        " h, at least once: dedupe by event id. URLs resolving to link-local or metadata addresses are refused (422),"
+        " private and loopback ones unless RAYLEDGER_WEBHOOK_PRIVATE_TARGETS allows them (by default only when the"
+        " ledger listens on loopback). The endpoint gets the events made after it.",
+    ),
+    Op(
+        "GET",
+        "/v1/webhook_endpoints",
+        webhooks.list_endpoints,
+        "List webhook endpoints, newest first",
+        "admin",
+        response=schemas.WebhookEndpointList,
+        query=LIST_Q,
+    ),
+    Op(
+        "GET",
+        "/v1/webhook_endpoints/{id}",
+        webhooks.get_endpoint,
+        "A webhook endpoint (without its secret)",
+        "admin",
+        response=schemas.WebhookEndpoint,
+        errors=("not_found",),
+    ),
+    Op(
+        "DELETE",
+        "/v1/webhook_endpoints/{id}",
+        webhooks.delete_endpoint,
+        "Stop delivering to an endpoint, for good",
+        "admin",
+        status=204,
+        errors=("not_found",),
+    ),
+    Op(
+        "GET",
+        "/v1/webhook_endpoints/{id}/deliveries",
+        webhooks.list_deliveries,
+        "An endpoint's delivery log: every attempt, newest first",
+        "admin",
+        response=schemas.WebhookDeliveryList,
+        errors=("not_found",),
+        query=LIST_Q,
     ),
     Op(
         "GET",

@@ -12,6 +12,7 @@ import msgspec
 from msgspec import Meta
 
 from gateway.inputs import describe_pattern
+from ledger.records import EVENT_TYPES
 
 Id = Annotated[str, Meta(min_length=1, max_length=64)]
 # Spelled-out character classes, not \s: Python's and JSON Schema's (ECMA-262) \s differ.
@@ -372,3 +373,51 @@ class FxQuote(msgspec.Struct):
     currency_to: str
     created_at: str
     expires_at: str
+
+
+# -- webhooks ---------------------------------------------------------------------------------
+EventSelector = Annotated[
+    Literal[(*EVENT_TYPES, "*")],  # type: ignore[valid-type]
+    Meta(description='An event type, or "*" for every type'),
+]
+
+
+class WebhookEndpointCreate(msgspec.Struct, **_req):
+    url: Annotated[str, Meta(min_length=1, max_length=2048, description="http or https; see the address rules")]
+    events: Annotated[list[EventSelector], Meta(min_length=1, max_length=len(EVENT_TYPES) + 1)]
+    description: Description | None = None
+
+
+class WebhookEndpoint(msgspec.Struct, omit_defaults=True):
+    id: str
+    url: str
+    events: list[str]
+    created_at: str
+    retrying: int  # events whose delivery failed and waits for its next try
+    description: str | None = None
+    secret: str | None = None  # shown once, at creation: it checks the Rayledger-Signature of deliveries
+
+
+class WebhookEndpointList(msgspec.Struct):
+    data: list[WebhookEndpoint]
+    has_more: bool
+
+
+class WebhookDelivery(msgspec.Struct):
+    """One attempt to deliver an event."""
+
+    id: str
+    event_id: str
+    event_type: str
+    attempt: int
+    created_at: str
+    status_code: int | None  # None: no HTTP answer (see error)
+    error: str | None
+    duration_ms: int
+    delivered: bool
+    next_attempt_at: str | None  # None: no more tries (delivered, or given up 24 h after the first)
+
+
+class WebhookDeliveryList(msgspec.Struct):
+    data: list[WebhookDelivery]
+    has_more: bool

@@ -315,6 +315,54 @@ class Answered(msgspec.Struct, tag="an", **_opts):
     sealed: bytes | None = None
 
 
+class WebhookEndpointCreated(msgspec.Struct, tag="we", **_opts):
+    """A webhook endpoint (journal of the webhooks actor). The secret signs every delivery,
+    so it is kept as it is: the API shows it once, at creation."""
+
+    endpoint_id: str
+    url: str
+    events: list[str]
+    secret: str
+    created_at_ms: int
+    positions: dict[str, int]  # each event journal's last position at creation: it gets the events after
+    description: str | None = None
+    idem_lookup: bytes | None = None  # the Idempotency-Key it was made with, as `actors.registry.Idem` has it
+    idem_fingerprint: bytes | None = None
+
+
+class WebhookEndpointDeleted(msgspec.Struct, tag="wx", **_opts):
+    endpoint_id: str
+    at_ms: int
+
+
+class DeliveryAttempted(msgspec.Struct, tag="wa", **_opts):
+    """One POST of an event to an endpoint and what came of it. `next_at_ms` 0: settled
+    (delivered, or given up after the retry period); else when it is tried again."""
+
+    id: str
+    endpoint_id: str
+    event_id: str
+    event_type: str
+    source: str  # the event's journal and position there: where a retry reads it again
+    seq: int
+    attempt: int
+    first_at_ms: int
+    at_ms: int
+    status_code: int  # 0: no HTTP answer
+    error: str | None
+    next_at_ms: int
+    duration_ms: int = 0
+
+
+class DeliveryProgress(msgspec.Struct, tag="wp", **_opts):
+    """Every event of the endpoint's up to `positions` was delivered, or its retry is
+    journaled before this record: after a crash delivery resumes from here (events past it
+    may go twice: at least once)."""
+
+    endpoint_id: str
+    positions: dict[str, int]
+
+
 Record = (
     BalanceOpened
     | BalanceChanged
@@ -344,6 +392,10 @@ Record = (
     | FxQuoted
     | FxQuoteUsed
     | FxQuoteReleased
+    | WebhookEndpointCreated
+    | WebhookEndpointDeleted
+    | DeliveryAttempted
+    | DeliveryProgress
 )
 
 
@@ -356,9 +408,9 @@ RECORD_TAGS_VERSION = 5
 def record_tags(record: Record) -> tuple[str, tuple[str, ...]] | None:
     """(id, tags) under which history queries find a record: payments all together (and
     by id, under "pay"), by balance, status and idempotency key; transfers all together
-    (and by id, under "tr") and by balance; holds by id and key;
-    statement entries by balance (`<kind>:<key>` is what `Journal.query(key, kind)` looks
-    up). The id orders and pages the results."""
+    (and by id, under "tr") and by balance; holds by id and key; webhook deliveries by
+    endpoint; statement entries by balance (`<kind>:<key>` is what `Journal.query(key,
+    kind)` looks up). The id orders and pages the results."""
     if isinstance(record, Decided):
         p = record.payment
         tags = ["pay", f"s:{p.status}"] + [f"b:{b}" for b in dict.fromkeys((p.balance_from, p.balance_to)) if b]
@@ -380,6 +432,8 @@ def record_tags(record: Record) -> tuple[str, tuple[str, ...]] | None:
         return record.hold.id, (f"hc:{record.hold.id}", *((f"k:{key}",) if key is not None else ()))
     if isinstance(record, Posted):
         return record.payment_id, (f"po:{record.balance_id}",)
+    if isinstance(record, DeliveryAttempted):
+        return record.id, (f"wd:{record.endpoint_id}",)
     return None
 
 

@@ -1,0 +1,496 @@
+"""Webhooks: endpoints, and the deliveries of events to them (API "Webhooks").
+
+One actor owns every endpoint and its own journal. Events are not copied into it: each
+endpoint keeps, per event journal (the registry's and each coordinator's), the position
+up to which its events are settled, and reads the events after it as a stream does
+(`events_after`). A page of events is POSTed, signed, with a bounded number in flight; a
+failed one is journaled with the time of its next try; then the endpoint's new position
+is journaled. After a crash delivery resumes from the last position journaled, so an
+event goes at least once (receivers dedupe by its id), and retries resume from their
+journaled attempts, reading the event again from its journal.
+
+Payments never wait for any of this. Each endpoint holds at most `webhook_retrying_max`
+events waiting to be retried; past that it reads no new events, which wait in their
+journals until the receiver recovers. Delivery runs at a lower CPU priority than the
+ledger's actors, so a busy machine serves payments first and deliveries catch up after.
+Deliveries of one endpoint may arrive out of order, as with Stripe.
+
+Addresses are checked when an endpoint is made and again on every connection, on the
+addresses actually connected to (a name that resolves elsewhere later gains nothing).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import os
+import random
+import socket
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+import msgspec
+from aiohttp.abc import AbstractResolver, ResolveResult
+from yarl import URL
+
+from actors.client import LedgerClient
+from actors.logs import event
+from actors.memory import freeze_long_lived_state
+from actors.peers import PeerLookup, ray_lookup
+from actors.registry import Idem
+from actors.settings import Settings
+from actors.telemetry import Telemetry, placement
+from actors.topology import WEBHOOKS_NAME
+from journal import Journal, SqliteJournal
+from ledger.ids import make_id
+from ledger.records import (
+    EVENT_TYPES,
+    DeliveryAttempted,
+    DeliveryProgress,
+    Record,
+    WebhookEndpointCreated,
+    WebhookEndpointDeleted,
+    event_of,
+)
+from ledger.webhooks import address_refusal, next_attempt_ms
+from rayledger.webhooks import SIGNATURE_HEADER, signature
+
+log = logging.getLogger("rayledger.webhooks")
+
+PAGE = 200  # events read from each journal per step
+POLL_S = 0.25  # how often an idle endpoint looks for new events
+WRITABLE_WAIT_S = 1.0  # how often a paused endpoint checks whether its journal is writable again
+ANSWER_BYTES_MAX = 64 * 1024  # of a receiver's answer, read and dropped
+ERROR_CHARS_MAX = 200
+ALL_EVENTS = "*"
+
+
+class RefusedAddress(OSError):
+    """A delivery would go to an address the SSRF rules forbid."""
+
+
+class EndpointMade(msgspec.Struct, frozen=True):
+    """An endpoint made (`replayed`: by an earlier call with the same Idempotency-Key), or
+    `refusal`: "idempotency_key_reused", or why its URL is refused."""
+
+    created: WebhookEndpointCreated | None = None
+    refusal: str | None = None
+    replayed: bool = False
+
+
+class _Snapshot(msgspec.Struct, frozen=True):
+    endpoints: list[WebhookEndpointCreated]
+    positions: dict[str, dict[str, int]]
+    retrying: list[DeliveryAttempted]
+
+
+@dataclass(eq=False)
+class _Endpoint:
+    created: WebhookEndpointCreated
+    positions: dict[str, int]
+    retrying: dict[str, DeliveryAttempted] = field(default_factory=dict)  # event id -> its last failed attempt
+    task: asyncio.Task[None] | None = None
+
+    def wants(self, event_type: str) -> bool:
+        return ALL_EVENTS in self.created.events or event_type in self.created.events
+
+
+class _GuardedResolver(AbstractResolver):
+    """Resolves as aiohttp does, then keeps only the addresses a delivery may go to."""
+
+    def __init__(self, private_allowed: bool) -> None:
+        self._inner = aiohttp.ThreadedResolver()
+        self._private_allowed = private_allowed
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        found = await self._inner.resolve(host, port, family)
+        allowed = [r for r in found if address_refusal(r["host"], self._private_allowed) is None]
+        if not allowed:
+            raise RefusedAddress(address_refusal(found[0]["host"], self._private_allowed))
+        return allowed
+
+    async def close(self) -> None:
+        await self._inner.close()
+
+
+def private_targets_allowed(settings: Settings) -> bool:
+    """The setting, or by default: whether the ledger itself listens on loopback only."""
+    if settings.webhook_private_targets is not None:
+        return settings.webhook_private_targets
+    try:
+        return ipaddress.ip_address(settings.host).is_loopback
+    except ValueError:
+        return settings.host == "localhost"
+
+
+def lower_priority(niceness: int) -> None:
+    """Every thread of this process at `niceness` (Linux sets it per thread; threads made
+    later inherit it from the one that makes them)."""
+    if niceness <= 0 or not os.path.isdir("/proc/self/task"):
+        return
+    for tid in os.listdir("/proc/self/task"):
+        try:
+            os.setpriority(os.PRIO_PROCESS, int(tid), max(niceness, os.getpriority(os.PRIO_PROCESS, int(tid))))
+        except (OSError, ValueError):
+            pass  # the thread has ended
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def webhooks_journal_path(settings: Settings) -> str:
+    return str(settings.data_path / "webhooks.sqlite")
+
+
+class WebhookDispatcher:
+    def __init__(self, settings: Settings, peers: PeerLookup | None = None, journal: Journal | None = None) -> None:
+        lower_priority(settings.webhook_niceness)
+        self.settings = settings
+        self._peers = peers
+        self.journal = journal or SqliteJournal(
+            webhooks_journal_path(settings),
+            busy_timeout_ms=settings.journal_busy_timeout_ms,
+            commit_on_loop=settings.journal_commit_on_loop,
+        )
+        self.endpoints: dict[str, _Endpoint] = {}
+        self._private_allowed = private_targets_allowed(settings)
+        self._session: aiohttp.ClientSession | None = None
+        self._client: LedgerClient | None = None
+        self._directory: Any = None
+        self._snapshot_seq = 0
+        self._snapshot_task: asyncio.Task[None] | None = None
+        self._closing = False
+        started = time.perf_counter()
+        loaded = self.journal.load()
+        if loaded.snapshot is not None:
+            snap = msgspec.msgpack.decode(loaded.snapshot, type=_Snapshot)
+            for created in snap.endpoints:
+                self.endpoints[created.endpoint_id] = _Endpoint(created, snap.positions[created.endpoint_id])
+            for attempt in snap.retrying:
+                self.endpoints[attempt.endpoint_id].retrying[attempt.event_id] = attempt
+            self._snapshot_seq = loaded.snapshot_seq
+        replayed = 0
+        for stored in loaded.records:
+            self._apply(stored.record)
+            replayed += 1
+        self.telemetry = Telemetry(settings.namespace, WEBHOOKS_NAME)
+        self.telemetry.watch(self.journal, "webhooks")
+        freeze_long_lived_state()
+        event(
+            log,
+            "recovered",
+            actor=WEBHOOKS_NAME,
+            endpoints=len(self.endpoints),
+            retrying=sum(len(e.retrying) for e in self.endpoints.values()),
+            records_replayed=replayed,
+            seconds=round(time.perf_counter() - started, 3),
+            **placement(),
+        )
+
+    def __repr__(self) -> str:
+        return WEBHOOKS_NAME
+
+    def _apply(self, r: Record) -> None:
+        if isinstance(r, DeliveryAttempted):
+            endpoint = self.endpoints.get(r.endpoint_id)
+            if endpoint is not None:
+                if r.next_at_ms:
+                    endpoint.retrying[r.event_id] = r
+                else:
+                    endpoint.retrying.pop(r.event_id, None)
+        elif isinstance(r, DeliveryProgress):
+            if r.endpoint_id in self.endpoints:
+                self.endpoints[r.endpoint_id].positions = r.positions
+        elif isinstance(r, WebhookEndpointCreated):
+            self.endpoints[r.endpoint_id] = _Endpoint(r, dict(r.positions))
+        elif isinstance(r, WebhookEndpointDeleted):
+            self.endpoints.pop(r.endpoint_id, None)
+        else:
+            raise AssertionError(f"not a webhooks record: {r!r}")
+
+    def _commit(self, record: Record) -> None:
+        self.journal.append(record)
+        self._apply(record)
+
+    # -- lifecycle ------------------------------------------------------------------------
+    async def ready(self) -> bool:
+        """Start delivering (once): the ledger's other actors are up by now."""
+        if self._session is None:
+            lower_priority(self.settings.webhook_niceness)  # threads Ray made after __init__
+            from gateway.directory import Directory  # the gateway's rendering, as the admin sees it
+
+            peers = self._peers or ray_lookup(self.settings.namespace)
+            self._client = LedgerClient(self.settings, peers)
+            self._directory = Directory(self._client, self.settings.directory_cache_max)
+            connector = aiohttp.TCPConnector(resolver=_GuardedResolver(self._private_allowed), limit=0)
+            self._session = aiohttp.ClientSession(
+                connector=connector,
+                timeout=aiohttp.ClientTimeout(total=self.settings.webhook_timeout_s),
+                headers={"User-Agent": "rayledger-webhooks/1"},
+            )
+            for endpoint in self.endpoints.values():
+                self._start(endpoint)
+        return True
+
+    def _start(self, endpoint: _Endpoint) -> None:
+        if self._session is not None and endpoint.task is None:
+            endpoint.task = asyncio.get_running_loop().create_task(self._deliver_loop(endpoint))
+
+    async def close(self) -> None:
+        self._closing = True
+        for endpoint in self.endpoints.values():
+            if endpoint.task is not None:
+                endpoint.task.cancel()
+        await asyncio.gather(*(e.task for e in self.endpoints.values() if e.task is not None), return_exceptions=True)
+        if self._session is not None:
+            await self._session.close()
+        await self.journal.close()
+
+    # -- endpoints ------------------------------------------------------------------------
+    async def create_endpoint(
+        self, url: str, events: list[str], description: str | None, idem: Idem | None = None
+    ) -> EndpointMade:
+        """The endpoint made (or the one `idem` made before), or why not."""
+        await self.ready()
+        if idem is not None:
+            window_start_ms = _now_ms() - self.settings.idempotency_window_s * 1000
+            for e in self.endpoints.values():
+                if e.created.idem_lookup == idem.lookup and e.created.created_at_ms >= window_start_ms:
+                    if e.created.idem_fingerprint != idem.fingerprint:
+                        return EndpointMade(refusal="idempotency_key_reused")
+                    return EndpointMade(e.created, replayed=True)
+        refused = await self._refusal(url)
+        if refused is not None:
+            return EndpointMade(refusal=refused)
+        assert all(e == ALL_EVENTS or e in EVENT_TYPES for e in events), events
+        assert self._client is not None
+        sources = self._client.event_sources()
+        seqs = await asyncio.gather(*(self._client.event_peer(s).call("event_position") for s in sources))
+        now = _now_ms()
+        created = WebhookEndpointCreated(
+            make_id("we", now, os.urandom(10)),
+            url,
+            sorted(set(events)),
+            "whsec_" + os.urandom(24).hex(),
+            now,
+            dict(zip(sources, seqs, strict=True)),
+            description,
+            None if idem is None else idem.lookup,
+            None if idem is None else idem.fingerprint,
+        )
+        self._commit(created)
+        await self.journal.durable()
+        self._start(self.endpoints[created.endpoint_id])
+        return EndpointMade(created)
+
+    async def _refusal(self, url: str) -> str | None:
+        try:
+            parsed = URL(url)
+        except (ValueError, TypeError):
+            return "url is not a URL"
+        if parsed.scheme not in ("http", "https") or not parsed.host:
+            return "url must be an http or https URL with a host"
+        if parsed.user is not None or parsed.password is not None:
+            return "url must not carry credentials"
+        try:
+            found = await asyncio.get_running_loop().getaddrinfo(parsed.host, parsed.port, type=socket.SOCK_STREAM)
+        except (OSError, UnicodeError):
+            return f"url's host {parsed.host} does not resolve"
+        for address in dict.fromkeys(str(info[4][0]) for info in found):
+            reason = address_refusal(address, self._private_allowed)
+            if reason is not None:
+                return f"url refused: {reason}"
+        return None
+
+    async def get_endpoint(self, endpoint_id: str) -> tuple[WebhookEndpointCreated, int] | None:
+        """The endpoint and how many events wait for a retry."""
+        endpoint = self.endpoints.get(endpoint_id)
+        return None if endpoint is None else (endpoint.created, len(endpoint.retrying))
+
+    async def list_endpoints(self) -> list[tuple[WebhookEndpointCreated, int]]:
+        return [
+            (e.created, len(e.retrying)) for e in sorted(self.endpoints.values(), key=lambda e: e.created.endpoint_id)
+        ]
+
+    async def delete_endpoint(self, endpoint_id: str) -> bool:
+        endpoint = self.endpoints.get(endpoint_id)
+        if endpoint is None:
+            return False
+        if endpoint.task is not None:
+            endpoint.task.cancel()
+        self._commit(WebhookEndpointDeleted(endpoint_id, _now_ms()))
+        await self.journal.durable()
+        return True
+
+    async def deliveries(
+        self, endpoint_id: str, limit: int, before_id: str | None, after_id: str | None, ascending: bool
+    ) -> list[DeliveryAttempted] | None:
+        """The endpoint's delivery log (every attempt), newest first; None if no such endpoint."""
+        if endpoint_id not in self.endpoints:
+            return None
+        await self.journal.durable()
+        found = await self.journal.tagged(
+            f"wd:{endpoint_id}", limit=limit, before_id=before_id, after_id=after_id, ascending=ascending
+        )
+        return [s.record for s in found]  # type: ignore[misc]
+
+    async def stats(self) -> dict[str, Any]:
+        return {
+            "endpoints": len(self.endpoints),
+            "retrying": sum(len(e.retrying) for e in self.endpoints.values()),
+            "positions": {e.created.endpoint_id: e.positions for e in self.endpoints.values()},
+        }
+
+    # -- delivery -------------------------------------------------------------------------
+    async def _deliver_loop(self, endpoint: _Endpoint) -> None:
+        """Retries that are due, then the next page of new events, until the endpoint goes."""
+        gate = asyncio.Semaphore(self.settings.webhook_concurrency)
+        while endpoint.created.endpoint_id in self.endpoints and not self._closing:
+            try:
+                if not self.journal.writable:  # nothing could be journaled: deliver nothing
+                    await asyncio.sleep(WRITABLE_WAIT_S)
+                    continue
+                busy = await self._retry_due(endpoint, gate)
+                if len(endpoint.retrying) < self.settings.webhook_retrying_max:
+                    busy = await self._deliver_new(endpoint, gate) or busy
+                self._maybe_snapshot()
+                if not busy:
+                    await asyncio.sleep(POLL_S)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # an event journal unreachable for now (restarting): try again
+                log.exception("webhook delivery step failed for %s", endpoint.created.endpoint_id)
+                await asyncio.sleep(WRITABLE_WAIT_S)
+
+    async def _deliver_new(self, endpoint: _Endpoint, gate: asyncio.Semaphore) -> bool:
+        assert self._client is not None
+        found = await self._client.events_after(endpoint.positions, PAGE)
+        if not found:
+            return False
+        positions = dict(endpoint.positions)
+        sends = []
+        for source, seq, event_id, record in found:
+            positions[source] = max(positions.get(source, 0), seq)
+            kind = event_of(record)
+            assert kind is not None
+            if endpoint.wants(kind[0]) and event_id not in endpoint.retrying:
+                sends.append(self._send(endpoint, gate, source, seq, event_id, record, 1, None))
+        await asyncio.gather(*sends)
+        if endpoint.created.endpoint_id in self.endpoints:
+            self._commit(DeliveryProgress(endpoint.created.endpoint_id, positions))
+        return True
+
+    async def _retry_due(self, endpoint: _Endpoint, gate: asyncio.Semaphore) -> bool:
+        now = _now_ms()
+        due = sorted((a for a in endpoint.retrying.values() if a.next_at_ms <= now), key=lambda a: a.next_at_ms)
+        if not due:
+            return False
+        assert self._client is not None
+
+        async def retry(last: DeliveryAttempted) -> None:
+            page = await self._client.event_peer(last.source).call("events_after", last.seq - 1, 1)  # type: ignore[union-attr]
+            if not page or page[0][0] != last.seq:  # journals keep every event: only a bug loses one
+                raise AssertionError(f"event {last.event_id} is gone from {last.source} at {last.seq}")
+            await self._send(endpoint, gate, last.source, last.seq, last.event_id, page[0][2], last.attempt + 1, last)
+
+        await asyncio.gather(*(retry(a) for a in due[: self.settings.webhook_retrying_max]))
+        return True
+
+    async def _send(
+        self,
+        endpoint: _Endpoint,
+        gate: asyncio.Semaphore,
+        source: str,
+        seq: int,
+        event_id: str,
+        record: Record,
+        attempt: int,
+        last: DeliveryAttempted | None,
+    ) -> None:
+        from gateway.events import event_of_record
+
+        assert self._session is not None and self._client is not None
+        shown = await event_of_record(self._directory, self._client.registry, event_id, record, "admin")
+        body = msgspec.json.encode(shown)
+        status, error = 0, None
+        async with gate:
+            started = time.monotonic()
+            stamp = int(time.time())
+            headers = {
+                "Content-Type": "application/json",
+                SIGNATURE_HEADER: signature(endpoint.created.secret, stamp, body),
+            }
+            try:
+                refused = _literal_refusal(endpoint.created.url, self._private_allowed)
+                if refused is not None:
+                    raise RefusedAddress(refused)
+                async with self._session.post(
+                    endpoint.created.url, data=body, headers=headers, allow_redirects=False
+                ) as answer:
+                    status = answer.status
+                    await answer.content.read(ANSWER_BYTES_MAX)
+                if not 200 <= status < 300:
+                    error = f"answered {status}"
+            except RefusedAddress as exc:
+                error = f"refused: {exc}"
+            except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+                error = f"{type(exc).__name__}: {exc}"[:ERROR_CHARS_MAX] if str(exc) else type(exc).__name__
+            duration_ms = int((time.monotonic() - started) * 1000)
+        if endpoint.created.endpoint_id not in self.endpoints:
+            return  # deleted meanwhile: nothing more is journaled for it
+        now = _now_ms()
+        first_at = now if last is None else last.first_at_ms
+        next_at = 0 if error is None else next_attempt_ms(first_at, attempt, now, random.random())
+        self._commit(
+            DeliveryAttempted(
+                make_id("dlv", now, os.urandom(10)),
+                endpoint.created.endpoint_id,
+                event_id,
+                shown.type,
+                source,
+                seq,
+                attempt,
+                first_at,
+                now,
+                status,
+                error,
+                next_at,
+                duration_ms,
+            )
+        )
+
+    # -- snapshots --------------------------------------------------------------------------
+    def _maybe_snapshot(self) -> None:
+        """Every `snapshot_every_records`: what the endpoints owe, so that a restart replays
+        the attempts since, not all of them (the delivery log stays in the history index)."""
+        if self.journal.last_seq - self._snapshot_seq < self.settings.snapshot_every_records:
+            return
+        if self._snapshot_task is not None and not self._snapshot_task.done():
+            return
+        snap = _Snapshot(
+            [e.created for e in self.endpoints.values()],
+            {e.created.endpoint_id: dict(e.positions) for e in self.endpoints.values()},
+            [a for e in self.endpoints.values() for a in e.retrying.values()],
+        )
+        write = self.journal.save_snapshot(msgspec.msgpack.encode(snap))
+
+        async def store() -> None:
+            self._snapshot_seq = await write
+
+        self._snapshot_task = asyncio.get_running_loop().create_task(store())
+
+
+def _literal_refusal(url: str, private_allowed: bool) -> str | None:
+    """aiohttp connects to an IP in a URL without resolving it: checked here instead."""
+    host = URL(url).host or ""
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return None  # a name: the resolver checks what it resolves to
+    return address_refusal(host.strip("[]"), private_allowed)

@@ -1,0 +1,91 @@
+"""/v1/webhook_endpoints: endpoints and their delivery logs, kept by the webhooks actor
+(actors.webhooks), which also delivers."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from actors.webhooks import EndpointMade
+from gateway import creates, render, schemas
+from gateway.errors import ApiError
+from gateway.handlers import decode, json_response, newest_first, page_by_key, page_of, unknown_cursor
+from gateway.keys import CLIENT
+from ledger.records import DeliveryAttempted, WebhookEndpointCreated
+
+
+def _endpoint(created: WebhookEndpointCreated, retrying: int, secret: bool = False) -> schemas.WebhookEndpoint:
+    return schemas.WebhookEndpoint(
+        created.endpoint_id,
+        created.url,
+        created.events,
+        render.timestamp(created.created_at_ms),
+        retrying,
+        created.description,
+        created.secret if secret else None,
+    )
+
+
+def _delivery(a: DeliveryAttempted) -> schemas.WebhookDelivery:
+    delivered = 200 <= a.status_code < 300
+    return schemas.WebhookDelivery(
+        a.id,
+        a.event_id,
+        a.event_type,
+        a.attempt,
+        render.timestamp(a.at_ms),
+        a.status_code or None,
+        a.error,
+        a.duration_ms,
+        delivered,
+        render.timestamp(a.next_at_ms) if a.next_at_ms else None,
+    )
+
+
+async def create_endpoint(request: web.Request) -> web.Response:
+    body = await decode(request, schemas.WebhookEndpointCreate)
+    idem, _ = creates.idem_of(request, body)
+    made: EndpointMade = await request.app[CLIENT].webhooks.call(
+        "create_endpoint", body.url, list(body.events), body.description, idem
+    )
+    if made.refusal == "idempotency_key_reused":
+        raise ApiError("idempotency_key_reused", "this Idempotency-Key was used with a different request")
+    if made.created is None:
+        raise ApiError("validation_error", made.refusal or "url refused", "url")
+    response = json_response(_endpoint(made.created, 0, secret=True), 201)
+    if made.replayed:
+        response.headers["Idempotent-Replayed"] = "true"
+    return response
+
+
+async def list_endpoints(request: web.Request) -> web.Response:
+    found = (await request.app[CLIENT].webhooks.call("list_endpoints"))[::-1]  # newest first
+    shown, has_more = page_by_key(found, [c.endpoint_id for c, _ in found], page_of(request))
+    return json_response(schemas.WebhookEndpointList(data=[_endpoint(c, n) for c, n in shown], has_more=has_more))
+
+
+async def get_endpoint(request: web.Request) -> web.Response:
+    found = await request.app[CLIENT].webhooks.call("get_endpoint", request.match_info["id"])
+    if found is None:
+        raise ApiError("not_found", "no such webhook endpoint")
+    return json_response(_endpoint(*found))
+
+
+async def delete_endpoint(request: web.Request) -> web.Response:
+    if not await request.app[CLIENT].webhooks.call("delete_endpoint", request.match_info["id"]):
+        raise ApiError("not_found", "no such webhook endpoint")
+    return web.Response(status=204)
+
+
+async def list_deliveries(request: web.Request) -> web.Response:
+    page = page_of(request)
+    before = after = None
+    if page.cursor is not None:
+        if not page.cursor.startswith("dlv_"):
+            raise unknown_cursor(page)
+        before, after = (None, page.cursor) if page.ascending else (page.cursor, None)
+    webhooks = request.app[CLIENT].webhooks
+    found = await webhooks.call("deliveries", request.match_info["id"], page.limit + 1, before, after, page.ascending)
+    if found is None:
+        raise ApiError("not_found", "no such webhook endpoint")
+    data = [_delivery(a) for a in newest_first(found[: page.limit], page)]
+    return json_response(schemas.WebhookDeliveryList(data=data, has_more=len(found) > page.limit))
