@@ -14,18 +14,21 @@ from actors.peers import Peer
 from actors.registry import Registry
 from actors.settings import Settings
 from actors.shard import BalanceShard
-from actors.topology import REGISTRY_NAME, coordinator_name, partitions_of_shard, shard_name
+from actors.topology import REGISTRY_NAME, WEBHOOKS_NAME, coordinator_name, partitions_of_shard, shard_name
+from actors.webhooks import WebhookDispatcher
 from journal import Journal
 
 
 class InProcessLedger:
     def __init__(self, data_dir: Path, **overrides: Any) -> None:
-        self.settings = Settings(data_dir=str(data_dir), **{"partitions": 4, "shards": 2, **overrides})
+        # Delivery's lower CPU priority would apply to the whole (test) process here.
+        defaults = {"partitions": 4, "shards": 2, "webhook_niceness": 0}
+        self.settings = Settings(data_dir=str(data_dir), **{**defaults, **overrides})
         self.objects: dict[str, Any] = {}
         self.client = LedgerClient(self.settings, self.peer)
 
     def journal(self, name: str) -> Journal | None:
-        """The journal for `name` ("registry", "p-<k>", "c-<k>"); None: the actor's own
+        """The journal for `name` ("registry", "p-<k>", "c-<k>", "webhooks"); None: the actor's own
         SQLite file under the data directory."""
         return None
 
@@ -44,8 +47,10 @@ class InProcessLedger:
             self.objects[shard_name(k)] = BalanceShard(s, k, journals)  # type: ignore[arg-type]
         for c in range(s.coordinators):
             self.objects[coordinator_name(c)] = PaymentCoordinator(s, c, self.peer, self.journal(f"c-{c}"))
+        self.objects[WEBHOOKS_NAME] = WebhookDispatcher(s, self.peer, self.journal("webhooks"))
         await self.objects[REGISTRY_NAME].genesis(s.partitions)
         await self.client.status()
+        await self.objects[WEBHOOKS_NAME].ready()
         return self
 
     def journals(self) -> list[Journal]:
@@ -57,6 +62,10 @@ class InProcessLedger:
             else:
                 found.append(obj.journal)
         return found
+
+    @property
+    def webhooks(self) -> WebhookDispatcher:
+        return self.objects[WEBHOOKS_NAME]  # type: ignore[no-any-return]
 
     def coordinator(self, index: int = 0) -> PaymentCoordinator:
         return self.objects[coordinator_name(index)]  # type: ignore[no-any-return]

@@ -242,6 +242,15 @@ class WebhookDispatcher:
         if self._session is not None and endpoint.task is None:
             endpoint.task = asyncio.get_running_loop().create_task(self._deliver_loop(endpoint))
 
+    def abandon(self) -> None:
+        """Stop delivering at once, journaling nothing more (a simulated crash)."""
+        self._closing = True
+        for endpoint in self.endpoints.values():
+            if endpoint.task is not None:
+                endpoint.task.cancel()
+        if self._session is not None:
+            asyncio.get_running_loop().create_task(self._session.close())
+
     async def close(self) -> None:
         self._closing = True
         for endpoint in self.endpoints.values():
@@ -374,13 +383,16 @@ class WebhookDispatcher:
         if not found:
             return False
         positions = dict(endpoint.positions)
+        room = self.settings.webhook_retrying_max - len(endpoint.retrying)  # were every one of them to fail
         sends = []
         for source, seq, event_id, record in found:
-            positions[source] = max(positions.get(source, 0), seq)
             kind = event_of(record)
             assert kind is not None
             if endpoint.wants(kind[0]) and event_id not in endpoint.retrying:
+                if len(sends) == room:
+                    break  # the rest waits in its journal
                 sends.append(self._send(endpoint, gate, source, seq, event_id, record, 1, None))
+            positions[source] = max(positions.get(source, 0), seq)
         await asyncio.gather(*sends)
         if endpoint.created.endpoint_id in self.endpoints:
             self._commit(DeliveryProgress(endpoint.created.endpoint_id, positions))

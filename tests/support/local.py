@@ -10,6 +10,7 @@ from typing import Any
 
 from actors.coordinator import PaymentCoordinator
 from actors.inprocess import InProcessLedger
+from actors.webhooks import WebhookDispatcher
 from journal import CrashPoint, MemoryJournal, MemoryStore
 from journal.base import kind_of
 from ledger.records import Record
@@ -46,6 +47,8 @@ class LocalLedger(InProcessLedger):
                         task.cancel()
                 if obj._carry_timer is not None:  # phase two it still owed dies with it
                     obj._carry_timer.cancel()
+            elif isinstance(obj, WebhookDispatcher):
+                obj.abandon()
         self.stores = {name: store.survivor() for name, store in self.stores.items()}
         self.objects = {}
 
