@@ -124,11 +124,13 @@ INGRESS_STOP_WAIT_S = 30.0  # draining requests and sending owed phase two, all 
 
 
 def _supervise(
-    coordinators: list[Any], host: str, port: int, keys: tuple[bytes, bytes], stopping: threading.Event
+    coordinators: list[Any], webhooks: Any, host: str, port: int, keys: tuple[bytes, bytes], stopping: threading.Event
 ) -> None:
-    """Until SIGINT/SIGTERM: keep every coordinator's ingress up. `serve_http` is idempotent
-    and cheap once serving; a call to a coordinator that is restarting waits for it (Ray
-    retries it on the new incarnation), and the next check is sent only after it answers."""
+    """Until SIGINT/SIGTERM: keep every coordinator's ingress up, and webhook delivery
+    going (a restarted webhooks actor starts delivering at its first call). `serve_http`
+    and `ready` are idempotent and cheap once serving; a call to an actor that is
+    restarting waits for it (Ray retries it on the new incarnation), and the next check is
+    sent only after it answers."""
     import ray
 
     out: dict[Any, int] = {}
@@ -136,13 +138,16 @@ def _supervise(
         for k, coordinator in enumerate(coordinators):
             if k not in out.values():
                 out[coordinator.serve_http.remote(host, port, *keys)] = k
+        if -1 not in out.values():
+            out[webhooks.ready.remote()] = -1
         done, _ = ray.wait(list(out), num_returns=len(out), timeout=0)
         for ref in done:
             k = out.pop(ref)
             try:
                 ray.get(ref)
             except Exception as exc:  # the port taken by another program, an actor lost for good
-                print(f"rayledger: coordinator-{k} cannot serve HTTP: {type(exc).__name__}: {exc}", file=sys.stderr)
+                what = "webhooks cannot deliver" if k == -1 else f"coordinator-{k} cannot serve HTTP"
+                print(f"rayledger: {what}: {type(exc).__name__}: {exc}", file=sys.stderr)
 
 
 def serve(settings: Settings) -> int:
@@ -192,7 +197,7 @@ def serve(settings: Settings) -> int:
                 )
         print(f"rayledger: admin token from {token_source}", flush=True)
         print("rayledger: Ctrl-C stops; starting again recovers every balance", flush=True)
-        _supervise(handles.coordinators, settings.host, settings.port, keys, stopping)
+        _supervise(handles.coordinators, handles.webhooks, settings.host, settings.port, keys, stopping)
         print("rayledger: stopping", flush=True)
         try:
             ray.get([c.stop_http.remote() for c in handles.coordinators], timeout=INGRESS_STOP_WAIT_S)

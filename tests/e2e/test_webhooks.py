@@ -2,11 +2,13 @@
 signature: the secret is shown once, creation replays its Idempotency-Key, metadata and
 link-local URLs are refused; every event is delivered at least once across a kill -9 of
 the whole server during deliveries; a receiver answering 500 for a while gets everything
-later, and the delivery log shows both attempts."""
+later, and the delivery log shows both attempts; the webhooks actor killed alone resumes."""
 
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import time
 from pathlib import Path
 from typing import Any
@@ -84,6 +86,13 @@ async def test_signed_deliveries_at_least_once_across_kill9_and_a_failing_receiv
             receiver.failing = False
             await _delivered_all(api, receiver)
             assert receiver.unsigned(secret) == 0 and len(receiver.deliveries) >= len(events) + 5
+
+            # The webhooks actor alone killed: Ray restarts it, and it resumes from its journal.
+            [pid] = server.actor_pids("WebhookDispatcher")
+            os.kill(pid, signal.SIGKILL)
+            for _ in range(5):
+                assert (await api.pay(a["id"], b["id"], "0.01")).status == 201
+            await _delivered_all(api, receiver)
 
             log = await api.every_page(f"/v1/webhook_endpoints/{endpoint_id}/deliveries")
             refused_ids = {d["event_id"] for d in log if d["status_code"] == 500}
