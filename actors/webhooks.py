@@ -65,6 +65,7 @@ POLL_S = 0.25  # how often an idle endpoint looks for new events
 WRITABLE_WAIT_S = 1.0  # how often a paused endpoint checks whether its journal is writable again
 ANSWER_BYTES_MAX = 64 * 1024  # of a receiver's answer, read and dropped
 ERROR_CHARS_MAX = 200
+RESOLVE_TIMEOUT_S = 5.0  # a creation whose host does not resolve by then is refused
 ALL_EVENTS = "*"
 
 
@@ -308,8 +309,11 @@ class WebhookDispatcher:
         if parsed.user is not None or parsed.password is not None:
             return "url must not carry credentials"
         try:
-            found = await asyncio.get_running_loop().getaddrinfo(parsed.host, parsed.port, type=socket.SOCK_STREAM)
-        except (OSError, UnicodeError):
+            found = await asyncio.wait_for(
+                asyncio.get_running_loop().getaddrinfo(parsed.host, parsed.port, type=socket.SOCK_STREAM),
+                RESOLVE_TIMEOUT_S,
+            )
+        except (OSError, UnicodeError, TimeoutError):
             return f"url's host {parsed.host} does not resolve"
         for address in dict.fromkeys(str(info[4][0]) for info in found):
             reason = address_refusal(address, self._private_allowed)

@@ -24,9 +24,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-import aiohttp
-
 from benchmarks.server import Server
+from rayledger.client import Client
 
 LUA = r"""
 ids = {%(ids)s}
@@ -71,28 +70,21 @@ FUNDS = "1000000"  # per balance: no run can exhaust it, so every request should
 
 async def open_balances(url: str, token: str, count: int) -> list[str]:
     limit = asyncio.Semaphore(16)
-    async with aiohttp.ClientSession(url, headers={"Authorization": f"Bearer {token}"}) as http:
+    async with Client(url, token) as ledger:
 
         async def one(n: int) -> str:
             async with limit:
-                async with http.post("/v1/accounts", json={"email": f"tb{n}@example.com"}) as r:
-                    account = await r.json()
-                async with http.post(f"/v1/accounts/{account['id']}/balances", json={"currency": "USD"}) as r:
-                    balance = await r.json()
-                async with http.post("/v1/deposits", json={"balance_id": balance["id"], "amount": FUNDS}) as r:
-                    assert r.status == 201, await r.text()
-                return str(balance["id"])
+                account = await ledger.accounts.create(email=f"tb{n}@example.com")
+                balance = await ledger.balances.create(account.id, currency="USD")
+                await ledger.deposits.create(balance_id=balance.id, amount=FUNDS)
+                return balance.id
 
         return list(await asyncio.gather(*(one(n) for n in range(count))))
 
 
 async def total(url: str, token: str, ids: list[str]) -> int:
-    async with aiohttp.ClientSession(url, headers={"Authorization": f"Bearer {token}"}) as http:
-        amounts = []
-        for b in ids:
-            async with http.get(f"/v1/balances/{b}") as r:
-                amounts.append(int((await r.json())["amount"].replace(".", "")))
-    return sum(amounts)
+    async with Client(url, token) as ledger:
+        return sum([int((await ledger.balances.get(b)).amount.replace(".", "")) for b in ids])
 
 
 def run_wrk(url: str, script: Path, connections: int, seconds: int) -> dict[str, float]:

@@ -9,9 +9,10 @@ every signature once it knows the secret, and counts deliveries by event id; whi
 runs the yardstick against a ledger with a webhook endpoint subscribed to every payment
 event: `benchmarks/webhook_bin/rayledger` runs `python -m benchmarks.webhooks serve ...`,
 which starts `rayledger serve ...` as given, a receiver on loopback and the endpoint, and
-writes the receiver's counts to `webhook_receiver.json` beside the data directory every
-second. The receiver runs at the webhooks actor's lower CPU priority: on this one machine
-it stands for a receiver on another one, which takes no CPU from the ledger.
+writes the receiver's counts every second to `webhook_receiver.json` beside the data
+directory, or to $WEBHOOK_RECEIVER_REPORT (`--env WEBHOOK_RECEIVER_REPORT=...`). The
+receiver runs at the webhooks actor's lower CPU priority: on this one machine it stands
+for a receiver on another one, which takes no CPU from the ledger.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
+from rayledger.client import Client
 from rayledger.webhooks import SIGNATURE_HEADER, verify
 
 
@@ -93,20 +95,20 @@ async def _serve(argv: list[str]) -> int:
             except aiohttp.ClientError:
                 pass
             await asyncio.sleep(0.5)
-        body = {"url": receiver.url, "events": ["payment.succeeded", "payment.failed"]}
-        async with http.post(f"{url}/v1/webhook_endpoints", json=body) as r:
-            assert r.status == 201, await r.text()
-            endpoint = await r.json()
+    async with Client(url, token) as ledger:
+        endpoint = await ledger.webhook_endpoints.create(
+            url=receiver.url, events=["payment.succeeded", "payment.failed"]
+        )
     stop = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
-    counts = data_dir.parent / "webhook_receiver.json"
+    counts = Path(os.environ.get("WEBHOOK_RECEIVER_REPORT") or data_dir.parent / "webhook_receiver.json")
     while not stop.is_set() and server.poll() is None:
         report = {
             "at": time.time(),
-            "endpoint": endpoint["id"],
+            "endpoint": endpoint.id,
             "delivered": sum(receiver.counts.values()),
             "events": len(receiver.counts),
-            "unsigned": receiver.unsigned(endpoint["secret"]) if len(receiver.deliveries) < 10_000 else None,
+            "unsigned": receiver.unsigned(endpoint.secret or "") if len(receiver.deliveries) < 10_000 else None,
         }
         counts.write_text(json.dumps(report))
         try:

@@ -25,6 +25,7 @@ from gateway.errors import ApiError
 from gateway.handlers import _fx_rate, _touches_own_balance, can_read_account, newest_first, page_of, query
 from gateway.keys import CLIENT, DIRECTORY
 from gateway.payments import key_scope
+from gateway.schemas import Event, EventList
 from ledger.records import (
     AccountChanged,
     AccountCreated,
@@ -42,18 +43,6 @@ STREAM_PAGE = 200  # events read from each journal per step of a stream
 STREAM_POLL_S = 0.25  # how often an idle stream looks for new events
 STREAM_KEEPALIVE_S = 15.0  # a comment line, so that proxies keep an idle stream open
 _CURSOR = re.compile(r"^[rc][0-9]{2}-[0-9]{1,15}(\.[rc][0-9]{2}-[0-9]{1,15})*$")  # as routes states it
-
-
-class Event(msgspec.Struct):
-    id: str
-    type: str
-    created_at: str
-    data: dict[str, Any]
-
-
-class EventList(msgspec.Struct):
-    data: list[Event]
-    has_more: bool
 
 
 async def render_event(request: web.Request, some_id: str, record: Record) -> Event | None:

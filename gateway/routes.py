@@ -278,7 +278,7 @@ OPS: list[Op] = [
         events.list_events,
         "Events: every state change, newest first (an account key sees its own)",
         "account",
-        response=events.EventList,
+        response=schemas.EventList,
         query={**LIST_Q, "type": EVENT_TYPE_Q},
         rules="starting_after and ending_before are event ids.",
     ),

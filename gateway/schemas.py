@@ -375,6 +375,18 @@ class FxQuote(msgspec.Struct):
     expires_at: str
 
 
+class Event(msgspec.Struct):
+    id: str
+    type: str
+    created_at: str
+    data: dict[str, Any]
+
+
+class EventList(msgspec.Struct):
+    data: list[Event]
+    has_more: bool
+
+
 # -- webhooks ---------------------------------------------------------------------------------
 EventSelector = Annotated[
     Literal[(*EVENT_TYPES, "*")],  # type: ignore[valid-type]

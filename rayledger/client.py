@@ -68,6 +68,8 @@ class Client:
         self.holds = _Holds(self)
         self.fx = _Fx(self)
         self.keys = _Keys(self)
+        self.events = _Events(self)
+        self.webhook_endpoints = _WebhookEndpoints(self)
 
     async def __aenter__(self) -> Client:
         return self
@@ -378,6 +380,36 @@ class _Keys(_Namespace):
 
     async def revoke(self, key_id: str) -> None:
         await self._client.request("DELETE", f"/v1/keys/{key_id}", type(None))
+
+
+class _Events(_Namespace):
+    def list(self, **filters: Any) -> AsyncIterator[schemas.Event]:
+        """Newest first; `type=` filters."""
+        return self._client.pages("/v1/events", schemas.EventList, filters)
+
+
+class _WebhookEndpoints(_Namespace):
+    async def create(
+        self, *, url: str, events: list[str], description: str | None = None, idempotency_key: str | None = None
+    ) -> schemas.WebhookEndpoint:
+        """The answer's `secret` is shown this once: keep it to check deliveries
+        (`rayledger.webhooks.verify`)."""
+        body = _body(url=url, events=events, description=description)
+        return await self._client.request(
+            "POST", "/v1/webhook_endpoints", schemas.WebhookEndpoint, body, idempotency_key=idempotency_key
+        )
+
+    async def get(self, endpoint_id: str) -> schemas.WebhookEndpoint:
+        return await self._client.request("GET", f"/v1/webhook_endpoints/{endpoint_id}", schemas.WebhookEndpoint)
+
+    def list(self) -> AsyncIterator[schemas.WebhookEndpoint]:
+        return self._client.pages("/v1/webhook_endpoints", schemas.WebhookEndpointList, {})
+
+    async def delete(self, endpoint_id: str) -> None:
+        await self._client.request("DELETE", f"/v1/webhook_endpoints/{endpoint_id}", type(None))
+
+    def deliveries(self, endpoint_id: str) -> AsyncIterator[schemas.WebhookDelivery]:
+        return self._client.pages(f"/v1/webhook_endpoints/{endpoint_id}/deliveries", schemas.WebhookDeliveryList, {})
 
 
 class SyncClient:

@@ -11,6 +11,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
+from benchmarks.webhooks import Receiver
 from gateway import schemas
 from rayledger.client import Client, LedgerError, SyncClient
 from tests.support.server import Server
@@ -114,6 +115,33 @@ async def test_a_lost_answer_is_retried_with_the_same_key_and_pays_once(server: 
         made = await _collect(direct.payments.list(balance=a.id))
         assert [p.id for p in made if p.amount == "4.00"] == [paid.id]  # one payment, not three
         assert (await direct.balances.get(b.id)).amount == "4.00"
+
+
+async def test_events_and_webhook_endpoints_through_the_client(server: Server) -> None:
+    receiver = await Receiver().start()
+    try:
+        async with Client(server.url, server.token) as ledger:
+            endpoint = await ledger.webhook_endpoints.create(url=receiver.url, events=["account.created"])
+            assert isinstance(endpoint, schemas.WebhookEndpoint) and endpoint.secret is not None
+            dee = await ledger.accounts.create(email="dee-hooks@example.com")
+            created = await _collect(ledger.events.list(type="account.created", limit=5))
+            assert created[0].data["id"] == dee.id  # type: ignore[attr-defined]
+            for _ in range(600):  # a bound (60 s), not a measurement
+                if receiver.counts:
+                    break
+                await asyncio.sleep(0.1)
+            [delivered] = receiver.events.values()
+            assert delivered["data"]["id"] == dee.id and receiver.unsigned(endpoint.secret) == 0
+            [log] = await _collect(ledger.webhook_endpoints.deliveries(endpoint.id))
+            assert log.delivered and log.event_id == delivered["id"]  # type: ignore[attr-defined]
+            assert [e.id for e in await _collect(ledger.webhook_endpoints.list())] == [endpoint.id]  # type: ignore[attr-defined]
+            assert (await ledger.webhook_endpoints.get(endpoint.id)).secret is None
+            await ledger.webhook_endpoints.delete(endpoint.id)
+            with pytest.raises(LedgerError) as gone:
+                await ledger.webhook_endpoints.get(endpoint.id)
+            assert gone.value.code == "not_found"
+    finally:
+        await receiver.stop()
 
 
 def test_the_blocking_client(server: Server) -> None:

@@ -53,7 +53,7 @@ def forwarded_events(server: Server) -> list[tuple[str, int, dict[str, object]]]
 def test_actors_log_their_recovery_as_json(server: Server) -> None:
     events = forwarded_events(server)
     recovered = {e["actor"]: (pid, e) for _, pid, e in events if e["event"] == "recovered"}
-    assert set(recovered) == {"registry", "shard-0", "shard-1", "coordinator-0"}
+    assert set(recovered) == {"registry", "shard-0", "shard-1", "coordinator-0", "webhooks"}
     for pid, e in recovered.values():
         assert e["pid"] == pid and e["level"] == "info" and e["logger"].startswith("rayledger.")
         assert e["seconds"] >= 0 and "node_id" in e

@@ -27,8 +27,9 @@ EXAMPLES_PER_OPERATION = 25
 # of that list (and only one of the two cursors may be given).
 DOCUMENTED_REFUSALS = {"same_balance", "unknown_currency", "invalid_amount"}
 # A cursor must be an item of its list; a rate has at most 12 significant digits (a count a
-# JSON Schema pattern cannot state without look-ahead); a rate is between two currencies.
-DOCUMENTED_PARAMS = {"starting_after", "ending_before", "rate", "quote"}
+# JSON Schema pattern cannot state without look-ahead); a rate is between two currencies; a
+# webhook URL must be http(s) and resolve to addresses the rules allow (DNS, not a schema).
+DOCUMENTED_PARAMS = {"starting_after", "ending_before", "rate", "quote", "url"}
 
 
 def _documented(failure: Exception, status: int, body: object) -> bool:

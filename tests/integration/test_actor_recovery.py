@@ -103,7 +103,7 @@ async def test_another_layout_is_refused_while_the_ledger_runs(ray_ledger: RayLe
     assert await ray_ledger.client.all_balances()  # the running ledger is untouched
 
     stopped = stop_ledger(ray_ledger.settings.namespace)
-    assert stopped == ["coordinator-0", "registry", "shard-0", "shard-1"]
+    assert stopped == ["coordinator-0", "registry", "shard-0", "shard-1", "webhooks"]
     assert running_actors(ray_ledger.settings.namespace) == set()
     ray_ledger.handles = None  # already stopped
     client = ray_ledger.reconfigure(shards=3).start().client
