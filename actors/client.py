@@ -133,6 +133,14 @@ class LedgerClient:
         )
         return [(s, seq, eid, record) for s, page in zip(sources, pages, strict=True) for seq, eid, record in page]
 
+    async def events_after_encoded(self, positions: dict[str, int], limit: int) -> list[tuple[str, int, bytes]]:
+        """`events_after`, each record still encoded (the caller decodes it)."""
+        sources = self.event_sources()
+        pages = await asyncio.gather(
+            *(self.event_peer(s).call("events_after_encoded", positions.get(s, 0), limit) for s in sources)
+        )
+        return [(s, seq, body) for s, page in zip(sources, pages, strict=True) for seq, body in page]
+
     async def _merged_page(
         self, method: str, filters: tuple[Any, ...], limit: int, cursor: tuple[str | None, str | None, bool]
     ) -> tuple[list[Any], bool]:

@@ -22,6 +22,10 @@ class EventReads:
         await self.journal.durable()
         return await self.journal.events_after(after_seq, limit)
 
+    async def events_after_encoded(self, after_seq: int, limit: int) -> list[tuple[int, bytes]]:
+        await self.journal.durable()
+        return await self.journal.events_after_encoded(after_seq, limit)
+
     async def event_position(self) -> int:
         """The journal's position now: a webhook endpoint made now gets the events after it."""
         await self.journal.durable()

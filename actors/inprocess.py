@@ -22,7 +22,7 @@ from journal import Journal
 class InProcessLedger:
     def __init__(self, data_dir: Path, **overrides: Any) -> None:
         # Delivery's lower CPU priority would apply to the whole (test) process here.
-        defaults = {"partitions": 4, "shards": 2, "webhook_niceness": 0}
+        defaults = {"partitions": 4, "shards": 2, "webhook_idle_priority": False}
         self.settings = Settings(data_dir=str(data_dir), **{**defaults, **overrides})
         self.objects: dict[str, Any] = {}
         self.client = LedgerClient(self.settings, self.peer)

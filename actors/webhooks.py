@@ -11,8 +11,8 @@ journaled attempts, reading the event again from its journal.
 
 Payments never wait for any of this. Each endpoint holds at most `webhook_retrying_max`
 events waiting to be retried; past that it reads no new events, which wait in their
-journals until the receiver recovers. Delivery runs at a lower CPU priority than the
-ledger's actors, so a busy machine serves payments first and deliveries catch up after.
+journals until the receiver recovers. Delivery runs only on CPU time nothing else wants
+(SCHED_IDLE), so a busy machine serves payments first and deliveries catch up after.
 Deliveries of one endpoint may arrive out of order, as with Stripe.
 
 Addresses are checked when an endpoint is made and again on every connection, on the
@@ -51,10 +51,12 @@ from ledger.records import (
     DeliveryAttempted,
     DeliveryProgress,
     Record,
+    RecordCodec,
     WebhookEndpointCreated,
     WebhookEndpointDeleted,
     event_of,
 )
+from ledger.records import event_id as make_event_id
 from ledger.webhooks import address_refusal, next_attempt_ms
 from rayledger.webhooks import SIGNATURE_HEADER, signature
 
@@ -129,16 +131,20 @@ def private_targets_allowed(settings: Settings) -> bool:
         return settings.host == "localhost"
 
 
-def lower_priority(niceness: int) -> None:
-    """Every thread of this process at `niceness` (Linux sets it per thread; threads made
-    later inherit it from the one that makes them)."""
-    if niceness <= 0 or not os.path.isdir("/proc/self/task"):
+def idle_priority() -> None:
+    """Every thread of this process runs only when a CPU would otherwise idle: SCHED_IDLE
+    (or, where it is refused, the lowest nice). Linux sets both per thread; threads made
+    later inherit them from the one that makes them."""
+    if not os.path.isdir("/proc/self/task"):
         return
-    for tid in os.listdir("/proc/self/task"):
+    for tid in map(int, os.listdir("/proc/self/task")):
         try:
-            os.setpriority(os.PRIO_PROCESS, int(tid), max(niceness, os.getpriority(os.PRIO_PROCESS, int(tid))))
-        except (OSError, ValueError):
-            pass  # the thread has ended
+            os.sched_setscheduler(tid, os.SCHED_IDLE, os.sched_param(0))
+        except (OSError, AttributeError):
+            try:
+                os.setpriority(os.PRIO_PROCESS, tid, 19)
+            except OSError:
+                pass  # the thread has ended
 
 
 def _now_ms() -> int:
@@ -151,7 +157,8 @@ def webhooks_journal_path(settings: Settings) -> str:
 
 class WebhookDispatcher:
     def __init__(self, settings: Settings, peers: PeerLookup | None = None, journal: Journal | None = None) -> None:
-        lower_priority(settings.webhook_niceness)
+        if settings.webhook_idle_priority:
+            idle_priority()
         self.settings = settings
         self._peers = peers
         self.journal = journal or SqliteJournal(
@@ -160,6 +167,7 @@ class WebhookDispatcher:
             commit_on_loop=settings.journal_commit_on_loop,
         )
         self.endpoints: dict[str, _Endpoint] = {}
+        self._codec = RecordCodec()
         self._private_allowed = private_targets_allowed(settings)
         self._session: aiohttp.ClientSession | None = None
         self._client: LedgerClient | None = None
@@ -223,7 +231,8 @@ class WebhookDispatcher:
     async def ready(self) -> bool:
         """Start delivering (once): the ledger's other actors are up by now."""
         if self._session is None:
-            lower_priority(self.settings.webhook_niceness)  # threads Ray made after __init__
+            if self.settings.webhook_idle_priority:
+                idle_priority()  # threads Ray made after __init__
             from gateway.directory import Directory  # the gateway's rendering, as the admin sees it
 
             peers = self._peers or ray_lookup(self.settings.namespace)
@@ -383,15 +392,17 @@ class WebhookDispatcher:
 
     async def _deliver_new(self, endpoint: _Endpoint, gate: asyncio.Semaphore) -> bool:
         assert self._client is not None
-        found = await self._client.events_after(endpoint.positions, PAGE)
+        found = await self._client.events_after_encoded(endpoint.positions, PAGE)
         if not found:
             return False
         positions = dict(endpoint.positions)
         room = self.settings.webhook_retrying_max - len(endpoint.retrying)  # were every one of them to fail
         sends = []
-        for source, seq, event_id, record in found:
+        for source, seq, body in found:
+            record = self._codec.decode(body)
             kind = event_of(record)
             assert kind is not None
+            event_id = make_event_id(kind[1], source, seq)
             if endpoint.wants(kind[0]) and event_id not in endpoint.retrying:
                 if len(sends) == room:
                     break  # the rest waits in its journal
@@ -410,10 +421,12 @@ class WebhookDispatcher:
         assert self._client is not None
 
         async def retry(last: DeliveryAttempted) -> None:
-            page = await self._client.event_peer(last.source).call("events_after", last.seq - 1, 1)  # type: ignore[union-attr]
+            peer = self._client.event_peer(last.source)  # type: ignore[union-attr]
+            page = await peer.call("events_after_encoded", last.seq - 1, 1)
             if not page or page[0][0] != last.seq:  # journals keep every event: only a bug loses one
                 raise AssertionError(f"event {last.event_id} is gone from {last.source} at {last.seq}")
-            await self._send(endpoint, gate, last.source, last.seq, last.event_id, page[0][2], last.attempt + 1, last)
+            record = self._codec.decode(page[0][1])
+            await self._send(endpoint, gate, last.source, last.seq, last.event_id, record, last.attempt + 1, last)
 
         await asyncio.gather(*(retry(a) for a in due[: self.settings.webhook_retrying_max]))
         return True

@@ -11,7 +11,7 @@ event: `benchmarks/webhook_bin/rayledger` runs `python -m benchmarks.webhooks se
 which starts `rayledger serve ...` as given, a receiver on loopback and the endpoint, and
 writes the receiver's counts every second to `webhook_receiver.json` beside the data
 directory, or to $WEBHOOK_RECEIVER_REPORT (`--env WEBHOOK_RECEIVER_REPORT=...`). The
-receiver runs at the webhooks actor's lower CPU priority: on this one machine it stands
+receiver runs at the webhooks actor's idle CPU priority: on this one machine it stands
 for a receiver on another one, which takes no CPU from the ledger.
 """
 
@@ -30,6 +30,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
+from actors.webhooks import idle_priority
 from rayledger.client import Client
 from rayledger.webhooks import SIGNATURE_HEADER, verify
 
@@ -82,8 +83,7 @@ async def _serve(argv: list[str]) -> int:
     port = argv[argv.index("--port") + 1]
     data_dir = Path(argv[argv.index("--data-dir") + 1])
     server = subprocess.Popen([rayledger, "serve", *argv])
-    niceness = int(os.environ.get("RAYLEDGER_WEBHOOK_NICENESS", "10"))
-    os.setpriority(os.PRIO_PROCESS, 0, niceness)  # this process is only the receiver from here on
+    idle_priority()  # this process is only the receiver from here on
     receiver = await Receiver().start()
     url, token = f"http://127.0.0.1:{port}", os.environ["RAYLEDGER_ADMIN_TOKEN"]
     async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {token}"}) as http:

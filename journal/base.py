@@ -690,9 +690,19 @@ class Journal(abc.ABC):
         q = HistoryQuery(tag, limit, before_id, also_tag, by_seq, before_seq, only_id, after_id, after_seq, ascending)
         return await self._find(q)
 
+    async def events_after_encoded(self, after_seq: int, limit: int) -> list[tuple[int, bytes]]:
+        """`events_after` as (seq, encoded record): the reader decodes (and names) them, so
+        the journal's owner spends nothing per event on it (webhook delivery)."""
+        q = HistoryQuery("ev", limit, by_seq=True, after_seq=after_seq, ascending=True)
+        return [(seq, body) for seq, (_, body) in await self._found(q)]
+
     async def _find(self, q: HistoryQuery) -> list[StoredRecord]:
-        """`q` over the rows held in memory and the stored index. Memory is read first: a
-        batch stored meanwhile is then seen twice (kept once), never missed."""
+        return [StoredRecord(seq, self.codec.decode(body)) for seq, (_, body) in await self._found(q)]
+
+    async def _found(self, q: HistoryQuery) -> list[tuple[int, tuple[str, bytes]]]:
+        """`q` over the rows held in memory and the stored index, in its order: (seq, (id,
+        encoded record)). Memory is read first: a batch stored meanwhile is then seen twice
+        (kept once), never missed."""
         await self.indexed()
         if q.by_seq and q.by_id_cursor:
             # A by-seq cursor is an id: its (first) seq bounds the page, held or stored.
@@ -713,7 +723,7 @@ class Journal(abc.ABC):
             if q.by_seq
             else sorted(found, key=lambda s: (found[s][0], s), reverse=not q.ascending)
         )
-        return [StoredRecord(seq, self.codec.decode(found[seq][1])) for seq in order[: q.limit]]
+        return [(seq, found[seq]) for seq in order[: q.limit]]
 
     def save_snapshot(self, body: bytes) -> Coroutine[None, None, int]:
         """Store `body` as the state after every record appended so far; returns its seq.
