@@ -168,6 +168,7 @@ class WebhookDispatcher:
         )
         self.endpoints: dict[str, _Endpoint] = {}
         self._codec = RecordCodec()
+        self._creating = asyncio.Lock()
         self._private_allowed = private_targets_allowed(settings)
         self._session: aiohttp.ClientSession | None = None
         self._client: LedgerClient | None = None
@@ -277,6 +278,12 @@ class WebhookDispatcher:
     ) -> EndpointMade:
         """The endpoint made (or the one `idem` made before), or why not."""
         await self.ready()
+        async with self._creating:  # two calls with one Idempotency-Key make one endpoint
+            return await self._create_endpoint(url, events, description, idem)
+
+    async def _create_endpoint(
+        self, url: str, events: list[str], description: str | None, idem: Idem | None
+    ) -> EndpointMade:
         if idem is not None:
             window_start_ms = _now_ms() - self.settings.idempotency_window_s * 1000
             for e in self.endpoints.values():
