@@ -96,6 +96,7 @@ class _Endpoint:
     positions: dict[str, int]
     retrying: dict[str, DeliveryAttempted] = field(default_factory=dict)  # event id -> its last failed attempt
     task: asyncio.Task[None] | None = None
+    literal_refusal: str | None = None  # the URL names an IP the rules forbid (settings may change per start)
 
     def wants(self, event_type: str) -> bool:
         return ALL_EVENTS in self.created.events or event_type in self.created.events
@@ -173,6 +174,7 @@ class WebhookDispatcher:
         self._session: aiohttp.ClientSession | None = None
         self._client: LedgerClient | None = None
         self._directory: Any = None
+        self._render: Any = None
         self._snapshot_seq = 0
         self._snapshot_task: asyncio.Task[None] | None = None
         self._closing = False
@@ -234,7 +236,11 @@ class WebhookDispatcher:
         if self._session is None:
             if self.settings.webhook_idle_priority:
                 idle_priority()  # threads Ray made after __init__
-            from gateway.directory import Directory  # the gateway's rendering, as the admin sees it
+            # The gateway's rendering, as the admin sees it (imported late: the gateway imports the actors).
+            from gateway.directory import Directory
+            from gateway.events import event_of_record
+
+            self._render = event_of_record
 
             peers = self._peers or ray_lookup(self.settings.namespace)
             self._client = LedgerClient(self.settings, peers)
@@ -251,6 +257,7 @@ class WebhookDispatcher:
 
     def _start(self, endpoint: _Endpoint) -> None:
         if self._session is not None and endpoint.task is None:
+            endpoint.literal_refusal = _literal_refusal(endpoint.created.url, self._private_allowed)
             endpoint.task = asyncio.get_running_loop().create_task(self._deliver_loop(endpoint))
 
     def abandon(self) -> None:
@@ -449,10 +456,8 @@ class WebhookDispatcher:
         attempt: int,
         last: DeliveryAttempted | None,
     ) -> None:
-        from gateway.events import event_of_record
-
         assert self._session is not None and self._client is not None
-        shown = await event_of_record(self._directory, self._client.registry, event_id, record, "admin")
+        shown = await self._render(self._directory, self._client.registry, event_id, record, "admin")
         body = msgspec.json.encode(shown)
         status, error = 0, None
         async with gate:
@@ -463,9 +468,8 @@ class WebhookDispatcher:
                 SIGNATURE_HEADER: signature(endpoint.created.secret, stamp, body),
             }
             try:
-                refused = _literal_refusal(endpoint.created.url, self._private_allowed)
-                if refused is not None:
-                    raise RefusedAddress(refused)
+                if endpoint.literal_refusal is not None:
+                    raise RefusedAddress(endpoint.literal_refusal)
                 async with self._session.post(
                     endpoint.created.url, data=body, headers=headers, allow_redirects=False
                 ) as answer:

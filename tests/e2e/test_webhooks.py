@@ -10,7 +10,6 @@ import asyncio
 import os
 import signal
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +18,7 @@ import aiohttp
 from benchmarks.webhooks import Receiver
 from tests.support.api import Api
 from tests.support.server import Server
+from tests.support.waiting import until
 
 WAIT_S = 120.0  # a bound on waiting for deliveries (the server restarts meanwhile), never a measurement
 
@@ -33,13 +33,6 @@ async def _delivered_all(api: Api, receiver: Receiver) -> list[dict[str, Any]]:
             return events
         assert time.monotonic() < deadline, f"{len(missing)} of {len(events)} events never delivered"
         await asyncio.sleep(0.5)
-
-
-async def _until(condition: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + WAIT_S
-    while not condition():
-        assert time.monotonic() < deadline, f"not within {WAIT_S} s: {what}"
-        await asyncio.sleep(0.01)
 
 
 async def test_signed_deliveries_at_least_once_across_kill9_and_a_failing_receiver(tmp_path: Path) -> None:
@@ -75,7 +68,7 @@ async def test_signed_deliveries_at_least_once_across_kill9_and_a_failing_receiv
 
             # kill -9 of the whole server while payments are made and delivered.
             payments = [asyncio.ensure_future(api.pay(a["id"], b["id"], "0.01")) for _ in range(150)]
-            await _until(lambda: len(receiver.counts) >= 12, "the first deliveries")
+            await until(lambda: len(receiver.counts) >= 12, "the first deliveries")
             server.kill9()
             await asyncio.gather(*payments, return_exceptions=True)
             server.start()
@@ -88,7 +81,7 @@ async def test_signed_deliveries_at_least_once_across_kill9_and_a_failing_receiv
             receiver.failing = True
             for _ in range(5):
                 assert (await api.pay(b["id"], a["id"], "0.01")).status == 201
-            await _until(lambda: receiver.refused >= 5, "five deliveries refused")
+            await until(lambda: receiver.refused >= 5, "five deliveries refused")
             receiver.failing = False
             await _delivered_all(api, receiver)
             assert receiver.unsigned(secret) == 0 and len(receiver.deliveries) >= len(events) + 5

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 from pathlib import Path
 
 from actors.webhooks import WebhookDispatcher
@@ -16,21 +15,13 @@ from benchmarks.webhooks import Receiver
 from ledger.records import WebhookEndpointCreated, event_of
 from tests.support.local import LocalLedger
 from tests.support.scenario import open_funded_balances, payment
-
-WAIT_S = 60.0  # a bound on waiting for deliveries, never a measurement
+from tests.support.waiting import until
 
 
 async def _all_events(ledger: LocalLedger, created: WebhookEndpointCreated, kind: str | None = None) -> set[str]:
     """Ids of every event (of `kind`) after the endpoint's creation (its positions)."""
     found = await ledger.client.events_after(dict(created.positions), 100_000)
     return {event_id for _, _, event_id, record in found if kind in (None, event_of(record)[0])}  # type: ignore[index]
-
-
-async def _until(condition, what: str) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + WAIT_S
-    while not await condition():
-        assert time.monotonic() < deadline, f"not within {WAIT_S} s: {what}"
-        await asyncio.sleep(0.05)
 
 
 async def _endpoint(webhooks: WebhookDispatcher, url: str, events: list[str] | None = None) -> WebhookEndpointCreated:
@@ -56,7 +47,7 @@ async def test_every_event_at_least_once_across_crashes(tmp_path: Path) -> None:
         async def all_in() -> bool:
             return wanted <= receiver.counts.keys()
 
-        await _until(all_in, "every event delivered")
+        await until(all_in, "every event delivered")
         assert receiver.unsigned(created.secret) == 0
         assert {e["type"] for e in receiver.events.values()} >= {"account.created", "payment.succeeded"}
         log = await ledger.webhooks.deliveries(created.endpoint_id, 1000, None, None, False)
@@ -81,7 +72,7 @@ async def test_a_failing_receiver_gets_everything_later_with_bounded_retries(tmp
             found = await ledger.webhooks.get_endpoint(created.endpoint_id)
             return found is not None and found[1] == 5
 
-        await _until(bound_reached, "five events waiting for a retry")
+        await until(bound_reached, "five events waiting for a retry")
         await asyncio.sleep(0.5)  # a bound: time for more to be tried, were they not held back
         [(_, retrying)] = await ledger.webhooks.list_endpoints()
         tried = {json.loads(body)["id"] for _, body in receiver.deliveries}
@@ -95,7 +86,7 @@ async def test_a_failing_receiver_gets_everything_later_with_bounded_retries(tmp
         async def all_in() -> bool:
             return receiver.counts.keys() >= wanted
 
-        await _until(all_in, "every payment delivered once the receiver answers 200")
+        await until(all_in, "every payment delivered once the receiver answers 200")
         assert all(e["type"] == "payment.succeeded" for e in receiver.events.values())
         assert receiver.unsigned(created.secret) == 0
         log = await ledger.webhooks.deliveries(created.endpoint_id, 1000, None, None, False)
@@ -109,7 +100,7 @@ async def test_a_failing_receiver_gets_everything_later_with_bounded_retries(tmp
             found = await ledger.webhooks.get_endpoint(created.endpoint_id)
             return found is not None and found[1] == 0
 
-        await _until(settled, "nothing left to retry")
+        await until(settled, "nothing left to retry")
     finally:
         await ledger.stop()
         await receiver.stop()
@@ -125,7 +116,7 @@ async def test_a_deleted_endpoint_gets_nothing_more(tmp_path: Path) -> None:
         async def one_in() -> bool:
             return len(receiver.counts) == 1
 
-        await _until(one_in, "the first account's event")
+        await until(one_in, "the first account's event")
         assert await ledger.webhooks.delete_endpoint(created.endpoint_id)
         assert await ledger.webhooks.get_endpoint(created.endpoint_id) is None
         await ledger.client.registry.call("create_account", "after@example.com", None)
