@@ -376,13 +376,6 @@ class WebhookDispatcher:
         )
         return [s.record for s in found]  # type: ignore[misc]
 
-    async def stats(self) -> dict[str, Any]:
-        return {
-            "endpoints": len(self.endpoints),
-            "retrying": sum(len(e.retrying) for e in self.endpoints.values()),
-            "positions": {e.created.endpoint_id: e.positions for e in self.endpoints.values()},
-        }
-
     # -- delivery -------------------------------------------------------------------------
     async def _deliver_loop(self, endpoint: _Endpoint) -> None:
         """Retries that are due, then the next page of new events, until the endpoint goes."""

@@ -8,7 +8,7 @@ from aiohttp import web
 from actors.webhooks import EndpointMade
 from gateway import creates, render, schemas
 from gateway.errors import ApiError
-from gateway.handlers import decode, json_response, newest_first, page_by_key, page_of, unknown_cursor
+from gateway.handlers import decode, id_bounds, json_response, newest_first, page_by_key, page_of, unknown_cursor
 from gateway.keys import CLIENT
 from ledger.records import DeliveryAttempted, WebhookEndpointCreated
 
@@ -78,11 +78,9 @@ async def delete_endpoint(request: web.Request) -> web.Response:
 
 async def list_deliveries(request: web.Request) -> web.Response:
     page = page_of(request)
-    before = after = None
-    if page.cursor is not None:
-        if not page.cursor.startswith("dlv_"):
-            raise unknown_cursor(page)
-        before, after = (None, page.cursor) if page.ascending else (page.cursor, None)
+    if page.cursor is not None and not page.cursor.startswith("dlv_"):
+        raise unknown_cursor(page)
+    before, after = id_bounds(request, page, "dlv")
     webhooks = request.app[CLIENT].webhooks
     found = await webhooks.call("deliveries", request.match_info["id"], page.limit + 1, before, after, page.ascending)
     if found is None:
