@@ -28,13 +28,16 @@ from actors.settings import Settings
 from actors.telemetry import Telemetry, placement
 from actors.topology import partition_of, partitions_of_shard, shard_name
 from journal import Journal, JournalUnavailable, SqliteFile, SqliteJournal, adopt_partitions
-from ledger.book import BalanceBook, BalanceView, BookSnapshot, OpenHold
+from ledger.book import CREDIT, BalanceBook, BalanceView, BookSnapshot, OpenHold
 from ledger.ids import is_hold_id
 from ledger.messages import BalanceSpec, HoldRef, SideRequest, unpack
 from ledger.records import Posted, Record
 from ledger.results import Check
 
 log = logging.getLogger("rayledger.shard")
+
+# A leg in flight on a balance: resolved when it settles here, and until when to wait for it.
+Closing = tuple[asyncio.Future[None], float]
 
 
 class Entry(msgspec.Struct, frozen=True, array_like=True):
@@ -92,7 +95,7 @@ class BalanceShard:
         self.partitions = {p: Partition(p, journals[p]) for p in owned}
         self._snapshots: dict[int, asyncio.Task[None]] = {}  # partition -> snapshot being written
         # (hold, balance) -> (what reads wait on, when reads stop waiting for it)
-        self._closing: dict[tuple[str, str], tuple[asyncio.Future[None], float]] = {}
+        self._closing: dict[tuple[str, str], Closing] = {}
         self._channel: ChannelServer | None = None
         self.telemetry = Telemetry(settings.namespace, shard_name(index))
         for p, part in self.partitions.items():
@@ -273,9 +276,41 @@ class BalanceShard:
             owed = unpack(posts or [], list[HoldRef]), unpack(voids or [], list[HoldRef])
             unsettled = self._close_legs(*owed, written)
             debit_codes = self._decide_holds(coordinator, epoch, debits, written, debit=True)
+            # Before this call's own credits open: they settle only after it answers.
+            short = self._short_of_incoming(debits, debit_codes)
             credit_codes = self._decide_holds(coordinator, epoch, credits, written, debit=False)
             await self._settle(written)
+            if short:
+                await self._decide_again(coordinator, epoch, debits, debit_codes, short)
             return debit_codes, credit_codes, unsettled
+
+    def _short_of_incoming(self, debits: list[SideRequest], codes: list[int]) -> dict[int, list[Closing]]:
+        """The refused debits that the credits settling on their balance would cover, with
+        what to wait for: a payment told `success` has its credit posted a moment after its
+        answer (phase two), and a payment from the balance it paid into, made right after
+        that answer, may overtake the post. It must see the money, as a read does."""
+        short: dict[int, list[Closing]] = {}
+        for n, (it, code) in enumerate(zip(debits, codes, strict=True)):
+            if code != Check.NOT_ENOUGH_MONEY:
+                continue
+            part = self._part(it.balance_id)
+            balance = part.book.balances[it.balance_id]
+            if balance.available + balance.incoming >= it.amount_minor:
+                waits = self._settling_on(part, it.balance_id, credits_only=True)
+                if waits:
+                    short[n] = waits
+        return short
+
+    async def _decide_again(
+        self, coordinator: int, epoch: int, debits: list[SideRequest], codes: list[int], short: dict[int, list[Closing]]
+    ) -> None:
+        """Decide the `short` debits again once the credits they wait for have settled."""
+        await self._wait_closing([w for waits in short.values() for w in waits])
+        written: list[Partition] = []
+        again = self._decide_holds(coordinator, epoch, [debits[n] for n in short], written, debit=True)
+        for n, code in zip(short, again, strict=True):
+            codes[n] = code
+        await self._settle(written)
 
     def _decide_holds(
         self, coordinator: int, epoch: int, items: list[SideRequest], written: list[Partition], *, debit: bool
@@ -341,27 +376,36 @@ class BalanceShard:
         """Wait until the payments in flight on these balances right now have settled here.
         A payment is answered once its decision is durable (the commit point), and its
         posts may reach this shard a moment later, so a read waits for them rather than
-        overtake them: a client that was told `success` then sees the money moved.
-        Authorization holds stay open for long and are not waited for. Bounded by
-        `read_settle_wait_ms` from when a read first waited for a leg: while a coordinator
-        recovers, its legs stay open, and reads then show them as reserved (later reads
-        do not wait for the same stuck leg again)."""
+        overtake them: a client that was told `success` then sees the money moved."""
+        # with its partition, which the caller looked up already
+        await self._wait_closing([w for part, balance_id in balances for w in self._settling_on(part, balance_id)])
+
+    def _settling_on(self, part: Partition, balance_id: str, *, credits_only: bool = False) -> list[Closing]:
+        """What to wait for until the payments in flight on a balance settle here.
+        Authorization holds stay open for long and are not waited for."""
         loop = asyncio.get_running_loop()
-        waits, until = [], 0.0
-        for part, balance_id in balances:  # with its partition, which the caller looked up already
-            for hold_id in part.book.holds_on(balance_id):
-                if is_hold_id(hold_id):
-                    continue
-                key = (hold_id, balance_id)
-                waiting = self._closing.get(key)
-                if waiting is None:
-                    deadline = loop.time() + self.settings.read_settle_wait_ms / 1000
-                    waiting = self._closing[key] = (loop.create_future(), deadline)
-                waits.append(waiting[0])
-                until = max(until, waiting[1])
-        timeout = until - loop.time()
-        if waits and timeout > 0:
-            await asyncio.wait(waits, timeout=timeout)
+        waits = []
+        for hold_id in part.book.holds_on(balance_id):
+            if is_hold_id(hold_id) or (credits_only and part.book.holds[(hold_id, balance_id)].side != CREDIT):
+                continue
+            key = (hold_id, balance_id)
+            waiting = self._closing.get(key)
+            if waiting is None:
+                deadline = loop.time() + self.settings.read_settle_wait_ms / 1000
+                waiting = self._closing[key] = (loop.create_future(), deadline)
+            waits.append(waiting)
+        return waits
+
+    @staticmethod
+    async def _wait_closing(waits: list[Closing]) -> None:
+        """Bounded by `read_settle_wait_ms` from when anyone first waited for a leg: while a
+        coordinator recovers, its legs stay open, and reads then show them as reserved
+        (later waits for the same stuck leg do not wait again)."""
+        if not waits:
+            return
+        timeout = max(deadline for _, deadline in waits) - asyncio.get_running_loop().time()
+        if timeout > 0:
+            await asyncio.wait([future for future, _ in waits], timeout=timeout)
 
     async def fence(self, coordinator: int, epoch: int) -> list[OpenHold]:
         """Refuse older incarnations of `coordinator`; return its holds still open here."""

@@ -81,6 +81,32 @@ async def test_the_next_phase_one_call_carries_the_posts(tmp_path: Path) -> None
     await ledger.stop()
 
 
+async def test_a_payment_from_the_balance_just_paid_into_waits_for_the_post_in_flight(tmp_path: Path) -> None:
+    """The post of an acknowledged payment goes to its shard on its own (not carried), and
+    the next payment, from the balance it credited, overtakes it: that payment must see
+    the money (it waits for the credit to settle) instead of being refused."""
+    ledger = await LocalLedger(tmp_path, phase2_carry_ms=NEVER_MS).start()
+    _, (a, b), _ = await open_funded_balances(ledger.client, 2, 10_00)
+    coordinator = ledger.coordinator()
+    await coordinator.finish_phase2()
+    busy(ledger)
+    [paid] = await ledger.client.pay([payment(a, b, 10_00)])
+    assert paid.status == PaymentStatus.SUCCESS
+    in_flight, coordinator._owed = coordinator._owed, {}  # sent, not yet arrived
+    onward = asyncio.ensure_future(ledger.client.pay([payment(b, a, 15_00)]))  # b: 10 + 10 incoming
+    await spin()
+    assert not onward.done(), "a payment must not be refused for money an acknowledged payment is moving in"
+    for shard, owed in in_flight.items():
+        await coordinator._deliver(shard, owed)
+    [second] = await onward
+    assert second.status == PaymentStatus.SUCCESS
+    # More than the credits settling would cover is refused at once, without waiting.
+    [third] = await ledger.client.pay([payment(a, b, 25_01)])
+    assert third.status == PaymentStatus.NOT_ENOUGH_MONEY
+    idle(ledger)
+    await ledger.stop()
+
+
 async def test_a_read_waits_only_up_to_its_bound_then_shows_the_hold(tmp_path: Path) -> None:
     """A coordinator that cannot send its phase two (down, recovering) must not hang reads:
     past `read_settle_wait_ms` they answer, showing the payment's amount as reserved."""
