@@ -25,6 +25,7 @@ from actors.topology import (
     shard_name,
     shard_of_partition,
 )
+from ledger.activity import Minute, merged
 from ledger.book import BalanceView
 from ledger.messages import HoldRequest, PaymentQuery, PaymentRequest, TransferRequest, pack, unpack
 from ledger.records import HoldRecord, PaymentRecord, TransferRecord
@@ -157,6 +158,11 @@ class LedgerClient:
             *(self.coordinator(c).call("finish_phase2") for c in range(self.settings.coordinators))
         )
         return sum(left)
+
+    async def activity(self) -> list[Minute]:
+        """Payments decided per minute over the last hour, all coordinators together."""
+        parts = await asyncio.gather(*(self.coordinator(c).call("activity") for c in range(self.settings.coordinators)))
+        return merged(list(parts))
 
     def coordinator_of(self, some_id: str) -> Peer:
         return self.coordinator(coordinator_of(some_id, self.settings.coordinators))

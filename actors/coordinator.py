@@ -41,6 +41,7 @@ from actors.settings import Settings
 from actors.telemetry import Telemetry, placement
 from actors.topology import REGISTRY_NAME, coordinator_name, partition_of, shard_name, shard_of_partition
 from journal import Journal, JournalUnavailable, SqliteJournal
+from ledger.activity import Activity, Minute
 from ledger.book import DEBIT, OpenHold
 from ledger.ids import is_hold_id
 from ledger.messages import (
@@ -99,6 +100,7 @@ class CoordinatorSnapshot(msgspec.Struct, frozen=True, array_like=True):
     keys: list[tuple[str, bytes | None, str, int]]  # key, fingerprint, payment or hold id, at ms
     keys_evicted_until_ms: int
     recent_transfers: list[TransferRecord] = []
+    activity: list[Minute] = []  # payments decided per minute over the last hour
 
 
 class Outcome(msgspec.Struct, frozen=True, array_like=True):
@@ -286,6 +288,7 @@ class PaymentCoordinator(EventReads):  # its journal holds API events
         self.snapshot_seq = 0
         self._snapshotting: asyncio.Task[None] | None = None
         self._name = coordinator_name(index)
+        self._activity = Activity()
         self.telemetry = Telemetry(settings.namespace, self._name)
         self.telemetry.watch(self.journal, f"c-{index}")
         self.journal.event_source = f"c{index:02d}"  # its decisions are API events
@@ -308,6 +311,7 @@ class PaymentCoordinator(EventReads):  # its journal holds API events
             p = record.payment
             self.unfinished[p.id] = p
             self._remember(p)
+            self._activity.add(p)
             if p.idempotency_key is not None:
                 self._remember_key(p.idempotency_key, p.fingerprint, p.id, p.created_at_ms)
         elif isinstance(record, TransferDecided):
@@ -390,6 +394,7 @@ class PaymentCoordinator(EventReads):  # its journal holds API events
             keys=keys,
             keys_evicted_until_ms=self._keys_evicted_until_ms,
             recent_transfers=list(self.recent_transfers.values()),
+            activity=self._activity.minutes(),
         )
 
     def _restore(self, snap: CoordinatorSnapshot) -> None:
@@ -401,6 +406,7 @@ class PaymentCoordinator(EventReads):  # its journal holds API events
         self.keys = OrderedDict((key, (fingerprint, some_id, at_ms)) for key, fingerprint, some_id, at_ms in snap.keys)
         self._keys_evicted_until_ms = snap.keys_evicted_until_ms
         self.recent_transfers = OrderedDict((t.id, t) for t in snap.recent_transfers)
+        self._activity = Activity(snap.activity)
 
     def _remember(self, payment: PaymentRecord) -> None:
         self.recent[payment.id] = payment
@@ -1216,6 +1222,10 @@ class PaymentCoordinator(EventReads):  # its journal holds API events
                 await self._expire_due()
             except Exception:  # the next sweep tries again; nothing is lost meanwhile
                 continue
+
+    async def activity(self) -> list[Minute]:
+        """The payments this coordinator decided per minute, over the last hour."""
+        return self._activity.minutes(_now_ms())
 
     async def get_payment(self, payment_id: str) -> PaymentRecord | None:
         await self.ready()

@@ -20,6 +20,8 @@ from actors.settings import Settings, package_version
 from gateway import handlers
 from gateway.auth import Authenticator, require_admin
 from gateway.batcher import PaymentBatcher
+from gateway.console.pages import add_console
+from gateway.console.session import Sessions
 from gateway.directory import Directory
 from gateway.errors import ApiError, problem_response
 from gateway.inputs import parse_query
@@ -190,7 +192,7 @@ async def _flush_log(app: web.Application) -> None:
 
 
 def create_app(
-    settings: Settings, client: LedgerClient, admin_token_hash: bytes, ingress: int = 0, seal_key: bytes = b""
+    settings: Settings, client: LedgerClient, admin_token_hash: bytes, ingress: int = 0, *, seal_key: bytes
 ) -> web.Application:
     """The REST app served by coordinator `ingress` (payments without a key are its own);
     `seal_key` (from the admin token) seals what creates' Idempotency-Keys replay."""
@@ -206,7 +208,8 @@ def create_app(
     app[SETTINGS] = settings
     app[CLIENT] = client
     app[DIRECTORY] = Directory(client, settings.directory_cache_max)
-    app[AUTH] = Authenticator(admin_token_hash, client, settings.auth_cache_ttl_ms)
+    sessions = Sessions(seal_key)
+    app[AUTH] = Authenticator(admin_token_hash, client, settings.auth_cache_ttl_ms, sessions)
     app[INGRESS] = ingress
     app[SEAL_KEY] = seal_key
     app[OPENAPI] = msgspec.json.encode(build_spec(package_version()))
@@ -236,4 +239,5 @@ def create_app(
     app.router.add_get("/openapi.json", openapi_json)
     app.router.add_get("/docs", docs)
     app.router.add_static("/docs/static", swagger_ui.static_path)
+    add_console(app, sessions)
     return app

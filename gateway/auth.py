@@ -20,6 +20,7 @@ import msgspec
 from aiohttp import web
 
 from actors.client import LedgerClient
+from gateway.console.session import CSRF_HEADER, SAFE_METHODS, Sessions
 from gateway.errors import ApiError
 
 ACCOUNT_TOKEN_PREFIX = "rlk_"
@@ -58,7 +59,9 @@ def seal_key(admin_token: str) -> bytes:
 
 
 class Authenticator:
-    def __init__(self, admin_token_hash: bytes, client: LedgerClient, cache_ttl_ms: int) -> None:
+    def __init__(
+        self, admin_token_hash: bytes, client: LedgerClient, cache_ttl_ms: int, sessions: Sessions | None = None
+    ) -> None:
         # Only the token's hash reaches the ingress actors: the token itself never travels
         # through Ray (task arguments, logs) and is compared as a digest in constant time.
         assert len(admin_token_hash) == hashlib.sha256().digest_size, "pass the admin token's SHA-256"
@@ -66,11 +69,30 @@ class Authenticator:
         self._client = client
         self._ttl_s = cache_ttl_ms / 1000
         self._cache: dict[bytes, tuple[float, Principal | None]] = {}
+        self._sessions = sessions
+
+    def is_admin_token(self, token: str) -> bool:
+        return hmac.compare_digest(token_hash(token), self._admin_hash)
 
     def forget_keys(self) -> None:
         self._cache.clear()
 
+    def _session(self, request: web.Request) -> Principal | None:
+        """The admin, for a console session (gateway.console.session); its changes need
+        the session's CSRF token."""
+        nonce = None if self._sessions is None else self._sessions.nonce(request)
+        if nonce is None:
+            return None
+        assert self._sessions is not None
+        if request.method not in SAFE_METHODS and not self._sessions.csrf_ok(nonce, request.headers.get(CSRF_HEADER)):
+            raise ApiError("forbidden", f"a console session's changes need its {CSRF_HEADER} header")
+        return ADMIN
+
     async def principal(self, request: web.Request) -> Principal:
+        if "Authorization" not in request.headers:
+            session = self._session(request)
+            if session is not None:
+                return session
         scheme, _, token = request.headers.get("Authorization", "").partition(" ")
         token = token.strip()
         if scheme.lower() != "bearer" or not token:

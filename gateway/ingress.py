@@ -46,7 +46,7 @@ class IngressCoordinator(PaymentCoordinator):
         name = coordinator_name(self.index)
         return lambda wanted: me if wanted == name else remote(wanted)
 
-    async def serve_http(self, host: str, port: int, admin_token_hash: bytes, seal_key: bytes = b"") -> str:
+    async def serve_http(self, host: str, port: int, admin_token_hash: bytes, seal_key: bytes) -> str:
         """Serve the API on host:port (idempotent); returns the event loop's class name."""
         if self._runner is None:
             failed = (

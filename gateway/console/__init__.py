@@ -1,0 +1,1 @@
+"""The operator console (`gateway.console.pages`) and its sessions (`gateway.console.session`)."""
