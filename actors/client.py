@@ -112,6 +112,12 @@ class LedgerClient:
     def event_peer(self, source: str) -> Peer:
         return self.registry if source == "r00" else self.coordinator(int(source[1:]))
 
+    async def event_positions(self) -> dict[str, int]:
+        """Every event journal's position now: what comes after it is yet to happen."""
+        sources = self.event_sources()
+        seqs = await asyncio.gather(*(self.event_peer(s).call("event_position") for s in sources))
+        return dict(zip(sources, seqs, strict=True))
+
     async def events(
         self, limit: int, before: str | None, after: str | None, event_type: str | None, ascending: bool
     ) -> tuple[list[tuple[str, Any]], bool]:

@@ -303,8 +303,7 @@ class WebhookDispatcher:
             return EndpointMade(refusal=refused)
         assert all(e == ALL_EVENTS or e in EVENT_TYPES for e in events), events
         assert self._client is not None
-        sources = self._client.event_sources()
-        seqs = await asyncio.gather(*(self._client.event_peer(s).call("event_position") for s in sources))
+        positions = await self._client.event_positions()
         now = _now_ms()
         created = WebhookEndpointCreated(
             make_id("we", now, os.urandom(10)),
@@ -312,7 +311,7 @@ class WebhookDispatcher:
             sorted(set(events)),
             "whsec_" + os.urandom(24).hex(),
             now,
-            dict(zip(sources, seqs, strict=True)),
+            positions,
             description,
             None if idem is None else idem.lookup,
             None if idem is None else idem.fingerprint,

@@ -22,6 +22,7 @@ from aiohttp import web
 from actors.settings import package_version
 from gateway.auth import Authenticator
 from gateway.console.session import CSRF_FIELD, Sessions
+from gateway.events import format_cursor
 from gateway.keys import AUTH, CLIENT, DIRECTORY
 from ledger.money import format_amount
 from ledger.records import EVENT_TYPES
@@ -60,6 +61,7 @@ PAGES = [
     ("/console/currencies", "currencies.html", "Currencies and FX"),
     ("/console/events", "events.html", "Activity"),
 ]
+FEED_PAGES = {"dashboard.html", "events.html"}
 NAV = [("/console", "Dashboard"), *((p, t) for p, _, t in PAGES[1:] if "{" not in p)]
 
 
@@ -124,6 +126,9 @@ def _page(template: str, title: str) -> Callable[[web.Request], Awaitable[web.Re
     async def page(request: web.Request) -> web.Response:
         nonce = _session(request)
         some_id = request.match_info.get("id", "")
+        # The live feed streams what happens after the page was made (its list shows the
+        # rest): the events stream resumes after these positions.
+        positions = await request.app[CLIENT].event_positions() if template in FEED_PAGES else {}
         return _render(
             template,
             title=title,
@@ -132,6 +137,7 @@ def _page(template: str, title: str) -> Callable[[web.Request], Awaitable[web.Re
             csrf=request.app[SESSIONS].csrf_token(nonce),
             statuses=sorted(PaymentStatus),
             event_types=list(EVENT_TYPES),
+            stream_after=format_cursor(positions),
         )
 
     return page

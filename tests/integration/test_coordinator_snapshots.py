@@ -47,6 +47,8 @@ async def test_snapshot_and_tail_rebuild_the_live_state(tmp_path: Path) -> None:
         await live._snapshotting
     state = live.state()
     assert state.open_holds and state.keys and state.keys_evicted_until_ms > 0
+    # The dashboard's minutes too: 6 deposits, 40 payments and the capture, each counted once.
+    assert sum(m.succeeded + m.failed for m in state.activity) == 47
     store = ledger.stores["c-0"]  # type: ignore[index]
     assert store.snapshot is not None and store.snapshot[0] < live.journal.last_seq
 

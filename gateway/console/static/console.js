@@ -211,18 +211,22 @@ document.addEventListener("alpine:init", () => {
           this.items = page.data.map(feedItem);
         })
         .catch(() => {});
-      const source = new EventSource("/v1/events/stream");
+      // After the journals' positions when the page was made: what the list above may
+      // also show is dropped by id, and nothing in between is missed.
+      const source = new EventSource(withQuery("/v1/events/stream", { after: this.$el.dataset.after }));
       source.onopen = () => {
         this.state = "live";
       };
       source.onerror = () => {
         this.state = "reconnecting";
       };
-      source.onmessage = (message) => {
+      const show = (message) => {
         const event = JSON.parse(message.data);
         if (this.items.some((i) => i.id === event.id)) return;
         this.items = [feedItem(event), ...this.items].slice(0, limit);
       };
+      // Each event comes under its type's name (`event: payment.succeeded`).
+      for (const type of this.$el.dataset.types.split(",")) source.addEventListener(type, show);
     },
   }));
 
