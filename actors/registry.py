@@ -35,8 +35,10 @@ from ledger.records import (
     AccountChanged,
     AccountCreated,
     Answered,
+    BalanceChangeAsked,
     BalanceCreated,
     BalanceReady,
+    BalanceUpdated,
     CurrencyCreated,
     FxQuote,
     FxQuoted,
@@ -48,6 +50,7 @@ from ledger.records import (
     KeyRevoked,
     Record,
 )
+from ledger.results import Check
 
 SYSTEM_ACCOUNT_ID = "acc_system"
 QUOTES_KEPT_AFTER_EXPIRY_MS = 24 * 3600 * 1000  # then a quote's id is unknown (404), no longer quote_expired
@@ -147,6 +150,8 @@ class Registry(EventReads):  # its journal holds API events
         self.answers: dict[bytes, Answered] = {}  # creates made with an Idempotency-Key, by lookup
         self._status_changed: set[str] = set()  # accounts whose status shards must mirror
         self._lock = asyncio.Lock()  # serialises balance creation (one issuer per currency)
+        self._changes_asked: dict[str, BalanceChangeAsked] = {}  # balance -> a change not yet answered
+        self._changing = asyncio.Lock()  # one balance change at a time: its ask and answer pair up
         self._recovery: asyncio.Task[None] | None = None
         started = time.perf_counter()
         replayed = 0
@@ -204,6 +209,10 @@ class Registry(EventReads):  # its journal holds API events
             else:
                 self.accounts[r.account_id].balance_ids.append(r.balance_id)
                 self.by_account_currency[(r.account_id, r.currency)] = r.balance_id
+        elif isinstance(r, BalanceChangeAsked):
+            self._changes_asked[r.balance_id] = r
+        elif isinstance(r, BalanceUpdated):
+            self._changes_asked.pop(r.balance_id, None)
         elif isinstance(r, BalanceReady):
             self.not_ready.discard(r.balance_id)
             self._initial_limits.pop(r.balance_id, None)
@@ -281,6 +290,8 @@ class Registry(EventReads):  # its journal holds API events
         # A crash may have come between journaling a status change and telling the shards.
         for account_id in sorted(self._status_changed):
             await self._mirror_status(account_id)
+        for asked in sorted(self._changes_asked.values(), key=lambda a: a.at_ms):
+            await self._make_change(asked, recovering=True)
 
     async def _mirror_status(self, account_id: str) -> None:
         account = self.accounts[account_id]
@@ -489,6 +500,32 @@ class Registry(EventReads):  # its journal holds API events
     def _account_info(self, account_id: str) -> AccountInfo:
         a = self.accounts[account_id]
         return AccountInfo(account_id, a.email, a.active, a.created_at_ms, a.metadata, list(a.balance_ids))
+
+    async def change_balance(self, balance_id: str, active: bool | None, overdraft_limit_minor: int | None) -> int:
+        """Disable or re-enable a balance, or change its overdraft limit: a Check code
+        (NOT_ENOUGH_MONEY: the balance already uses more than the new limit). The change is
+        journaled here before the shard makes it, and what the shard did after (the
+        `balance.updated` event when something changed)."""
+        await self.ready()
+        self._require_writable()
+        if balance_id not in self.balances:
+            return int(Check.BALANCE_NOT_FOUND)
+        async with self._changing:
+            asked = BalanceChangeAsked(balance_id, active, overdraft_limit_minor, _now_ms())
+            self._commit(asked)
+            await self.journal.durable()
+            return await self._make_change(asked)
+
+    async def _make_change(self, asked: BalanceChangeAsked, *, recovering: bool = False) -> int:
+        info = self.balances[asked.balance_id]
+        code, active, limit, changed = await self._shard_peer(info.id).call(
+            "change_balance", info.id, asked.active, asked.overdraft_limit_minor
+        )
+        if recovering:  # the shard may have made it before the crash: its event was not journaled
+            changed = code == Check.OK
+        self._commit(BalanceUpdated(info.id, info.account_id, info.currency, changed, active, limit, _now_ms()))
+        await self.journal.durable()
+        return int(code)
 
     async def set_account_status(self, account_id: str, active: bool) -> AccountInfo | None:
         """Disable or re-enable an account: its balances refuse payments meanwhile."""

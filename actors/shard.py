@@ -171,14 +171,21 @@ class BalanceShard:
         self._count_balances()
         await self._settle(touched)
 
-    async def change_balance(self, balance_id: str, active: bool | None, overdraft_limit_minor: int | None) -> int:
+    async def change_balance(
+        self, balance_id: str, active: bool | None, overdraft_limit_minor: int | None
+    ) -> tuple[int, bool, int, bool]:
+        """Change a balance's status or overdraft limit (None: as it is); idempotent. The
+        code, the status and limit the balance now has, and whether they changed."""
         part = self._part(balance_id)
         self._require_writable([part])
         code, record = part.book.decide_change(balance_id, active, overdraft_limit_minor)
         if record is not None:
             part.commit(record)
         await self._settle([part])
-        return int(code)
+        balance = part.book.balances.get(balance_id)
+        if balance is None:
+            return int(code), False, 0, False
+        return int(code), balance.active, balance.overdraft_limit, record is not None
 
     async def get_balances(self, balance_ids: list[str]) -> list[BalanceView | None]:
         parts = [self._part(b) for b in balance_ids]

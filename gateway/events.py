@@ -26,10 +26,12 @@ from gateway.handlers import _fx_rate, _touches_own_balance, can_read_account, n
 from gateway.keys import CLIENT, DIRECTORY
 from gateway.payments import key_scope
 from gateway.schemas import Event, EventList
+from ledger.money import format_amount
 from ledger.records import (
     AccountChanged,
     AccountCreated,
     BalanceCreated,
+    BalanceUpdated,
     Decided,
     FxRateSet,
     HoldClosed,
@@ -53,7 +55,7 @@ async def render_event(request: web.Request, some_id: str, record: Record) -> Ev
         visible = await _touches_own_balance(request, record.transfer)
     elif isinstance(record, HoldPlaced | HoldClosed):
         visible = await _touches_own_balance(request, record.hold)
-    elif isinstance(record, AccountCreated | AccountChanged | BalanceCreated):
+    elif isinstance(record, AccountCreated | AccountChanged | BalanceCreated | BalanceUpdated):
         visible = can_read_account(request, record.account_id)
     else:
         visible = True  # rates, which every key may read
@@ -92,6 +94,14 @@ async def event_of_record(directory: Directory, registry: Peer, some_id: str, re
             "account_id": record.account_id,
             "currency": record.currency,
             "created_at": render.timestamp(record.created_at_ms),
+        }
+    elif isinstance(record, BalanceUpdated):
+        data = {
+            "id": record.balance_id,
+            "account_id": record.account_id,
+            "currency": record.currency,
+            "status": "active" if record.active else "disabled",
+            "overdraft_limit": format_amount(record.overdraft_limit_minor, await directory.exponent(record.currency)),
         }
     elif isinstance(record, FxRateSet):
         data = _fx_rate(record)

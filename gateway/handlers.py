@@ -464,8 +464,7 @@ async def patch_balance(request: web.Request) -> web.Response:
     if body.overdraft_limit is not None:
         limit = payments.parse_money(body.overdraft_limit, exponent, "overdraft_limit", allow_zero=True)
     active = None if body.status is None else body.status == "active"
-    client = request.app[CLIENT]
-    code = await client.shard(client.shard_for(info.id)).call("change_balance", info.id, active, limit)
+    code = await request.app[CLIENT].registry.call("change_balance", info.id, active, limit)
     if code == Check.NOT_ENOUGH_MONEY:
         raise ApiError("conflict", "the balance already uses more than that overdraft limit", "overdraft_limit")
     assert code == Check.OK, code

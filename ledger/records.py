@@ -248,6 +248,30 @@ class BalanceCreated(msgspec.Struct, tag="bn", **_opts):
     overdraft_limit_minor: int = 0
 
 
+class BalanceChangeAsked(msgspec.Struct, tag="bq", **_opts):
+    """A change of a balance's status or overdraft limit (None: left as it is), journaled
+    before its shard makes it: after a crash in between, recovery asks the shard again (the
+    change is idempotent) and journals what it did, so no change goes without its event."""
+
+    balance_id: str
+    active: bool | None
+    overdraft_limit_minor: int | None
+    at_ms: int
+
+
+class BalanceUpdated(msgspec.Struct, tag="bu", **_opts):
+    """What the shard did with the change asked last: the balance as it now is. It is the
+    `balance.updated` event when something changed (not when refused or already so)."""
+
+    balance_id: str
+    account_id: str
+    currency: str
+    changed: bool
+    active: bool
+    overdraft_limit_minor: int
+    at_ms: int
+
+
 class BalanceReady(msgspec.Struct, tag="br", **_opts):
     """The owning shard has journaled the balance; until then creation is re-driven."""
 
@@ -383,6 +407,8 @@ Record = (
     | AccountCreated
     | AccountChanged
     | BalanceCreated
+    | BalanceChangeAsked
+    | BalanceUpdated
     | BalanceReady
     | CurrencyCreated
     | KeyCreated
@@ -516,6 +542,8 @@ def event_of(record: Record) -> tuple[str, int] | None:
         return "account.updated", record.at_ms
     if isinstance(record, BalanceCreated):
         return "balance.created", record.created_at_ms
+    if isinstance(record, BalanceUpdated):
+        return ("balance.updated", record.at_ms) if record.changed else None
     if isinstance(record, FxRateSet):
         return "fx_rate.updated", record.at_ms
     return None
@@ -531,6 +559,7 @@ EVENT_TYPES = (
     "account.created",
     "account.updated",
     "balance.created",
+    "balance.updated",
     "payment.succeeded",
     "payment.failed",
     "transfer.succeeded",

@@ -50,6 +50,24 @@ async def test_events_list_scope_restart_and_stream_resume(tmp_path: Path) -> No
                 "/v1/holds", {"balance_from": a["id"], "balance_to": b["id"], "amount": "1", "expires_in_s": 60}
             )
             await api.post(f"/v1/holds/{hold.body['id']}/void")
+            limited = await api.request("PATCH", f"/v1/balances/{b['id']}", json={"overdraft_limit": "5.00"})
+            assert limited.status == 200, limited
+            overdrawn = await api.pay(b["id"], a["id"], "7.50")  # b: 3.00 - 7.50, within its limit
+            assert overdrawn.body["status"] == "success", overdrawn
+            refused_change = await api.request("PATCH", f"/v1/balances/{b['id']}", json={"overdraft_limit": "1.00"})
+            assert refused_change.status == 409  # it would not cover what b has spent: no event
+            idle = await api.request("PATCH", f"/v1/balances/{b['id']}", json={"overdraft_limit": "5.00"})
+            assert idle.status == 200  # already so: no event
+            updated = (await api.get("/v1/events?type=balance.updated")).body["data"]
+            assert [e["data"] for e in updated] == [
+                {
+                    "id": b["id"],
+                    "account_id": bob["id"],
+                    "currency": "USD",
+                    "status": "active",
+                    "overdraft_limit": "5.00",
+                }
+            ]
             everything = await api.every_page("/v1/events")
             ids = [e["id"] for e in everything]
             assert ids == sorted(ids, reverse=True) and len(set(ids)) == len(ids)  # newest first, each once
@@ -57,6 +75,7 @@ async def test_events_list_scope_restart_and_stream_resume(tmp_path: Path) -> No
             for kind in (
                 "account.created",
                 "balance.created",
+                "balance.updated",
                 "payment.succeeded",
                 "payment.failed",
                 "hold.created",
@@ -88,7 +107,7 @@ async def test_events_list_scope_restart_and_stream_resume(tmp_path: Path) -> No
         async with aiohttp.ClientSession() as session:
             api = Api(session, server.url, server.token)
             assert [e["id"] for e in await api.every_page("/v1/events")] == ids
-            await api.pay(b["id"], a["id"], "1")  # and the stream goes on from where it was
+            await api.pay(a["id"], b["id"], "1")  # and the stream goes on from where it was
             [(_, after)] = await _read_stream(session, server.url, server.token, 1, rest[-1][0])
             assert after["type"] == "payment.succeeded" and after["id"] not in ids
     finally:
