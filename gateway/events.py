@@ -156,7 +156,10 @@ def format_cursor(positions: dict[str, int]) -> str:
 async def stream_events(request: web.Request) -> web.StreamResponse:
     positions = parse_cursor(request.headers.get("Last-Event-ID") or query(request).get("after"))
     wanted = query(request).get("type")
-    response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-store"})
+    # X-Accel-Buffering: a proxy in front (nginx) passes each event on as it comes.
+    response = web.StreamResponse(
+        headers={"Content-Type": "text/event-stream", "Cache-Control": "no-store", "X-Accel-Buffering": "no"}
+    )
     await response.prepare(request)
     client = request.app[CLIENT]
     loop = asyncio.get_running_loop()
