@@ -186,7 +186,7 @@ def serve(settings: Settings) -> int:
         keys = token_hash(token), seal_key(token)
         loops = ray.get([c.serve_http.remote(settings.host, settings.port, *keys) for c in handles.coordinators])
         base = f"http://{settings.host}:{settings.port}"
-        print(f"rayledger: serving {base}  (API docs: {base}/docs)", flush=True)
+        print(f"rayledger: serving {base}  (API docs: {base}/docs, console: {base}/console)", flush=True)
         print(f"rayledger: ingress in {len(loops)} coordinator(s), event loop {loops[0]}", flush=True)
         if dashboard_url:
             print(f"rayledger: Ray dashboard {dashboard_url}", flush=True)

@@ -383,8 +383,8 @@ class BalanceShard:
         """Wait until the payments in flight on these balances right now have settled here.
         A payment is answered once its decision is durable (the commit point), and its
         posts may reach this shard a moment later, so a read waits for them rather than
-        overtake them: a client that was told `success` then sees the money moved."""
-        # with its partition, which the caller looked up already
+        overtake them: a client that was told `success` then sees the money moved. Each
+        balance comes with its partition, which the caller looked up already."""
         await self._wait_closing([w for part, balance_id in balances for w in self._settling_on(part, balance_id)])
 
     def _settling_on(self, part: Partition, balance_id: str, *, credits_only: bool = False) -> list[Closing]:

@@ -1,7 +1,7 @@
 """The console at /console against a real server: its session and CSRF rules over HTTP, and
 an operator's day in headless Chromium (Debian's `chromium`, driven by Playwright): sign in,
 find an account by email, open its statement, deposit and pay through the forms and see
-both in the feed and the statement, void a hold, sign out; a phone-width page that fits;
+both in the feed and the statement, void a hold, disable and enable the account, sign out; a phone-width page that fits;
 and a screenshot of the dashboard, saved under build/screenshots for the README."""
 
 from __future__ import annotations
@@ -278,6 +278,19 @@ async def test_an_operators_day_in_the_console(server: Server, api: Api, browser
     await expect(page.get_by_test_id("hold-status")).to_have_text("voided")
     assert (await api.get(f"/v1/holds/{hold_id}")).body["status"] == "voided"
     assert (await api.get(f"/v1/balances/{balance}")).body["available"] == "18.75"
+
+    # Disable the account and enable it again from its page: one button at a time.
+    await page.goto(f"{server.url}/console/accounts/{account['id']}")
+    facts = page.locator("dl.facts").first
+    await expect(facts).to_contain_text("active")
+    page.once("dialog", lambda dialog: dialog.accept())
+    await page.get_by_role("button", name="Disable account").click()
+    await expect(facts).to_contain_text("disabled")
+    assert (await api.get(f"/v1/accounts/{account['id']}")).body["status"] == "disabled"
+    await expect(page.get_by_role("button", name="Disable account")).to_be_hidden()
+    await page.get_by_role("button", name="Enable account").click()
+    await expect(facts).to_contain_text("active")
+    assert (await api.get(f"/v1/accounts/{account['id']}")).body["status"] == "active"
 
     # Signing out ends the session: the console asks for the token again.
     await page.click("header .signout button")
