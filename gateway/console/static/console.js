@@ -187,8 +187,9 @@ document.addEventListener("alpine:init", () => {
           return;
         }
         const shown = form.dataset.show && answer ? answer[form.dataset.show] : null;
-        const what = answer && answer.id ? `${answer.id}${answer.status ? ` · ${answer.status}` : ""}` : "done";
-        this.message = shown ? `${what} · ${form.dataset.show}: ${shown} (shown once)` : `Done: ${what}`;
+        const named = answer ? answer.id || answer.code || (answer.base && `${answer.base}/${answer.quote}`) : null;
+        const what = named ? `${named}${answer.status ? ` · ${answer.status}` : ""}` : "";
+        this.message = shown ? `${what} · ${form.dataset.show}: ${shown} (shown once)` : `Done${what ? `: ${what}` : "."}`;
         if (!shown) form.reset();
         window.dispatchEvent(new CustomEvent("rl-reload"));
       } catch (error) {
