@@ -53,8 +53,9 @@ def token_hash(token: str) -> bytes:
 
 
 def seal_key(admin_token: str) -> bytes:
-    """What seals the replies of creates made with an Idempotency-Key (gateway.creates):
-    from the admin token, so it is never journaled, and not the token itself."""
+    """What seals the replies of creates made with an Idempotency-Key (gateway.creates) and
+    signs console sessions (gateway.console.session): from the admin token, so it is never
+    journaled, and not the token itself. It can sign an admin session: keep it as secret."""
     return hmac.new(admin_token.encode(), b"rayledger: idempotency seal key", hashlib.sha256).digest()
 
 

@@ -10,6 +10,7 @@ origin only.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Awaitable, Callable
 from importlib.resources import files
 from typing import Any
@@ -22,6 +23,7 @@ from aiohttp import web
 from actors.settings import package_version
 from gateway.auth import Authenticator
 from gateway.console.session import CSRF_FIELD, Sessions
+from gateway.errors import ApiError
 from gateway.events import format_cursor
 from gateway.keys import AUTH, CLIENT, DIRECTORY
 from ledger.money import format_amount
@@ -62,6 +64,7 @@ PAGES = [
     ("/console/events", "events.html", "Activity"),
 ]
 FEED_PAGES = {"dashboard.html", "events.html"}
+ID_PATTERN = re.compile(r"^[a-z]+_[A-Za-z0-9]+$")  # the ledger's ids: acc_…, bal_…, pay_…, tr_…, hold_…
 NAV = [("/console", "Dashboard"), *((p, t) for p, _, t in PAGES[1:] if "{" not in p)]
 
 
@@ -96,7 +99,10 @@ async def signin(request: web.Request) -> web.Response:
     next_page = _next_page(str(form.get("next", "")))
     token = str(form.get("token", "")).strip()
     auth: Authenticator = request.app[AUTH]
-    if not _same_origin(request) or not auth.is_admin_token(token):
+    if not _same_origin(request):
+        error = "This form was sent from another origin (behind a proxy: keep the Host header as the browser sent it)."
+        return _render("signin.html", status=403, next=next_page, error=error)
+    if not auth.is_admin_token(token):
         return _render("signin.html", status=401, next=next_page, error="That is not the admin token.")
     response = web.HTTPSeeOther(next_page)
     Sessions.set_cookie(request, response, request.app[SESSIONS].issue())
@@ -107,7 +113,9 @@ async def signout(request: web.Request) -> web.Response:
     sessions = request.app[SESSIONS]
     nonce = sessions.nonce(request)
     form = await request.post()
-    if nonce is not None and not (_same_origin(request) and sessions.csrf_ok(nonce, str(form.get(CSRF_FIELD, "")))):
+    if nonce is None:  # nothing to end; and no other site's form may clear the cookie
+        raise web.HTTPSeeOther("/console/signin")
+    if not (_same_origin(request) and sessions.csrf_ok(nonce, str(form.get(CSRF_FIELD, "")))):
         raise web.HTTPForbidden(text="sign-out needs the page's CSRF token")
     response = web.HTTPSeeOther("/console/signin")
     Sessions.clear_cookie(response)
@@ -126,6 +134,8 @@ def _page(template: str, title: str) -> Callable[[web.Request], Awaitable[web.Re
     async def page(request: web.Request) -> web.Response:
         nonce = _session(request)
         some_id = request.match_info.get("id", "")
+        if some_id and not ID_PATTERN.match(some_id):  # it goes into the page's API paths
+            raise web.HTTPNotFound()
         # The live feed streams what happens after the page was made (its list shows the
         # rest): the events stream resumes after these positions.
         positions = await request.app[CLIENT].event_positions() if template in FEED_PAGES else {}
@@ -145,7 +155,8 @@ def _page(template: str, title: str) -> Callable[[web.Request], Awaitable[web.Re
 
 async def activity(request: web.Request) -> web.Response:
     """Payments decided per minute over the last hour, with volumes as decimal strings."""
-    _session(request)
+    if request.app[SESSIONS].nonce(request) is None:  # the page's script signs in again
+        raise ApiError("unauthorized", "the console session has ended: sign in again")
     minutes = await request.app[CLIENT].activity()
     codes = sorted({c for m in minutes for c in m.volume})
     exponents = {c: await request.app[DIRECTORY].exponent(c) for c in codes}

@@ -13,7 +13,8 @@ send that header without a CORS grant, which the ledger never gives.
 
 Signing out clears the cookie in the browser. The cookie is not recorded server-side, so a
 copy taken before sign-out stays valid until it expires: rotate the admin token to end every
-session at once.
+session at once. The key comes from the seal key (`gateway.auth.seal_key`), which the ingress
+actors hold: it is as secret as the admin token, since it can sign a session.
 """
 
 from __future__ import annotations
@@ -54,9 +55,9 @@ class Sessions:
         cookie = request.cookies.get(SESSION_COOKIE, "")
         issued, _, rest = cookie.partition(".")
         nonce, _, mac = rest.partition(".")
-        if not (issued.isdigit() and nonce and mac) or len(cookie) > 200:
+        if not (cookie.isascii() and issued.isdigit() and nonce and mac) or len(cookie) > 200:
             return None
-        if not hmac.compare_digest(mac, self._mac(issued, nonce)):
+        if not hmac.compare_digest(mac.encode(), self._mac(issued, nonce).encode()):
             return None
         age = time.time() - int(issued)
         return nonce if 0 <= age < SESSION_MAX_AGE_S else None
@@ -65,7 +66,7 @@ class Sessions:
         return self._mac("csrf", nonce)
 
     def csrf_ok(self, nonce: str, offered: str | None) -> bool:
-        return offered is not None and hmac.compare_digest(offered, self.csrf_token(nonce))
+        return offered is not None and hmac.compare_digest(offered.encode(), self.csrf_token(nonce).encode())
 
     @staticmethod
     def set_cookie(request: web.Request, response: web.StreamResponse, value: str) -> None:

@@ -49,7 +49,7 @@ function withQuery(path, params) {
 }
 
 // Where a resource is shown, by its id's prefix.
-const PAGES = { acc: "accounts", bal: "balances", pay: "payments", trf: "transfers", hold: "holds" };
+const PAGES = { acc: "accounts", bal: "balances", pay: "payments", tr: "transfers", hold: "holds" };
 function pageOf(id) {
   const prefix = typeof id === "string" ? id.split("_")[0] : "";
   return PAGES[prefix] ? `/console/${PAGES[prefix]}/${id}` : null;
@@ -209,7 +209,9 @@ document.addEventListener("alpine:init", () => {
       const limit = Number.parseInt(this.$el.dataset.limit || "50", 10);  // read in init: $el is the root here
       api("GET", withQuery("/v1/events", { limit: Math.min(limit, 100) }))
         .then((page) => {
-          this.items = page.data.map(feedItem);
+          // Events streamed meanwhile are newer than the list: they stay on top.
+          const seen = new Set(this.items.map((i) => i.id));
+          this.items = [...this.items, ...page.data.filter((e) => !seen.has(e.id)).map(feedItem)].slice(0, limit);
         })
         .catch(() => {});
       // After the journals' positions when the page was made: what the list above may
@@ -219,7 +221,13 @@ document.addEventListener("alpine:init", () => {
         this.state = "live";
       };
       source.onerror = () => {
-        this.state = "reconnecting";
+        if (source.readyState !== EventSource.CLOSED) {
+          this.state = "reconnecting";
+          return;
+        }
+        // Refused for good (the session ended, say): a read finds out, and signs in again.
+        this.state = "closed";
+        api("GET", "/v1/events?limit=1").catch(() => {});
       };
       const show = (message) => {
         const event = JSON.parse(message.data);
