@@ -60,9 +60,7 @@ def seal_key(admin_token: str) -> bytes:
 
 
 class Authenticator:
-    def __init__(
-        self, admin_token_hash: bytes, client: LedgerClient, cache_ttl_ms: int, sessions: Sessions | None = None
-    ) -> None:
+    def __init__(self, admin_token_hash: bytes, client: LedgerClient, cache_ttl_ms: int, sessions: Sessions) -> None:
         # Only the token's hash reaches the ingress actors: the token itself never travels
         # through Ray (task arguments, logs) and is compared as a digest in constant time.
         assert len(admin_token_hash) == hashlib.sha256().digest_size, "pass the admin token's SHA-256"
@@ -81,10 +79,9 @@ class Authenticator:
     def _session(self, request: web.Request) -> Principal | None:
         """The admin, for a console session (gateway.console.session); its changes need
         the session's CSRF token."""
-        nonce = None if self._sessions is None else self._sessions.nonce(request)
+        nonce = self._sessions.nonce(request)
         if nonce is None:
             return None
-        assert self._sessions is not None
         if request.method not in SAFE_METHODS and not self._sessions.csrf_ok(nonce, request.headers.get(CSRF_HEADER)):
             raise ApiError("forbidden", f"a console session's changes need its {CSRF_HEADER} header")
         return ADMIN

@@ -177,11 +177,6 @@ async def activity(request: web.Request) -> web.Response:
     )
 
 
-async def _static_headers(request: web.Request, response: web.StreamResponse) -> None:
-    if request.path.startswith("/console"):
-        response.headers.setdefault("X-Content-Type-Options", "nosniff")
-
-
 def add_console(app: web.Application, sessions: Sessions) -> None:
     app[SESSIONS] = sessions
     app.router.add_get("/console/signin", signin_page)
@@ -191,4 +186,3 @@ def add_console(app: web.Application, sessions: Sessions) -> None:
     for path, template, title in PAGES:
         app.router.add_get(path, _page(template, title))
     app.router.add_static("/console/static", str(PACKAGE / "static"))
-    app.on_response_prepare.append(_static_headers)
