@@ -62,6 +62,8 @@ PAGES = [
     ("/console/holds/{id}", "hold.html", "Hold"),
     ("/console/currencies", "currencies.html", "Currencies and FX"),
     ("/console/events", "events.html", "Activity"),
+    ("/console/webhooks", "webhooks.html", "Webhooks"),
+    ("/console/webhooks/{id}", "webhook.html", "Webhook endpoint"),
 ]
 FEED_PAGES = {"dashboard.html", "events.html"}
 ID_PATTERN = re.compile(r"^[a-z]+_[A-Za-z0-9]+$")  # the ledger's ids: acc_…, bal_…, pay_…, tr_…, hold_…

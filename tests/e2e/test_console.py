@@ -21,6 +21,7 @@ import pytest
 
 from tests.support.api import Api
 from tests.support.server import Server
+from tests.support.waiting import until
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 # As the machine's probe starts it: no sandbox as root, and no background connections
@@ -333,4 +334,44 @@ async def test_the_console_fits_a_phone(server: Server, browser: Any) -> None:
         # Wide tables scroll inside their cards; the page itself never scrolls sideways.
         overflow = await page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
         assert overflow <= 0, f"{path} is {overflow}px wider than a phone"
+    assert page.failures == []
+
+
+async def test_webhook_endpoints_in_the_console(server: Server, api: Api, browser: Any) -> None:
+    from playwright.async_api import expect
+
+    account = await api.account(unique_email("hooks"))
+    balance = (await api.balance(account["id"], "USD"))["id"]
+    page = await open_console(browser, server)
+    await page.click("nav >> text=Webhooks")
+    form = page.locator("form", has=page.locator("h3", has_text="New endpoint"))
+    await form.locator("input[name=url]").fill("http://127.0.0.1:9/hooks")  # nobody listens: every try fails
+    await form.locator("input[name=events]").fill("payment.succeeded, hold.voided")
+    await form.locator("button").click()
+    await expect(form.locator("p.ok")).to_contain_text("whsec_")  # the secret, shown once
+    endpoint_id = re.search(r"we_\w+", await form.locator("p.ok").inner_text()).group(0)  # type: ignore[union-attr]
+    row = page.locator("tr", has_text=endpoint_id)
+    await expect(row).to_contain_text("hold.voided, payment.succeeded")  # as the ledger keeps them: sorted
+    await row.locator("a").click()
+    await page.wait_for_url(f"**/console/webhooks/{endpoint_id}")
+
+    await api.deposit(balance, "4.00")
+    deliveries = f"/v1/webhook_endpoints/{endpoint_id}/deliveries"
+
+    async def attempted() -> bool:
+        return bool((await api.get(deliveries)).body["data"])
+
+    await until(attempted, "a first delivery attempt")
+    [first, *_] = (await api.get(deliveries)).body["data"]
+    assert not first["delivered"] and first["error"] and first["next_attempt_at"] is not None
+    await page.reload()  # the log as it is now: the failed try, and when the next one is due
+    row = page.locator("table.deliveries tr", has_text=first["next_attempt_at"])  # that attempt's row
+    await expect(row).to_contain_text(first["event_id"])
+    await expect(row).to_contain_text("payment.succeeded")
+
+    page.once("dialog", lambda dialog: dialog.accept())
+    await page.locator("form.danger button").click()
+    await page.wait_for_url(f"{server.url}/console/webhooks")
+    assert (await api.get(f"/v1/webhook_endpoints/{endpoint_id}")).status == 404
+    await expect(page.locator("tr", has_text=endpoint_id)).to_have_count(0)
     assert page.failures == []

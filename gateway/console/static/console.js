@@ -49,7 +49,7 @@ function withQuery(path, params) {
 }
 
 // Where a resource is shown, by its id's prefix.
-const PAGES = { acc: "accounts", bal: "balances", pay: "payments", tr: "transfers", hold: "holds" };
+const PAGES = { acc: "accounts", bal: "balances", pay: "payments", tr: "transfers", hold: "holds", we: "webhooks" };
 function pageOf(id) {
   const prefix = typeof id === "string" ? id.split("_")[0] : "";
   return PAGES[prefix] ? `/console/${PAGES[prefix]}/${id}` : null;
@@ -171,6 +171,7 @@ document.addEventListener("alpine:init", () => {
         let value = field.type === "checkbox" ? field.checked : field.value.trim();
         if (value === "" || (field.type === "checkbox" && !value)) continue;
         if (field.dataset.type === "int") value = Number.parseInt(value, 10);
+        if (field.dataset.type === "list") value = value.split(/[\s,]+/).filter(Boolean);
         if (path.includes(`{${field.name}}`)) path = path.replace(`{${field.name}}`, encodeURIComponent(value));
         else body[field.name] = value;
       }
@@ -182,8 +183,9 @@ document.addEventListener("alpine:init", () => {
         const method = form.dataset.method || "POST";
         const answer = await api(method, path, method === "DELETE" ? undefined : body, this.key);
         this.key = crypto.randomUUID(); // done: the next send is a new request
-        if (form.dataset.go && answer && answer.id) {
-          location.assign(form.dataset.go.replace("{id}", answer.id));
+        const go = form.dataset.go;
+        if (go && (!go.includes("{id}") || (answer && answer.id))) {
+          location.assign(go.replace("{id}", answer ? answer.id : ""));
           return;
         }
         const shown = form.dataset.show && answer ? answer[form.dataset.show] : null;
