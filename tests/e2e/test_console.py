@@ -264,6 +264,15 @@ async def test_an_operators_day_in_the_console(server: Server, api: Api, browser
     await expect(page.locator("dl.facts")).to_contain_text("7.50 USD")
     view = await api.get(f"/v1/payments/{payment_id}")
     assert view.body["status"] == "success" and view.body["balance_to"] == payee
+    # The header's search opens what an id names, and the accounts with an email.
+    await page.fill("header input[name=q]", balance)
+    await page.press("header input[name=q]", "Enter")
+    await page.wait_for_url(f"**/console/balances/{balance}")
+    await page.fill("header input[name=q]", email)
+    await page.press("header input[name=q]", "Enter")
+    await page.wait_for_url(re.compile(r".*/console/accounts\?email="))
+    await expect(page.locator("table tbody tr")).to_have_count(1)
+    await expect(page.locator("table tbody tr")).to_contain_text(account["id"])
 
     # The statement has both lines, newest first, and the balance moved by exactly that.
     await page.goto(f"{server.url}/console/balances/{balance}")

@@ -102,6 +102,20 @@ document.addEventListener("alpine:init", () => {
     },
   }));
 
+  // The header's search: an id opens its page, an email the accounts that have it.
+  Alpine.data("jump", () => ({
+    go(event) {
+      const field = event.target.elements.q;
+      const wanted = field.value.trim();
+      const page = pageOf(wanted);
+      if (page) location.assign(page);
+      else if (wanted.includes("@")) location.assign(withQuery("/console/accounts", { email: wanted }));
+      else field.setCustomValidity("an id (acc_…, bal_…, pay_…, tr_…, hold_…, we_…) or an email");
+      field.reportValidity();
+      field.addEventListener("input", () => field.setCustomValidity(""), { once: true });
+    },
+  }));
+
   // A list page by page: data-url, data-cursor (what names an item in the cursor: its
   // id, another field, or "pair" for BASE/QUOTE), and a filter form calling `search`.
   Alpine.data("list", () => ({
@@ -115,6 +129,14 @@ document.addEventListener("alpine:init", () => {
     init() {
       this.url = this.$el.dataset.url;
       this.cursorOf = this.$el.dataset.cursor || "id";
+      // Filters may come in the page's address (/console/accounts?email=…), as the form's.
+      const form = this.$el.querySelector("form.filters");
+      for (const [name, value] of new URLSearchParams(location.search)) {
+        if (form && form.elements[name]) {
+          form.elements[name].value = value;
+          this.filters[name] = value;
+        }
+      }
       this.load();
       window.addEventListener("rl-reload", () => this.load());
     },
