@@ -312,8 +312,20 @@ async def test_an_operators_day_in_the_console(server: Server, api: Api, browser
     assert (await api.get(f"/v1/holds/{hold_id}")).body["status"] == "voided"
     assert (await api.get(f"/v1/balances/{balance}")).body["available"] == "18.75"
 
-    # Disable the account and enable it again from its page: one button at a time.
+    # An API key for the account: its token shown once, then revoked.
     await page.goto(f"{server.url}/console/accounts/{account['id']}")
+    key_form = page.locator("form", has=page.locator("h3", has_text="New API key"))
+    await key_form.locator("button").click()
+    await expect(key_form.locator("p.ok")).to_contain_text("rlk_")
+    [key] = (await api.get(f"/v1/accounts/{account['id']}/keys")).body["data"]
+    key_row = page.locator("tr", has_text=key["id"])
+    await expect(key_row).to_have_count(1)
+    page.once("dialog", lambda dialog: dialog.accept())
+    await key_row.get_by_role("button", name="Revoke").click()
+    await expect(key_row).to_have_count(0)
+    assert (await api.get(f"/v1/accounts/{account['id']}/keys")).body["data"] == []
+
+    # Disable the account and enable it again from its page: one button at a time.
     facts = page.locator("dl.facts").first
     await expect(facts).to_contain_text("active")
     page.once("dialog", lambda dialog: dialog.accept())

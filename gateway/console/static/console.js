@@ -51,7 +51,8 @@ function withQuery(path, params) {
 // Where a resource is shown, by its id's prefix.
 const PAGES = { acc: "accounts", bal: "balances", pay: "payments", tr: "transfers", hold: "holds", we: "webhooks" };
 function pageOf(id) {
-  const prefix = typeof id === "string" ? id.split("_")[0] : "";
+  if (typeof id !== "string" || !/^[a-z]+_[A-Za-z0-9]+$/.test(id)) return null; // as the server checks it
+  const prefix = id.split("_")[0];
   return PAGES[prefix] ? `/console/${PAGES[prefix]}/${id}` : null;
 }
 
