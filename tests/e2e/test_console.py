@@ -396,3 +396,31 @@ async def test_webhook_endpoints_in_the_console(server: Server, api: Api, browse
     assert (await api.get(f"/v1/webhook_endpoints/{endpoint_id}")).status == 404
     await expect(page.locator("tr", has_text=endpoint_id)).to_have_count(0)
     assert page.failures == []
+
+
+async def test_a_transfer_of_two_legs_through_the_console(server: Server, api: Api, browser: Any) -> None:
+    from playwright.async_api import expect
+
+    a, b, c = [(await api.balance((await api.account(unique_email(n)))["id"], "USD"))["id"] for n in "abc"]
+    await api.deposit(a, "10.00")
+    page = await open_console(browser, server)
+    await page.goto(f"{server.url}/console/transfers")
+    form = page.locator("form.transfer")
+    await form.get_by_role("button", name="Add a leg").click()
+    legs = form.locator("fieldset.leg")
+    await expect(legs).to_have_count(2)
+    for n, (to, amount) in enumerate([(b, "3.00"), (c, "2.50")]):
+        await legs.nth(n).locator("input[name=balance_from]").fill(a)
+        await legs.nth(n).locator("input[name=balance_to]").fill(to)
+        await legs.nth(n).locator("input[name=amount]").fill(amount)
+    await form.locator("input[name=description]").fill("split")
+    await form.get_by_role("button", name="Transfer").click()
+    await page.wait_for_url(re.compile(r".*/console/transfers/tr_\w+$"))
+    transfer_id = page.url.rsplit("/", 1)[1]
+    await expect(page.locator("dl.facts")).to_contain_text("success")
+    await expect(page.locator("table tbody tr")).to_have_count(2)
+    made = (await api.get(f"/v1/transfers/{transfer_id}")).body
+    assert made["status"] == "success" and made["description"] == "split"
+    assert [(leg["balance_to"], leg["amount"]) for leg in made["legs"]] == [(b, "3.00"), (c, "2.50")]
+    assert (await api.get(f"/v1/balances/{a}")).body["amount"] == "4.50"
+    assert page.failures == []

@@ -226,6 +226,42 @@ document.addEventListener("alpine:init", () => {
     },
   }));
 
+  // A transfer of several legs, all moved or none: the rows of legs grow and shrink.
+  Alpine.data("transferForm", () => ({
+    legs: [{ balance_from: "", balance_to: "", amount: "" }],
+    description: "",
+    error: "",
+    busy: false,
+    key: crypto.randomUUID(),
+    addLeg() {
+      if (this.legs.length < 16) this.legs.push({ balance_from: "", balance_to: "", amount: "" });
+    },
+    removeLeg(n) {
+      if (this.legs.length > 1) this.legs.splice(n, 1);
+    },
+    async submit() {
+      this.busy = true;
+      this.error = "";
+      const body = {
+        legs: this.legs.map((l) => ({
+          balance_from: l.balance_from.trim(),
+          balance_to: l.balance_to.trim(),
+          amount: l.amount.trim(),
+        })),
+      };
+      if (this.description.trim()) body.description = this.description.trim();
+      try {
+        const made = await api("POST", "/v1/transfers", body, this.key);
+        location.assign(`/console/transfers/${made.id}`);
+      } catch (error) {
+        this.error = problemText(error);
+        if (error.status && error.status < 500) this.key = crypto.randomUUID();
+      } finally {
+        this.busy = false;
+      }
+    },
+  }));
+
   // Events as they happen (Server-Sent Events), newest first.
   Alpine.data("feed", () => ({
     items: [],
