@@ -423,4 +423,16 @@ async def test_a_transfer_of_two_legs_through_the_console(server: Server, api: A
     assert made["status"] == "success" and made["description"] == "split"
     assert [(leg["balance_to"], leg["amount"]) for leg in made["legs"]] == [(b, "3.00"), (c, "2.50")]
     assert (await api.get(f"/v1/balances/{a}")).body["amount"] == "4.50"
+
+    # A refused request shows the API's words, and the form stays as it was.
+    await page.goto(f"{server.url}/console/transfers")
+    leg = form.locator("fieldset.leg").first
+    await leg.locator("input[name=balance_from]").fill(a)
+    await leg.locator("input[name=balance_to]").fill(b)
+    await leg.locator("input[name=amount]").fill("1.234")
+    await form.get_by_role("button", name="Transfer").click()
+    await expect(form.locator("p.error")).to_contain_text("amount")
+    assert page.url.endswith("/console/transfers")
+    await expect(leg.locator("input[name=amount]")).to_have_value("1.234")
+    assert (await api.get(f"/v1/balances/{a}")).body["amount"] == "4.50"
     assert page.failures == []

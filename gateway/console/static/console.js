@@ -37,6 +37,25 @@ async function api(method, path, body, key) {
   return parsed;
 }
 
+// One change from a form component (its busy, error and key): the Idempotency-Key stays
+// the same while the change may still be made (a retry after a lost answer or a 5xx) and is
+// replaced once it is done or refused, so that the next send is a new request.
+async function sendChange(form, method, path, body) {
+  form.busy = true;
+  form.error = "";
+  try {
+    const answer = await api(method, path, body, form.key);
+    form.key = crypto.randomUUID();
+    return { done: true, answer };
+  } catch (error) {
+    form.error = problemText(error);
+    if (error.status && error.status < 500) form.key = crypto.randomUUID();
+    return { done: false };
+  } finally {
+    form.busy = false;
+  }
+}
+
 function problemText(error) {
   return error.param ? `${error.message} (${error.param})` : error.message;
 }
@@ -199,30 +218,22 @@ document.addEventListener("alpine:init", () => {
         else body[field.name] = value;
       }
       if (form.dataset.confirm && !window.confirm(form.dataset.confirm)) return;
-      this.busy = true;
-      this.error = "";
       this.message = "";
-      try {
-        const method = form.dataset.method || "POST";
-        const answer = await api(method, path, method === "DELETE" ? undefined : body, this.key);
-        this.key = crypto.randomUUID(); // done: the next send is a new request
-        const go = form.dataset.go;
-        if (go && (!go.includes("{id}") || (answer && answer.id))) {
-          location.assign(go.replace("{id}", answer ? answer.id : ""));
-          return;
-        }
-        const shown = form.dataset.show && answer ? answer[form.dataset.show] : null;
-        const named = answer ? answer.id || answer.code || (answer.base && `${answer.base}/${answer.quote}`) : null;
-        const what = named ? `${named}${answer.status ? ` · ${answer.status}` : ""}` : "";
-        this.message = shown ? `${what} · ${form.dataset.show}: ${shown} (shown once)` : `Done${what ? `: ${what}` : "."}`;
-        if (!shown) form.reset();
-        window.dispatchEvent(new CustomEvent("rl-reload"));
-      } catch (error) {
-        this.error = problemText(error);
-        if (error.status && error.status < 500) this.key = crypto.randomUUID(); // refused: the next try is new
-      } finally {
-        this.busy = false;
+      const method = form.dataset.method || "POST";
+      const sent = await sendChange(this, method, path, method === "DELETE" ? undefined : body);
+      if (!sent.done) return;
+      const answer = sent.answer;
+      const go = form.dataset.go;
+      if (go && (!go.includes("{id}") || (answer && answer.id))) {
+        location.assign(go.replace("{id}", answer ? answer.id : ""));
+        return;
       }
+      const shown = form.dataset.show && answer ? answer[form.dataset.show] : null;
+      const named = answer ? answer.id || answer.code || (answer.base && `${answer.base}/${answer.quote}`) : null;
+      const what = named ? `${named}${answer.status ? ` · ${answer.status}` : ""}` : "";
+      this.message = shown ? `${what} · ${form.dataset.show}: ${shown} (shown once)` : `Done${what ? `: ${what}` : "."}`;
+      if (!shown) form.reset();
+      window.dispatchEvent(new CustomEvent("rl-reload"));
     },
   }));
 
@@ -240,8 +251,6 @@ document.addEventListener("alpine:init", () => {
       if (this.legs.length > 1) this.legs.splice(n, 1);
     },
     async submit() {
-      this.busy = true;
-      this.error = "";
       const body = {
         legs: this.legs.map((l) => ({
           balance_from: l.balance_from.trim(),
@@ -250,15 +259,8 @@ document.addEventListener("alpine:init", () => {
         })),
       };
       if (this.description.trim()) body.description = this.description.trim();
-      try {
-        const made = await api("POST", "/v1/transfers", body, this.key);
-        location.assign(`/console/transfers/${made.id}`);
-      } catch (error) {
-        this.error = problemText(error);
-        if (error.status && error.status < 500) this.key = crypto.randomUUID();
-      } finally {
-        this.busy = false;
-      }
+      const sent = await sendChange(this, "POST", "/v1/transfers", body);
+      if (sent.done) location.assign(`/console/transfers/${sent.answer.id}`);
     },
   }));
 
