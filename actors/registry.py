@@ -254,6 +254,19 @@ class Registry(EventReads):  # its journal holds API events
         if idem is not None:
             self._commit(Answered(idem.lookup, idem.fingerprint, kind, ref, _now_ms(), amount_minor, idem.sealed))
 
+    async def claim_batch(self, idem: Idem) -> Answered | None:
+        """Claim a batch's Idempotency-Key for its whole body: None on the first claim
+        (journaled before any item runs, so a retry after a crash finds it), else the first
+        claim, whose fingerprint tells a replay of the batch from another body (409). The
+        items carry keys of their own derived from it, so each runs once either way."""
+        self._require_writable()
+        if (answered := self._answered(idem)) is not None:
+            await self.journal.durable()
+            return answered
+        self._answer(idem, "batch", "")
+        await self.journal.durable()
+        return None
+
     def _require_writable(self) -> None:
         if not self.journal.writable:
             raise JournalUnavailable("registry journal is not writable")

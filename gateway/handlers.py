@@ -32,8 +32,10 @@ READY_TIMEOUT_S = 2.0
 KEY_PREFIX_LEN = 8  # "rlk_" and four characters: enough to tell keys apart, far too few to use
 
 
-def json_response(body: msgspec.Struct | dict[str, object], status: int = 200) -> web.Response:
-    return web.Response(body=msgspec.json.encode(body), status=status, content_type="application/json")
+def json_response(
+    body: msgspec.Struct | dict[str, object], status: int = 200, headers: dict[str, str] | None = None
+) -> web.Response:
+    return web.Response(body=msgspec.json.encode(body), status=status, content_type="application/json", headers=headers)
 
 
 async def decode(request: web.Request, type_: type[T]) -> T:
@@ -596,14 +598,31 @@ async def create_currency(request: web.Request) -> web.Response:
 
 # -- batches --------------------------------------------------------------------------------
 async def create_batch(request: web.Request) -> web.Response:
-    """Each item succeeds or fails alone; results come back in input order."""
+    """Each item succeeds or fails alone; results come back in input order.
+
+    An Idempotency-Key header makes the whole batch one replayable unit (contract 1.2): the
+    registry claims it for this body before any item runs, and every item without a key of
+    its own is keyed `<header>:<index>`, so a replay answers every item's first outcome and
+    another body under that header is 409 before anything moves. No two items share a key:
+    one key for two different payments would answer the second with the first."""
     body = await decode(request, schemas.BatchCreate)
+    header = request.headers.get(payments.IDEMPOTENCY_HEADER)
+    item_keys = _batch_item_keys(body, header)
+    replayed = False
+    if header is not None:
+        idem, _ = creates.idem_of(request, body)
+        assert idem is not None
+        claimed = await request.app[CLIENT].registry.call("claim_batch", idem)
+        if claimed is not None:
+            if claimed.fingerprint != idem.fingerprint:
+                raise ApiError("idempotency_key_reused", "this Idempotency-Key was used with a different request")
+            replayed = True
     results: list[dict[str, object] | None] = [None] * len(body.payments)
     prepared: list[payments.Prepared] = []
     slots: list[int] = []
-    for n, item in enumerate(body.payments):
+    for n, (item, item_key) in enumerate(zip(body.payments, item_keys, strict=True)):
         try:
-            key = payments.idempotency_key(request, item.idempotency_key)
+            key = payments.scoped_key(request, item_key) if item_key is not None else None
             fp = payments.fingerprint(request, item) if key is not None else None
             prepared.append(await payments.prepare_payment(request, item, key, fp))
             slots.append(n)
@@ -611,7 +630,29 @@ async def create_batch(request: web.Request) -> web.Response:
             results[n] = msgspec.to_builtins(error.problem())
     for n, settled in zip(slots, await payments.settle(request, prepared) if prepared else [], strict=True):
         results[n] = msgspec.to_builtins(settled.body)
-    return json_response(schemas.BatchResult(results=results))  # type: ignore[arg-type]
+    headers = {"Idempotent-Replayed": "true"} if replayed else None
+    return json_response(schemas.BatchResult(results=results), headers=headers)  # type: ignore[arg-type]
+
+
+def _batch_item_keys(body: schemas.BatchCreate, header: str | None) -> list[str | None]:
+    """Each item's own key, or `<header>:<index>`; 422 naming the second of two items
+    that would share one."""
+    if header is not None:
+        payments.check_key_length(header)
+    keys: list[str | None] = []
+    first_of: dict[str, int] = {}
+    for n, item in enumerate(body.payments):
+        key = item.idempotency_key if item.idempotency_key is not None else None if header is None else f"{header}:{n}"
+        if key is not None:
+            if key in first_of:
+                raise ApiError(
+                    "validation_error",
+                    f"payments[{n}] has the Idempotency-Key of payments[{first_of[key]}]; each payment needs its own",
+                    f"payments[{n}].idempotency_key",
+                )
+            first_of[key] = n
+        keys.append(key)
+    return keys
 
 
 # -- holds ----------------------------------------------------------------------------------

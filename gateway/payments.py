@@ -83,8 +83,17 @@ def idempotency_key(request: web.Request, client_key: str | None = None) -> str 
     key = client_key if client_key is not None else request.headers.get(IDEMPOTENCY_HEADER)
     if key is None:
         return None
+    check_key_length(key)
+    return scoped_key(request, key)
+
+
+def check_key_length(key: str) -> None:
     if not 1 <= len(key) <= IDEMPOTENCY_KEY_LEN_MAX:
         raise ApiError("validation_error", "Idempotency-Key must be 1 to 255 characters", IDEMPOTENCY_HEADER)
+
+
+def scoped_key(request: web.Request, key: str) -> str:
+    """Keys are per caller: an account key's keys never meet the admin's or another's."""
     return f"{key_scope(request)}:{key}"
 
 

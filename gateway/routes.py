@@ -461,6 +461,12 @@ OPS: list[Op] = [
         "account",
         body=schemas.BatchCreate,
         response=schemas.BatchResult,
+        idempotent=True,
+        rules="An Idempotency-Key header makes the whole batch one replayable unit: the same key and body"
+        " answer the first results again (Idempotent-Replayed: true), another body with that key is 409"
+        " idempotency_key_reused and nothing moves. Items without an idempotency_key of their own are keyed"
+        " `<header key>:<index>`. No two items may share a key (422 naming the second,"
+        " payments[n].idempotency_key).",
     ),
     Op(
         "POST",

@@ -194,7 +194,8 @@ class CurrencyCreate(msgspec.Struct, **_req):
 
 
 class BatchItem(PaymentCreate, **_req):
-    """A payment request with its own idempotency key (the batch has no header per item)."""
+    """A payment request with its own idempotency key; without one, and with an
+    Idempotency-Key header on the batch, it is keyed `<header key>:<index>`."""
 
     idempotency_key: Annotated[str, Meta(min_length=1, max_length=255)] | None = None
 

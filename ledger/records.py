@@ -332,7 +332,7 @@ class Answered(msgspec.Struct, tag="an", **_opts):
 
     lookup: bytes
     fingerprint: bytes
-    kind: str  # "account" | "balance" | "currency" | "key"
+    kind: str  # "account" | "balance" | "currency" | "key" | "batch" (a batch claimed whole)
     ref: str  # the created object's id (a currency's code)
     at_ms: int
     amount_minor: int = 0  # a balance's first overdraft limit

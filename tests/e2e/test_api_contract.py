@@ -203,6 +203,39 @@ async def test_batch_items_succeed_or_fail_alone(api: Api) -> None:
     assert too_many.status == 422
 
 
+async def test_a_batch_header_key_makes_the_batch_one_replayable_unit(api: Api) -> None:
+    _, a = await funded(api, amount="10")
+    _, b = await funded(api, amount="0")
+    one = {"balance_from": a["id"], "balance_to": b["id"], "amount": "1"}
+    header = {"Idempotency-Key": f"batch-header-{next(_emails)}"}
+    first = await api.post("/v1/payments/batch", {"payments": [one, one]}, headers=header)
+    assert first.status == 200 and "Idempotent-Replayed" not in first.headers, first
+    r = first.body["results"]
+    assert [x["status"] for x in r] == ["success", "success"] and r[0]["id"] != r[1]["id"], r
+    assert [x["idempotency_key"] for x in r] == [f"{header['Idempotency-Key']}:{n}" for n in range(2)]
+    assert (await api.get(f"/v1/balances/{b['id']}")).body["amount"] == "2.00"  # two payments, two moves
+
+    again = await api.post("/v1/payments/batch", {"payments": [one, one]}, headers=header)
+    assert again.status == 200 and again.headers["Idempotent-Replayed"] == "true"
+    assert again.body["results"] == r
+    # Another body under the header is refused whole, before anything moves, a longer one too.
+    for other in ([one], [one, one, one], [one, {**one, "amount": "2"}]):
+        refused = await api.post("/v1/payments/batch", {"payments": other}, headers=header)
+        assert refused.status == 409 and refused.body["code"] == "idempotency_key_reused", refused
+    assert (await api.get(f"/v1/balances/{b['id']}")).body["amount"] == "2.00"
+
+    # No two items share a key, whether derived from the header or their own.
+    clash = [one, {**one, "idempotency_key": f"{header['Idempotency-Key']}-x:0"}]
+    shared = await api.post(
+        "/v1/payments/batch", {"payments": clash}, headers={"Idempotency-Key": f"{header['Idempotency-Key']}-x"}
+    )
+    assert shared.status == 422 and shared.body["param"] == "payments[1].idempotency_key", shared
+    twice = [{**one, "idempotency_key": "same"}, {**one, "idempotency_key": "same"}]
+    shared = await api.post("/v1/payments/batch", {"payments": twice})
+    assert shared.status == 422 and shared.body["param"] == "payments[1].idempotency_key", shared
+    assert (await api.get(f"/v1/balances/{b['id']}")).body["amount"] == "2.00"
+
+
 async def test_holds_capture_void_and_expire(api: Api) -> None:
     _, a = await funded(api, amount="50")
     _, b = await funded(api, amount="0")
