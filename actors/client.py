@@ -118,6 +118,12 @@ class LedgerClient:
         seqs = await asyncio.gather(*(self.event_peer(s).call("event_position") for s in sources))
         return dict(zip(sources, seqs, strict=True))
 
+    async def event_positions_after(self, event_id: str) -> dict[str, int]:
+        """Where a stream resumed after `event_id` reads on from, journal by journal."""
+        sources = self.event_sources()
+        seqs = await asyncio.gather(*(self.event_peer(s).call("event_position_after", event_id) for s in sources))
+        return dict(zip(sources, seqs, strict=True))
+
     async def events(
         self, limit: int, before: str | None, after: str | None, event_type: str | None, ascending: bool
     ) -> tuple[list[tuple[str, Any]], bool]:

@@ -4,7 +4,7 @@ about them: the reads `LedgerClient.events` and `events_after` gather (gateway.e
 from __future__ import annotations
 
 from journal import Journal
-from ledger.records import Record
+from ledger.records import Record, event_seq
 
 
 class EventReads:
@@ -25,6 +25,15 @@ class EventReads:
     async def events_after_encoded(self, after_seq: int, limit: int) -> list[tuple[int, bytes]]:
         await self.journal.durable()
         return await self.journal.events_after_encoded(after_seq, limit)
+
+    async def event_position_after(self, event_id: str) -> int:
+        """The position a stream resumed after `event_id` reads on from: just before this
+        journal's first event with a later id, or its end if it has none. The end is read
+        first: an event appended meanwhile is read again rather than skipped."""
+        await self.journal.durable()
+        end = self.journal.last_seq
+        later = await self.journal.events(limit=1, before_id=None, after_id=event_id, event_type=None, ascending=True)
+        return event_seq(later[0][0]) - 1 if later else end
 
     async def event_position(self) -> int:
         """The journal's position now: a webhook endpoint made now gets the events after it."""

@@ -52,6 +52,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     hold_sweep_interval_ms: int = 500  # how late past its expiry a hold may still be released
     hold_expires_in_s_max: int = 7 * 24 * 3600
     idempotency_window_s: int = 24 * 3600  # a key replays its first outcome this long
+    # An event stream sends events in id (time) order once they are this old, so that one
+    # recorded a moment earlier on another journal is not passed over (gateway.events).
+    events_stream_lag_ms: int = 500
     idempotency_keys_in_memory_max: int = 200_000  # older keys in the window are looked up on disk
     directory_cache_max: int = 100_000  # gateway's cache of immutable balance facts
     auth_cache_ttl_ms: int = 1_000  # how long another gateway may still accept a revoked key

@@ -2,17 +2,24 @@
 the journals that hold it (the registry's and each coordinator's history index, see
 `journal.base.history_rows`), never from a second store.
 
-An event id is `evt_` + time + journal + position: lists page by it across journals. A
-stream resumes by position instead, journal by journal (a record appended later may carry
-an earlier time), so the `id:` of each Server-Sent Event is a cursor, `r00-12.c00-340`,
-that `Last-Event-ID` gives back. An account key sees the events of its own account and
-balances (and the rates, which it may read anyway).
+An event id is `evt_` + time + journal + position: lists page by it across journals, and a
+stream sends it as each event's `id:`, so the two speak of events alike (contract 1.2). A
+stream starts at now, or after the event named by `Last-Event-ID` or `?after=`. It reads
+each journal in order, and sends what it read in id order once it is `events_stream_lag_ms`
+old, so an event recorded a moment earlier on another journal is not passed over by a
+client that resumes after a later one. Resuming reads each journal on from its first event
+with a later id: nothing after the named event is skipped, and an event recorded with an
+older time after it had been sent (a change finished by recovery after a crash) may come
+twice. Receivers dedupe by id, as they do webhooks. An account key sees the events of its
+own account and balances (and the rates, which it may read anyway).
 """
 
 from __future__ import annotations
 
 import asyncio
+import heapq
 import re
+import time
 from typing import Any
 
 import msgspec
@@ -23,11 +30,12 @@ from gateway import render, schemas
 from gateway.directory import Directory
 from gateway.errors import ApiError
 from gateway.handlers import _fx_rate, _touches_own_balance, can_read_account, newest_first, page_of, query
-from gateway.keys import CLIENT, DIRECTORY
+from gateway.keys import CLIENT, DIRECTORY, SETTINGS
 from gateway.payments import key_scope
 from gateway.schemas import Event, EventList
 from ledger.money import format_amount
 from ledger.records import (
+    EVENT_ID_PATTERN,
     AccountChanged,
     AccountCreated,
     BalanceCreated,
@@ -38,13 +46,15 @@ from ledger.records import (
     HoldPlaced,
     Record,
     TransferDecided,
+    event_id,
     event_of,
 )
 
 STREAM_PAGE = 200  # events read from each journal per step of a stream
 STREAM_POLL_S = 0.25  # how often an idle stream looks for new events
 STREAM_KEEPALIVE_S = 15.0  # a comment line, so that proxies keep an idle stream open
-_CURSOR = re.compile(r"^[rc][0-9]{2}-[0-9]{1,15}(\.[rc][0-9]{2}-[0-9]{1,15})*$")  # as routes states it
+EVENT_ID = re.compile(EVENT_ID_PATTERN)
+SAMPLE_EVENT_ID = event_id(1_764_581_400_000, "c00", 42)
 
 
 async def render_event(request: web.Request, some_id: str, record: Record) -> Event | None:
@@ -140,42 +150,43 @@ def _json(body: msgspec.Struct) -> web.Response:
     return web.Response(body=msgspec.json.encode(body), content_type="application/json")
 
 
-def parse_cursor(text: str | None) -> dict[str, int]:
-    """Journal positions from a stream cursor (empty: from the start)."""
-    if not text:
-        return {}
-    if not _CURSOR.match(text):
-        raise ApiError("validation_error", "Last-Event-ID must be an id this stream sent, e.g. r00-12.c00-340")
-    return {part[:3]: int(part[4:]) for part in text.split(".")}
-
-
-def format_cursor(positions: dict[str, int]) -> str:
-    return ".".join(f"{s}-{n}" for s, n in sorted(positions.items()))
-
-
 async def stream_events(request: web.Request) -> web.StreamResponse:
-    positions = parse_cursor(request.headers.get("Last-Event-ID") or query(request).get("after"))
-    wanted = query(request).get("type")
+    q = query(request)
+    after = request.headers.get("Last-Event-ID", q.get("after"))
+    if after is not None and not EVENT_ID.match(after):
+        param = "Last-Event-ID" if "Last-Event-ID" in request.headers else "after"
+        raise ApiError("validation_error", f"{param} must be an event id, such as {SAMPLE_EVENT_ID}", param)
+    wanted = q.get("type")
+    client = request.app[CLIENT]
+    positions = await (client.event_positions() if after is None else client.event_positions_after(after))
+    lag_ms = request.app[SETTINGS].events_stream_lag_ms
     # X-Accel-Buffering: a proxy in front (nginx) passes each event on as it comes.
     response = web.StreamResponse(
         headers={"Content-Type": "text/event-stream", "Cache-Control": "no-store", "X-Accel-Buffering": "no"}
     )
     await response.prepare(request)
-    client = request.app[CLIENT]
     loop = asyncio.get_running_loop()
     quiet_since = loop.time()
+    waiting: list[tuple[str, Record]] = []  # read, not yet old enough to send: a heap by id
     try:
         while True:
             found = await client.events_after(positions, STREAM_PAGE)
             for source, seq, some_id, record in found:
                 positions[source] = seq
+                heapq.heappush(waiting, (some_id, record))
+            ripe = event_id(time.time_ns() // 1_000_000 - lag_ms, "", 0)
+            sent = False
+            while waiting and waiting[0][0] < ripe:
+                some_id, record = heapq.heappop(waiting)
                 event = await render_event(request, some_id, record)
                 if event is None or (wanted and event.type != wanted):
                     continue
                 body = msgspec.json.encode(event).decode()
-                await response.write(f"id: {format_cursor(positions)}\nevent: {event.type}\ndata: {body}\n\n".encode())
-            if found:
+                await response.write(f"id: {some_id}\nevent: {event.type}\ndata: {body}\n\n".encode())
+                sent = True
+            if sent:
                 quiet_since = loop.time()
+            if found:
                 continue
             if loop.time() - quiet_since >= STREAM_KEEPALIVE_S:
                 await response.write(b": keepalive\n\n")

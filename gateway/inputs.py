@@ -206,6 +206,9 @@ def _query_value(name: str, raw: str, schema: dict[str, Any]) -> Any:
         raise ApiError("validation_error", f"{name} must have {low} to {high} characters", name)
     if schema.get("format") == "date-time":
         return _rfc3339_ms(name, raw)
+    if "pattern" in schema and not re.search(schema["pattern"], raw):
+        words = PATTERN_WORDS.get(schema["pattern"], "in the documented format")
+        raise ApiError("validation_error", f"{name} must be {words}", name)
     return raw
 
 

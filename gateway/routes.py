@@ -7,7 +7,8 @@ from typing import Any, NamedTuple
 
 from gateway import events, handlers, schemas, transfers, webhooks
 from gateway.auth import Access
-from ledger.records import EVENT_TYPES
+from gateway.inputs import describe_pattern
+from ledger.records import EVENT_ID_PATTERN, EVENT_TYPES
 from ledger.results import PaymentStatus
 
 TWO_SIDES_RULE = (
@@ -33,7 +34,6 @@ LIST_Q: dict[str, dict[str, Any]] = {
 TIME_RANGE_Q = {"created_gte": TIME_Q, "created_lt": TIME_Q}
 ACCOUNT_STATUS_Q = {"type": "string", "enum": ["active", "disabled"]}
 PAYMENT_STATUS_Q = {"type": "string", "enum": sorted(PaymentStatus)}
-STREAM_CURSOR_PATTERN = r"^[rc][0-9]{2}-[0-9]{1,15}(\.[rc][0-9]{2}-[0-9]{1,15})*$"
 EVENT_TYPE_Q = {"type": "string", "enum": list(EVENT_TYPES)}
 HOLD_STATUS_Q = {
     "type": "string",
@@ -292,13 +292,15 @@ OPS: list[Op] = [
             "type": EVENT_TYPE_Q,
             "after": {
                 "type": "string",
-                "maxLength": 400,
-                "pattern": STREAM_CURSOR_PATTERN,
-                "description": "A stream id (e.g. r00-12.c00-340): resume after it, as Last-Event-ID does",
+                "pattern": describe_pattern(EVENT_ID_PATTERN, f"an event id such as {events.SAMPLE_EVENT_ID}"),
+                "description": "An event id (evt_…, as GET /v1/events and this stream show them): resume after"
+                " that event, as the Last-Event-ID header does (which wins if both are given)",
             },
         },
-        rules="Each event is `id: <stream cursor>`, `event: <type>`, `data: <event JSON>`; an idle stream sends a"
-        " comment every 15 s.",
+        rules="Starts at now unless `after` or Last-Event-ID names an event to resume after. Each event is"
+        " `id: <event id>`, `event: <type>`, `data: <event JSON>`, sent in id order once half a second old"
+        " (the events_stream_lag_ms setting); after a resume an event may come twice (dedupe by id). An idle"
+        " stream sends a comment every 15 s.",
     ),
     Op(
         "POST",

@@ -555,6 +555,14 @@ def event_id(time_ms: int, source: str, seq: int) -> str:
     return f"evt_{time_ms:013d}{source}{seq:012d}"
 
 
+EVENT_ID_PATTERN = r"^evt_[0-9]{13}[a-z][0-9]{2}[0-9]{12}$"
+
+
+def event_seq(some_id: str) -> int:
+    """The journal position an event id carries."""
+    return int(some_id[-12:])
+
+
 EVENT_TYPES = (
     "account.created",
     "account.updated",

@@ -11,6 +11,7 @@ origin only.
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Awaitable, Callable
 from importlib.resources import files
 from typing import Any
@@ -24,10 +25,9 @@ from actors.settings import package_version
 from gateway.auth import Authenticator
 from gateway.console.session import CSRF_FIELD, Sessions
 from gateway.errors import ApiError
-from gateway.events import format_cursor
 from gateway.keys import AUTH, CLIENT, DIRECTORY
 from ledger.money import format_amount
-from ledger.records import EVENT_TYPES
+from ledger.records import EVENT_TYPES, event_id
 from ledger.results import PaymentStatus
 
 SESSIONS = web.AppKey("console_sessions", Sessions)
@@ -139,8 +139,8 @@ def _page(template: str, title: str) -> Callable[[web.Request], Awaitable[web.Re
         if some_id and not ID_PATTERN.match(some_id):  # it goes into the page's API paths
             raise web.HTTPNotFound()
         # The live feed streams what happens after the page was made (its list shows the
-        # rest): the events stream resumes after these positions.
-        positions = await request.app[CLIENT].event_positions() if template in FEED_PAGES else {}
+        # rest): after an id below every event of this instant, as a resumed stream would.
+        stream_after = event_id(time.time_ns() // 1_000_000, "a00", 0) if template in FEED_PAGES else ""
         return _render(
             template,
             title=title,
@@ -149,7 +149,7 @@ def _page(template: str, title: str) -> Callable[[web.Request], Awaitable[web.Re
             csrf=request.app[SESSIONS].csrf_token(nonce),
             statuses=sorted(PaymentStatus),
             event_types=list(EVENT_TYPES),
-            stream_after=format_cursor(positions),
+            stream_after=stream_after,
         )
 
     return page

@@ -1,9 +1,11 @@
 """Events over HTTP: every state change listed in order from the journals, filtered by
 type, scoped for account keys, durable across a restart, and streamed as Server-Sent
-Events that resume with Last-Event-ID without a gap or a repeat."""
+Events that start at now, carry the events' own ids and resume after one of them (by
+`?after=` or Last-Event-ID) without a gap or a repeat."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -13,27 +15,30 @@ from tests.support.api import Api
 from tests.support.server import Server
 
 
+async def _events_of(response: aiohttp.ClientResponse, count: int) -> list[tuple[str, dict[str, Any]]]:
+    """The next `count` (stream id, event) of an open stream."""
+    out: list[tuple[str, dict[str, Any]]] = []
+    stream_id = None
+    async for raw in response.content:
+        line = raw.decode().rstrip("\n")
+        if line.startswith("id: "):
+            stream_id = line[4:]
+        elif line.startswith("data: "):
+            assert stream_id is not None
+            out.append((stream_id, json.loads(line[6:])))
+            if len(out) == count:
+                return out
+    return out
+
+
 async def _read_stream(
     session: aiohttp.ClientSession, url: str, token: str, count: int, last: str | None
 ) -> list[tuple[str, dict[str, Any]]]:
-    """The next `count` (stream id, event) from the stream, then disconnect."""
-    import json
-
+    """The next `count` (stream id, event) from the stream after event `last`, then disconnect."""
     headers = {"Authorization": f"Bearer {token}", **({"Last-Event-ID": last} if last else {})}
-    out: list[tuple[str, dict[str, Any]]] = []
     async with session.get(f"{url}/v1/events/stream", headers=headers, timeout=aiohttp.ClientTimeout(total=30)) as r:
         assert r.status == 200 and r.headers["Content-Type"].startswith("text/event-stream")
-        stream_id = None
-        async for raw in r.content:
-            line = raw.decode().rstrip("\n")
-            if line.startswith("id: "):
-                stream_id = line[4:]
-            elif line.startswith("data: "):
-                assert stream_id is not None
-                out.append((stream_id, json.loads(line[6:])))
-                if len(out) == count:
-                    return out
-    return out
+        return await _events_of(r, count)
 
 
 async def test_events_list_scope_restart_and_stream_resume(tmp_path: Path) -> None:
@@ -96,11 +101,29 @@ async def test_events_list_scope_restart_and_stream_resume(tmp_path: Path) -> No
             assert bobs and all(bob["id"] in str(e["data"]) or b["id"] in str(e["data"]) for e in bobs)
             assert not any(e["data"].get("id") == ada["id"] for e in bobs)
 
-            # A stream from the start, cut after 5 events and resumed: no gap, no repeat.
-            first = await _read_stream(session, server.url, server.token, 5, None)
-            rest = await _read_stream(session, server.url, server.token, len(everything) - 5, first[-1][0])
-            streamed = [e["id"] for _, e in first + rest]
-            assert sorted(streamed) == sorted(ids)
+            # A stream after the oldest event sends the rest in id order, each under its own
+            # id; cut after 5 events and resumed after the fifth: no gap, no repeat.
+            oldest_first = list(reversed(ids))
+            first = await _read_stream(session, server.url, server.token, 5, oldest_first[0])
+            rest = await _read_stream(session, server.url, server.token, len(ids) - 6, first[-1][0])
+            assert [sid for sid, _ in first + rest] == [e["id"] for _, e in first + rest] == oldest_first[1:]
+
+            # Without a cursor a stream starts at now: the first event it sends is the next one.
+            headers = {"Authorization": f"Bearer {server.token}"}
+            async with session.get(f"{server.url}/v1/events/stream", headers=headers) as stream:
+                assert stream.status == 200
+                now = await api.pay(a["id"], b["id"], "0.25")
+                [(sid, event)] = await _events_of(stream, 1)
+                assert (sid, event["type"], event["data"]["id"]) == (event["id"], "payment.succeeded", now.body["id"])
+            ids.insert(0, sid)
+            # ?after= resumes like Last-Event-ID; an empty or malformed one is refused.
+            async with session.get(f"{server.url}/v1/events/stream?after={ids[1]}", headers=headers) as stream:
+                assert [sid for sid, _ in await _events_of(stream, 1)] == [ids[0]]
+            for bad in ("", "r00-12.c00-340", ids[0] + "0", "evt_x"):
+                refused = await api.get(f"/v1/events/stream?after={bad}")
+                assert refused.status == 422 and refused.body["param"] == "after", (bad, refused)
+            refused = await api.get("/v1/events/stream", headers={"Last-Event-ID": "r00-12"})
+            assert refused.status == 422 and refused.body["param"] == "Last-Event-ID", refused
 
         assert server.stop() == 0
         server.start()  # derived from the journals: the same events after a restart
@@ -108,7 +131,7 @@ async def test_events_list_scope_restart_and_stream_resume(tmp_path: Path) -> No
             api = Api(session, server.url, server.token)
             assert [e["id"] for e in await api.every_page("/v1/events")] == ids
             await api.pay(a["id"], b["id"], "1")  # and the stream goes on from where it was
-            [(_, after)] = await _read_stream(session, server.url, server.token, 1, rest[-1][0])
+            [(_, after)] = await _read_stream(session, server.url, server.token, 1, ids[0])
             assert after["type"] == "payment.succeeded" and after["id"] not in ids
     finally:
         server.stop()

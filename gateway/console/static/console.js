@@ -277,8 +277,8 @@ document.addEventListener("alpine:init", () => {
           this.items = [...this.items, ...page.data.filter((e) => !seen.has(e.id)).map(feedItem)].slice(0, limit);
         })
         .catch(() => {});
-      // After the journals' positions when the page was made: what the list above may
-      // also show is dropped by id, and nothing in between is missed.
+      // After the instant the page was made: what the list above may also show is dropped
+      // by id, and nothing in between is missed.
       const source = new EventSource(withQuery("/v1/events/stream", { after: this.$el.dataset.after }));
       source.onopen = () => {
         this.state = "live";
