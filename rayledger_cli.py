@@ -40,8 +40,10 @@ def lock_data_dir(data_dir: Path) -> Any:
     flock is released by the kernel when the process dies, even by SIGKILL, so a crash
     never leaves a stale lock behind; a second server on the same journal is refused.
     """
-    data_dir.mkdir(parents=True, exist_ok=True)
-    handle = open(data_dir / LOCK_FILE, "a+")
+    from journal.private import FILE_MODE, private_dir
+
+    private_dir(data_dir)  # 0700: journals hold money and key hashes (journal.private)
+    handle = open(os.open(data_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, FILE_MODE), "a+")
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:

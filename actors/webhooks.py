@@ -22,6 +22,8 @@ addresses actually connected to (a name that resolves elsewhere later gains noth
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
 import ipaddress
 import logging
 import os
@@ -45,6 +47,7 @@ from actors.settings import Settings
 from actors.telemetry import Telemetry, placement
 from actors.topology import WEBHOOKS_NAME
 from journal import Journal, SqliteJournal
+from journal.private import write_private
 from ledger.ids import make_id
 from ledger.records import (
     EVENT_TYPES,
@@ -82,6 +85,7 @@ class EndpointMade(msgspec.Struct, frozen=True):
     created: WebhookEndpointCreated | None = None
     refusal: str | None = None
     replayed: bool = False
+    secret: str | None = None  # the signing secret, for the creator's answer alone
 
 
 class _Snapshot(msgspec.Struct, frozen=True):
@@ -93,6 +97,7 @@ class _Snapshot(msgspec.Struct, frozen=True):
 @dataclass(eq=False)
 class _Endpoint:
     created: WebhookEndpointCreated
+    secret: str  # unsealed: what signs its deliveries
     positions: dict[str, int]
     retrying: dict[str, DeliveryAttempted] = field(default_factory=dict)  # event id -> its last failed attempt
     task: asyncio.Task[None] | None = None
@@ -156,6 +161,43 @@ def webhooks_journal_path(settings: Settings) -> str:
     return str(settings.data_path / "webhooks.sqlite")
 
 
+SECRETS_KEY_FILE = "webhook_secrets.key"
+_SEAL_CONTEXT = b"rayledger: a webhook endpoint's signing secret"
+
+
+def secrets_key(settings: Settings) -> bytes:
+    """The key that seals signing secrets in the journal: random, made on first use, kept
+    0600 in the data directory and never journaled, so a journal or snapshot alone (a
+    copy sent for an audit, say) reveals no secret. Not derived from the admin token: a
+    new admin token must not unsign every endpoint."""
+    path = settings.data_path / SECRETS_KEY_FILE
+    write_private(path, os.urandom(32))  # the first start makes it; later ones find it
+    key = path.read_bytes()
+    assert len(key) == 32, f"{path} is not a secrets key"
+    return key
+
+
+def _secret_pad(key: bytes, endpoint_id: str, n: int) -> bytes:
+    pad = hmac.new(key, _SEAL_CONTEXT + b"\n" + endpoint_id.encode(), hashlib.sha512).digest()
+    assert n <= len(pad), "a secret is longer than the pad"
+    return pad[:n]
+
+
+def seal_secret(key: bytes, endpoint_id: str, secret: str) -> bytes:
+    raw = secret.encode()
+    return bytes(a ^ b for a, b in zip(raw, _secret_pad(key, endpoint_id, len(raw)), strict=True))
+
+
+def unseal_secret(key: bytes, created: WebhookEndpointCreated) -> str:
+    if created.sealed_secret is None:
+        return created.secret  # made before secrets were sealed
+    pad = _secret_pad(key, created.endpoint_id, len(created.sealed_secret))
+    raw = bytes(a ^ b for a, b in zip(created.sealed_secret, pad, strict=True))
+    # Every secret starts so: anything else means the key file was replaced or lost.
+    assert raw.startswith(b"whsec_"), f"{SECRETS_KEY_FILE} does not unseal endpoint {created.endpoint_id}"
+    return raw.decode()
+
+
 class WebhookDispatcher:
     def __init__(self, settings: Settings, peers: PeerLookup | None = None, journal: Journal | None = None) -> None:
         if settings.webhook_idle_priority:
@@ -168,6 +210,7 @@ class WebhookDispatcher:
             commit_on_loop=settings.journal_commit_on_loop,
         )
         self.endpoints: dict[str, _Endpoint] = {}
+        self._secrets_key = secrets_key(settings)
         self._codec = RecordCodec()
         self._creating = asyncio.Lock()
         self._private_allowed = private_targets_allowed(settings)
@@ -183,7 +226,7 @@ class WebhookDispatcher:
         if loaded.snapshot is not None:
             snap = msgspec.msgpack.decode(loaded.snapshot, type=_Snapshot)
             for created in snap.endpoints:
-                self.endpoints[created.endpoint_id] = _Endpoint(created, snap.positions[created.endpoint_id])
+                self.endpoints[created.endpoint_id] = self._endpoint(created, snap.positions[created.endpoint_id])
             for attempt in snap.retrying:
                 self.endpoints[attempt.endpoint_id].retrying[attempt.event_id] = attempt
             self._snapshot_seq = loaded.snapshot_seq
@@ -220,11 +263,14 @@ class WebhookDispatcher:
             if r.endpoint_id in self.endpoints:
                 self.endpoints[r.endpoint_id].positions = r.positions
         elif isinstance(r, WebhookEndpointCreated):
-            self.endpoints[r.endpoint_id] = _Endpoint(r, dict(r.positions))
+            self.endpoints[r.endpoint_id] = self._endpoint(r, dict(r.positions))
         elif isinstance(r, WebhookEndpointDeleted):
             self.endpoints.pop(r.endpoint_id, None)
         else:
             raise AssertionError(f"not a webhooks record: {r!r}")
+
+    def _endpoint(self, created: WebhookEndpointCreated, positions: dict[str, int]) -> _Endpoint:
+        return _Endpoint(created, unseal_secret(self._secrets_key, created), positions)
 
     def _commit(self, record: Record) -> None:
         self.journal.append(record)
@@ -297,7 +343,7 @@ class WebhookDispatcher:
                 if e.created.idem_lookup == idem.lookup and e.created.created_at_ms >= window_start_ms:
                     if e.created.idem_fingerprint != idem.fingerprint:
                         return EndpointMade(refusal="idempotency_key_reused")
-                    return EndpointMade(e.created, replayed=True)
+                    return EndpointMade(e.created, replayed=True, secret=e.secret)
         refused = await self._refusal(url)
         if refused is not None:
             return EndpointMade(refusal=refused)
@@ -305,21 +351,24 @@ class WebhookDispatcher:
         assert self._client is not None
         positions = await self._client.event_positions()
         now = _now_ms()
+        endpoint_id = make_id("we", now, os.urandom(10))
+        secret = "whsec_" + os.urandom(24).hex()
         created = WebhookEndpointCreated(
-            make_id("we", now, os.urandom(10)),
+            endpoint_id,
             url,
             sorted(set(events)),
-            "whsec_" + os.urandom(24).hex(),
+            "",
             now,
             positions,
             description,
             None if idem is None else idem.lookup,
             None if idem is None else idem.fingerprint,
+            sealed_secret=seal_secret(self._secrets_key, endpoint_id, secret),
         )
         self._commit(created)
         await self.journal.durable()
         self._start(self.endpoints[created.endpoint_id])
-        return EndpointMade(created)
+        return EndpointMade(created, secret=secret)
 
     async def _refusal(self, url: str) -> str | None:
         try:
@@ -457,7 +506,7 @@ class WebhookDispatcher:
             stamp = int(time.time())
             headers = {
                 "Content-Type": "application/json",
-                SIGNATURE_HEADER: signature(endpoint.created.secret, stamp, body),
+                SIGNATURE_HEADER: signature(endpoint.secret, stamp, body),
             }
             try:
                 if endpoint.literal_refusal is not None:

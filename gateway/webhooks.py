@@ -13,7 +13,7 @@ from gateway.keys import CLIENT
 from ledger.records import DeliveryAttempted, WebhookEndpointCreated
 
 
-def _endpoint(created: WebhookEndpointCreated, retrying: int, secret: bool = False) -> schemas.WebhookEndpoint:
+def _endpoint(created: WebhookEndpointCreated, retrying: int, secret: str | None = None) -> schemas.WebhookEndpoint:
     return schemas.WebhookEndpoint(
         created.endpoint_id,
         created.url,
@@ -21,7 +21,7 @@ def _endpoint(created: WebhookEndpointCreated, retrying: int, secret: bool = Fal
         render.timestamp(created.created_at_ms),
         retrying,
         created.description,
-        created.secret if secret else None,
+        secret,
     )
 
 
@@ -51,7 +51,7 @@ async def create_endpoint(request: web.Request) -> web.Response:
         raise ApiError("idempotency_key_reused", "this Idempotency-Key was used with a different request")
     if made.created is None:
         raise ApiError("validation_error", made.refusal or "url refused", "url")
-    response = json_response(_endpoint(made.created, 0, secret=True), 201)
+    response = json_response(_endpoint(made.created, 0, secret=made.secret), 201)
     if made.replayed:
         response.headers["Idempotent-Replayed"] = "true"
     return response

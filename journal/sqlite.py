@@ -46,6 +46,7 @@ import aiosqlite
 import msgspec
 
 from journal.base import GENESIS_HASH, Frame, HistoryQuery, HistoryRow, Journal
+from journal.private import private_dir, private_file
 from ledger.records import RECORD_TAGS_VERSION
 
 T = TypeVar("T")
@@ -101,7 +102,13 @@ class JournalFormatError(Exception):
     """The file was written in a journal format this version does not read."""
 
 
+def _data_dir_of(path: Path) -> Path:
+    """The data directory a journal file is in (the registry's is at its top)."""
+    return path.parent.parent if path.parent.name in ("shards", "partitions", "coordinators") else path.parent
+
+
 def _connect_sync(path: Path, timeout_s: float = 5.0) -> sqlite3.Connection:
+    private_file(path)
     conn = sqlite3.connect(path, timeout=timeout_s, isolation_level=None)  # explicit BEGIN/COMMIT
     try:
         conn.execute("PRAGMA journal_mode=WAL")
@@ -126,6 +133,7 @@ def _connect_sync(path: Path, timeout_s: float = 5.0) -> sqlite3.Connection:
 
 
 def _connect_history(path: Path, timeout_s: float) -> sqlite3.Connection:
+    private_file(path)
     conn = sqlite3.connect(path, timeout=timeout_s, isolation_level=None)
     try:
         conn.execute("PRAGMA journal_mode=WAL")
@@ -177,7 +185,7 @@ class SqliteFile:
         self.commit_on_loop = commit_on_loop
         self.history_path = Path(f"{self.path}-history")
         self.busy_timeout_s = busy_timeout_ms / 1000
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(self.path.parent)
         self._writer: sqlite3.Connection | None = None  # used only by `run` (the writer thread, or the loop)
         self._checkpointer: sqlite3.Connection | None = None  # on the writer thread, with commit_on_loop
         self._commits_since_checkpoint = 0

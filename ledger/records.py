@@ -340,8 +340,10 @@ class Answered(msgspec.Struct, tag="an", **_opts):
 
 
 class WebhookEndpointCreated(msgspec.Struct, tag="we", **_opts):
-    """A webhook endpoint (journal of the webhooks actor). The secret signs every delivery,
-    so it is kept as it is: the API shows it once, at creation."""
+    """A webhook endpoint (journal of the webhooks actor). The secret signs every delivery;
+    the API shows it once, at creation. It is journaled only `sealed_secret` (XOR with an
+    HMAC of the endpoint id under the data directory's own key, actors.webhooks): endpoints
+    made before it keep theirs in `secret`, as they were written."""
 
     endpoint_id: str
     url: str
@@ -352,6 +354,7 @@ class WebhookEndpointCreated(msgspec.Struct, tag="we", **_opts):
     description: str | None = None
     idem_lookup: bytes | None = None  # the Idempotency-Key it was made with, as `actors.registry.Idem` has it
     idem_fingerprint: bytes | None = None
+    sealed_secret: bytes | None = None
 
 
 class WebhookEndpointDeleted(msgspec.Struct, tag="wx", **_opts):

@@ -24,17 +24,21 @@ async def _all_events(ledger: LocalLedger, created: WebhookEndpointCreated, kind
     return {event_id for _, _, event_id, record in found if kind in (None, event_of(record)[0])}  # type: ignore[index]
 
 
-async def _endpoint(webhooks: WebhookDispatcher, url: str, events: list[str] | None = None) -> WebhookEndpointCreated:
+async def _endpoint(
+    webhooks: WebhookDispatcher, url: str, events: list[str] | None = None
+) -> tuple[WebhookEndpointCreated, str]:
+    """The endpoint made, and its signing secret (journaled only sealed)."""
     made = await webhooks.create_endpoint(url, events or ["*"], None)
-    assert made.created is not None, made
-    return made.created
+    assert made.created is not None and made.secret is not None, made
+    assert made.created.secret == "" and made.secret.encode() not in (made.created.sealed_secret or b""), made
+    return made.created, made.secret
 
 
 async def test_every_event_at_least_once_across_crashes(tmp_path: Path) -> None:
     receiver = await Receiver().start()
     ledger = await LocalLedger(tmp_path, memory=True).start()
     try:
-        created = await _endpoint(ledger.webhooks, receiver.url)
+        created, secret = await _endpoint(ledger.webhooks, receiver.url)
         _, ids, _ = await open_funded_balances(ledger.client, 8, 100_00)
         for crash in range(3):
             await ledger.client.pay([payment(ids[n % 8], ids[(n + 3) % 8], 1_00) for n in range(40)])
@@ -48,7 +52,7 @@ async def test_every_event_at_least_once_across_crashes(tmp_path: Path) -> None:
             return wanted <= receiver.counts.keys()
 
         await until(all_in, "every event delivered")
-        assert receiver.unsigned(created.secret) == 0
+        assert receiver.unsigned(secret) == 0
         assert {e["type"] for e in receiver.events.values()} >= {"account.created", "payment.succeeded"}
         log = await ledger.webhooks.deliveries(created.endpoint_id, 1000, None, None, False)
         assert log is not None and {a.event_id for a in log if a.status_code == 200} <= receiver.counts.keys()
@@ -62,7 +66,7 @@ async def test_a_failing_receiver_gets_everything_later_with_bounded_retries(tmp
     receiver.failing = True
     ledger = await LocalLedger(tmp_path, webhook_retrying_max=5).start()
     try:
-        created = await _endpoint(ledger.webhooks, receiver.url, ["payment.succeeded"])
+        created, secret = await _endpoint(ledger.webhooks, receiver.url, ["payment.succeeded"])
         _, ids, _ = await open_funded_balances(ledger.client, 4, 100_00)
         paid = await ledger.client.pay([payment(ids[n % 4], ids[(n + 1) % 4], 1) for n in range(20)])
         wanted = await _all_events(ledger, created, "payment.succeeded")
@@ -88,7 +92,7 @@ async def test_a_failing_receiver_gets_everything_later_with_bounded_retries(tmp
 
         await until(all_in, "every payment delivered once the receiver answers 200")
         assert all(e["type"] == "payment.succeeded" for e in receiver.events.values())
-        assert receiver.unsigned(created.secret) == 0
+        assert receiver.unsigned(secret) == 0
         log = await ledger.webhooks.deliveries(created.endpoint_id, 1000, None, None, False)
         assert log is not None
         retried = [a for a in log if a.attempt > 1 and a.status_code == 200]
@@ -110,7 +114,7 @@ async def test_a_deleted_endpoint_gets_nothing_more(tmp_path: Path) -> None:
     receiver = await Receiver().start()
     ledger = await LocalLedger(tmp_path).start()
     try:
-        created = await _endpoint(ledger.webhooks, receiver.url, ["account.created"])
+        created, _ = await _endpoint(ledger.webhooks, receiver.url, ["account.created"])
         await ledger.client.registry.call("create_account", "before@example.com", None)
 
         async def one_in() -> bool:
