@@ -31,9 +31,30 @@ class JsonFormatter(logging.Formatter):
         return msgspec.json.encode(entry).decode()
 
 
-def configure(level: str | None = None) -> None:
-    """JSON lines on stderr for every `rayledger.*` logger (idempotent); the level defaults
-    to `RAYLEDGER_LOG_LEVEL` (info)."""
+class MalformedRequest(logging.Filter):
+    """aiohttp logs a request it cannot parse (a repeated Content-Type, say) as an error
+    with its parser's traceback. The client was answered 400 and nothing of ours ran: one
+    `malformed_request` event at info with aiohttp's reason, no traceback."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from aiohttp.http_exceptions import HttpProcessingError
+
+        error = record.exc_info[1] if record.exc_info else None
+        if isinstance(error, HttpProcessingError):
+            reason = " ".join(str(error.message).split())[:ERROR_CHARS_MAX]
+            record.levelno, record.levelname = logging.INFO, "INFO"
+            record.msg, record.args, record.exc_info, record.exc_text = "malformed_request", (), None, None
+            record.fields = {"status": error.code, "reason": reason}
+        return True
+
+
+ERROR_CHARS_MAX = 200
+
+
+def configure(level: str | None = None, foreign: tuple[str, ...] = ("aiohttp",)) -> None:
+    """JSON lines on stderr for every `rayledger.*` logger and the `foreign` libraries' (the
+    supervisor adds Ray's, after importing it), so that every line a ledger process prints
+    is one JSON object (idempotent); the level defaults to `RAYLEDGER_LOG_LEVEL` (info)."""
     level = level or os.environ.get("RAYLEDGER_LOG_LEVEL", "info")
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter())
@@ -41,6 +62,13 @@ def configure(level: str | None = None) -> None:
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
     root.propagate = False
+    for name in foreign:
+        foreign = logging.getLogger(name)
+        foreign.handlers[:] = [handler]
+        foreign.propagate = False
+    server = logging.getLogger("aiohttp.server")
+    if not any(isinstance(f, MalformedRequest) for f in server.filters):
+        server.addFilter(MalformedRequest())
 
 
 def event(log: logging.Logger, name: str, level: int = logging.INFO, **fields: object) -> None:

@@ -2,7 +2,8 @@
 
 Each API request logs one `request` event with its request id (the client's `X-Request-Id`
 when it is a short token, else a fresh one; echoed in the response), route template,
-status, duration and the ids of the payments it created. Headers and bodies are never
+status, duration, who called (`caller`: "admin" or the API key's id), the error `code` of
+a refusal (4xx) and the ids of the payments it created. Headers and bodies are never
 logged, so neither tokens nor personal data reach the logs.
 
 The request line is on the hot path of every payment, so it is built without `logging`
@@ -24,6 +25,7 @@ import time
 import msgspec
 from aiohttp import web
 
+from gateway.keys import PRINCIPAL
 from gateway.metrics import METRICS, route_of
 from gateway.render import timestamp
 
@@ -72,9 +74,12 @@ async def observe_middleware(request: web.Request, handler: web.Handler) -> web.
     request[LOGGED_IDS] = ids = []
     started = time.perf_counter()
     status = 500
+    code = None
     try:
         response = await handler(request)
         status = response.status
+        if 400 <= status < 500:
+            code = _problem_code(response)
         response.headers["X-Request-Id"] = request_id
         return response
     except web.HTTPException as exc:
@@ -96,6 +101,29 @@ async def observe_middleware(request: web.Request, handler: web.Handler) -> web.
                 "status": status,
                 "duration_ms": round(seconds * 1000, 2),
             }
+            principal = request.get(PRINCIPAL)
+            if principal is not None:  # who called: the admin, or which key
+                entry["caller"] = "admin" if principal.admin else principal.key_id
+            if code is not None:
+                entry["code"] = code
             if ids:
                 entry["ids"] = ids
             app[REQUEST_LOG].write(entry)
+
+
+class _Problem(msgspec.Struct):
+    code: str | None = None
+
+
+_problem_decoder = msgspec.json.Decoder(_Problem)
+
+
+def _problem_code(response: web.StreamResponse) -> str | None:
+    """The `code` of a problem+json answer (refusals are rare next to payments: decoding
+    one costs nothing that matters)."""
+    if not isinstance(response, web.Response) or response.content_type != "application/problem+json":
+        return None
+    try:
+        return _problem_decoder.decode(response.body).code  # type: ignore[arg-type]
+    except msgspec.DecodeError:
+        return None

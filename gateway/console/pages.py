@@ -10,6 +10,7 @@ origin only.
 
 from __future__ import annotations
 
+import logging
 import re
 import time
 from collections.abc import Awaitable, Callable
@@ -21,9 +22,11 @@ import jinja2
 import msgspec
 from aiohttp import web
 
+from actors.logs import event
 from actors.settings import package_version
 from gateway.auth import Authenticator
 from gateway.console.session import CSRF_FIELD, Sessions
+from gateway.console.signins import FailedSignIns
 from gateway.errors import ApiError
 from gateway.keys import AUTH, CLIENT, DIRECTORY
 from ledger.money import format_amount
@@ -31,6 +34,8 @@ from ledger.records import EVENT_TYPES, event_id
 from ledger.results import PaymentStatus
 
 SESSIONS = web.AppKey("console_sessions", Sessions)
+FAILED_SIGNINS = web.AppKey("console_failed_signins", FailedSignIns)
+log = logging.getLogger("rayledger.console")
 PACKAGE = files("gateway.console")
 HEADERS = {
     "Content-Security-Policy": (
@@ -97,15 +102,31 @@ async def signin_page(request: web.Request) -> web.Response:
 
 
 async def signin(request: web.Request) -> web.Response:
+    """Signs in with the admin token; every outcome is logged (with the client's address,
+    never the token), and failures are limited per address (gateway.console.signins)."""
     form = await request.post()
     next_page = _next_page(str(form.get("next", "")))
     token = str(form.get("token", "")).strip()
     auth: Authenticator = request.app[AUTH]
+    address = request.remote or "unknown"
+    failures = request.app[FAILED_SIGNINS]
     if not _same_origin(request):
+        event(log, "console_signin", logging.WARNING, outcome="cross_origin", client=address)
         error = "This form was sent from another origin (behind a proxy: keep the Host header as the browser sent it)."
         return _render("signin.html", status=403, next=next_page, error=error)
+    retry_after_s = failures.retry_after_s(address)
+    if retry_after_s is not None:
+        event(log, "console_signin", logging.WARNING, outcome="limited", client=address)
+        error = f"Too many failed sign-ins from your address: try again in {retry_after_s} s."
+        response = _render("signin.html", status=429, next=next_page, error=error)
+        response.headers["Retry-After"] = str(retry_after_s)
+        return response
     if not auth.is_admin_token(token):
+        failures.failed(address)
+        event(log, "console_signin", logging.WARNING, outcome="failure", client=address)
         return _render("signin.html", status=401, next=next_page, error="That is not the admin token.")
+    failures.succeeded(address)
+    event(log, "console_signin", outcome="success", client=address)
     response = web.HTTPSeeOther(next_page)
     Sessions.set_cookie(request, response, request.app[SESSIONS].issue())
     raise response
@@ -181,6 +202,7 @@ async def activity(request: web.Request) -> web.Response:
 
 def add_console(app: web.Application, sessions: Sessions) -> None:
     app[SESSIONS] = sessions
+    app[FAILED_SIGNINS] = FailedSignIns()
     app.router.add_get("/console/signin", signin_page)
     app.router.add_post("/console/signin", signin)
     app.router.add_post("/console/signout", signout)

@@ -7,7 +7,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Callable
 
+import aiohttp
+
+from gateway.console.signins import FAILURES_MAX, WINDOW_S
 from tests.support.api import Api
 from tests.support.server import Server
 
@@ -60,3 +64,65 @@ def test_actors_log_their_recovery_as_json(server: Server) -> None:
     assert recovered["coordinator-0"][1]["epoch"] >= 1
     owned = recovered["shard-0"][1]["partitions"] + recovered["shard-1"][1]["partitions"]
     assert sorted(owned) == list(range(len(owned))) and len(owned) >= 2  # each partition once
+
+
+async def _log_events(server: Server, wanted: Callable[[dict[str, object]], bool], count: int) -> list[dict]:
+    """The forwarded events `wanted` picks, once there are `count` of them."""
+    for _ in range(100):
+        found = [e for _, _, e in forwarded_events(server) if wanted(e)]
+        if len(found) >= count:
+            return found
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"fewer than {count} such events in the log: {found}")
+
+
+async def test_request_lines_name_the_caller_and_the_refusal(api: Api, server: Server) -> None:
+    account = await api.account("logs-caller@example.com")
+    key = await api.post(f"/v1/accounts/{account['id']}/keys")
+    keyed = Api(api.session, api.base_url, key.body["token"])
+    missing = await api.get("/v1/balances/bal_missing", headers={"X-Request-Id": "req-logs-404"})
+    assert missing.status == 404
+    own = await keyed.get(f"/v1/accounts/{account['id']}", headers={"X-Request-Id": "req-logs-key"})
+    assert own.status == 200
+    lines = await _log_events(server, lambda e: e.get("request_id") in ("req-logs-404", "req-logs-key"), 2)
+    by_id = {e["request_id"]: e for e in lines}
+    assert (by_id["req-logs-404"]["caller"], by_id["req-logs-404"]["code"]) == ("admin", missing.body["code"])
+    assert by_id["req-logs-key"]["caller"] == key.body["id"] and "code" not in by_id["req-logs-key"]
+
+
+async def test_a_malformed_request_is_one_json_line_without_a_traceback(server: Server) -> None:
+    host, port = server.url.removeprefix("http://").rsplit(":", 1)
+    reader, writer = await asyncio.open_connection(host, int(port))
+    writer.write(
+        b"POST /v1/payments HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"Content-Type: text/plain\r\nContent-Length: 2\r\n\r\n{}"
+    )
+    answer = await reader.read(200)
+    writer.close()
+    assert answer.startswith(b"HTTP/1.0 400") or answer.startswith(b"HTTP/1.1 400"), answer
+    [malformed] = await _log_events(server, lambda e: e.get("event") == "malformed_request", 1)
+    assert malformed["status"] == 400 and "Content-Type" in str(malformed["reason"]), malformed
+    text = server.log_path.read_text()
+    assert "Traceback" not in text and "Error handling request" not in text
+
+
+async def test_console_sign_ins_are_logged_and_failures_limited(server: Server) -> None:
+    async with aiohttp.ClientSession() as session:
+
+        async def sign_in(token: str) -> aiohttp.ClientResponse:
+            async with session.post(
+                f"{server.url}/console/signin", data={"token": token}, allow_redirects=False
+            ) as response:
+                return response
+
+        assert (await sign_in(server.token)).status == 303
+        for n in range(FAILURES_MAX):
+            assert (await sign_in(f"rla_wrong-{n}")).status == 401, n
+        limited = await sign_in(server.token)  # even the right token, so that a guesser learns nothing
+        assert limited.status == 429 and 1 <= int(limited.headers["Retry-After"]) <= WINDOW_S
+    outcomes = [
+        e["outcome"] for e in await _log_events(server, lambda e: e.get("event") == "console_signin", FAILURES_MAX + 2)
+    ]
+    assert outcomes == ["success", *["failure"] * FAILURES_MAX, "limited"]
+    text = server.log_path.read_text()
+    assert server.token not in text and "rla_wrong" not in text
