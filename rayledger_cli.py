@@ -19,11 +19,11 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from actors.settings import Settings, package_version, settings_from_env
+from actors.settings import ADMIN_TOKEN_FILE, Settings, package_version, settings_from_env
 from gateway.auth import new_admin_token
 
-ADMIN_TOKEN_FILE = "admin_token"
 LOCK_FILE = "LOCK"
+SERVER_FILE = "server.json"
 
 
 class DataDirLocked(Exception):
@@ -72,6 +72,43 @@ def admin_token(data_dir: Path) -> tuple[str, str]:
         with os.fdopen(fd, "w") as f:
             f.write(new_admin_token() + "\n")
     return path.read_text().strip(), str(path)
+
+
+def connect_url(host: str, port: int) -> str:
+    """Where a client on this machine reaches a server bound to `host`."""
+    host = {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+def record_server(data_dir: Path, url: str) -> Path:
+    """Say where the server on this data directory answers (`rayledger seed` and scripts
+    read it), while it serves: removed on a clean stop; after a crash it names a gone pid."""
+    import json
+
+    from journal.private import write_private
+
+    path = data_dir / SERVER_FILE
+    draft = data_dir / f".{SERVER_FILE}.{os.getpid()}"
+    draft.unlink(missing_ok=True)
+    write_private(draft, json.dumps({"url": url, "pid": os.getpid()}).encode() + b"\n")
+    os.replace(draft, path)  # whole or not at all for a reader
+    return path
+
+
+def recorded_server(data_dir: Path) -> str | None:
+    """The URL of the server serving `data_dir` on this machine, if one is recorded and
+    its process lives."""
+    import json
+
+    try:
+        record = json.loads((data_dir / SERVER_FILE).read_text())
+        url, pid = str(record["url"]), int(record["pid"])
+        os.kill(pid, 0)
+    except PermissionError:  # another user's process: it lives
+        return url
+    except (OSError, ValueError, KeyError, TypeError):  # none, unreadable, or its server died
+        return None
+    return url
 
 
 class RayUnreachable(Exception):
@@ -175,6 +212,7 @@ def serve(settings: Settings) -> int:
     if track_errors():
         print("rayledger: reporting errors to Sentry (SENTRY_DSN)", flush=True)
     print(f"rayledger: starting (journal in {data_dir})", flush=True)
+    recorded: Path | None = None
     dashboard_url, temp_dir = start_ray(settings)
     stopping = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):  # after ray.init, which sets handlers of its own
@@ -189,6 +227,7 @@ def serve(settings: Settings) -> int:
         loops = ray.get([c.serve_http.remote(settings.host, settings.port, *keys) for c in handles.coordinators])
         base = f"http://{settings.host}:{settings.port}"
         print(f"rayledger: serving {base}  (API docs: {base}/docs, console: {base}/console)", flush=True)
+        recorded = record_server(data_dir, connect_url(settings.host, settings.port))
         print(f"rayledger: ingress in {len(loops)} coordinator(s), event loop {loops[0]}", flush=True)
         if dashboard_url:
             print(f"rayledger: Ray dashboard {dashboard_url}", flush=True)
@@ -210,6 +249,8 @@ def serve(settings: Settings) -> int:
         if temp_dir is not None:
             ray.shutdown()
             shutil.rmtree(temp_dir, ignore_errors=True)
+        if recorded is not None:
+            recorded.unlink(missing_ok=True)
         lock.close()
 
 
@@ -286,14 +327,26 @@ def verify(settings: Settings) -> int:
 def seed(args: dict[str, Any]) -> int:
     from rayledger_seed import run_seed
 
+    try:  # the server's own settings: its data directory, host and port
+        settings = settings_from_env({"data_dir": args["data_dir"]})
+    except (ValueError, TypeError) as exc:
+        print(f"rayledger seed: {exc}", file=sys.stderr)
+        return 2
     token = args["token"] or os.environ.get("RAYLEDGER_ADMIN_TOKEN")
     if token is None:
-        path = Path(args["data_dir"] or "./data") / ADMIN_TOKEN_FILE
+        path = settings.admin_token_path
         if not path.exists():
             print(f"rayledger seed: no --token, no RAYLEDGER_ADMIN_TOKEN and no {path}", file=sys.stderr)
             return 2
         token = path.read_text().strip()
-    return run_seed(args["url"], token, args["accounts"], args["payments"], args["run"], args["seed_value"])
+    url, where = args["url"], ""
+    if url is None:
+        url = recorded_server(settings.data_path)
+        where = f" (recorded in {settings.data_path / SERVER_FILE})"
+        if url is None:
+            url = connect_url(settings.host, settings.port)
+            where = f" (no server recorded in {settings.data_path / SERVER_FILE}; give --url)"
+    return run_seed(url, token, args["accounts"], args["payments"], args["run"], args["seed_value"], where=where)
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -325,7 +378,10 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p_verify)
     p_seed = sub.add_parser("seed", help="load sample accounts, balances, deposits and payments (for demos)")
     _common(p_seed)
-    p_seed.add_argument("--url", default="http://127.0.0.1:8080", help="a running ledger (default %(default)s)")
+    p_seed.add_argument(
+        "--url",
+        help="a running ledger (default: the server serving --data-dir, else RAYLEDGER_HOST and RAYLEDGER_PORT)",
+    )
     p_seed.add_argument("--token", help="admin token (default: RAYLEDGER_ADMIN_TOKEN, else <data-dir>/admin_token)")
     p_seed.add_argument("--accounts", type=int, default=50, help="accounts to open (default %(default)s)")
     p_seed.add_argument("--payments", type=int, default=500, help="payments between them (default %(default)s)")

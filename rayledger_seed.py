@@ -7,8 +7,9 @@ can afford (ending `not_enough_money`) and a few across currencies (ending
 the run: its emails and Idempotency-Keys carry it, so runs never collide. It speaks to the
 ledger through `rayledger.client`, like any integrator. Running the same
 run again within the ledger's idempotency window (24 h by default) replays every request
-and changes nothing; after it, the run's first account is refused (email taken), and the
-command says so in one line.
+and changes nothing, and the command says so (the API marks each replayed answer); after
+the window, the run's first account is refused (email taken), and the command says so in
+one line.
 """
 
 from __future__ import annotations
@@ -43,14 +44,37 @@ class SeedReport:
     balances: int
     deposits: int
     payments: Counter[str]
+    requests: int = 0  # distinct Idempotency-Keys sent
+    replayed: int = 0  # of them, answered as replays of an earlier run's requests
+
+
+def _replay_counter(sent: set[str], replayed: set[str]) -> aiohttp.TraceConfig:
+    """Counts, by Idempotency-Key, the requests sent and those the ledger answered as
+    replays (`Idempotent-Replayed: true`): only the ledger knows whether a run changed
+    anything. By key, so that the client's retries of one request count once."""
+
+    async def on_request_end(_: Any, __: Any, params: aiohttp.TraceRequestEndParams) -> None:
+        key = params.headers.get("Idempotency-Key")
+        if key is None:
+            return
+        sent.add(key)
+        if params.response.headers.get("Idempotent-Replayed") == "true":
+            replayed.add(key)
+
+    trace = aiohttp.TraceConfig()
+    trace.on_request_end.append(on_request_end)
+    return trace
 
 
 async def seed(
     url: str, token: str, *, accounts: int, payments: int, run: str, rng: random.Random, progress: bool = True
 ) -> SeedReport:
     gate = asyncio.Semaphore(CONCURRENCY)
+    sent: set[str] = set()
+    replayed: set[str] = set()
+    session = aiohttp.ClientSession(trace_configs=[_replay_counter(sent, replayed)])
     # Few retries: an unreachable ledger is one line at once, not a minute of backoff.
-    async with Client(url, token, retries=2) as ledger:
+    async with session, Client(url, token, retries=2, session=session) as ledger:
 
         async def call(what: str, make: Callable[..., Awaitable[T]], **fields: Any) -> T:
             async with gate:
@@ -124,27 +148,48 @@ async def seed(
             opened = [b for group in await asyncio.gather(*(open_account(n) for n in range(accounts))) for b in group]
             usd = [b for b, c in opened if c == "USD"]
             await asyncio.gather(*(pay(n, usd, opened) for n in range(payments)))
-    return SeedReport(accounts, len(opened), len(opened), statuses)
+    return SeedReport(accounts, len(opened), len(opened), statuses, len(sent), len(replayed))
 
 
-def run_seed(url: str, token: str, accounts: int, payments: int, run: str, seed_value: int) -> int:
+def summary(report: SeedReport, run: str) -> str:
+    """One line: what the run made, or that it replayed an earlier one and changed nothing."""
+    made = (
+        f"{report.accounts} accounts, {report.balances} balances, {report.deposits} deposits, "
+        f"{sum(report.payments.values())} payments: "
+        + ", ".join(f"{status} {n}" for status, n in sorted(report.payments.items()))
+    )
+    if report.replayed == 0:
+        return f"seeded {made}"
+    if report.replayed == report.requests:
+        return f"run {run!r} was loaded before: replayed all {report.requests} requests, nothing changed ({made})"
+    return f"seeded {made} ({report.replayed} of {report.requests} requests replayed an earlier run {run!r})"
+
+
+def run_seed(url: str, token: str, accounts: int, payments: int, run: str, seed_value: int, *, where: str = "") -> int:
+    """`where`: how the URL was found, for the line that says it cannot be reached."""
     console = Console()
     if accounts < 2:
         print("rayledger seed: --accounts must be at least 2", file=sys.stderr)
         return 2
     try:
         report = asyncio.run(
-            seed(url, token, accounts=accounts, payments=payments, run=run, rng=random.Random(seed_value))
+            seed(
+                url,
+                token,
+                accounts=accounts,
+                payments=payments,
+                run=run,
+                rng=random.Random(seed_value),
+                # On a terminal only: elsewhere rich cannot erase the bar, and would leave
+                # a blank line where it was.
+                progress=console.is_terminal,
+            )
         )
     except SeedError as exc:
         print(f"rayledger seed: {exc}", file=sys.stderr)
         return 1
     except (aiohttp.ClientError, OSError) as exc:
-        print(f"rayledger seed: cannot reach the ledger at {url}: {exc}", file=sys.stderr)
+        print(f"rayledger seed: cannot reach the ledger at {url}{where}: {exc}", file=sys.stderr)
         return 2
-    console.print(
-        f"seeded {report.accounts} accounts, {report.balances} balances, {report.deposits} deposits, "
-        f"{sum(report.payments.values())} payments: "
-        + ", ".join(f"{status} {n}" for status, n in sorted(report.payments.items()))
-    )
+    console.print(summary(report, run), soft_wrap=True, markup=False)  # one line, however narrow the terminal
     return 0

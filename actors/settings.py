@@ -72,6 +72,14 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     def data_path(self) -> Path:
         return Path(self.data_dir)
 
+    @property
+    def admin_token_path(self) -> Path:
+        return self.data_path / ADMIN_TOKEN_FILE
+
+
+# The admin token's file in the data directory, made by `rayledger serve` on first start
+# unless RAYLEDGER_ADMIN_TOKEN is set (then the variable wins and no file is read).
+ADMIN_TOKEN_FILE = "admin_token"
 
 _ENV_PREFIX = "RAYLEDGER_"
 
