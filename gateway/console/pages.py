@@ -28,7 +28,7 @@ from gateway.auth import Authenticator
 from gateway.console.session import CSRF_FIELD, Sessions
 from gateway.console.signins import FailedSignIns
 from gateway.errors import ApiError
-from gateway.keys import AUTH, CLIENT, DIRECTORY
+from gateway.keys import AUTH, CLIENT, DIRECTORY, SETTINGS
 from ledger.money import format_amount
 from ledger.records import EVENT_TYPES, event_id
 from ledger.results import PaymentStatus
@@ -95,10 +95,16 @@ def _next_page(raw: str | None) -> str:
     return "/console"
 
 
+def _signin_page(request: web.Request, status: int = 200, **context: Any) -> web.Response:
+    """The sign-in form; it names the token file of this server's data directory."""
+    token_path = str(request.app[SETTINGS].admin_token_path)
+    return _render("signin.html", status, token_path=token_path, **context)
+
+
 async def signin_page(request: web.Request) -> web.Response:
     if request.app[SESSIONS].nonce(request) is not None:
         raise web.HTTPSeeOther(_next_page(request.query.get("next")))
-    return _render("signin.html", next=_next_page(request.query.get("next")), error=None)
+    return _signin_page(request, next=_next_page(request.query.get("next")), error=None)
 
 
 async def signin(request: web.Request) -> web.Response:
@@ -113,18 +119,18 @@ async def signin(request: web.Request) -> web.Response:
     if not _same_origin(request):
         event(log, "console_signin", logging.WARNING, outcome="cross_origin", client=address)
         error = "This form was sent from another origin (behind a proxy: keep the Host header as the browser sent it)."
-        return _render("signin.html", status=403, next=next_page, error=error)
+        return _signin_page(request, status=403, next=next_page, error=error)
     retry_after_s = failures.retry_after_s(address)
     if retry_after_s is not None:
         event(log, "console_signin", logging.WARNING, outcome="limited", client=address)
         error = f"Too many failed sign-ins from your address: try again in {retry_after_s} s."
-        response = _render("signin.html", status=429, next=next_page, error=error)
+        response = _signin_page(request, status=429, next=next_page, error=error)
         response.headers["Retry-After"] = str(retry_after_s)
         return response
     if not auth.is_admin_token(token):
         failures.failed(address)
         event(log, "console_signin", logging.WARNING, outcome="failure", client=address)
-        return _render("signin.html", status=401, next=next_page, error="That is not the admin token.")
+        return _signin_page(request, status=401, next=next_page, error="That is not the admin token.")
     failures.succeeded(address)
     event(log, "console_signin", outcome="success", client=address)
     response = web.HTTPSeeOther(next_page)

@@ -6,6 +6,7 @@ and a screenshot of the dashboard, saved under build/screenshots for the README.
 
 from __future__ import annotations
 
+import html
 import os
 import re
 import shutil
@@ -91,6 +92,16 @@ async def test_pages_need_a_session_and_sign_in_needs_the_admin_token(server: Se
             allow_redirects=False,
         ) as response:
             assert response.headers["Location"] == "/console"
+
+
+async def test_the_sign_in_page_names_the_token_file_of_the_data_directory_in_use(server: Server) -> None:
+    """Not a fixed `data/admin_token`: the server here runs on a data directory elsewhere."""
+    token_file = f"<code>{html.escape(str(server.data_dir / 'admin_token'))}</code>"
+    async with aiohttp.ClientSession() as session:
+        async with session.get(f"{server.url}/console/signin") as response:
+            assert response.status == 200 and token_file in await response.text()
+        async with session.post(f"{server.url}/console/signin", data={"token": "rla_wrong"}) as response:
+            assert response.status == 401 and token_file in await response.text()
 
 
 async def test_the_session_cookie_is_http_only_strict_and_signed(server: Server) -> None:
