@@ -153,6 +153,31 @@ def test_nginx_balances_over_every_worker_ingress_as_composed() -> None:
     assert re.findall(r"proxy_next_upstream\s+([^;]+);", conf) == ["error"]
 
 
+def nginx_location(conf: str, path: str) -> str:
+    """The body of the location block nginx picks for `path`: an exact `location = ` match,
+    else the longest prefix (the file has no regex locations)."""
+    blocks = re.findall(r"location\s+(=\s*)?(\S+)\s*\{([^}]*)\}", conf)
+    assert blocks and not [b for b in blocks if b[1] in ("~", "~*", "^~")], "only exact and prefix locations"
+    exact = [body for eq, prefix, body in blocks if eq and prefix == path]
+    if exact:
+        return exact[0]
+    prefixes = [(prefix, body) for eq, prefix, body in blocks if not eq and path.startswith(prefix)]
+    assert prefixes, f"no location takes {path}"
+    return max(prefixes, key=lambda found: len(found[0]))[1]
+
+
+def test_nginx_keeps_the_operators_pages_private() -> None:
+    """Metrics and the API's map are not served to whoever reaches the load balancer;
+    the API and the console are."""
+    conf = nginx_conf()
+    for path in ("/metrics", "/docs", "/docs/static/swagger-ui.css", "/openapi.json"):
+        body = nginx_location(conf, path)
+        assert re.search(r"\bdeny\s+all;", body) and "proxy_pass" not in body, path
+    for path in ("/v1/payments", "/console", "/healthz", "/metrics-not"):
+        body = nginx_location(conf, path)
+        assert "proxy_pass http://rayledger;" in body and "deny" not in body, path
+
+
 def test_the_readme_runs_the_image_as_built() -> None:
     [run] = [line for line in (ROOT / "README.md").read_text().splitlines() if "docker run" in line]
     words = run.split()
