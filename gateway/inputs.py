@@ -29,6 +29,9 @@ PATTERN_WORDS: dict[str, str] = {}
 
 
 def describe_pattern(pattern: str, words: str) -> str:
+    # One pattern, one wording: two fields sharing a regex would otherwise share (and
+    # overwrite) each other's example, e.g. an amount refused with a rate's "0.9231".
+    assert PATTERN_WORDS.get(pattern, words) == words, f"{pattern} is described twice"
     PATTERN_WORDS[pattern] = words
     return pattern
 
@@ -67,7 +70,8 @@ def decode_body(body: bytes, type_: type[T]) -> T:
     try:
         _scan.decode(body.decode())
     except _Repeated as exc:
-        raise ApiError("validation_error", f"{exc.key} is given more than once", exc.key) from None
+        param = _repeated_at(body.decode()) or exc.key
+        raise ApiError("validation_error", f"{param} is given more than once", param) from None
     except (ValueError, UnicodeDecodeError, RecursionError):
         raise ApiError("validation_error", "the body is not valid JSON") from None
     decoder = _decoders.get(type_)
@@ -83,7 +87,31 @@ def decode_body(body: bytes, type_: type[T]) -> T:
                 return msgspec.convert(_lenient.decode(body.decode()), type_)
             except msgspec.ValidationError as again:
                 exc = again
-        raise _refusal(exc, type_) from None
+        raise _refusal(exc, type_, body) from None
+
+
+class _Pairs(list[tuple[str, Any]]):
+    """A JSON object as all its pairs, repeats included."""
+
+
+def _repeated_at(text: str) -> str | None:
+    """Where a repeated key is, as a param: "amount", "metadata.k", "legs[1].amount"."""
+
+    def walk(node: Any, path: str) -> str | None:
+        if isinstance(node, _Pairs):
+            seen: set[str] = set()
+            for key, _ in node:
+                if key in seen:
+                    return f"{path}.{key}".lstrip(".")
+                seen.add(key)
+            items: list[tuple[str, Any]] = [(f"{path}.{k}", v) for k, v in node]
+        elif isinstance(node, list):
+            items = [(f"{path}[{n}]", v) for n, v in enumerate(node)]
+        else:
+            return None
+        return next((found for p, v in items if (found := walk(v, p)) is not None), None)
+
+    return walk(json.JSONDecoder(object_pairs_hook=_Pairs).decode(text), "")
 
 
 # -- errors in the API's words ------------------------------------------------------------------
@@ -100,15 +128,17 @@ _JSON_TYPES = {"str": "a string", "int": "an integer", "float": "a number", "boo
 
 
 def _param(path: str) -> str:
-    """`$.payments[3].amount` -> "payments[3].amount"; a key inside metadata -> "metadata"."""
-    return path.lstrip(".").replace("[...]", "")
+    """`$.payments[3].amount` -> "payments[3].amount"."""
+    return path.lstrip(".")
 
 
-def _refusal(exc: msgspec.ValidationError, type_: type) -> ApiError:
+def _refusal(exc: msgspec.ValidationError, type_: type, body: bytes) -> ApiError:
     text = str(exc)
     at = _AT.search(text)
     path = at.group("path") if at else ""
     message = text[: at.start()] if at else text
+    if "[...]" in path or (at and "`key` in" in at.group(0)):  # in a map (metadata): name its key
+        return _map_refusal(type_, body, path, key="`key` in" in text)
     if m := _MISSING.match(message):
         param = _param(f"{path}.{m['field']}")
         return ApiError("validation_error", f"{param} is required", param)
@@ -122,7 +152,7 @@ def _refusal(exc: msgspec.ValidationError, type_: type) -> ApiError:
         want = " or ".join(_JSON_TYPES.get(w.strip(), w.strip()) for w in m["want"].split("|"))
         if code == "invalid_amount":
             return ApiError(
-                code, f'{name} must be a decimal string such as "10.50", not {_JSON_TYPES.get(m["got"])}', param
+                code, f'{name} must be a decimal string such as "10", not {_JSON_TYPES.get(m["got"])}', param
             )
         return ApiError(code, f"{name} must be {want}", param)
     if m := _LENGTH.match(message):
@@ -142,16 +172,45 @@ def _refusal(exc: msgspec.ValidationError, type_: type) -> ApiError:
     return ApiError(code, f"{name} is not valid", param)
 
 
+def _map_refusal(type_: type, body: bytes, path: str, *, key: bool) -> ApiError:
+    """A refusal inside a map such as metadata, naming the entry: msgspec's path stops at the
+    map ("$.metadata[...]"), so the first entry its type refuses is found again here."""
+    map_path = path.split("[...]", 1)[0]
+    map_type = _type_at(type_, map_path)
+    key_type, value_type = typing.get_args(map_type) or (Any, Any)
+    found: Any = _lenient.decode(body.decode())
+    for part in re.findall(r"\.(\w+)|\[(\d+)\]", map_path):
+        found = found[part[0]] if part[0] else found[int(part[1])]
+    name = _param(map_path)
+    for k, v in found.items():
+        try:
+            msgspec.convert(k, key_type) if key else msgspec.convert(v, value_type)
+        except msgspec.ValidationError as exc:
+            why = _refusal(exc, type_, body).detail.removeprefix("the body ")
+            if key:
+                return ApiError(
+                    "validation_error", f"each key of {name} {why} ({json.dumps(k)} does not)", f"{name}.{k}"
+                )
+            return ApiError("validation_error", f"{name}.{k} {why}", f"{name}.{k}")
+    return ApiError("validation_error", f"{name} is not valid", name)
+
+
+def _type_at(type_: Any, path: str) -> Any:
+    """The type at `path` (".status", ".legs[0].amount", ".metadata[...]") in `type_`."""
+    for field, _index in re.findall(r"\.(\w+)|(\[(?:\d+|\.\.\.)\])", path):
+        type_ = _unwrap(type_)
+        if field:
+            hints = typing.get_type_hints(type_, include_extras=True) if isinstance(type_, type) else {}
+            type_ = hints.get(field)
+        else:  # an item of a list (list[X] -> X) or a value of a map (dict[K, V] -> V)
+            type_ = (typing.get_args(type_) or (None,))[-1]
+    return _unwrap(type_)
+
+
 def _literal_values(type_: Any, path: str) -> list[str]:
-    """The values allowed at `path` (".status", ".payments[0].status") in `type_`."""
-    for part in re.findall(r"\.(\w+)|\[\d+\]", path):
-        if not part:  # a list index: step into the item type
-            type_ = next(iter(typing.get_args(type_)), None)
-            continue
-        hints = typing.get_type_hints(type_, include_extras=True) if isinstance(type_, type) else {}
-        type_ = _unwrap(hints.get(part))
-    values = [a for a in typing.get_args(type_) if isinstance(a, str)] if typing.get_origin(type_) is Literal else []
-    return values
+    """The values allowed at `path` (".status", ".events[0]") in `type_`."""
+    found = _type_at(type_, path)
+    return [a for a in typing.get_args(found) if isinstance(a, str)] if typing.get_origin(found) is Literal else []
 
 
 def _unwrap(t: Any) -> Any:

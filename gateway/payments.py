@@ -67,7 +67,7 @@ def new_id(prefix: str) -> str:
 
 def parse_money(text: str, exponent: int, param: str = "amount", *, allow_zero: bool = False) -> int:
     try:
-        return parse_amount(text, exponent, allow_zero=allow_zero)
+        return parse_amount(text, exponent, allow_zero=allow_zero, name=param)
     except AmountError as exc:
         raise ApiError("invalid_amount", str(exc), param) from None
 

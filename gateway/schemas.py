@@ -19,11 +19,15 @@ Id = Annotated[str, Meta(min_length=1, max_length=64)]
 EMAIL_PATTERN = describe_pattern(
     r"^[^@ \t\r\n]+@[^@ \t\r\n]+\.[^@ \t\r\n]+$", "an email address such as ada@example.com"
 )
-# Positive: a non-zero whole part, or 0 and a fraction that is not all zeros.
+# Positive: a non-zero whole part, or 0 and a fraction that is not all zeros. Its example
+# is whole: the currency is not known yet, and "10" is valid in every currency.
 AMOUNT_PATTERN = describe_pattern(
-    r"^(?:[1-9][0-9]*(?:\.[0-9]+)?|0\.[0-9]*[1-9][0-9]*)$", 'a positive decimal string such as "10.50"'
+    r"^(?:[1-9][0-9]*(?:\.[0-9]+)?|0\.[0-9]*[1-9][0-9]*)$",
+    'a positive decimal string such as "10", with at most the currency\'s decimals',
 )
-LIMIT_PATTERN = describe_pattern(r"^(?:0|[1-9][0-9]*)(?:\.[0-9]+)?$", 'a decimal string such as "0" or "100.00"')
+LIMIT_PATTERN = describe_pattern(
+    r"^(?:0|[1-9][0-9]*)(?:\.[0-9]+)?$", 'a decimal string such as "0" or "100", with at most the currency\'s decimals'
+)
 CURRENCY_PATTERN = describe_pattern(r"^[A-Z0-9]{3,12}$", "3 to 12 capital letters or digits, such as EUR")
 _AMOUNT_RULES = (
     "At most as many decimals as the currency has (2 for USD), and at most 9,223,372,036,854,775,807"
@@ -248,8 +252,9 @@ class HoldCreate(msgspec.Struct, **_req):
     metadata: Metadata | None = None
 
 
+# The language of AMOUNT_PATTERN written the other way round, so that a rate keeps its own example.
 RATE_PATTERN = describe_pattern(
-    r"^(?:[1-9][0-9]*(?:\.[0-9]+)?|0\.[0-9]*[1-9][0-9]*)$", 'a positive decimal string such as "0.9231"'
+    r"^(?:0\.[0-9]*[1-9][0-9]*|[1-9][0-9]*(?:\.[0-9]+)?)$", 'a positive decimal string such as "0.9231"'
 )
 
 

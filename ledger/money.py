@@ -20,25 +20,35 @@ class AmountError(ValueError):
     """The text is not a valid positive amount for the currency."""
 
 
-def parse_amount(text: object, exponent: int, *, allow_zero: bool = False) -> int:
-    """Decimal string in major units -> positive int minor units, or AmountError."""
+def example_amount(exponent: int) -> str:
+    """An amount valid in a currency with `exponent` decimals, for error messages: "10",
+    "10.5", "10.50", "10.500"..."""
+    return "10" if exponent == 0 else "10." + "50".ljust(exponent, "0")[:exponent]
+
+
+def parse_amount(text: object, exponent: int, *, allow_zero: bool = False, name: str = "amount") -> int:
+    """Decimal string in major units -> positive int minor units, or AmountError (whose
+    message calls the value `name` and gives an example valid in the currency)."""
+    example = example_amount(exponent)
     if not isinstance(text, str):
-        raise AmountError('amount must be a decimal string, e.g. "10.50"')
+        raise AmountError(f'{name} must be a decimal string, e.g. "{example}"')
     if len(text) > AMOUNT_TEXT_LEN_MAX:
-        raise AmountError("amount is too long")
+        raise AmountError(f"{name} is too long")
     match = _AMOUNT.fullmatch(text)
     if match is None:
-        raise AmountError('amount must be a plain decimal string such as "10.50"')
+        raise AmountError(f'{name} must be a plain decimal string such as "{example}"')
     whole, fraction = match.group(1), match.group(2) or ""
     if match.group(2) is not None and fraction == "":
-        raise AmountError("amount has a trailing decimal point")
+        raise AmountError(f"{name} has a trailing decimal point")
     if len(fraction) > exponent:
-        raise AmountError(f"amount has more than {exponent} decimal places")
+        if exponent == 0:
+            raise AmountError(f'{name} must be a whole number such as "{example}": the currency has no decimals')
+        raise AmountError(f'{name} has more than the currency\'s {exponent} decimal places (such as "{example}")')
     minor = int(whole) * 10**exponent + int(fraction.ljust(exponent, "0") or "0")
     if minor == 0 and not allow_zero:
-        raise AmountError("amount must be greater than zero")
+        raise AmountError(f"{name} must be greater than zero")
     if minor > INT64_MAX:
-        raise AmountError("amount is too large")
+        raise AmountError(f"{name} is too large")
     return minor
 
 

@@ -32,7 +32,7 @@ async def test_a_repeated_body_key_is_refused_not_last_wins(api: Api) -> None:
     assert reply.status == 422 and reply.body["code"] == "validation_error" and reply.body["param"] == "amount"
     nested = f'{{"email":"{email()}","metadata":{{"k":"1","k":"2"}}}}'
     reply = await api.post("/v1/accounts", data=nested, headers={"Content-Type": "application/json"})
-    assert reply.status == 422 and reply.body["param"] == "k", reply
+    assert reply.status == 422 and reply.body["param"] == "metadata.k", reply
     balance = await api.get(f"/v1/balances/{a_bal['id']}")
     assert balance.body["amount"] == "100.00", "nothing moved"
 
@@ -131,7 +131,7 @@ async def test_errors_speak_the_apis_words(api: Api) -> None:
     assert pattern.body["param"] == "email" and "regex" not in pattern.body["detail"]
     assert "`" not in pattern.body["detail"] and "email address" in pattern.body["detail"]
     number = await api.post("/v1/payments", {"balance_from": "a", "balance_to": "b", "amount": 10.5})
-    assert number.body["code"] == "invalid_amount" and '"10.50"' in number.body["detail"]
+    assert number.body["code"] == "invalid_amount" and '"10"' in number.body["detail"]
 
 
 async def test_an_integral_number_is_an_integer(api: Api) -> None:

@@ -187,3 +187,13 @@ def test_parse_either_refuses_or_agrees_with_decimal(text: str, exponent: int) -
     assert 0 < minor <= INT64_MAX
     assert Decimal(text).scaleb(exponent) == minor
     assert parse_amount(format_amount(minor, exponent), exponent) == minor
+
+
+@given(exponent=EXPONENTS, text=st.sampled_from(["1e3", "-1", "0", "10.123456789", 10.5, "01"]))
+def test_a_refusal_quotes_only_examples_valid_in_its_currency(exponent: int, text: object) -> None:
+    with pytest.raises(AmountError) as refused:
+        parse_amount(text, exponent, name="overdraft_limit")
+    message = str(refused.value)
+    assert message.startswith("overdraft_limit "), message
+    for example in re.findall(r'"([^"]*)"', message):
+        assert parse_amount(example, exponent) > 0, (exponent, message)
