@@ -48,6 +48,7 @@ from ledger.records import (
     TransferDecided,
     event_id,
     event_of,
+    event_seq,
 )
 
 STREAM_PAGE = 200  # events read from each journal per step of a stream
@@ -144,6 +145,19 @@ async def list_events(request: web.Request) -> web.Response:
             last = found[-1][0]
             before, after = (before, last) if page.ascending else (last, after)
     return _json(EventList(data=newest_first(shown, page), has_more=more))
+
+
+async def get_event(request: web.Request) -> web.Response:
+    """One event, read at the journal position its id carries."""
+    some_id, client = request.match_info["id"], request.app[CLIENT]
+    event = None
+    if EVENT_ID.match(some_id) and (source := some_id[17:20]) in client.event_sources():
+        found = await client.event_peer(source).call("events_after", event_seq(some_id) - 1, 1)
+        if found and found[0][1] == some_id:
+            event = await render_event(request, some_id, found[0][2])
+    if event is None:  # made up, or another account's
+        raise ApiError("event_not_found", "no such event")
+    return _json(event)
 
 
 def _json(body: msgspec.Struct) -> web.Response:

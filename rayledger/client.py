@@ -387,6 +387,9 @@ class _Events(_Namespace):
         """Newest first; `type=` filters."""
         return self._client.pages("/v1/events", schemas.EventList, filters)
 
+    async def get(self, event_id: str) -> schemas.Event:
+        return await self._client.request("GET", f"/v1/events/{event_id}", schemas.Event)
+
 
 class _WebhookEndpoints(_Namespace):
     async def create(
