@@ -38,6 +38,7 @@ from ledger.records import (
     EVENT_ID_PATTERN,
     AccountChanged,
     AccountCreated,
+    AccountMetadataSet,
     BalanceCreated,
     BalanceUpdated,
     Decided,
@@ -66,7 +67,7 @@ async def render_event(request: web.Request, some_id: str, record: Record) -> Ev
         visible = await _touches_own_balance(request, record.transfer)
     elif isinstance(record, HoldPlaced | HoldClosed):
         visible = await _touches_own_balance(request, record.hold)
-    elif isinstance(record, AccountCreated | AccountChanged | BalanceCreated | BalanceUpdated):
+    elif isinstance(record, AccountCreated | AccountChanged | AccountMetadataSet | BalanceCreated | BalanceUpdated):
         visible = can_read_account(request, record.account_id)
     else:
         visible = True  # rates, which every key may read
@@ -97,6 +98,11 @@ async def event_of_record(directory: Directory, registry: Peer, some_id: str, re
     elif isinstance(record, AccountChanged):
         info = await registry.call("get_account", record.account_id)
         data = {"id": record.account_id, "status": "active" if record.active else "disabled"}
+        if info is not None:
+            data["email"] = info.email
+    elif isinstance(record, AccountMetadataSet):  # the metadata as this change left it
+        info = await registry.call("get_account", record.account_id)
+        data = {"id": record.account_id, "metadata": record.metadata}
         if info is not None:
             data["email"] = info.email
     elif isinstance(record, BalanceCreated):

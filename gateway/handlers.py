@@ -144,6 +144,17 @@ async def create_quote(request: web.Request) -> web.Response:
     return json_response(render.quote(quote), 201)
 
 
+async def get_quote(request: web.Request) -> web.Response:
+    """A quote, for a day after it expires; an account key sees the quotes from its balances."""
+    quote = await request.app[CLIENT].registry.call("get_quote", request.match_info["id"])
+    if quote is not None and not principal(request).admin:
+        [source] = await request.app[DIRECTORY].balances([quote.balance_from])
+        quote = quote if source is not None and can_read_account(request, source.account_id) else None
+    if quote is None:  # another account's quote reads as a made-up id does
+        raise ApiError("quote_not_found", "no such quote (a quote is forgotten a day after it expires)")
+    return json_response(render.quote(quote))
+
+
 async def list_liquidity(request: web.Request) -> web.Response:
     """The FX account's balances, by currency; the cursor is a balance id."""
     infos = await request.app[CLIENT].registry.call("liquidity_balances")
@@ -459,9 +470,18 @@ async def list_accounts(request: web.Request) -> web.Response:
 
 
 async def patch_account(request: web.Request) -> web.Response:
-    body = await decode(request, schemas.AccountPatch)
+    try:
+        body = await decode(request, schemas.AccountPatch)
+    except ApiError as refused:
+        if refused.param == "email":  # not a field to change: say why rather than "not a field"
+            raise ApiError("validation_error", "an account's email is immutable", "email") from None
+        raise
     account_id = request.match_info["id"]
-    info = await request.app[CLIENT].registry.call("set_account_status", account_id, body.status == "active")
+    active = None if body.status is None else body.status == "active"
+    set_metadata = body.metadata is not msgspec.UNSET
+    info = await request.app[CLIENT].registry.call(
+        "update_account", account_id, active, body.metadata if set_metadata else None, set_metadata=set_metadata
+    )
     if info is None:
         raise ApiError("account_not_found", "no such account")
     infos = [i for i in await request.app[DIRECTORY].balances(info.balance_ids) if i is not None]

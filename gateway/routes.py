@@ -121,6 +121,15 @@ OPS: list[Op] = [
     ),
     Op(
         "GET",
+        "/v1/fx/quotes/{id}",
+        handlers.get_quote,
+        "A quote, for a day after it expires (an account key: quotes from its own balances)",
+        "account",
+        response=schemas.FxQuote,
+        errors=("quote_not_found",),
+    ),
+    Op(
+        "GET",
         "/v1/fx/liquidity",
         handlers.list_liquidity,
         "The FX liquidity balances, one per currency with a rate (fund them by deposits)",
@@ -406,11 +415,13 @@ OPS: list[Op] = [
         "PATCH",
         "/v1/accounts/{id}",
         handlers.patch_account,
-        "Disable or re-enable an account",
+        "Disable or re-enable an account, or replace its metadata",
         "admin",
         body=schemas.AccountPatch,
         response=schemas.Account,
-        errors=("account_not_found",),
+        errors=("account_not_found", "validation_error"),
+        rules="Only what is given changes; metadata is replaced whole (null: none). The email is immutable (422"
+        " naming it). A change is an account.updated event.",
     ),
     Op(
         "PATCH",
