@@ -1,4 +1,4 @@
-"""`rayledger` command line: serve, verify, seed.
+"""`rayledger` command line: serve, stop, verify, migrate, seed.
 
 A top-level module named `rayledger_cli` rather than `cli`, so that installing the
 package cannot shadow another distribution's `cli` module.
@@ -324,6 +324,32 @@ def verify(settings: Settings) -> int:
     return 0
 
 
+def migrate(settings: Settings) -> int:
+    """Rewrite a data directory of an older journal format (journal.migrate), while no
+    server can start on it."""
+    from journal import JournalCorrupt
+    from journal.migrate import MigrateError
+    from journal.migrate import migrate as run
+
+    data_dir = settings.data_path
+    if not data_dir.is_dir():
+        print(f"rayledger migrate: no ledger at {data_dir} (give its --data-dir)", file=sys.stderr)
+        return 2
+    try:
+        lock = lock_data_dir(data_dir)
+    except DataDirLocked as exc:
+        print(f"rayledger migrate: a server (pid {exc.holder}) is serving {data_dir}: stop it first", file=sys.stderr)
+        return 2
+    try:
+        run(data_dir, lambda line: print(f"rayledger migrate: {line}", flush=True))
+    except (MigrateError, JournalCorrupt) as exc:  # refused before anything was moved
+        print(f"rayledger migrate: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        lock.close()
+    return 0
+
+
 def seed(args: dict[str, Any]) -> int:
     from rayledger_seed import run_seed
 
@@ -355,7 +381,11 @@ def _common(parser: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rayledger", description="A payments ledger on Ray.")
-    parser.add_argument("--version", action="version", version=f"rayledger {package_version()}")
+    from journal.sqlite import FORMAT
+
+    parser.add_argument(
+        "--version", action="version", version=f"rayledger {package_version()} (journal format {FORMAT})"
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     p_serve = sub.add_parser("serve", help="start the ledger and its REST gateway")
     _common(p_serve)
@@ -376,6 +406,10 @@ def build_parser() -> argparse.ArgumentParser:
     p_stop.add_argument("--address", dest="ray_address", help="the Ray cluster (or RAYLEDGER_RAY_ADDRESS)")
     p_verify = sub.add_parser("verify", help="audit every journal offline; non-zero exit on any violation")
     _common(p_verify)
+    p_migrate = sub.add_parser(
+        "migrate", help="convert journals written by an older version (its files are kept in pre-migrate-N/)"
+    )
+    _common(p_migrate)
     p_seed = sub.add_parser("seed", help="load sample accounts, balances, deposits and payments (for demos)")
     _common(p_seed)
     p_seed.add_argument(
@@ -410,6 +444,15 @@ def main(argv: list[str] | None = None) -> int:
         settings = settings_from_env(args)
     except (ValueError, TypeError) as exc:
         parser.error(str(exc))
+    if command in ("serve", "verify"):
+        from journal.migrate import stale_message
+
+        stale = stale_message(settings.data_path)
+        if stale is not None:  # refused here, before Ray starts or any journal is opened
+            print(f"rayledger {command}: {stale}", file=sys.stderr)
+            return 2
+    if command == "migrate":
+        return migrate(settings)
     try:
         if command == "serve":
             return serve(settings)

@@ -7,6 +7,7 @@ never travel to actors or appear in Ray's task metadata.
 
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
 from typing import Any
@@ -101,10 +102,20 @@ def settings_from_env(overrides: dict[str, Any] | None = None, environ: dict[str
     return values
 
 
+@functools.cache  # the console renders it on every page
 def package_version() -> str:
-    """The installed distribution's version (the CLI's --version, the OpenAPI document)."""
+    """The version, written once in pyproject.toml (the CLI's --version, the OpenAPI
+    document, the console). From a source checkout it is read there, so an editable install
+    does not go on naming the version it was installed at; an installed package reads its
+    metadata, which was made from that same file."""
+    import tomllib
     from importlib.metadata import PackageNotFoundError, version
 
+    source = Path(__file__).resolve().parent.parent / "pyproject.toml"
+    if source.is_file():
+        project = tomllib.loads(source.read_text()).get("project", {})
+        if project.get("name") == "rayledger":
+            return str(project["version"])
     try:
         return version("rayledger")
     except PackageNotFoundError:

@@ -116,13 +116,13 @@ def _connect_sync(path: Path, timeout_s: float = 5.0) -> sqlite3.Connection:
         if conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'records'").fetchone():
             raise JournalFormatError(
                 f"{path} is in journal format 1 (rayledger 0.1, one row per record); this version reads"
-                f" format {FORMAT}. Replay it with rayledger 0.1 or start from a new data directory."
+                f" format {FORMAT}: run `rayledger migrate --data-dir {_data_dir_of(path)}` to convert it"
             )
         columns = [row[1] for row in conn.execute("PRAGMA table_info(frames)")]
         if columns and "part" not in columns:
             raise JournalFormatError(
                 f"{path} is in journal format 2 (rayledger 0.2, a file per partition); this version reads"
-                f" format {FORMAT}. Serve it with rayledger 0.2 or start from a new data directory."
+                f" format {FORMAT}: run `rayledger migrate --data-dir {_data_dir_of(path)}` to convert it"
             )
         conn.executescript(SCHEMA)
         conn.execute(f"PRAGMA user_version = {FORMAT}")

@@ -18,4 +18,4 @@ def test_every_flag_has_help_text() -> None:
             if not action.help:
                 missing.append(f"{name} {'/'.join(action.option_strings) or action.dest}")
     assert missing == []
-    assert set(commands.choices) >= {"serve", "stop", "verify", "seed"}
+    assert set(commands.choices) >= {"serve", "stop", "verify", "seed", "migrate"}
