@@ -34,6 +34,7 @@ from ledger.money import INT64_MAX
 from ledger.records import (
     AccountChanged,
     AccountCreated,
+    AccountMetadataSet,
     Answered,
     BalanceChangeAsked,
     BalanceCreated,
@@ -102,11 +103,12 @@ class CurrencyView(msgspec.Struct, frozen=True):
 
 
 class _Account:
-    __slots__ = ("active", "balance_ids", "created_at_ms", "email", "metadata")
+    __slots__ = ("active", "balance_ids", "created_at_ms", "created_metadata", "email", "metadata")
 
     def __init__(self, email: str, metadata: dict[str, str] | None, created_at_ms: int) -> None:
         self.email = email
         self.metadata = metadata
+        self.created_metadata = metadata  # what its create answered, and a retry of it replays
         self.created_at_ms = created_at_ms
         self.active = True
         self.balance_ids: list[str] = []
@@ -197,6 +199,8 @@ class Registry(EventReads):  # its journal holds API events
         elif isinstance(r, AccountChanged):
             self.accounts[r.account_id].active = r.active
             self._status_changed.add(r.account_id)
+        elif isinstance(r, AccountMetadataSet):
+            self.accounts[r.account_id].metadata = r.metadata
         elif isinstance(r, BalanceCreated):
             self.balances[r.balance_id] = BalanceInfo(r.balance_id, r.account_id, r.currency, r.created_at_ms)
             self.not_ready.add(r.balance_id)
@@ -447,8 +451,12 @@ class Registry(EventReads):  # its journal holds API events
         return quote
 
     async def get_quote(self, quote_id: str) -> FxQuote | None:
+        """The quote, for a day after it expires (old ones are dropped only as new ones come)."""
+        await self.journal.durable()
         known = self.quotes.get(quote_id)
-        return None if known is None else known[0]
+        if known is None or known[0].expires_at_ms + QUOTES_KEPT_AFTER_EXPIRY_MS <= _now_ms():
+            return None
+        return known[0]
 
     async def use_quotes(self, uses: list[tuple[str, str]], now_ms: int) -> list[bool]:
         """For each (quote, payment): whether the payment may use the quote, journaled
@@ -542,15 +550,31 @@ class Registry(EventReads):  # its journal holds API events
 
     async def set_account_status(self, account_id: str, active: bool) -> AccountInfo | None:
         """Disable or re-enable an account: its balances refuse payments meanwhile."""
+        return await self.update_account(account_id, active)
+
+    async def update_account(
+        self,
+        account_id: str,
+        active: bool | None,
+        metadata: dict[str, str] | None = None,
+        *,
+        set_metadata: bool = False,
+    ) -> AccountInfo | None:
+        """Change an account's status (None: as it is) and, if `set_metadata`, replace its
+        metadata whole; None if there is no such account. Each change that changes something
+        is journaled, and is an `account.updated` event; the email never changes."""
         await self.ready()
         self._require_writable()
         account = self.accounts.get(account_id)
-        if account is None or account_id == SYSTEM_ACCOUNT_ID:
+        if account is None or account_id in SYSTEM_ACCOUNTS:
             return None
-        if account.active != active:
+        if set_metadata and account.metadata != metadata:
+            self._commit(AccountMetadataSet(account_id, metadata, _now_ms()))
+        if active is not None and account.active != active:
             self._commit(AccountChanged(account_id, active, _now_ms()))
-            await self.journal.durable()
-        await self._mirror_status(account_id)
+        await self.journal.durable()
+        if active is not None:  # again when unchanged: a crash may have come before the shards heard
+            await self._mirror_status(account_id)
         return self._account_info(account_id)
 
     async def list_accounts(
@@ -585,7 +609,7 @@ class Registry(EventReads):  # its journal holds API events
     async def first_account(self, account_id: str) -> AccountInfo:
         """The account as it was created (what its create answered)."""
         a = self.accounts[account_id]
-        return AccountInfo(account_id, a.email, True, a.created_at_ms, a.metadata, [])
+        return AccountInfo(account_id, a.email, True, a.created_at_ms, a.created_metadata, [])
 
     async def get_account(self, account_id: str) -> AccountInfo | None:
         await self.journal.durable()

@@ -38,6 +38,7 @@ from ledger.records import (
     EVENT_ID_PATTERN,
     AccountChanged,
     AccountCreated,
+    AccountMetadataSet,
     BalanceCreated,
     BalanceUpdated,
     Decided,
@@ -48,6 +49,7 @@ from ledger.records import (
     TransferDecided,
     event_id,
     event_of,
+    event_seq,
 )
 
 STREAM_PAGE = 200  # events read from each journal per step of a stream
@@ -65,7 +67,7 @@ async def render_event(request: web.Request, some_id: str, record: Record) -> Ev
         visible = await _touches_own_balance(request, record.transfer)
     elif isinstance(record, HoldPlaced | HoldClosed):
         visible = await _touches_own_balance(request, record.hold)
-    elif isinstance(record, AccountCreated | AccountChanged | BalanceCreated | BalanceUpdated):
+    elif isinstance(record, AccountCreated | AccountChanged | AccountMetadataSet | BalanceCreated | BalanceUpdated):
         visible = can_read_account(request, record.account_id)
     else:
         visible = True  # rates, which every key may read
@@ -96,6 +98,11 @@ async def event_of_record(directory: Directory, registry: Peer, some_id: str, re
     elif isinstance(record, AccountChanged):
         info = await registry.call("get_account", record.account_id)
         data = {"id": record.account_id, "status": "active" if record.active else "disabled"}
+        if info is not None:
+            data["email"] = info.email
+    elif isinstance(record, AccountMetadataSet):  # the metadata as this change left it
+        info = await registry.call("get_account", record.account_id)
+        data = {"id": record.account_id, "metadata": record.metadata}
         if info is not None:
             data["email"] = info.email
     elif isinstance(record, BalanceCreated):
@@ -144,6 +151,19 @@ async def list_events(request: web.Request) -> web.Response:
             last = found[-1][0]
             before, after = (before, last) if page.ascending else (last, after)
     return _json(EventList(data=newest_first(shown, page), has_more=more))
+
+
+async def get_event(request: web.Request) -> web.Response:
+    """One event, read at the journal position its id carries."""
+    some_id, client = request.match_info["id"], request.app[CLIENT]
+    event = None
+    if EVENT_ID.match(some_id) and (source := some_id[17:20]) in client.event_sources():
+        found = await client.event_peer(source).call("events_after", event_seq(some_id) - 1, 1)
+        if found and found[0][1] == some_id:
+            event = await render_event(request, some_id, found[0][2])
+    if event is None:  # made up, or another account's
+        raise ApiError("event_not_found", "no such event")
+    return _json(event)
 
 
 def _json(body: msgspec.Struct) -> web.Response:

@@ -10,7 +10,7 @@ from typing import Any, NamedTuple, Protocol, TypeVar
 import msgspec
 from aiohttp import web
 
-from actors.coordinator import Outcome, pending_record
+from actors.coordinator import REFUNDS_PER_PAYMENT_MAX, Outcome, pending_record
 from actors.registry import SYSTEM_ACCOUNT_ID, SYSTEM_ACCOUNTS, Answered, BalanceInfo
 from actors.topology import partition_of
 from gateway import creates, payments, render, schemas
@@ -144,6 +144,17 @@ async def create_quote(request: web.Request) -> web.Response:
     return json_response(render.quote(quote), 201)
 
 
+async def get_quote(request: web.Request) -> web.Response:
+    """A quote, for a day after it expires; an account key sees the quotes from its balances."""
+    quote = await request.app[CLIENT].registry.call("get_quote", request.match_info["id"])
+    if quote is not None and not principal(request).admin:
+        [source] = await request.app[DIRECTORY].balances([quote.balance_from])
+        quote = quote if source is not None and can_read_account(request, source.account_id) else None
+    if quote is None:  # another account's quote reads as a made-up id does
+        raise ApiError("quote_not_found", "no such quote (a quote is forgotten a day after it expires)")
+    return json_response(render.quote(quote))
+
+
 async def list_liquidity(request: web.Request) -> web.Response:
     """The FX account's balances, by currency; the cursor is a balance id."""
     infos = await request.app[CLIENT].registry.call("liquidity_balances")
@@ -155,7 +166,7 @@ async def list_liquidity(request: web.Request) -> web.Response:
 async def get_currency(request: web.Request) -> web.Response:
     view = await request.app[DIRECTORY].currency(request.match_info["code"])
     if view is None:
-        raise ApiError("not_found", "no such currency")
+        raise ApiError("currency_not_found", "no such currency")
     return json_response(schemas.Currency(view.code, view.exponent, view.name, view.custom, view.issuer_balance_id))
 
 
@@ -254,7 +265,7 @@ async def get_payment(request: web.Request) -> web.Response:
     if record is None and unsettled is not None:
         record = pending_record(unsettled)  # answered 202 here; the coordinator has not seen it yet
     if record is None or not await _touches_own_balance(request, record):
-        raise ApiError("not_found", "no such payment")
+        raise ApiError("payment_not_found", "no such payment")
     exponent = await request.app[DIRECTORY].exponent(record.currency)
     body = render.payment(record, exponent, payments.key_scope(request))
     if record.status == "success" and record.refund_of is None:
@@ -268,7 +279,7 @@ async def get_payment(request: web.Request) -> web.Response:
 async def _visible_payment(request: web.Request) -> PaymentRecord:
     record = await request.app[CLIENT].get_payment(request.match_info["id"])
     if record is None or not await _touches_own_balance(request, record):
-        raise ApiError("not_found", "no such payment")
+        raise ApiError("payment_not_found", "no such payment")
     return record
 
 
@@ -301,8 +312,22 @@ async def create_refund(request: web.Request) -> web.Response:
     if outcome.refused == "not_refundable":
         raise ApiError("conflict", "only a successful payment, not itself a refund nor an exchange, can be refunded")
     if outcome.refused == "refund_exceeds_payment":
-        raise ApiError("refund_exceeds_payment", "the refunds would add up to more than the payment", "amount")
+        raise await _refund_refusal(request, original, exponent, body.amount is not None)
     return _outcome_response(request, outcome, exponent, 201)
+
+
+async def _refund_refusal(request: web.Request, original: PaymentRecord, exponent: int, amount_given: bool) -> ApiError:
+    """refund_exceeds_payment, saying how much is left: a client told "fully refunded"
+    stops retrying, one told what is left can ask for that."""
+    refunds = await request.app[CLIENT].refunds_of(original.id)
+    left = original.amount_minor - sum(r.amount_minor for r in refunds if r.status == "success")
+    param = "amount" if amount_given else None
+    if left <= 0:
+        return ApiError("refund_exceeds_payment", "the payment is fully refunded: nothing is left to refund", param)
+    if len(refunds) >= REFUNDS_PER_PAYMENT_MAX:
+        return ApiError("refund_exceeds_payment", f"a payment has at most {REFUNDS_PER_PAYMENT_MAX} refunds", param)
+    detail = f"the refunds would add up to more than the payment: {format_amount(left, exponent)} is left to refund"
+    return ApiError("refund_exceeds_payment", detail, param)
 
 
 async def list_refunds(request: web.Request) -> web.Response:
@@ -362,7 +387,7 @@ async def revoke_key(request: web.Request) -> web.Response:
     revoked = await request.app[CLIENT].registry.call("revoke_key", request.match_info["id"])
     request.app[AUTH].forget_keys()
     if not revoked:
-        raise ApiError("not_found", "no such key")
+        raise ApiError("key_not_found", "no such key")
     return web.Response(status=204)
 
 
@@ -445,9 +470,18 @@ async def list_accounts(request: web.Request) -> web.Response:
 
 
 async def patch_account(request: web.Request) -> web.Response:
-    body = await decode(request, schemas.AccountPatch)
+    try:
+        body = await decode(request, schemas.AccountPatch)
+    except ApiError as refused:
+        if refused.param == "email":  # not a field to change: say why rather than "not a field"
+            raise ApiError("validation_error", "an account's email is immutable", "email") from None
+        raise
     account_id = request.match_info["id"]
-    info = await request.app[CLIENT].registry.call("set_account_status", account_id, body.status == "active")
+    active = None if body.status is None else body.status == "active"
+    set_metadata = body.metadata is not msgspec.UNSET
+    info = await request.app[CLIENT].registry.call(
+        "update_account", account_id, active, body.metadata if set_metadata else None, set_metadata=set_metadata
+    )
     if info is None:
         raise ApiError("account_not_found", "no such account")
     infos = [i for i in await request.app[DIRECTORY].balances(info.balance_ids) if i is not None]
@@ -588,7 +622,7 @@ async def create_currency(request: web.Request) -> web.Response:
     if isinstance(view, Answered):
         return await creates.replay(request, idem, key, view)  # type: ignore[arg-type]
     if view is None:
-        raise ApiError("conflict", f"currency {body.code} exists", "code")
+        raise ApiError("currency_exists", f"currency {body.code} exists", "code")
     view = await request.app[DIRECTORY].currency(body.code)  # creates its issuer balance
     assert view is not None
     return json_response(
@@ -669,7 +703,7 @@ def _outcome_response(request: web.Request, outcome: Outcome, exponent: int, sta
     if outcome.refused == "unavailable":
         raise ApiError("unavailable", "a journal cannot be written now; nothing moved; retry later")
     if outcome.refused == "not_found" or (outcome.hold is None and outcome.payment is None):
-        raise ApiError("not_found", "no such hold")
+        raise ApiError("hold_not_found", "no such hold")
     if outcome.refused == "not_held":
         assert outcome.hold is not None
         raise ApiError("conflict", f"the hold is {outcome.hold.status}, no longer held")
@@ -714,11 +748,11 @@ async def create_hold(request: web.Request) -> web.Response:
 async def _own_hold(request: web.Request, *, paying_side: bool) -> HoldRecord:
     hold = await request.app[CLIENT].get_hold(request.match_info["id"])
     if hold is None:
-        raise ApiError("not_found", "no such hold")
+        raise ApiError("hold_not_found", "no such hold")
     sides = [hold.balance_from] if paying_side else [hold.balance_from, hold.balance_to]
     infos = await request.app[DIRECTORY].balances(sides)
     if not any(i is not None and can_read_account(request, i.account_id) for i in infos):
-        raise ApiError("not_found", "no such hold")
+        raise ApiError("hold_not_found", "no such hold")
     return hold
 
 

@@ -155,7 +155,7 @@ async def prepare_payment(
     if body.quote_id is not None:
         fx = await request.app[CLIENT].registry.call("get_quote", body.quote_id)
         if fx is None:
-            raise ApiError("not_found", "no such quote (a quote is forgotten a day after it expires)", "quote_id")
+            raise ApiError("quote_not_found", "no such quote (a quote is forgotten a day after it expires)", "quote_id")
         if (fx.balance_from, fx.balance_to, fx.amount_from_minor) != (source.id, target.id, amount_minor):
             raise ApiError("validation_error", "an exchange payment has its quote's balances and amount", "quote_id")
     payment = PaymentRequest(

@@ -83,7 +83,7 @@ OPS: list[Op] = [
         "A currency with its issuer balance",
         "account",
         response=schemas.Currency,
-        errors=("not_found",),
+        errors=("currency_not_found",),
     ),
     Op(
         "PUT",
@@ -118,6 +118,15 @@ OPS: list[Op] = [
         errors=("balance_not_found", "same_balance", "invalid_amount", "validation_error", "conflict"),
         rules=TWO_SIDES_RULE + " The balances hold two currencies with a rate between them, either way round"
         " (409 conflict without one); amount_to is amount at the rate, rounded down.",
+    ),
+    Op(
+        "GET",
+        "/v1/fx/quotes/{id}",
+        handlers.get_quote,
+        "A quote, for a day after it expires (an account key: quotes from its own balances)",
+        "account",
+        response=schemas.FxQuote,
+        errors=("quote_not_found",),
     ),
     Op(
         "GET",
@@ -190,7 +199,15 @@ OPS: list[Op] = [
         errors=("account_not_found",),
         query=LIST_Q,
     ),
-    Op("DELETE", "/v1/keys/{id}", handlers.revoke_key, "Revoke an API key", "admin", status=204, errors=("not_found",)),
+    Op(
+        "DELETE",
+        "/v1/keys/{id}",
+        handlers.revoke_key,
+        "Revoke an API key",
+        "admin",
+        status=204,
+        errors=("key_not_found",),
+    ),
     Op(
         "GET",
         "/v1/balances/{id}",
@@ -236,8 +253,8 @@ OPS: list[Op] = [
         response=schemas.Payment,
         status=201,
         idempotent=True,
-        errors=("balance_not_found", "same_balance", "invalid_amount", "validation_error", "not_found"),
-        rules=TWO_SIDES_RULE + " With quote_id: the quote's balances and amount (422), a quote known (404).",
+        errors=("balance_not_found", "quote_not_found", "same_balance", "invalid_amount", "validation_error"),
+        rules=TWO_SIDES_RULE + " With quote_id: the quote's balances and amount (422), a known quote (404).",
     ),
     Op(
         "POST",
@@ -249,7 +266,7 @@ OPS: list[Op] = [
         response=schemas.Transfer,
         status=201,
         idempotent=True,
-        errors=("balance_not_found", "same_balance", "invalid_amount", "validation_error"),
+        errors=("balance_not_found", "quote_not_found", "same_balance", "invalid_amount", "validation_error"),
         rules="Each leg: " + TWO_SIDES_RULE + " A balance may appear in several legs: its debits add up against"
         " what it has. Every leg moves or none does; the status is the first failing leg's (failed_leg).",
     ),
@@ -260,7 +277,7 @@ OPS: list[Op] = [
         "A transfer with its legs",
         "account",
         response=schemas.Transfer,
-        errors=("not_found",),
+        errors=("transfer_not_found",),
     ),
     Op(
         "GET",
@@ -281,6 +298,15 @@ OPS: list[Op] = [
         response=schemas.EventList,
         query={**LIST_Q, "type": EVENT_TYPE_Q},
         rules="starting_after and ending_before are event ids.",
+    ),
+    Op(
+        "GET",
+        "/v1/events/{id}",
+        events.get_event,
+        "An event (an account key: its own)",
+        "account",
+        response=schemas.Event,
+        errors=("event_not_found",),
     ),
     Op(
         "GET",
@@ -334,7 +360,7 @@ OPS: list[Op] = [
         "A webhook endpoint (without its secret)",
         "admin",
         response=schemas.WebhookEndpoint,
-        errors=("not_found",),
+        errors=("webhook_endpoint_not_found",),
     ),
     Op(
         "DELETE",
@@ -343,7 +369,7 @@ OPS: list[Op] = [
         "Stop delivering to an endpoint, for good",
         "admin",
         status=204,
-        errors=("not_found",),
+        errors=("webhook_endpoint_not_found",),
     ),
     Op(
         "GET",
@@ -352,7 +378,7 @@ OPS: list[Op] = [
         "An endpoint's delivery log: every attempt, newest first",
         "admin",
         response=schemas.WebhookDeliveryList,
-        errors=("not_found",),
+        errors=("webhook_endpoint_not_found",),
         query=LIST_Q,
     ),
     Op(
@@ -362,7 +388,7 @@ OPS: list[Op] = [
         "A payment",
         "account",
         response=schemas.Payment,
-        errors=("not_found",),
+        errors=("payment_not_found",),
     ),
     Op(
         "POST",
@@ -373,7 +399,7 @@ OPS: list[Op] = [
         body=schemas.CurrencyCreate,
         response=schemas.Currency,
         status=201,
-        errors=("conflict",),
+        errors=("currency_exists",),
         idempotent=True,
     ),
     Op(
@@ -389,11 +415,13 @@ OPS: list[Op] = [
         "PATCH",
         "/v1/accounts/{id}",
         handlers.patch_account,
-        "Disable or re-enable an account",
+        "Disable or re-enable an account, or replace its metadata",
         "admin",
         body=schemas.AccountPatch,
         response=schemas.Account,
-        errors=("account_not_found",),
+        errors=("account_not_found", "validation_error"),
+        rules="Only what is given changes; metadata is replaced whole (null: none). The email is immutable (422"
+        " naming it). A change is an account.updated event.",
     ),
     Op(
         "PATCH",
@@ -403,7 +431,7 @@ OPS: list[Op] = [
         "admin",
         body=schemas.BalancePatch,
         response=schemas.Balance,
-        errors=("balance_not_found", "invalid_amount", "conflict"),
+        errors=("balance_not_found", "invalid_amount", "validation_error", "conflict"),
     ),
     Op(
         "GET",
@@ -422,7 +450,7 @@ OPS: list[Op] = [
         "List payments, newest first",
         "account",
         response=schemas.PaymentList,
-        errors=("balance_not_found",),
+        errors=("balance_not_found", "account_not_found"),
         query={
             **LIST_Q,
             "balance": ID_Q,
@@ -442,9 +470,9 @@ OPS: list[Op] = [
         response=schemas.Payment,
         status=201,
         idempotent=True,
-        errors=("not_found", "conflict", "refund_exceeds_payment", "invalid_amount"),
-        rules="The refunds of a payment never add up to more than it (409 refund_exceeds_payment); an account"
-        " key refunds payments it received.",
+        errors=("payment_not_found", "conflict", "refund_exceeds_payment", "invalid_amount"),
+        rules="The refunds of a payment never add up to more than it (409 refund_exceeds_payment, whose detail"
+        " says what is left, or that the payment is fully refunded); an account key refunds payments it received.",
     ),
     Op(
         "GET",
@@ -453,7 +481,7 @@ OPS: list[Op] = [
         "A payment's refunds, newest first",
         "account",
         response=schemas.PaymentList,
-        errors=("not_found",),
+        errors=("payment_not_found",),
     ),
     Op(
         "POST",
@@ -480,10 +508,18 @@ OPS: list[Op] = [
         response=schemas.Hold,
         status=201,
         idempotent=True,
-        errors=("balance_not_found", "same_balance", "invalid_amount"),
+        errors=("balance_not_found", "same_balance", "invalid_amount", "validation_error"),
         rules=TWO_SIDES_RULE,
     ),
-    Op("GET", "/v1/holds/{id}", handlers.get_hold, "A hold", "account", response=schemas.Hold, errors=("not_found",)),
+    Op(
+        "GET",
+        "/v1/holds/{id}",
+        handlers.get_hold,
+        "A hold",
+        "account",
+        response=schemas.Hold,
+        errors=("hold_not_found",),
+    ),
     Op(
         "GET",
         "/v1/holds",
@@ -491,7 +527,7 @@ OPS: list[Op] = [
         "List holds, newest first (an account token: those touching its balances)",
         "account",
         response=schemas.HoldList,
-        errors=("balance_not_found",),
+        errors=("balance_not_found", "account_not_found"),
         query={**LIST_Q, "balance": ID_Q, "status": HOLD_STATUS_Q, **TIME_RANGE_Q},
     ),
     Op(
@@ -504,7 +540,7 @@ OPS: list[Op] = [
         response=schemas.Payment,
         status=201,
         idempotent=True,
-        errors=("not_found", "conflict", "invalid_amount"),
+        errors=("hold_not_found", "conflict", "invalid_amount"),
         rules="The amount has at most the currency's decimals and at most what the hold still holds (422"
         " invalid_amount); a hold no longer held is 409. Without final, the rest stays held for the next capture.",
     ),
@@ -517,6 +553,6 @@ OPS: list[Op] = [
         body=schemas.HoldVoid,
         response=schemas.Hold,
         idempotent=True,
-        errors=("not_found", "conflict"),
+        errors=("hold_not_found", "conflict"),
     ),
 ]

@@ -183,7 +183,11 @@ Limit = Annotated[int, Meta(ge=1, le=100)]
 
 
 class AccountPatch(msgspec.Struct, **_req):
-    status: Status
+    """What is given changes: `metadata` replaces the account's whole (null: none). The
+    email is immutable (422 naming it)."""
+
+    status: Status | None = None
+    metadata: Metadata | msgspec.UnsetType | None = msgspec.UNSET
 
 
 class BalancePatch(msgspec.Struct, **_req):

@@ -107,7 +107,7 @@ async def _visible(request: web.Request, transfer_id: str) -> TransferRecord | N
 async def get_transfer(request: web.Request) -> web.Response:
     record = await _visible(request, request.match_info["id"])
     if record is None:
-        raise ApiError("not_found", "no such transfer")
+        raise ApiError("transfer_not_found", "no such transfer")
     return json_response(render.transfer(record, await _exponents(request, record), key_scope(request)))
 
 

@@ -66,13 +66,13 @@ async def list_endpoints(request: web.Request) -> web.Response:
 async def get_endpoint(request: web.Request) -> web.Response:
     found = await request.app[CLIENT].webhooks.call("get_endpoint", request.match_info["id"])
     if found is None:
-        raise ApiError("not_found", "no such webhook endpoint")
+        raise ApiError("webhook_endpoint_not_found", "no such webhook endpoint")
     return json_response(_endpoint(*found))
 
 
 async def delete_endpoint(request: web.Request) -> web.Response:
     if not await request.app[CLIENT].webhooks.call("delete_endpoint", request.match_info["id"]):
-        raise ApiError("not_found", "no such webhook endpoint")
+        raise ApiError("webhook_endpoint_not_found", "no such webhook endpoint")
     return web.Response(status=204)
 
 
@@ -84,6 +84,6 @@ async def list_deliveries(request: web.Request) -> web.Response:
     webhooks = request.app[CLIENT].webhooks
     found = await webhooks.call("deliveries", request.match_info["id"], page.limit + 1, before, after, page.ascending)
     if found is None:
-        raise ApiError("not_found", "no such webhook endpoint")
+        raise ApiError("webhook_endpoint_not_found", "no such webhook endpoint")
     data = [_delivery(a) for a in newest_first(found[: page.limit], page)]
     return json_response(schemas.WebhookDeliveryList(data=data, has_more=len(found) > page.limit))

@@ -240,6 +240,14 @@ class AccountChanged(msgspec.Struct, tag="au", **_opts):
     at_ms: int = 0
 
 
+class AccountMetadataSet(msgspec.Struct, tag="am", **_opts):
+    """An account's metadata replaced whole (None: it has none); the email never changes."""
+
+    account_id: str
+    metadata: dict[str, str] | None = None
+    at_ms: int = 0
+
+
 class BalanceCreated(msgspec.Struct, tag="bn", **_opts):
     balance_id: str
     account_id: str
@@ -425,6 +433,7 @@ Record = (
     | WebhookEndpointDeleted
     | DeliveryAttempted
     | DeliveryProgress
+    | AccountMetadataSet
 )
 
 
@@ -541,7 +550,7 @@ def event_of(record: Record) -> tuple[str, int] | None:
         return kind, record.at_ms or record.hold.closed_at_ms or record.hold.created_at_ms
     if isinstance(record, AccountCreated):
         return "account.created", record.created_at_ms
-    if isinstance(record, AccountChanged):
+    if isinstance(record, AccountChanged | AccountMetadataSet):
         return "account.updated", record.at_ms
     if isinstance(record, BalanceCreated):
         return "balance.created", record.created_at_ms

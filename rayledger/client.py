@@ -181,8 +181,18 @@ class _Accounts(_Namespace):
     async def get(self, account_id: str) -> schemas.Account:
         return await self._client.request("GET", f"/v1/accounts/{account_id}", schemas.Account)
 
-    async def update(self, account_id: str, *, status: str) -> schemas.Account:
-        return await self._client.request("PATCH", f"/v1/accounts/{account_id}", schemas.Account, {"status": status})
+    async def update(
+        self,
+        account_id: str,
+        *,
+        status: str | None = None,
+        metadata: dict[str, str] | msgspec.UnsetType | None = msgspec.UNSET,
+    ) -> schemas.Account:
+        """Change what is given: `metadata` replaces the account's whole (None: none)."""
+        body: dict[str, Any] = _body(status=status)
+        if metadata is not msgspec.UNSET:
+            body["metadata"] = metadata
+        return await self._client.request("PATCH", f"/v1/accounts/{account_id}", schemas.Account, body)
 
     def list(self, **filters: Any) -> AsyncIterator[schemas.Account]:
         return self._client.pages("/v1/accounts", schemas.AccountList, filters)
@@ -369,6 +379,10 @@ class _Fx(_Namespace):
         body = _body(balance_from=balance_from, balance_to=balance_to, amount=amount, expires_in_s=expires_in_s)
         return await self._client.request("POST", "/v1/fx/quotes", schemas.FxQuote, body)
 
+    async def get_quote(self, quote_id: str) -> schemas.FxQuote:
+        """A quote, for a day after it expires."""
+        return await self._client.request("GET", f"/v1/fx/quotes/{quote_id}", schemas.FxQuote)
+
 
 class _Keys(_Namespace):
     async def create(self, account_id: str, *, idempotency_key: str | None = None) -> schemas.ApiKey:
@@ -386,6 +400,9 @@ class _Events(_Namespace):
     def list(self, **filters: Any) -> AsyncIterator[schemas.Event]:
         """Newest first; `type=` filters."""
         return self._client.pages("/v1/events", schemas.EventList, filters)
+
+    async def get(self, event_id: str) -> schemas.Event:
+        return await self._client.request("GET", f"/v1/events/{event_id}", schemas.Event)
 
 
 class _WebhookEndpoints(_Namespace):

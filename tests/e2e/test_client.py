@@ -56,7 +56,7 @@ async def test_the_client_speaks_the_whole_money_path(server: Server) -> None:
         assert (refused.value.status, refused.value.code, refused.value.param) == (422, "same_balance", "balance_to")
         with pytest.raises(LedgerError) as missing:
             await ledger.payments.get("pay_nope")
-        assert missing.value.code == "not_found"
+        assert missing.value.code == "payment_not_found"
         assert (await ledger.balances.get(a.id)).amount == "42.50"  # 50 - 6 + 0.50 - 1 + 2 - 3
 
 
@@ -139,7 +139,7 @@ async def test_events_and_webhook_endpoints_through_the_client(server: Server) -
             await ledger.webhook_endpoints.delete(endpoint.id)
             with pytest.raises(LedgerError) as gone:
                 await ledger.webhook_endpoints.get(endpoint.id)
-            assert gone.value.code == "not_found"
+            assert gone.value.code == "webhook_endpoint_not_found"
     finally:
         await receiver.stop()
 

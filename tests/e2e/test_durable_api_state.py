@@ -55,6 +55,14 @@ async def test_keys_idempotency_and_holds_survive_kill9(tmp_path: Path) -> None:
             assert rate.status == 200
             refund = await api.post(f"/v1/payments/{first.body['id']}/refunds", {"amount": "0.50"})
             assert refund.body["status"] == "success"
+            # Journaled: a metadata change and a quote are there after the crash (a replayed
+            # create still answers what it made, the metadata it was made with).
+            carol = f"/v1/accounts/{made[0]['id']}"
+            assert (await api.request("PATCH", carol, json={"metadata": {"tier": "gold"}})).status == 200
+            quote = await api.post(
+                "/v1/fx/quotes", {"balance_from": a["id"], "balance_to": made[1]["id"], "amount": "1"}
+            )
+            assert quote.status == 201, quote
 
         server.kill9()
         server.start()
@@ -81,6 +89,8 @@ async def test_keys_idempotency_and_holds_survive_kill9(tmp_path: Path) -> None:
                 if different is not None:
                     other = await api.post(path, different, headers={"Idempotency-Key": f"create-{n}"})
                     assert (other.status, other.body["code"]) == (409, "idempotency_key_reused"), (path, other)
+            assert (await api.get(carol)).body["metadata"] == {"tier": "gold"}
+            assert (await api.get(f"/v1/fx/quotes/{quote.body['id']}")).body == quote.body
             rates = (await api.get("/v1/fx/rates")).body["data"]
             assert [(r["base"], r["quote"], r["rate"]) for r in rates] == [("USD", "EUR", "0.9231")]
             assert {b["currency"] for b in (await api.get("/v1/fx/liquidity")).body["data"]} == {"USD", "EUR"}
