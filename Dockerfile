@@ -18,8 +18,9 @@ RUN pip install --no-cache-dir ".[sentry]" \
 
 USER 10001:10001
 VOLUME ["/data"]
-# 8080: REST API; 8265: Ray dashboard
+# 8080: REST API; 8265: Ray dashboard (on 0.0.0.0, as the API: the container's 127.0.0.1
+# is unreachable from its published ports)
 EXPOSE 8080 8265
 HEALTHCHECK --interval=10s --timeout=3s --start-period=60s \
     CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8080/healthz', timeout=2)"]
-ENTRYPOINT ["rayledger", "serve", "--data-dir", "/data", "--host", "0.0.0.0"]
+ENTRYPOINT ["rayledger", "serve", "--data-dir", "/data", "--host", "0.0.0.0", "--dashboard-host", "0.0.0.0"]

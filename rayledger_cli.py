@@ -13,14 +13,15 @@ import os
 import shutil
 import signal
 import socket
+import subprocess
 import sys
 import tempfile
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
 from actors.settings import ADMIN_TOKEN_FILE, Settings, package_version, settings_from_env
-from gateway.auth import new_admin_token
 
 LOCK_FILE = "LOCK"
 SERVER_FILE = "server.json"
@@ -61,6 +62,8 @@ def lock_data_dir(data_dir: Path) -> Any:
 def admin_token(data_dir: Path) -> tuple[str, str]:
     """(token, where it came from). The environment wins; otherwise one is generated on
     first start and kept 0600 in the data directory."""
+    from gateway.auth import new_admin_token  # here: the watchdog imports this module and needs none of aiohttp
+
     from_env = os.environ.get("RAYLEDGER_ADMIN_TOKEN")
     if from_env:
         if len(from_env) < 22:
@@ -127,9 +130,20 @@ def require_reachable(address: str) -> None:
         raise RayUnreachable(f"cannot reach the Ray cluster at {address}: {exc}") from None
 
 
-def start_ray(settings: Settings) -> tuple[str | None, str | None]:
-    """Join a cluster, or start an embedded one in a private temp dir.
-    Returns (dashboard URL, temp dir to remove on exit)."""
+def embedded_ray_options(settings: Settings, temp_dir: str) -> dict[str, Any]:
+    """ray.init's arguments for the embedded single-node cluster."""
+    return {
+        "namespace": settings.namespace,
+        "include_dashboard": settings.dashboard,
+        "dashboard_host": settings.dashboard_host,
+        "object_store_memory": settings.object_store_memory_bytes,
+        "_temp_dir": temp_dir,
+        "logging_level": logging.WARNING,
+    }
+
+
+def start_ray(settings: Settings, temp_dir: str | None) -> str | None:
+    """Join a cluster, or start an embedded one in `temp_dir`. Returns the dashboard's URL."""
     import ray
 
     from actors.loop import SETUP_HOOK
@@ -143,18 +157,117 @@ def start_ray(settings: Settings) -> tuple[str | None, str | None]:
             logging_level=logging.WARNING,
             runtime_env=runtime_env,
         )
-        return context.dashboard_url or None, None
-    temp_dir = tempfile.mkdtemp(prefix="rayledger-")
-    context = ray.init(
-        namespace=settings.namespace,
-        include_dashboard=settings.dashboard,
-        dashboard_host="127.0.0.1",
-        object_store_memory=settings.object_store_memory_bytes,
-        _temp_dir=temp_dir,
-        logging_level=logging.WARNING,
-        runtime_env=runtime_env,
+        return context.dashboard_url or None
+    assert temp_dir is not None
+    context = ray.init(**embedded_ray_options(settings, temp_dir), runtime_env=runtime_env)
+    return f"http://{context.dashboard_url}" if context.dashboard_url else None
+
+
+WATCHDOG_STOP_S = 60.0  # a clean stop waits this long at most for the watchdog's sweep
+
+
+def start_watchdog(temp_dir: str) -> subprocess.Popen[bytes]:
+    """A process that outlives `serve` to stop its embedded Ray. Ray ends its own children
+    with the process that started them, but not theirs: the raylet's agents
+    (ray::DashboardAgent, ray::RuntimeEnvAgent) survive a `kill -9` of serve, and so does
+    the temp dir. The watchdog reads a pipe only serve writes to; the kernel closes it when
+    serve exits, however it exits. Started before Ray, so that no moment is uncovered; in
+    a session of its own, so that the Ctrl-C or hangup that ends serve does not end it too."""
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, rayledger_cli; sys.exit(rayledger_cli.watchdog(sys.argv[1], int(sys.argv[2])))",
+            temp_dir,
+            str(os.getpid()),
+        ],
+        stdin=subprocess.PIPE,
+        start_new_session=True,
     )
-    return (f"http://{context.dashboard_url}" if context.dashboard_url else None), temp_dir
+
+
+def stop_watchdog(watchdog: subprocess.Popen[bytes]) -> None:
+    """A clean stop: tell the watchdog so (it then sweeps quietly) and wait for its sweep."""
+    try:
+        watchdog.communicate(b"stop\n", timeout=WATCHDOG_STOP_S)
+    except (subprocess.TimeoutExpired, OSError) as exc:
+        print(f"rayledger: the embedded Ray's watchdog did not finish: {type(exc).__name__}", file=sys.stderr)
+
+
+def watchdog(temp_dir: str, serve_pid: int) -> int:
+    """The watchdog's body: wait for serve's end of the pipe to close, then kill every
+    process of its Ray session and remove the temp dir."""
+    told = b""
+    while chunk := sys.stdin.buffer.read(64):
+        told += chunk
+    killed = sweep_session(temp_dir, spare={os.getpid(), serve_pid})
+    shutil.rmtree(temp_dir, ignore_errors=True)
+    if told != b"stop\n":  # serve died without stopping Ray
+        try:
+            print(
+                f"rayledger: serve (pid {serve_pid}) is gone: stopped {killed} process(es) of its embedded Ray",
+                file=sys.stderr,
+                flush=True,
+            )
+        except OSError:  # nobody reads serve's stderr any more
+            pass
+    return 0
+
+
+def session_processes(temp_dir: str, spare: set[int]) -> list[Any]:
+    """The processes of the Ray session in `temp_dir`, and their descendants. Ray's daemons
+    name the dir on their command lines; workers and agents retitle themselves, but every
+    process of the session keeps its log files open in it. The dir is private to this
+    serve (mkdtemp), so no other process has a reason to name it or hold a file there."""
+    import psutil
+
+    dirs = {temp_dir.rstrip("/"), os.path.realpath(temp_dir)}  # open files show the real path
+
+    def names(path: str) -> bool:
+        return any(path == d or path.startswith(d + "/") for d in dirs)
+
+    matched: list[Any] = []
+    for p in psutil.process_iter():
+        try:
+            if any(names(w) for part in p.cmdline() for w in part.split("=")) or any(
+                names(f.path) for f in p.open_files()
+            ):
+                matched += [p, *p.children(recursive=True)]
+        except psutil.Error:  # gone meanwhile, a zombie, or another user's
+            continue
+    return [p for p in {p.pid: p for p in matched}.values() if p.pid not in spare and _alive(p)]
+
+
+def _alive(p: Any) -> bool:
+    """Running, and not a zombie: a killed orphan waits for init to reap it, and a kill
+    cannot end it any further."""
+    import psutil
+
+    try:
+        return bool(p.is_running() and p.status() != psutil.STATUS_ZOMBIE)
+    except psutil.Error:
+        return False
+
+
+def sweep_session(temp_dir: str, spare: set[int], bound_s: float = 30.0) -> int:
+    """SIGKILL the session's processes until none is left (a process forked between a scan
+    and its parent's kill is found by the next scan); returns how many were killed. SIGKILL
+    because every acknowledged operation is already in the journals: an actor has nothing
+    to finish, and the next start replays them."""
+    import psutil
+
+    killed = 0
+    deadline = time.monotonic() + bound_s
+    while (procs := session_processes(temp_dir, spare)) and time.monotonic() < deadline:
+        for p in procs:
+            try:
+                p.kill()
+                killed += 1
+            except psutil.Error:
+                pass
+        while any(map(_alive, procs)) and time.monotonic() < deadline:
+            time.sleep(0.05)
+    return killed
 
 
 RAY_CONNECT_TIMEOUT_S = 5.0
@@ -192,7 +305,8 @@ def _supervise(
 def serve(settings: Settings) -> int:
     """The supervisor: starts Ray (or joins a cluster), the actors and the ingress inside
     every coordinator; waits; on SIGINT/SIGTERM stops the ingresses (requests in flight
-    finish, owed phase two is sent) and, if it started Ray, Ray with them."""
+    finish, owed phase two is sent) and, if it started Ray, Ray with them. An embedded
+    Ray also ends when serve is killed, by its watchdog (start_watchdog)."""
     import ray
 
     from actors.factory import LayoutMismatch, PartitionCountMismatch, start_actors
@@ -213,11 +327,13 @@ def serve(settings: Settings) -> int:
         print("rayledger: reporting errors to Sentry (SENTRY_DSN)", flush=True)
     print(f"rayledger: starting (journal in {data_dir})", flush=True)
     recorded: Path | None = None
-    dashboard_url, temp_dir = start_ray(settings)
-    stopping = threading.Event()
-    for signum in (signal.SIGINT, signal.SIGTERM):  # after ray.init, which sets handlers of its own
-        signal.signal(signum, lambda *_: stopping.set())
+    temp_dir = None if settings.ray_address else tempfile.mkdtemp(prefix="rayledger-")
+    watchdog = None if temp_dir is None else start_watchdog(temp_dir)
     try:
+        dashboard_url = start_ray(settings, temp_dir)
+        stopping = threading.Event()
+        for signum in (signal.SIGINT, signal.SIGTERM):  # after ray.init, which sets handlers of its own
+            signal.signal(signum, lambda *_: stopping.set())
         try:
             handles = start_actors(settings, IngressCoordinator)
         except (PartitionCountMismatch, LayoutMismatch) as exc:
@@ -248,7 +364,9 @@ def serve(settings: Settings) -> int:
     finally:
         if temp_dir is not None:
             ray.shutdown()
-            shutil.rmtree(temp_dir, ignore_errors=True)
+            if watchdog is not None:
+                stop_watchdog(watchdog)  # it removes what ray.shutdown() left
+            shutil.rmtree(temp_dir, ignore_errors=True)  # the watchdog's job, unless it failed
         if recorded is not None:
             recorded.unlink(missing_ok=True)
         lock.close()
@@ -401,6 +519,10 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_false",
         default=None,
         help="do not start the Ray dashboard (saves a process and ~100 MiB)",
+    )
+    p_serve.add_argument(
+        "--dashboard-host",
+        help="the embedded Ray dashboard's bind address (default 127.0.0.1; the container image's: 0.0.0.0)",
     )
     p_stop = sub.add_parser("stop", help="stop the ledger's actors on a Ray cluster (then serve with any layout)")
     p_stop.add_argument("--address", dest="ray_address", help="the Ray cluster (or RAYLEDGER_RAY_ADDRESS)")

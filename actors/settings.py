@@ -23,6 +23,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     ray_address: str | None = None  # None: start an embedded single-node cluster
     namespace: str = "rayledger"
     dashboard: bool = True
+    # Where an embedded cluster's dashboard listens: this machine only, unless told. In a
+    # container 127.0.0.1 is the container itself, so the image sets 0.0.0.0 for its
+    # published port to reach the dashboard.
+    dashboard_host: str = "127.0.0.1"
     object_store_memory_bytes: int = 128 * 2**20  # payments are small; keep RAM for balances
     # Topology. Partitions are fixed at creation; shards/coordinators may change per restart.
     partitions: int = 16

@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
-from actors.settings import Settings
+from actors.settings import Settings, settings_from_env
 
 ROOT = Path(__file__).resolve().parents[2]
 SUFFIXES = ("_total", "_bucket", "_sum", "_count")
@@ -185,3 +186,41 @@ def test_the_readme_runs_the_image_as_built() -> None:
     mounted = {words[n + 1].split(":", 1)[1] for n, w in enumerate(words) if w == "-v"}
     assert published == set(dockerfile_instruction("EXPOSE"))
     assert mounted == set(dockerfile_instruction("VOLUME"))
+
+
+def dockerfile_env() -> dict[str, str]:
+    """The variables the image's ENV instructions set (`KEY=value` form)."""
+    env = {}
+    for line in (ROOT / "Dockerfile").read_text().splitlines():
+        if line.startswith("ENV "):
+            for pair in shlex.split(line[4:]):
+                key, sep, value = pair.partition("=")
+                assert sep, f"ENV {pair}: write it KEY=value"
+                env[key] = value
+    return env
+
+
+def image_command_line() -> list[str]:
+    """What a container of the image runs when given no arguments: ENTRYPOINT, then CMD."""
+    has_cmd = any(line.startswith("CMD ") for line in (ROOT / "Dockerfile").read_text().splitlines())
+    return [*dockerfile_instruction("ENTRYPOINT"), *(dockerfile_instruction("CMD") if has_cmd else [])]
+
+
+def test_the_image_serves_the_ray_dashboard_on_its_published_port() -> None:
+    """In a container, 127.0.0.1 is the container itself, out of reach of `-p 8265:8265`.
+    The image's command line, read as the CLI reads it (its arguments, then its ENV),
+    starts an embedded Ray whose dashboard listens on every interface, on the port the
+    image exposes; outside the image the default stays this machine only."""
+    from ray._private.ray_constants import DEFAULT_DASHBOARD_PORT
+
+    from rayledger_cli import build_parser, embedded_ray_options
+
+    args = vars(build_parser().parse_args(rayledger_args(image_command_line())))
+    assert args.pop("command") == "serve"
+    settings = settings_from_env(args, environ=dockerfile_env())
+    assert settings.ray_address is None  # the embedded ledger
+    options = embedded_ray_options(settings, "/tmp/rayledger-test")
+    assert options["include_dashboard"] is True
+    assert options["dashboard_host"] == "0.0.0.0"
+    assert str(DEFAULT_DASHBOARD_PORT) in dockerfile_instruction("EXPOSE")
+    assert embedded_ray_options(settings_from_env(environ={}), "/tmp/rayledger-test")["dashboard_host"] == "127.0.0.1"
