@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import fcntl
+import json
 import logging
 import os
 import shutil
@@ -18,6 +19,7 @@ import sys
 import tempfile
 import threading
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -139,7 +141,22 @@ def embedded_ray_options(settings: Settings, temp_dir: str) -> dict[str, Any]:
         "object_store_memory": settings.object_store_memory_bytes,
         "_temp_dir": temp_dir,
         "logging_level": logging.WARNING,
+        "configure_logging": False,  # Ray's lines go through our JSON handler (actors.logs.configure)
     }
+
+
+def say(name: str, level: str = "info", **fields: object) -> None:
+    """One JSON line on serve's output (errors and warnings on stderr): every line serve
+    prints is a JSON object, like its actors' and Ray's, so one log pipeline reads them all.
+    Stdlib json: the watchdog says things too, and imports nothing it can do without."""
+    line = {
+        "ts": datetime.now(UTC).isoformat(timespec="milliseconds"),
+        "level": level,
+        "logger": "rayledger.serve",
+        "event": name,
+        **fields,
+    }
+    print(json.dumps(line), file=sys.stderr if level in ("warning", "error") else sys.stdout, flush=True)
 
 
 def start_ray(settings: Settings, temp_dir: str | None) -> str | None:
@@ -155,6 +172,7 @@ def start_ray(settings: Settings, temp_dir: str | None) -> str | None:
             address=settings.ray_address,
             namespace=settings.namespace,
             logging_level=logging.WARNING,
+            configure_logging=False,  # as embedded_ray_options says
             runtime_env=runtime_env,
         )
         return context.dashboard_url or None
@@ -191,7 +209,7 @@ def stop_watchdog(watchdog: subprocess.Popen[bytes]) -> None:
     try:
         watchdog.communicate(b"stop\n", timeout=WATCHDOG_STOP_S)
     except (subprocess.TimeoutExpired, OSError) as exc:
-        print(f"rayledger: the embedded Ray's watchdog did not finish: {type(exc).__name__}", file=sys.stderr)
+        say("watchdog_unfinished", "error", error=type(exc).__name__)
 
 
 def watchdog(temp_dir: str, serve_pid: int) -> int:
@@ -204,11 +222,7 @@ def watchdog(temp_dir: str, serve_pid: int) -> int:
     shutil.rmtree(temp_dir, ignore_errors=True)
     if told != b"stop\n":  # serve died without stopping Ray
         try:
-            print(
-                f"rayledger: serve (pid {serve_pid}) is gone: stopped {killed} process(es) of its embedded Ray",
-                file=sys.stderr,
-                flush=True,
-            )
+            say("serve_gone", "warning", serve_pid=serve_pid, ray_processes_stopped=killed)
         except OSError:  # nobody reads serve's stderr any more
             pass
     return 0
@@ -298,8 +312,8 @@ def _supervise(
             try:
                 ray.get(ref)
             except Exception as exc:  # the port taken by another program, an actor lost for good
-                what = "webhooks cannot deliver" if k == -1 else f"coordinator-{k} cannot serve HTTP"
-                print(f"rayledger: {what}: {type(exc).__name__}: {exc}", file=sys.stderr)
+                what = "webhooks_unready" if k == -1 else f"coordinator-{k}_cannot_serve_http"
+                say(what, "error", error=f"{type(exc).__name__}: {exc}")
 
 
 def serve(settings: Settings) -> int:
@@ -319,13 +333,13 @@ def serve(settings: Settings) -> int:
     try:
         lock = lock_data_dir(data_dir)
     except DataDirLocked as exc:
-        print(f"rayledger: {exc}", file=sys.stderr)
+        say("data_dir_locked", "error", error=str(exc))
         return 1
     token, token_source = admin_token(data_dir)
-    configure_logs()
+    configure_logs(foreign=("aiohttp", "ray"), last_resort=True)  # Ray's own lines are JSON too
     if track_errors():
-        print("rayledger: reporting errors to Sentry (SENTRY_DSN)", flush=True)
-    print(f"rayledger: starting (journal in {data_dir})", flush=True)
+        say("error_tracking", dsn="SENTRY_DSN")
+    say("starting", data_dir=str(data_dir))
     recorded: Path | None = None
     temp_dir = None if settings.ray_address else tempfile.mkdtemp(prefix="rayledger-")
     watchdog = None if temp_dir is None else start_watchdog(temp_dir)
@@ -337,29 +351,27 @@ def serve(settings: Settings) -> int:
         try:
             handles = start_actors(settings, IngressCoordinator)
         except (PartitionCountMismatch, LayoutMismatch) as exc:
-            print(f"rayledger: {exc}", file=sys.stderr)
+            say("layout_refused", "error", error=str(exc))
             return 1
         keys = token_hash(token), seal_key(token)
         loops = ray.get([c.serve_http.remote(settings.host, settings.port, *keys) for c in handles.coordinators])
         base = f"http://{settings.host}:{settings.port}"
-        print(f"rayledger: serving {base}  (API docs: {base}/docs, console: {base}/console)", flush=True)
+        say("serving", url=base, docs=f"{base}/docs", console=f"{base}/console")
         recorded = record_server(data_dir, connect_url(settings.host, settings.port))
-        print(f"rayledger: ingress in {len(loops)} coordinator(s), event loop {loops[0]}", flush=True)
+        say("ingress", coordinators=len(loops), event_loop=loops[0])
         if dashboard_url:
-            print(f"rayledger: Ray dashboard {dashboard_url}", flush=True)
+            dashboard: dict[str, object] = {"url": dashboard_url}
             if os.environ.get("RAY_AUTH_MODE", "").lower() == "token":  # Ray's default for a new local cluster
-                print(
-                    "rayledger: the dashboard asks for Ray's token (not the ledger's): `ray get-auth-token` prints it",
-                    flush=True,
-                )
-        print(f"rayledger: admin token from {token_source}", flush=True)
-        print("rayledger: Ctrl-C stops; starting again recovers every balance", flush=True)
+                dashboard["note"] = "it asks for Ray's token (not the ledger's): `ray get-auth-token` prints it"
+            say("ray_dashboard", **dashboard)
+        say("admin_token", source=token_source)
+        say("ready", note="Ctrl-C stops; starting again recovers every balance")
         _supervise(handles.coordinators, handles.webhooks, settings.host, settings.port, keys, stopping)
-        print("rayledger: stopping", flush=True)
+        say("stopping")
         try:
             ray.get([c.stop_http.remote() for c in handles.coordinators], timeout=INGRESS_STOP_WAIT_S)
         except Exception as exc:  # what is left is recovered by the next start
-            print(f"rayledger: ingress did not stop cleanly: {type(exc).__name__}", file=sys.stderr)
+            say("ingress_stop_unclean", "warning", error=type(exc).__name__)
         return 0
     finally:
         if temp_dir is not None:

@@ -51,10 +51,12 @@ class MalformedRequest(logging.Filter):
 ERROR_CHARS_MAX = 200
 
 
-def configure(level: str | None = None, foreign: tuple[str, ...] = ("aiohttp",)) -> None:
-    """JSON lines on stderr for every `rayledger.*` logger and the `foreign` libraries' (the
-    supervisor adds Ray's, after importing it), so that every line a ledger process prints
-    is one JSON object (idempotent); the level defaults to `RAYLEDGER_LOG_LEVEL` (info)."""
+def configure(level: str | None = None, foreign: tuple[str, ...] = ("aiohttp",), *, last_resort: bool = False) -> None:
+    """JSON lines on stderr for every `rayledger.*` logger and the `foreign` libraries', so
+    that every line a ledger process prints is one JSON object (idempotent); the level
+    defaults to `RAYLEDGER_LOG_LEVEL` (info). `last_resort`: also what Python writes for a
+    logger with no handler at all, which is what Ray's own logger is while `ray.init` runs
+    (it drops its handlers, ours included, and warns meanwhile)."""
     level = level or os.environ.get("RAYLEDGER_LOG_LEVEL", "info")
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter())
@@ -65,7 +67,10 @@ def configure(level: str | None = None, foreign: tuple[str, ...] = ("aiohttp",))
     for name in foreign:
         foreign = logging.getLogger(name)
         foreign.handlers[:] = [handler]
+        foreign.setLevel(logging.WARNING)  # their warnings and errors, not their chatter
         foreign.propagate = False
+    if last_resort:
+        logging.lastResort = handler
     server = logging.getLogger("aiohttp.server")
     if not any(isinstance(f, MalformedRequest) for f in server.filters):
         server.addFilter(MalformedRequest())

@@ -5,6 +5,7 @@ previous one left; and its dashboard listens where `--dashboard-host` says."""
 from __future__ import annotations
 
 import http.client
+import json
 import os
 import re
 import shutil
@@ -84,9 +85,16 @@ def test_kill9_of_serve_ends_its_embedded_ray_and_removes_its_temp_dir(tmp_path:
         assert not left, f"left running after kill -9 of serve: {describe(left)}"
         wait_until(lambda: not alive(watchdogs))
         assert not alive(watchdogs)
-        assert "serve (pid" in server.log() and "is gone" in server.log()  # the watchdog said what it did
+        [gone] = [e for e in serve_events(server) if e["event"] == "serve_gone"]  # the watchdog said what it did
+        assert gone["serve_pid"] == serve.pid and gone["ray_processes_stopped"] >= 1, gone
     finally:
         clean_up(procs, temp_dirs)
+
+
+def serve_events(server: Server) -> list[dict[str, object]]:
+    """What serve (and its watchdog) said: every line of its output is a JSON object."""
+    lines = server.log_path.read_text().splitlines()
+    return [e for e in map(json.loads, lines) if e.get("logger") == "rayledger.serve"]
 
 
 class DashboardServer(Server):
@@ -99,9 +107,11 @@ def test_the_dashboard_listens_on_its_host_and_a_clean_stop_leaves_nothing(tmp_p
     procs = server.tree()
     temp_dirs = ray_temp_dirs(procs)
     try:
-        url = re.search(r"Ray dashboard http://([^:\s]+):(\d+)", server.log())
-        if url is None:
+        said = [e for e in serve_events(server) if e["event"] == "ray_dashboard"]
+        if not said:
             pytest.skip("this Ray runs no dashboard (installed without ray[default])")
+        url = re.fullmatch(r"http://([^:\s]+):(\d+)", str(said[0]["url"]))
+        assert url is not None, said
         host, port = url[1], int(url[2])
         [dashboard] = [p for p in procs if any(part.endswith("dashboard/dashboard.py") for part in p.cmdline())]
         listening = {(c.laddr.ip, c.laddr.port) for c in dashboard.net_connections("tcp") if c.status == "LISTEN"}
@@ -116,7 +126,7 @@ def test_the_dashboard_listens_on_its_host_and_a_clean_stop_leaves_nothing(tmp_p
         wait_until(lambda: not alive(procs))
         assert not alive(procs), f"left running after a clean stop: {describe(alive(procs))}"
         assert not any(map(os.path.exists, temp_dirs)), temp_dirs
-        assert "is gone" not in server.log()  # a clean stop is not reported as serve's death
+        assert not [e for e in serve_events(server) if e["event"] == "serve_gone"]  # a clean stop is no death
     finally:
         if server.process is not None and server.process.poll() is None:
             server.kill9()

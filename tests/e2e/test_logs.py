@@ -104,6 +104,8 @@ async def test_a_malformed_request_is_one_json_line_without_a_traceback(server: 
     assert malformed["status"] == 400 and "Content-Type" in str(malformed["reason"]), malformed
     text = server.log_path.read_text()
     assert "Traceback" not in text and "Error handling request" not in text
+    for line in text.splitlines():  # serve's own lines, Ray's and the actors' alike
+        assert isinstance(json.loads(line), dict), line
 
 
 async def test_console_sign_ins_are_logged_and_failures_limited(server: Server) -> None:
