@@ -15,7 +15,7 @@ from actors.registry import SYSTEM_ACCOUNT_ID, SYSTEM_ACCOUNTS, Answered, Balanc
 from actors.topology import partition_of
 from gateway import creates, payments, render, schemas
 from gateway.auth import Principal, new_account_token
-from gateway.errors import ApiError
+from gateway.errors import RETRY_AFTER_S, ApiError
 from gateway.inputs import decode_body
 from gateway.keys import AUTH, BATCHER, CLIENT, DIRECTORY, PRINCIPAL, QUERY, SEAL_KEY, SETTINGS
 from gateway.metrics import METRICS
@@ -62,11 +62,17 @@ async def readyz(request: web.Request) -> web.Response:
     try:
         status = await asyncio.wait_for(request.app[CLIENT].status(), READY_TIMEOUT_S)
     except Exception as exc:  # a timeout, a dead actor: not ready either way
-        return json_response(schemas.Health("unavailable", f"actors not ready: {type(exc).__name__}"), 503)
+        return _not_ready(f"actors not ready: {type(exc).__name__}")
     unwritable = [s["shard"] for s in status["shards"] if not s["writable"]]
     if unwritable:
-        return json_response(schemas.Health("unavailable", f"journal not writable on shards {unwritable}"), 503)
+        return _not_ready(f"journal not writable on shards {unwritable}")
     return json_response(schemas.Health("ready"))
+
+
+def _not_ready(reason: str) -> web.Response:
+    response = json_response(schemas.Health("unavailable", reason), 503)
+    response.headers["Retry-After"] = str(RETRY_AFTER_S)  # as every 503 of the API says when to come back
+    return response
 
 
 # -- currencies ---------------------------------------------------------------------------

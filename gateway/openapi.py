@@ -8,12 +8,48 @@ from typing import Any
 
 import msgspec
 
-from gateway.errors import STATUS_OF_CODE, Problem
-from gateway.routes import CURSOR_RULE, OPS
+from gateway.errors import RETRY_AFTER_S, STATUS_OF_CODE, Problem
+from gateway.routes import CURSOR_RULE, OPS, TAGS, Op, tag_of
 from gateway.schemas import Payment as PaymentBody
 from gateway.schemas import Transfer as TransferBody
 
 REF = "#/components/schemas/{name}"
+
+# Response headers, as the server sets them.
+REQUEST_ID = {
+    "description": "This request's id in the server's log: the client's own X-Request-Id if it sent a usable"
+    " one, else a new one",
+    "required": True,
+    "schema": {"type": "string", "minLength": 1},
+}
+REPLAYED = {
+    "description": "The first answer to this Idempotency-Key again: nothing was done twice",
+    "schema": {"type": "string", "enum": ["true"]},
+}
+RETRY_AFTER = {
+    "description": f"Seconds to wait before trying again ({RETRY_AFTER_S})",
+    "required": True,
+    "schema": {"type": "integer", "minimum": 0},
+}
+WWW_AUTHENTICATE = {
+    "description": "The scheme that would work: Bearer",
+    "required": True,
+    "schema": {"type": "string", "pattern": "^Bearer"},
+}
+
+
+def _headers(status: int, op: Op) -> dict[str, Any]:
+    """The headers an answer of `op` with `status` carries."""
+    # A stream's head goes out before the handler returns, without the id the log adds after.
+    streamed = 200 <= status < 300 and op.media == "text/event-stream"
+    headers = {} if streamed else {"X-Request-Id": REQUEST_ID}
+    if op.idempotent and 200 <= status < 300:
+        headers["Idempotent-Replayed"] = REPLAYED
+    if status == 401:
+        headers["WWW-Authenticate"] = WWW_AUTHENTICATE
+    if status == 503:
+        headers["Retry-After"] = RETRY_AFTER
+    return headers
 
 
 def build_spec(version: str) -> dict[str, Any]:
@@ -28,6 +64,7 @@ def build_spec(version: str) -> dict[str, Any]:
         item: dict[str, Any] = {
             "operationId": op.handler.__name__,
             "summary": op.summary,
+            "tags": [tag_of(op.path)],
             "responses": {},
         }
         params = [
@@ -46,6 +83,7 @@ def build_spec(version: str) -> dict[str, Any]:
                     "schema": {"type": "string", "minLength": 1, "maxLength": 255},
                 }
             )
+        params += [{"name": name, "in": "header", "required": False, "schema": s} for name, s in op.headers.items()]
         if params:
             item["parameters"] = params
         if op.access == "public":
@@ -57,15 +95,25 @@ def build_spec(version: str) -> dict[str, Any]:
         if op.rules:
             item["description"] = f"{item.get('description', '')} {op.rules}".strip()
         if op.body is not None:
-            item["requestBody"] = {"required": True, "content": {"application/json": {"schema": ref_of[op.body]}}}
-        ok: dict[str, Any] = {"description": "OK"}
+            item["requestBody"] = {
+                "required": not op.body_optional,
+                "content": {"application/json": {"schema": ref_of[op.body]}},
+            }
+        ok: dict[str, Any] = {"description": "OK", "headers": _headers(op.status, op)}
         if op.response is not None:
-            ok["content"] = {"application/json": {"schema": ref_of[op.response]}}
+            ok["content"] = {op.media: {"schema": ref_of[op.response]}}
         item["responses"][str(op.status)] = ok
         if op.idempotent and op.response in (PaymentBody, TransferBody):  # a money move may answer before it is final
             item["responses"]["202"] = {
                 "description": "Accepted: not final within the wait limit; poll it",
+                "headers": ok["headers"],
                 "content": {"application/json": {"schema": ref_of[op.response]}},
+            }
+        for status, description in op.also.items():
+            item["responses"][str(status)] = {
+                "description": description,
+                "headers": _headers(status, op),
+                "content": {op.media: {"schema": ref_of[op.response]}},
             }
         errors = set(op.errors) | ({"unauthorized", "forbidden"} if op.access != "public" else set())
         if op.body is not None:
@@ -82,6 +130,7 @@ def build_spec(version: str) -> dict[str, Any]:
                 status,
                 {
                     "description": STATUS_OF_CODE[code][1],
+                    "headers": _headers(int(status), op),
                     "content": {"application/problem+json": {"schema": problem_ref}},
                 },
             )
@@ -100,6 +149,7 @@ def build_spec(version: str) -> dict[str, Any]:
             "description": "A payments ledger. Amounts are decimal strings in major units.",
         },
         "servers": [{"url": "/"}],
+        "tags": [{"name": tag, "description": about} for tag, about, _ in TAGS],
         "paths": paths,
         "components": {
             "schemas": components,

@@ -9,11 +9,11 @@ from gateway import events, handlers, schemas, transfers, webhooks
 from gateway.auth import Access
 from gateway.inputs import describe_pattern
 from ledger.records import EVENT_ID_PATTERN, EVENT_TYPES
-from ledger.results import PaymentStatus
 
 TWO_SIDES_RULE = (
-    "balance_from and balance_to must be two different balances (422 same_balance); the amount has at most"
-    " the currency's decimals (422 invalid_amount)."
+    "balance_from and balance_to must be two different balances (422 same_balance), neither of them an issuer or"
+    " FX liquidity balance (422 validation_error naming it: those move money by deposits and withdrawals); the"
+    " amount has at most the currency's decimals (422 invalid_amount)."
 )
 CURSOR_RULE = "A cursor must be an item of this list, and only one of the two may be given (422)."
 
@@ -33,12 +33,9 @@ LIST_Q: dict[str, dict[str, Any]] = {
 }
 TIME_RANGE_Q = {"created_gte": TIME_Q, "created_lt": TIME_Q}
 ACCOUNT_STATUS_Q = {"type": "string", "enum": ["active", "disabled"]}
-PAYMENT_STATUS_Q = {"type": "string", "enum": sorted(PaymentStatus)}
+PAYMENT_STATUS_Q = {"type": "string", "enum": sorted(schemas.PAYMENT_STATUSES)}
 EVENT_TYPE_Q = {"type": "string", "enum": list(EVENT_TYPES)}
-HOLD_STATUS_Q = {
-    "type": "string",
-    "enum": ["held", "captured", "voided", "expired", *sorted(set(PaymentStatus) - {"pending", "success"})],
-}
+HOLD_STATUS_Q = {"type": "string", "enum": list(schemas.HOLD_STATUSES)}
 
 
 class Op(NamedTuple):
@@ -54,6 +51,42 @@ class Op(NamedTuple):
     idempotent: bool = False  # accepts Idempotency-Key
     query: dict[str, dict[str, Any]] = {}  # noqa: RUF012 (never mutated)
     rules: str = ""  # what the schema cannot say: rules between fields or on the ledger's state
+    body_optional: bool = False  # the body may be left out (every field has a default)
+    media: str = "application/json"  # of the answer
+    headers: dict[str, dict[str, Any]] = {}  # noqa: RUF012 (never mutated) request headers read, as schemas
+    also: dict[int, str] = {}  # noqa: RUF012 (never mutated) other statuses answering `response`, described
+
+
+# Operations by resource, for /docs, in this order: (tag, what it is about, path prefixes);
+# an operation goes under the longest prefix its path has.
+TAGS: list[tuple[str, str, tuple[str, ...]]] = [
+    ("Accounts", "Account holders (admin; an account key reads its own)", ("/v1/accounts",)),
+    (
+        "Balances",
+        "An account's money in one currency, and its statement",
+        ("/v1/accounts/{id}/balances", "/v1/balances"),
+    ),
+    ("API keys", "Account tokens, shown once (admin)", ("/v1/accounts/{id}/keys", "/v1/keys")),
+    ("Currencies", "ISO 4217 and custom currencies, each with its issuer balance", ("/v1/currencies",)),
+    (
+        "Deposits and withdrawals",
+        "Money in and out, through the currency's issuer (admin)",
+        ("/v1/deposits", "/v1/withdrawals"),
+    ),
+    ("Refunds", "All or part of a payment given back", ("/v1/payments/{id}/refunds",)),
+    ("Payments", "Money moved between two balances", ("/v1/payments",)),
+    ("Transfers", "Up to 16 payments, all or none", ("/v1/transfers",)),
+    ("Holds", "Reserve now, capture later", ("/v1/holds",)),
+    ("Currency exchange", "Rates, quotes and the FX liquidity balances", ("/v1/fx",)),
+    ("Events", "Every state change, listed and streamed", ("/v1/events",)),
+    ("Webhooks", "Events delivered to your endpoints, signed", ("/v1/webhook_endpoints",)),
+    ("Operations", "Liveness and readiness (no token)", ("/healthz", "/readyz")),
+]
+
+
+def tag_of(path: str) -> str:
+    found = [(len(p), tag) for tag, _, prefixes in TAGS for p in prefixes if path == p or path.startswith(p + "/")]
+    return max(found)[1]
 
 
 OPS: list[Op] = [
@@ -65,7 +98,7 @@ OPS: list[Op] = [
         "Readiness: every partition recovered and writable",
         "public",
         response=schemas.Health,
-        errors=("unavailable",),
+        also={503: "Not ready: status unavailable, and the reason"},
     ),
     Op(
         "GET",
@@ -314,6 +347,15 @@ OPS: list[Op] = [
         events.stream_events,
         "Events as Server-Sent Events, as they happen; resumable with Last-Event-ID",
         "account",
+        response=str,
+        media="text/event-stream",
+        headers={
+            "Last-Event-ID": {
+                "type": "string",
+                "pattern": EVENT_ID_PATTERN,
+                "description": "The id of the last event received: resume after it",
+            }
+        },
         query={
             "type": EVENT_TYPE_Q,
             "after": {
@@ -470,6 +512,7 @@ OPS: list[Op] = [
         response=schemas.Payment,
         status=201,
         idempotent=True,
+        body_optional=True,
         errors=("payment_not_found", "conflict", "refund_exceeds_payment", "invalid_amount"),
         rules="The refunds of a payment never add up to more than it (409 refund_exceeds_payment, whose detail"
         " says what is left, or that the payment is fully refunded); an account key refunds payments it received.",
@@ -540,6 +583,7 @@ OPS: list[Op] = [
         response=schemas.Payment,
         status=201,
         idempotent=True,
+        body_optional=True,
         errors=("hold_not_found", "conflict", "invalid_amount"),
         rules="The amount has at most the currency's decimals and at most what the hold still holds (422"
         " invalid_amount); a hold no longer held is 409. Without final, the rest stays held for the next capture.",
@@ -553,6 +597,7 @@ OPS: list[Op] = [
         body=schemas.HoldVoid,
         response=schemas.Hold,
         idempotent=True,
+        body_optional=True,
         errors=("hold_not_found", "conflict"),
     ),
 ]

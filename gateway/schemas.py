@@ -13,6 +13,7 @@ from msgspec import Meta
 
 from gateway.inputs import describe_pattern
 from ledger.records import EVENT_TYPES
+from ledger.results import PaymentStatus
 
 Id = Annotated[str, Meta(min_length=1, max_length=64)]
 # Spelled-out character classes, not \s: Python's and JSON Schema's (ECMA-262) \s differ.
@@ -56,6 +57,13 @@ Description = Annotated[str, Meta(max_length=500)]
 CurrencyCode = Annotated[str, Meta(pattern=CURRENCY_PATTERN)]
 
 _req = {"forbid_unknown_fields": True, "frozen": True}
+
+# Statuses as enums in the schema: a client can switch over them exhaustively.
+PAYMENT_STATUSES = tuple(str(s) for s in PaymentStatus)
+PaymentStatusText = Literal[PAYMENT_STATUSES]  # type: ignore[valid-type]
+# A hold placed is held, then captured, voided or expired; one refused shows why, as a payment would.
+HOLD_STATUSES = ("held", "captured", "voided", "expired", *sorted(set(PAYMENT_STATUSES) - {"pending", "success"}))
+HoldStatusText = Literal[HOLD_STATUSES]  # type: ignore[valid-type]
 
 
 class AccountCreate(msgspec.Struct, **_req):
@@ -119,7 +127,7 @@ class Payment(msgspec.Struct, omit_defaults=True):
     balance_to: str
     amount: str
     currency: str
-    status: str
+    status: PaymentStatusText
     created_at: str
     settled_at: str | None = None  # when the money moved: success only
     decided_at: str | None = None  # when the status became final, whichever it is
@@ -310,7 +318,7 @@ class Hold(msgspec.Struct, omit_defaults=True):
     balance_to: str
     amount: str
     currency: str
-    status: str
+    status: HoldStatusText
     created_at: str
     expires_at: str
     reason: str | None = None
@@ -348,7 +356,7 @@ class TransferLeg(msgspec.Struct):
 
 class Transfer(msgspec.Struct, omit_defaults=True):
     id: str
-    status: str  # success, pending, or the first failing leg's status (then every leg's)
+    status: PaymentStatusText  # success, pending, or the first failing leg's status (then every leg's)
     legs: list[TransferLeg]
     created_at: str
     failed_leg: int | None = None  # the 0-based index of the first failing leg
@@ -404,8 +412,41 @@ EventSelector = Annotated[
 ]
 
 
+# What the webhooks actor can parse as an http(s) URL with a host (no credentials): a host
+# name or an IP address (IPv6 in brackets), a port up to 65535, then printable ASCII. Where
+# the host resolves to is checked at creation (the address rules in the description).
+_H16 = "[0-9A-Fa-f]{1,4}"
+_IPV6 = "|".join(
+    (
+        f"(?:{_H16}:){{7}}{_H16}",
+        f"(?:{_H16}:){{1,7}}:",
+        f"(?:{_H16}:){{1,6}}:{_H16}",
+        f"(?:{_H16}:){{1,5}}(?::{_H16}){{1,2}}",
+        f"(?:{_H16}:){{1,4}}(?::{_H16}){{1,3}}",
+        f"(?:{_H16}:){{1,3}}(?::{_H16}){{1,4}}",
+        f"(?:{_H16}:){{1,2}}(?::{_H16}){{1,5}}",
+        f"{_H16}:(?::{_H16}){{1,6}}",
+        f":(?:(?::{_H16}){{1,7}}|:)",
+    )
+)
+_PORT = "(?:6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[0-9]{1,4})"
+_HOST = r"[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?"
+WEBHOOK_URL_PATTERN = describe_pattern(
+    rf"^https?://(?:{_HOST}|\[(?:{_IPV6})\])(?::{_PORT})?(?:[/?#][!-~]*)?$",
+    "an http:// or https:// URL with a host name or IP address, such as https://example.com/hooks",
+)
+
+
 class WebhookEndpointCreate(msgspec.Struct, **_req):
-    url: Annotated[str, Meta(min_length=1, max_length=2048, description="http or https; see the address rules")]
+    url: Annotated[
+        str,
+        Meta(
+            min_length=1,
+            max_length=2048,
+            pattern=WEBHOOK_URL_PATTERN,
+            description="http or https, with a host; where it resolves to must pass the address rules",
+        ),
+    ]
     events: Annotated[list[EventSelector], Meta(min_length=1, max_length=len(EVENT_TYPES) + 1)]
     description: Description | None = None
 

@@ -181,3 +181,41 @@ async def test_a_quote_is_read_back_by_id_by_its_payer_only(api: Api) -> None:
     theirs = await bob_api.get(f"/v1/fx/quotes/{quote.body['id']}")
     made_up = await bob_api.get(f"/v1/fx/quotes/fxq_{MADE_UP}")
     assert (theirs.status, theirs.body["code"]) == (made_up.status, made_up.body["code"]) == (404, "quote_not_found")
+
+
+async def test_openapi_documents_bodies_streams_statuses_headers_and_tags(api: Api) -> None:
+    spec = (await api.get("/openapi.json")).body
+    paths, schemas = spec["paths"], spec["components"]["schemas"]
+    for path in ("/v1/payments/{id}/refunds", "/v1/holds/{id}/capture", "/v1/holds/{id}/void"):
+        assert paths[path]["post"]["requestBody"]["required"] is False, path
+    assert paths["/v1/payments"]["post"]["requestBody"]["required"] is True
+    _, payer = await funded(api)
+    _, receiver = await funded(api)
+    paid = (await api.pay(payer["id"], receiver["id"], "1")).body
+    assert (await api.post(f"/v1/payments/{paid['id']}/refunds")).status == 201, "no body, as documented"
+
+    stream = paths["/v1/events/stream"]["get"]
+    assert list(stream["responses"]["200"]["content"]) == ["text/event-stream"]
+    assert "Last-Event-ID" in [p["name"] for p in stream["parameters"] if p["in"] == "header"]
+
+    assert set(schemas["Payment"]["properties"]["status"]["enum"]) >= {"pending", "success", "not_enough_money"}
+    assert set(schemas["Hold"]["properties"]["status"]["enum"]) >= {"held", "captured", "voided", "expired"}
+    assert "pattern" in schemas["WebhookEndpointCreate"]["properties"]["url"]
+    ftp = await api.post("/v1/webhook_endpoints", {"url": "ftp://example.com/hook", "events": ["*"]})
+    assert (ftp.status, ftp.body["param"]) == (422, "url") and "http:// or https://" in ftp.body["detail"], ftp
+
+    pay = paths["/v1/payments"]["post"]["responses"]
+    assert {"X-Request-Id", "Idempotent-Replayed"} <= set(pay["201"]["headers"])
+    assert "Retry-After" in pay["503"]["headers"] and "WWW-Authenticate" in pay["401"]["headers"]
+    key = {"Idempotency-Key": f"documented-{uuid.uuid4().hex}"}
+    body = {"balance_from": payer["id"], "balance_to": receiver["id"], "amount": "1"}
+    first, again = [await api.post("/v1/payments", body, headers=key) for _ in range(2)]
+    assert first.headers["X-Request-Id"] and again.headers["Idempotent-Replayed"] == "true"
+
+    declared = [t["name"] for t in spec["tags"]]
+    tagged = {(path, method): op["tags"] for path, item in paths.items() for method, op in item.items()}
+    assert all(len(tags) == 1 and tags[0] in declared for tags in tagged.values()), tagged
+    assert tagged[("/v1/payments/{id}/refunds", "post")] == ["Refunds"]
+    assert tagged[("/v1/accounts/{id}/keys", "post")] == ["API keys"]
+    assert tagged[("/v1/accounts/{id}/balances", "post")] == ["Balances"]
+    assert len({t for tags in tagged.values() for t in tags}) >= 10, "grouped by resource in /docs"
