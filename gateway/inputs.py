@@ -214,13 +214,13 @@ def _literal_values(type_: Any, path: str) -> list[str]:
 
 
 def _unwrap(t: Any) -> Any:
-    """Annotated[X, ...] -> X; X | None -> X; list[X] stays."""
+    """Annotated[X, ...] -> X; X | None -> X (X | UnsetType too); list[X] stays."""
     while True:
         origin = typing.get_origin(t)
         if origin is typing.Annotated:
             t = typing.get_args(t)[0]
         elif origin in (typing.Union, types.UnionType):
-            rest = [a for a in typing.get_args(t) if a is not type(None)]
+            rest = [a for a in typing.get_args(t) if a not in (type(None), msgspec.UnsetType)]
             if len(rest) != 1:
                 return t
             t = rest[0]

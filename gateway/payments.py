@@ -146,8 +146,9 @@ async def prepare_payment(
         raise ApiError("balance_not_found", f"no such balance: {body.balance_from}", "balance_from")
     target = await balance_or_404(request, body.balance_to, "balance_to")
     if source.account_id in SYSTEM_ACCOUNTS or target.account_id in SYSTEM_ACCOUNTS:
+        side = "balance_from" if source.account_id in SYSTEM_ACCOUNTS else "balance_to"
         raise ApiError(
-            "validation_error", "issuer and FX liquidity balances move money only by deposits and withdrawals"
+            "validation_error", "issuer and FX liquidity balances move money only by deposits and withdrawals", side
         )
     exponent = await request.app[DIRECTORY].exponent(source.currency)
     amount_minor = parse_money(body.amount, exponent)

@@ -141,6 +141,8 @@ async def test_patch_replaces_an_accounts_metadata_but_never_its_email(api: Api)
     assert (await api.get(path)).body["metadata"] == {"c": "3"}
     cleared = await api.request("PATCH", path, json={"metadata": None})
     assert cleared.status == 200 and cleared.body.get("metadata") is None
+    empty_key = await api.request("PATCH", path, json={"metadata": {"": "x"}})
+    assert (empty_key.status, empty_key.body["param"]) == (422, "metadata."), empty_key
     immutable = await api.request("PATCH", path, json={"email": email()})
     assert (immutable.status, immutable.body["param"]) == (422, "email") and "immutable" in immutable.body["detail"]
     assert (await api.get(path)).body["email"] == account["email"]
