@@ -548,10 +548,6 @@ class Registry(EventReads):  # its journal holds API events
         await self.journal.durable()
         return int(code)
 
-    async def set_account_status(self, account_id: str, active: bool) -> AccountInfo | None:
-        """Disable or re-enable an account: its balances refuse payments meanwhile."""
-        return await self.update_account(account_id, active)
-
     async def update_account(
         self,
         account_id: str,
@@ -560,9 +556,10 @@ class Registry(EventReads):  # its journal holds API events
         *,
         set_metadata: bool = False,
     ) -> AccountInfo | None:
-        """Change an account's status (None: as it is) and, if `set_metadata`, replace its
-        metadata whole; None if there is no such account. Each change that changes something
-        is journaled, and is an `account.updated` event; the email never changes."""
+        """Disable or re-enable an account (None: as it is; its balances refuse payments while
+        it is disabled) and, if `set_metadata`, replace its metadata whole; None if there is
+        no such account. Each change that changes something is journaled and is an
+        `account.updated` event; the email never changes."""
         await self.ready()
         self._require_writable()
         account = self.accounts.get(account_id)
