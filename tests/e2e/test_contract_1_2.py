@@ -9,6 +9,7 @@ import re
 import uuid
 
 from ledger.money import parse_amount
+from rayledger.client import Client
 from tests.support.api import Api
 
 MADE_UP = "0" * 26
@@ -221,3 +222,21 @@ async def test_openapi_documents_bodies_streams_statuses_headers_and_tags(api: A
     assert tagged[("/v1/accounts/{id}/keys", "post")] == ["API keys"]
     assert tagged[("/v1/accounts/{id}/balances", "post")] == ["Balances"]
     assert len({t for tags in tagged.values() for t in tags}) >= 10, "grouped by resource in /docs"
+
+
+async def test_the_client_updates_metadata_and_reads_quotes_and_events_by_id(api: Api) -> None:
+    assert (await api.request("PUT", "/v1/fx/rates/USD/EUR", json={"rate": "0.9"})).status == 200
+    async with Client(api.base_url, api.token) as ledger:
+        ada = await ledger.accounts.create(email=email(), metadata={"a": "1"})
+        changed = await ledger.accounts.update(ada.id, metadata={"b": "2"})
+        assert (changed.metadata, changed.status) == ({"b": "2"}, "active")
+        assert (await ledger.accounts.update(ada.id, status="disabled")).metadata == {"b": "2"}
+        assert (await ledger.accounts.update(ada.id, status="active")).status == "active"
+        assert (await ledger.accounts.update(ada.id, metadata=None)).metadata is None
+        latest = await anext(aiter(ledger.events.list(type="account.updated", limit=1)))
+        assert latest.data == {"id": ada.id, "email": ada.email, "metadata": None}
+        assert await ledger.events.get(latest.id) == latest
+        usd = await ledger.balances.create(ada.id, currency="USD")
+        eur = await ledger.balances.create(ada.id, currency="EUR")
+        quote = await ledger.fx.quote(balance_from=usd.id, balance_to=eur.id, amount="10")
+        assert await ledger.fx.get_quote(quote.id) == quote
