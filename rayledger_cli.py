@@ -43,9 +43,10 @@ def lock_data_dir(data_dir: Path) -> Any:
     flock is released by the kernel when the process dies, even by SIGKILL, so a crash
     never leaves a stale lock behind; a second server on the same journal is refused.
     """
-    from journal.private import FILE_MODE, private_dir
+    from journal.private import FILE_MODE, private_dir, private_file
 
     private_dir(data_dir)  # 0700: journals hold money and key hashes (journal.private)
+    private_file(data_dir / LOCK_FILE)  # 0600, an older version's included
     handle = open(os.open(data_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, FILE_MODE), "a+")
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -312,8 +313,11 @@ def _supervise(
             try:
                 ray.get(ref)
             except Exception as exc:  # the port taken by another program, an actor lost for good
-                what = "webhooks_unready" if k == -1 else f"coordinator-{k}_cannot_serve_http"
-                say(what, "error", error=f"{type(exc).__name__}: {exc}")
+                error = f"{type(exc).__name__}: {exc}"
+                if k == -1:
+                    say("webhooks_unready", "error", error=error)
+                else:
+                    say("cannot_serve_http", "error", coordinator=k, error=error)
 
 
 def serve(settings: Settings) -> int:
@@ -335,7 +339,11 @@ def serve(settings: Settings) -> int:
     except DataDirLocked as exc:
         say("data_dir_locked", "error", error=str(exc))
         return 1
-    token, token_source = admin_token(data_dir)
+    try:
+        token, token_source = admin_token(data_dir)
+    except SystemExit as exc:  # a RAYLEDGER_ADMIN_TOKEN too short to be one
+        say("admin_token_refused", "error", error=str(exc))
+        return 2
     configure_logs(foreign=("aiohttp", "ray"), last_resort=True)  # Ray's own lines are JSON too
     if track_errors():
         say("error_tracking", dsn="SENTRY_DSN")
@@ -355,9 +363,9 @@ def serve(settings: Settings) -> int:
             return 1
         keys = token_hash(token), seal_key(token)
         loops = ray.get([c.serve_http.remote(settings.host, settings.port, *keys) for c in handles.coordinators])
-        base = f"http://{settings.host}:{settings.port}"
-        say("serving", url=base, docs=f"{base}/docs", console=f"{base}/console")
-        recorded = record_server(data_dir, connect_url(settings.host, settings.port))
+        base = connect_url(settings.host, settings.port)  # where a client on this machine reaches it
+        say("serving", url=base, docs=f"{base}/docs", console=f"{base}/console", listening=settings.host)
+        recorded = record_server(data_dir, base)
         say("ingress", coordinators=len(loops), event_loop=loops[0])
         if dashboard_url:
             dashboard: dict[str, object] = {"url": dashboard_url}
@@ -559,12 +567,24 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _plain_forwarded_logs() -> None:
-    """Actors' log lines reach the supervisor's stderr through Ray, which prefixes each
-    with "(actor pid=…)" in ANSI colour. Into a file or a pipe they stay JSON lines, one
-    per line, as they were written (each already names its actor). Read by Ray at import."""
-    if not sys.stderr.isatty():
-        os.environ.setdefault("RAY_DISABLE_WORKER_LOG_PREFIX", "1")
-        os.environ.setdefault("RAY_COLOR_PREFIX", "0")
+    """Actors' log lines reach the supervisor's stderr through Ray, which would prefix each
+    with "(actor pid=…)" in ANSI colour and fold repeated ones into "[repeated Nx]" notes.
+    They stay JSON lines, one per line, as they were written (each already names its
+    actor), on a terminal too. Read by Ray at import."""
+    os.environ.setdefault("RAY_DISABLE_WORKER_LOG_PREFIX", "1")
+    os.environ.setdefault("RAY_COLOR_PREFIX", "0")
+    os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+
+
+def _json_crash_lines() -> None:
+    """An exception nothing handled ends serve with one JSON line, its traceback a field."""
+
+    def hook(kind: type[BaseException], error: BaseException, tb: Any) -> None:
+        import traceback
+
+        say("crashed", "error", error=f"{kind.__name__}: {error}", traceback="".join(traceback.format_tb(tb)))
+
+    sys.excepthook = hook
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -574,16 +594,24 @@ def main(argv: list[str] | None = None) -> int:
     command = args.pop("command")
     if command == "seed":
         return seed(args)
+    if command == "serve":  # every line a server prints is one JSON object
+        _json_crash_lines()
     try:
         settings = settings_from_env(args)
     except (ValueError, TypeError) as exc:
+        if command == "serve":
+            say("settings_refused", "error", error=str(exc))
+            return 2
         parser.error(str(exc))
     if command in ("serve", "verify"):
         from journal.migrate import stale_message
 
         stale = stale_message(settings.data_path)
         if stale is not None:  # refused here, before Ray starts or any journal is opened
-            print(f"rayledger {command}: {stale}", file=sys.stderr)
+            if command == "serve":
+                say("journal_format_stale", "error", error=stale)
+            else:
+                print(f"rayledger {command}: {stale}", file=sys.stderr)
             return 2
     if command == "migrate":
         return migrate(settings)
@@ -595,7 +623,10 @@ def main(argv: list[str] | None = None) -> int:
         if command == "stop":
             return stop(settings)
     except RayUnreachable as exc:
-        print(f"rayledger: {exc}", file=sys.stderr)
+        if command == "serve":
+            say("ray_unreachable", "error", error=str(exc))
+        else:
+            print(f"rayledger: {exc}", file=sys.stderr)
         return 2
     raise AssertionError(command)
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 from journal import Journal
 from ledger.records import Record, event_seq
 
+RESUME_LOOKAHEAD = 200  # events with later ids whose positions a resumed stream starts before
+
 
 class EventReads:
     journal: Journal
@@ -27,13 +29,17 @@ class EventReads:
         return await self.journal.events_after_encoded(after_seq, limit)
 
     async def event_position_after(self, event_id: str) -> int:
-        """The position a stream resumed after `event_id` reads on from: just before this
-        journal's first event with a later id, or its end if it has none. The end is read
-        first: an event appended meanwhile is read again rather than skipped."""
-        await self.journal.durable()
+        """The position a stream resumed after `event_id` reads on from: just before the
+        earliest written of this journal's first events with a later id (a journal writes
+        its events nearly, not exactly, in time order), or its end if it has none. The end
+        is taken before the query, once durable: an event appended meanwhile is read again
+        rather than skipped."""
         end = self.journal.last_seq
-        later = await self.journal.events(limit=1, before_id=None, after_id=event_id, event_type=None, ascending=True)
-        return event_seq(later[0][0]) - 1 if later else end
+        await self.journal.durable(end)
+        later = await self.journal.events(
+            limit=RESUME_LOOKAHEAD, before_id=None, after_id=event_id, event_type=None, ascending=True
+        )
+        return min(event_seq(some_id) for some_id, _ in later) - 1 if later else end
 
     async def event_position(self) -> int:
         """The journal's position now: a webhook endpoint made now gets the events after it."""

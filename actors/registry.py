@@ -252,14 +252,19 @@ class Registry(EventReads):  # its journal holds API events
             del self.answers[oldest.lookup]
         return self.answers.get(idem.lookup)
 
-    def _answer(self, idem: Idem | None, kind: str, ref: str, amount_minor: int = 0) -> None:
+    def _answer(
+        self, idem: Idem | None, kind: str, ref: str, amount_minor: int = 0, refusals: bytes | None = None
+    ) -> None:
         """Journal what `idem` made in the same frame as the create itself: a crash keeps
         both or neither, so a retry never makes a second one."""
         if idem is not None:
-            self._commit(Answered(idem.lookup, idem.fingerprint, kind, ref, _now_ms(), amount_minor, idem.sealed))
+            self._commit(
+                Answered(idem.lookup, idem.fingerprint, kind, ref, _now_ms(), amount_minor, idem.sealed, refusals)
+            )
 
-    async def claim_batch(self, idem: Idem) -> Answered | None:
-        """Claim a batch's Idempotency-Key for its whole body: None on the first claim
+    async def claim_batch(self, idem: Idem, refusals: bytes) -> Answered | None:
+        """Claim a batch's Idempotency-Key for its whole body, with the answers of the items
+        refused before running (`refusals`, encoded by the gateway): None on the first claim
         (journaled before any item runs, so a retry after a crash finds it), else the first
         claim, whose fingerprint tells a replay of the batch from another body (409). The
         items carry keys of their own derived from it, so each runs once either way."""
@@ -267,7 +272,7 @@ class Registry(EventReads):  # its journal holds API events
         if (answered := self._answered(idem)) is not None:
             await self.journal.durable()
             return answered
-        self._answer(idem, "batch", "")
+        self._answer(idem, "batch", "", refusals=refusals)
         await self.journal.durable()
         return None
 

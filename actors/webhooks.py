@@ -269,6 +269,14 @@ class WebhookDispatcher:
         else:
             raise AssertionError(f"not a webhooks record: {r!r}")
 
+    def _sealed(self, endpoint: _Endpoint) -> WebhookEndpointCreated:
+        """The endpoint as snapshots keep it: sealed, even one journaled before secrets were
+        (its journal frames keep the secret as written; recreating the endpoint drops it)."""
+        if endpoint.created.sealed_secret is not None:
+            return endpoint.created
+        sealed = seal_secret(self._secrets_key, endpoint.created.endpoint_id, endpoint.secret)
+        return msgspec.structs.replace(endpoint.created, secret="", sealed_secret=sealed)
+
     def _endpoint(self, created: WebhookEndpointCreated, positions: dict[str, int]) -> _Endpoint:
         return _Endpoint(created, unseal_secret(self._secrets_key, created), positions)
 
@@ -555,7 +563,7 @@ class WebhookDispatcher:
         if self._snapshot_task is not None and not self._snapshot_task.done():
             return
         snap = _Snapshot(
-            [e.created for e in self.endpoints.values()],
+            [self._sealed(e) for e in self.endpoints.values()],
             {e.created.endpoint_id: dict(e.positions) for e in self.endpoints.values()},
             [a for e in self.endpoints.values() for a in e.retrying.values()],
         )

@@ -7,10 +7,13 @@ stream sends it as each event's `id:`, so the two speak of events alike (contrac
 stream starts at now, or after the event named by `Last-Event-ID` or `?after=`. It reads
 each journal in order, and sends what it read in id order once it is `events_stream_lag_ms`
 old, so an event recorded a moment earlier on another journal is not passed over by a
-client that resumes after a later one. Resuming reads each journal on from its first event
-with a later id: nothing after the named event is skipped, and an event recorded with an
-older time after it had been sent (a change finished by recovery after a crash) may come
-twice. Receivers dedupe by id, as they do webhooks. An account key sees the events of its
+client that resumes after a later one. Resuming reads each journal on from before its
+earliest written event with a later id, so events around the named one may come again:
+receivers dedupe by id, as they do webhooks. One kind of event can be missed by a resumed
+stream: one written more than `events_stream_lag_ms` after the time it carries (a payment
+that crash recovery aborts carries its creation time) while the client was away, on a
+journal with nothing newer; a live stream sends it when it is written, and
+`GET /v1/events` lists it in its place. An account key sees the events of its
 own account and balances (and the rates, which it may read anyway).
 """
 

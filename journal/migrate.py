@@ -36,6 +36,7 @@ from typing import NamedTuple
 import msgspec
 
 from journal.base import GENESIS_HASH, Frame, JournalCorrupt, frame_hash
+from journal.private import write_private
 from journal.sqlite import FORMAT, _connect_sync
 from ledger.records import RecordCodec
 
@@ -230,8 +231,7 @@ def _build(data_dir: Path, old: list[OldJournal], backup: Path, say: Callable[[s
         _fsync(path.parent)
     for folder in {staging / t.parent for t in by_target}:
         _fsync(folder)
-    (staging / COMPLETE).write_text(backup.name + "\n")  # names where the old files go
-    _fsync(staging / COMPLETE)
+    write_private(staging / COMPLETE, (backup.name + "\n").encode())  # names where the old files go
     _fsync(staging)
 
 

@@ -37,15 +37,28 @@ def private_file(path: Path) -> None:
 
 
 def write_private(path: Path, data: bytes) -> bool:
-    """Write a new 0600 file durably; False if it exists already (the first writer won)."""
+    """Write a new 0600 file durably and whole: written and synced under a temporary name,
+    then linked into place, so a crash never leaves `path` empty or short. False if it
+    exists already (the first writer won)."""
     private_dir(path.parent)
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
-    except FileExistsError:
+    if path.exists():
         return False
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
     try:
         os.write(fd, data)
         os.fsync(fd)
     finally:
         os.close(fd)
+    try:
+        os.link(temporary, path)  # fails if another writer linked first
+    except FileExistsError:
+        return False
+    finally:
+        os.unlink(temporary)
+    directory = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)
     return True

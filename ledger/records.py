@@ -345,6 +345,7 @@ class Answered(msgspec.Struct, tag="an", **_opts):
     at_ms: int
     amount_minor: int = 0  # a balance's first overdraft limit
     sealed: bytes | None = None
+    refusals: bytes | None = None  # a batch's: the items refused before running, as the gateway encoded them
 
 
 class WebhookEndpointCreated(msgspec.Struct, tag="we", **_opts):

@@ -207,19 +207,20 @@ async def test_a_batch_header_key_makes_the_batch_one_replayable_unit(api: Api) 
     _, a = await funded(api, amount="10")
     _, b = await funded(api, amount="0")
     one = {"balance_from": a["id"], "balance_to": b["id"], "amount": "1"}
+    missing = {**one, "balance_to": "bal_missing"}
     header = {"Idempotency-Key": f"batch-header-{next(_emails)}"}
-    first = await api.post("/v1/payments/batch", {"payments": [one, one]}, headers=header)
+    first = await api.post("/v1/payments/batch", {"payments": [one, one, missing]}, headers=header)
     assert first.status == 200 and "Idempotent-Replayed" not in first.headers, first
     r = first.body["results"]
-    assert [x["status"] for x in r] == ["success", "success"] and r[0]["id"] != r[1]["id"], r
-    assert [x["idempotency_key"] for x in r] == [f"{header['Idempotency-Key']}:{n}" for n in range(2)]
+    assert [x["status"] for x in r] == ["success", "success", 404] and r[0]["id"] != r[1]["id"], r
+    assert [x["idempotency_key"] for x in r[:2]] == [f"{header['Idempotency-Key']}:{n}" for n in range(2)]
     assert (await api.get(f"/v1/balances/{b['id']}")).body["amount"] == "2.00"  # two payments, two moves
 
-    again = await api.post("/v1/payments/batch", {"payments": [one, one]}, headers=header)
+    again = await api.post("/v1/payments/batch", {"payments": [one, one, missing]}, headers=header)
     assert again.status == 200 and again.headers["Idempotent-Replayed"] == "true"
     assert again.body["results"] == r
     # Another body under the header is refused whole, before anything moves, a longer one too.
-    for other in ([one], [one, one, one], [one, {**one, "amount": "2"}]):
+    for other in ([one, one], [one, one, missing, one], [one, {**one, "amount": "2"}, missing]):
         refused = await api.post("/v1/payments/batch", {"payments": other}, headers=header)
         assert refused.status == 409 and refused.body["code"] == "idempotency_key_reused", refused
     assert (await api.get(f"/v1/balances/{b['id']}")).body["amount"] == "2.00"
@@ -233,7 +234,12 @@ async def test_a_batch_header_key_makes_the_batch_one_replayable_unit(api: Api) 
     twice = [{**one, "idempotency_key": "same"}, {**one, "idempotency_key": "same"}]
     shared = await api.post("/v1/payments/batch", {"payments": twice})
     assert shared.status == 422 and shared.body["param"] == "payments[1].idempotency_key", shared
-    assert (await api.get(f"/v1/balances/{b['id']}")).body["amount"] == "2.00"
+    # Items are keyed <header>:<index> within the 255 characters of a key.
+    too_long = await api.post("/v1/payments/batch", {"payments": [one]}, headers={"Idempotency-Key": "k" * 252})
+    assert too_long.status == 422 and too_long.body["param"] == "Idempotency-Key", too_long
+    longest = await api.post("/v1/payments/batch", {"payments": [one]}, headers={"Idempotency-Key": "k" * 251})
+    assert longest.status == 200 and longest.body["results"][0]["idempotency_key"] == "k" * 251 + ":0", longest
+    assert (await api.get(f"/v1/balances/{b['id']}")).body["amount"] == "3.00"
 
 
 async def test_holds_capture_void_and_expire(api: Api) -> None:

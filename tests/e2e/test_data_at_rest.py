@@ -5,6 +5,7 @@ included."""
 
 from __future__ import annotations
 
+import contextlib
 import stat
 from pathlib import Path
 
@@ -15,7 +16,13 @@ from tests.support.api import Api
 
 
 def _modes(root: Path) -> dict[str, int]:
-    return {str(p.relative_to(root)): stat.S_IMODE(p.stat().st_mode) for p in [root, *root.rglob("*")]}
+    """The mode of every file and folder under `root` (SQLite's transient files may vanish
+    while they are listed)."""
+    modes = {}
+    for path in [root, *root.rglob("*")]:
+        with contextlib.suppress(FileNotFoundError):
+            modes[str(path.relative_to(root))] = stat.S_IMODE(path.stat().st_mode)
+    return modes
 
 
 async def test_the_data_directory_is_private_and_holds_no_secret_in_the_clear(tmp_path: Path) -> None:

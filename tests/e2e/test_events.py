@@ -1,7 +1,7 @@
 """Events over HTTP: every state change listed in order from the journals, filtered by
 type, scoped for account keys, durable across a restart, and streamed as Server-Sent
 Events that start at now, carry the events' own ids and resume after one of them (by
-`?after=` or Last-Event-ID) without a gap or a repeat."""
+`?after=` or Last-Event-ID) without a gap."""
 
 from __future__ import annotations
 
