@@ -1,7 +1,7 @@
 """Gathers concurrent payment requests into one call to the coordinators.
 
 One actor call per HTTP request caps the gateway near 1.7k requests/s on two cores;
-combined calls carry 10k+ payments/s (DESIGN §6). No timer: an idle ledger sends a request
+combined calls carry 10k+ payments/s (docs/design.md §6). No timer: an idle ledger sends a request
 at once, and a busy one batches more.
 
 With `in_flight_max` slots, a slot that frees while another batch is out waits until the

@@ -1,4 +1,4 @@
-"""The HTTP ingress inside a PaymentCoordinator actor (DESIGN §6), as Ray Serve runs its
+"""The HTTP ingress inside a PaymentCoordinator actor (docs/design.md §6), as Ray Serve runs its
 HTTP proxies as actors: a request reaches its coordinator with no Ray hop.
 
     client ─HTTP─▶ aiohttp app ─▶ PaymentBatcher ─▶ this coordinator (a local call)

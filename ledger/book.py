@@ -3,7 +3,7 @@
 Every change goes through `apply(record)`, the one function used both for live traffic
 and for replay, so recovery reproduces exactly what clients were told. The `decide_*`
 methods only *compute* the record (or a rejection) from current state; the shard journals
-that record and then applies it, with no suspension point in between (DESIGN §1.5).
+that record and then applies it, with no suspension point in between (docs/design.md §1.5).
 
 Invariants, asserted after every change:
   reserved >= 0, incoming >= 0, and for a limited balance

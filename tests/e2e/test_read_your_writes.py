@@ -1,4 +1,4 @@
-"""Read-your-writes under load (DESIGN §5): a read of either balance right after an
+"""Read-your-writes under load (docs/design.md §5): a read of either balance right after an
 acknowledged payment reflects it, even though the payment's phase two may still be on its
 way to the shards. Many clients at once, so that reads race phase two for real."""
 
