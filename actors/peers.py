@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from actors.channel import Channel, ChannelClosed
+from actors.topology import is_shard_name
 
 PHASE2_RETRY_S_MAX = 2.0
 
@@ -49,9 +50,7 @@ SHARD_STREAMED = frozenset({"hold", "settle"})  # once per batch per shard, on e
 def ray_lookup(namespace: str) -> PeerLookup:
     """Resolve actor names lazily, once each; a restarted actor keeps its handle. Shards'
     per-batch calls take a direct stream when one is up."""
-    import ray
-
-    from actors.topology import is_shard_name
+    import ray  # here: the ledger's plain classes run without Ray too (actors.inprocess)
 
     cache: dict[str, Peer] = {}
 

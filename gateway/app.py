@@ -45,6 +45,7 @@ from gateway.metrics import METRICS, GatewayMetrics, metrics_endpoint
 from gateway.openapi import build_spec
 from gateway.routes import OPS, Op
 from gateway.schemas import TRANSFER_LEGS_MAX
+from journal import JournalUnavailable
 
 log = logging.getLogger("rayledger.gateway")
 SHUTDOWN_PHASE2_WAIT_S = 10.0
@@ -62,9 +63,7 @@ DOCS_HTML = """<!doctype html>
 def _unavailable(exc: BaseException) -> bool:
     """Infrastructure trouble (an actor restarting, a journal that cannot be written):
     the client should retry later, and nothing was acknowledged."""
-    from ray import exceptions as ray_exceptions
-
-    from journal import JournalUnavailable
+    from ray import exceptions as ray_exceptions  # here: the app is built and tested without Ray
 
     if isinstance(exc, JournalUnavailable | ray_exceptions.RayActorError | ray_exceptions.ActorUnavailableError):
         return True

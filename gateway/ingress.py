@@ -29,6 +29,7 @@ from actors.coordinator import PaymentCoordinator
 from actors.logs import event
 from actors.peers import Peer, PeerLookup, ray_lookup
 from actors.topology import coordinator_name
+from gateway.app import create_app
 
 log = logging.getLogger("rayledger.ingress")
 STOP_DRAIN_S = 10.0  # in-flight requests get this long to finish when the ingress stops
@@ -62,8 +63,6 @@ class IngressCoordinator(PaymentCoordinator):
         return type(asyncio.get_running_loop()).__module__
 
     async def _start(self, host: str, port: int, admin_token_hash: bytes, seal_key: bytes) -> None:
-        from gateway.app import create_app  # the app imports the coordinator: import it late
-
         await self.ready()
         client = LedgerClient(self.settings, self._local_first())
         app = create_app(self.settings, client, admin_token_hash, ingress=self.index, seal_key=seal_key)
