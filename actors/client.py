@@ -12,9 +12,7 @@ from typing import Any
 
 import msgspec
 
-from actors.coordinator import Outcome
 from actors.peers import Peer, PeerLookup
-from actors.registry import BalanceInfo
 from actors.settings import Settings
 from actors.topology import (
     REGISTRY_NAME,
@@ -28,7 +26,9 @@ from actors.topology import (
 from ledger.activity import Minute, merged
 from ledger.book import BalanceView
 from ledger.messages import HoldRequest, PaymentQuery, PaymentRequest, TransferRequest, pack, unpack
+from ledger.outcomes import Outcome
 from ledger.records import HoldRecord, PaymentRecord, TransferRecord
+from ledger.views import BalanceInfo
 
 
 class LedgerClient:

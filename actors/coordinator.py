@@ -54,6 +54,17 @@ from ledger.messages import (
     pack,
     unpack,
 )
+from ledger.outcomes import (
+    ABORTED_IN_RECOVERY,
+    JOURNAL_UNAVAILABLE,
+    Outcome,
+    decided_outcome,
+    decided_record,
+    is_transfer_id,
+    pending_record,
+    pending_transfer,
+    undecided,
+)
 from ledger.records import (
     Completed,
     Completions,
@@ -71,11 +82,6 @@ from ledger.records import (
     payment_sides,
 )
 from ledger.results import Check, PaymentStatus, decide, decide_fx, decide_legs
-
-ABORTED_IN_RECOVERY = "aborted_in_recovery"
-# A payment a shard could not take part in: answered 503 (nothing moved, its key stays free
-# for the retry), yet recorded, because a client told 202 already holds its id and polls it.
-JOURNAL_UNAVAILABLE = "journal_unavailable"
 
 log = logging.getLogger("rayledger.coordinator")
 
@@ -103,47 +109,7 @@ class CoordinatorSnapshot(msgspec.Struct, frozen=True, array_like=True):
     activity: list[Minute] = []  # payments decided per minute over the last hour
 
 
-class Outcome(msgspec.Struct, frozen=True, array_like=True):
-    payment: PaymentRecord | None = None
-    hold: HoldRecord | None = None
-    replayed: bool = False  # an idempotency key answered with the first outcome
-    conflict: bool = False  # the key was used before with a different request
-    refused: str | None = None  # hold operations: not_found, not_held, amount_exceeds_hold;
-    # refunds: not_refundable, refund_exceeds_payment
-    transfer: TransferRecord | None = None
-
-
 HOLD_HELD = "held"
-
-
-def _undecided(record: PaymentRecord | TransferRecord | None) -> bool:
-    """Not decided on its merits: a shard could not take part (see `_run`)."""
-    return record is None or record.reason == JOURNAL_UNAVAILABLE
-
-
-def _decided_outcome(record: PaymentRecord | TransferRecord | None) -> Outcome:
-    if _undecided(record):
-        return Outcome(refused="unavailable")
-    return Outcome(transfer=record) if isinstance(record, TransferRecord) else Outcome(record)
-
-
-def is_transfer_id(some_id: str) -> bool:
-    return some_id.startswith("tr_")
-
-
-def pending_transfer(t: TransferRequest) -> TransferRecord:
-    return TransferRecord(
-        id=t.transfer_id,
-        status=PaymentStatus.PENDING,
-        reason=None,
-        failed_leg=None,
-        legs=[TransferLeg(r.payment_id, r.balance_from, r.balance_to, r.amount_minor, r.currency) for r in t.legs],
-        created_at_ms=t.created_at_ms,
-        settled_at_ms=None,
-        description=t.description,
-        metadata=t.metadata,
-        idempotency_key=t.idempotency_key,
-    )
 
 
 def _packed(owed: Owed | None) -> tuple[bytes, ...]:
@@ -164,39 +130,6 @@ def _matches(q: PaymentQuery, payment_id: str, p: PaymentRequest | PaymentRecord
     if q.idempotency_key is not None and p.idempotency_key != q.idempotency_key:
         return False
     return (q.before_id is None or payment_id < q.before_id) and (q.after_id is None or payment_id > q.after_id)
-
-
-def decided_record(
-    r: PaymentRequest,
-    status: PaymentStatus,
-    reason: str | None,
-    settled_at_ms: int | None,
-    transfer: TransferRequest | None = None,
-) -> PaymentRecord:
-    """The record of `r` with its status; a transfer's leg takes its time, description,
-    metadata and key-lessness from the transfer."""
-    return PaymentRecord(
-        id=r.payment_id,
-        balance_from=r.balance_from,
-        balance_to=r.balance_to,
-        amount_minor=r.amount_minor,
-        currency=r.currency,
-        status=status,
-        reason=reason,
-        created_at_ms=r.created_at_ms if transfer is None else transfer.created_at_ms,
-        settled_at_ms=settled_at_ms,
-        description=r.description if transfer is None else transfer.description,
-        metadata=r.metadata if transfer is None else transfer.metadata,
-        idempotency_key=r.idempotency_key,
-        fingerprint=r.fingerprint,
-        refund_of=r.refund_of,
-        transfer_id=None if transfer is None else transfer.transfer_id,
-        fx=r.fx,
-    )
-
-
-def pending_record(r: PaymentRequest) -> PaymentRecord:
-    return decided_record(r, PaymentStatus.PENDING, None, None)
 
 
 def _legs(r: PaymentRequest) -> list[tuple[str, str, str, int, str]]:
@@ -629,17 +562,17 @@ class PaymentCoordinator(EventReads):  # its journal holds API events
                 results = await run(fresh)
             finally:
                 for r, result in zip(fresh, results, strict=True):
-                    if _undecided(result) and r.idempotency_key is not None:
+                    if undecided(result) and r.idempotency_key is not None:
                         self.keys.pop(r.idempotency_key, None)  # nothing was decided: the key is free
                     pending.pop(r.payment_id, None)
                     fut = self._inflight.pop(r.payment_id)
                     known = recent.get(r.payment_id)
-                    if known is not None and not _undecided(known):
+                    if known is not None and not undecided(known):
                         fut.set_result(known)
                     else:
                         fut.cancel()
             decided = iter(results)
-            answers = [_decided_outcome(next(decided)) if a is None else a for a in answers]
+            answers = [decided_outcome(next(decided)) if a is None else a for a in answers]
         return [a if isinstance(a, Outcome) else await self._replay(a) for a in answers]  # type: ignore[arg-type]
 
     async def _replay(self, some_id: str) -> Outcome:
@@ -659,12 +592,12 @@ class PaymentCoordinator(EventReads):  # its journal holds API events
         if is_transfer_id(some_id):
             transfer = await self.get_transfer(some_id)
             assert transfer is not None, f"an idempotency key points at unknown transfer {some_id}"
-            if _undecided(transfer):
+            if undecided(transfer):
                 return Outcome(refused="unavailable")
             return Outcome(transfer=transfer, replayed=True)
         payment = await self.get_payment(some_id)
         assert payment is not None, f"an idempotency key points at unknown payment {some_id}"
-        if _undecided(payment):  # a redelivered call of one answered 503: 503 again
+        if undecided(payment):  # a redelivered call of one answered 503: 503 again
             return Outcome(refused="unavailable")
         return Outcome(payment, replayed=True)
 

@@ -16,8 +16,6 @@ import logging
 import os
 import time
 
-import msgspec
-
 from actors.events import EventReads
 from actors.logs import event
 from actors.memory import freeze_long_lived_state
@@ -52,54 +50,20 @@ from ledger.records import (
     Record,
 )
 from ledger.results import Check
+from ledger.views import (
+    FX_ACCOUNT_ID,
+    SYSTEM_ACCOUNT_ID,
+    SYSTEM_ACCOUNTS,
+    AccountInfo,
+    BalanceInfo,
+    CurrencyView,
+    Idem,
+    KeyView,
+)
 
-SYSTEM_ACCOUNT_ID = "acc_system"
 QUOTES_KEPT_AFTER_EXPIRY_MS = 24 * 3600 * 1000  # then a quote's id is unknown (404), no longer quote_expired
-FX_ACCOUNT_ID = "acc_fx"  # owns one liquidity balance per currency that has a rate
-SYSTEM_ACCOUNTS = frozenset({SYSTEM_ACCOUNT_ID, FX_ACCOUNT_ID})
 
 log = logging.getLogger("rayledger.registry")
-
-
-class KeyView(msgspec.Struct, frozen=True, array_like=True):
-    id: str
-    account_id: str
-    prefix: str | None
-    created_at_ms: int
-
-
-class Idem(msgspec.Struct, frozen=True, array_like=True):
-    """An Idempotency-Key on a create, as the gateway hands it over (hashed and sealed)."""
-
-    lookup: bytes
-    fingerprint: bytes
-    sealed: bytes | None = None
-
-
-class AccountInfo(msgspec.Struct, frozen=True):
-    id: str
-    email: str
-    active: bool
-    created_at_ms: int
-    metadata: dict[str, str] | None
-    balance_ids: list[str]
-
-
-class BalanceInfo(msgspec.Struct, frozen=True, array_like=True):
-    """Immutable directory facts about a balance."""
-
-    id: str
-    account_id: str
-    currency: str
-    created_at_ms: int
-
-
-class CurrencyView(msgspec.Struct, frozen=True):
-    code: str
-    exponent: int
-    name: str
-    custom: bool
-    issuer_balance_id: str | None
 
 
 class _Account:

@@ -42,7 +42,6 @@ from actors.client import LedgerClient
 from actors.logs import event
 from actors.memory import freeze_long_lived_state
 from actors.peers import PeerLookup, ray_lookup
-from actors.registry import Idem
 from actors.settings import Settings
 from actors.telemetry import Telemetry, placement
 from actors.topology import WEBHOOKS_NAME
@@ -60,6 +59,7 @@ from ledger.records import (
     event_of,
 )
 from ledger.records import event_id as make_event_id
+from ledger.views import Idem
 from ledger.webhooks import address_refusal, next_attempt_ms
 from rayledger.webhooks import SIGNATURE_HEADER, signature
 

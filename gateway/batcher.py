@@ -24,8 +24,8 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from actors.client import LedgerClient
-from actors.coordinator import Outcome
 from ledger.messages import PaymentRequest, TransferRequest
+from ledger.outcomes import Outcome
 
 Request = PaymentRequest | TransferRequest  # each tracked by its `payment_id` (a transfer's id)
 

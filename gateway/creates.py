@@ -20,11 +20,12 @@ from typing import Any
 import msgspec
 from aiohttp import web
 
-from actors.registry import Answered, Idem
 from gateway import payments, render, schemas
 from gateway.errors import ApiError
 from gateway.keys import CLIENT, DIRECTORY, SEAL_KEY
 from ledger.book import BalanceView
+from ledger.records import Answered
+from ledger.views import Idem
 
 _SEAL_CONTEXT = b"rayledger: an API key's token, sealed under the Idempotency-Key that created it"
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections import OrderedDict
 
 from actors.client import LedgerClient
-from actors.registry import BalanceInfo, CurrencyView
+from ledger.views import BalanceInfo, CurrencyView
 
 
 class Directory:

@@ -10,8 +10,7 @@ from typing import Any, NamedTuple, Protocol, TypeVar
 import msgspec
 from aiohttp import web
 
-from actors.coordinator import REFUNDS_PER_PAYMENT_MAX, Outcome, pending_record
-from actors.registry import SYSTEM_ACCOUNT_ID, SYSTEM_ACCOUNTS, Answered, BalanceInfo
+from actors.coordinator import REFUNDS_PER_PAYMENT_MAX
 from actors.topology import partition_of
 from gateway import creates, payments, render, schemas
 from gateway.auth import Principal, new_account_token
@@ -22,8 +21,10 @@ from gateway.metrics import METRICS
 from ledger.ids import HOLD_PREFIX, make_id
 from ledger.messages import HoldRequest, PaymentQuery, PaymentRequest
 from ledger.money import format_amount
-from ledger.records import FxRateSet, HoldRecord, PaymentRecord, TransferRecord
+from ledger.outcomes import Outcome, pending_record
+from ledger.records import Answered, FxRateSet, HoldRecord, PaymentRecord, TransferRecord
 from ledger.results import Check
+from ledger.views import SYSTEM_ACCOUNT_ID, SYSTEM_ACCOUNTS, BalanceInfo
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 T = TypeVar("T")

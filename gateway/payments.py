@@ -17,8 +17,6 @@ from typing import NamedTuple, TypeVar
 import msgspec
 from aiohttp import web
 
-from actors.coordinator import Outcome, pending_record
-from actors.registry import SYSTEM_ACCOUNT_ID, SYSTEM_ACCOUNTS, BalanceInfo
 from actors.topology import coordinator_of
 from gateway import render, schemas
 from gateway.errors import ApiError
@@ -28,6 +26,8 @@ from gateway.metrics import METRICS
 from ledger.ids import make_id
 from ledger.messages import PaymentRequest
 from ledger.money import AmountError, parse_amount
+from ledger.outcomes import Outcome, pending_record
+from ledger.views import SYSTEM_ACCOUNT_ID, SYSTEM_ACCOUNTS, BalanceInfo
 
 T = TypeVar("T")
 IDEMPOTENCY_HEADER = "Idempotency-Key"

@@ -5,11 +5,11 @@ from __future__ import annotations
 import functools
 from datetime import UTC, datetime
 
-from actors.registry import AccountInfo, BalanceInfo
 from gateway import schemas
 from ledger.book import BalanceView
 from ledger.money import format_amount
 from ledger.records import FxQuote, HoldRecord, PaymentRecord, TransferRecord
+from ledger.views import AccountInfo, BalanceInfo
 
 
 @functools.lru_cache(maxsize=4096)

@@ -8,7 +8,6 @@ import asyncio
 
 from aiohttp import web
 
-from actors.coordinator import pending_transfer
 from gateway import render, schemas
 from gateway.errors import ApiError
 from gateway.handlers import (
@@ -35,6 +34,7 @@ from gateway.payments import (
     prepare_payment,
 )
 from ledger.messages import TransferRequest
+from ledger.outcomes import pending_transfer
 from ledger.records import TransferRecord
 
 TRANSFER_PREFIX = "tr"

@@ -16,8 +16,9 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from actors.coordinator import JOURNAL_UNAVAILABLE, PaymentCoordinator
+from actors.coordinator import PaymentCoordinator
 from journal import JournalUnavailable, MemoryJournal
+from ledger.outcomes import JOURNAL_UNAVAILABLE
 from ledger.records import PaymentRecord
 from ledger.results import FINAL_STATUSES, PaymentStatus
 from tests.support.audit import audit

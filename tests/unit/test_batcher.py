@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import asyncio
 
-from actors.coordinator import Outcome, pending_record
 from gateway.batcher import PaymentBatcher
 from ledger.messages import PaymentRequest
+from ledger.outcomes import Outcome, pending_record
 
 
 class HeldCoordinators:
