@@ -246,8 +246,8 @@ class RecentHistory:
                 else (self.by_id.get(q.tag, []), q.after_id, q.before_id)
             )
             key = _row_seq if q.by_seq else _row_id
-            start = 0 if low is None else bisect.bisect_right(rows, low, key=key)  # type: ignore[arg-type]
-            end = len(rows) if high is None else bisect.bisect_left(rows, high, key=key)  # type: ignore[arg-type]
+            start = 0 if low is None else bisect.bisect_right(rows, low, key=key)
+            end = len(rows) if high is None else bisect.bisect_left(rows, high, key=key)
             span = range(start, end) if q.ascending else range(end - 1, start - 1, -1)
             candidates = (rows[i] for i in span)
         found: list[tuple[int, str, bytes]] = []
@@ -713,9 +713,12 @@ class Journal(abc.ABC):
                         cursor = await self._stored_cursor_seq(q.tag, bound)
                     if cursor is None:
                         return []  # a cursor that was never indexed bounds nothing: an empty page
-                    old = getattr(q, f"{field}_seq")
-                    tighter = cursor if old is None else (min if field == "before" else max)(cursor, old)
-                    q = q._replace(**{f"{field}_id": None, f"{field}_seq": tighter})
+                    if field == "before":
+                        tighter = cursor if q.before_seq is None else min(cursor, q.before_seq)
+                        q = q._replace(before_id=None, before_seq=tighter)
+                    else:
+                        tighter = cursor if q.after_seq is None else max(cursor, q.after_seq)
+                        q = q._replace(after_id=None, after_seq=tighter)
         recent = self._recent.select(q)
         found = {seq: (some_id, body) for seq, some_id, body in (*await self._select(q), *recent)}
         order = (

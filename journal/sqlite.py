@@ -40,7 +40,7 @@ import sqlite3
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import aiosqlite
 import msgspec
@@ -153,7 +153,10 @@ def _connect_history(path: Path, timeout_s: float) -> sqlite3.Connection:
     return conn
 
 
-def _frame(row: tuple[int, int, bytes, bytes, bytes]) -> Frame:
+FrameRow = tuple[int, int, bytes, bytes, bytes]  # first_seq, last_seq, body, hash, lens
+
+
+def _frame(row: FrameRow) -> Frame:
     first_seq, last_seq, body, hash_, lens = row
     return Frame(first_seq, last_seq, body, hash_, tuple(msgspec.msgpack.decode(lens)))
 
@@ -455,7 +458,7 @@ class SqliteJournal(Journal):
             " WHERE part = ? AND last_seq > ? ORDER BY first_seq LIMIT ?",
             (self.part, seq, limit),
         )
-        return [_frame(r) for r in await cursor.fetchall()]
+        return [_frame(cast(FrameRow, r)) for r in await cursor.fetchall()]
 
     async def _write_history(self, rows: list[HistoryRow], through_seq: int) -> None:
         part = self.part

@@ -374,7 +374,11 @@ class BalanceBook:
             b.amount, b.reserved, b.incoming = amount, reserved, incoming
             b.active, b.account_active = active, account_active
             book.balances[bid] = b
-        for pid, bid, side, amount, coordinator, epoch, *later in snap.holds:  # 1.0: without the last two
-            book._open(pid, bid, Hold(side, amount, coordinator, epoch, *later))
+        for h in snap.holds:  # 1.0: without the last two
+            posts, transfer_id = (h[6], h[7]) if len(h) > 6 else (0, None)
+            assert isinstance(h[0], str) and isinstance(h[1], str) and isinstance(posts, int), h
+            side, amount, coordinator, epoch = (int(x) for x in h[2:6])  # type: ignore[arg-type]
+            hold = Hold(side, amount, coordinator, epoch, posts, None if transfer_id is None else str(transfer_id))
+            book._open(h[0], h[1], hold)
         book.fences = dict(snap.fences)
         return book

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import functools
-from typing import Any, TypeVar
+from collections.abc import Hashable
+from typing import Any, TypeVar, cast
 
 import msgspec
 
@@ -116,4 +117,4 @@ def pack(items: Any) -> bytes:
 
 def unpack(data: bytes | T, type_: type[T]) -> T:
     """`data` decoded as `type_` if it was packed, else as it came."""
-    return _decoder(type_).decode(data) if isinstance(data, bytes) else data
+    return _decoder(cast(Hashable, type_)).decode(data) if isinstance(data, bytes) else data

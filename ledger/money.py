@@ -44,7 +44,7 @@ def parse_amount(text: object, exponent: int, *, allow_zero: bool = False, name:
         if exponent == 0:
             raise AmountError(f'{name} must be a whole number such as "{example}": the currency has no decimals')
         raise AmountError(f'{name} has more than the currency\'s {exponent} decimal places (such as "{example}")')
-    minor = int(whole) * 10**exponent + int(fraction.ljust(exponent, "0") or "0")
+    minor: int = int(whole) * 10**exponent + int(fraction.ljust(exponent, "0") or "0")
     if minor == 0 and not allow_zero:
         raise AmountError(f"{name} must be greater than zero")
     if minor > INT64_MAX:
