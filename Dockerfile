@@ -7,10 +7,11 @@ WORKDIR /app
 COPY pyproject.toml README.md rayledger_cli.py rayledger_seed.py ./
 COPY ledger ./ledger
 COPY journal ./journal
+COPY api ./api
 COPY actors ./actors
 COPY gateway ./gateway
 COPY benchmarks ./benchmarks
-COPY rayledger ./rayledger
+COPY client/rayledger ./client/rayledger
 # Installs this package (with error tracking); its dependencies' bounds are in pyproject.toml.
 # hadolint ignore=DL3013
 RUN pip install --no-cache-dir ".[sentry]" \

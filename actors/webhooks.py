@@ -31,20 +31,22 @@ import random
 import socket
 import time
 from dataclasses import dataclass, field
-from typing import Any
 
 import aiohttp
 import msgspec
 from aiohttp.abc import AbstractResolver, ResolveResult
+from rayledger.webhooks import SIGNATURE_HEADER, signature
 from yarl import URL
 
 from actors.client import LedgerClient
+from actors.directory import Directory
 from actors.logs import event
 from actors.memory import freeze_long_lived_state
 from actors.peers import PeerLookup, ray_lookup
 from actors.settings import Settings
 from actors.telemetry import Telemetry, placement
 from actors.topology import WEBHOOKS_NAME
+from api.events import event_of_record
 from journal import Journal, SqliteJournal
 from journal.private import write_private
 from ledger.ids import make_id
@@ -61,7 +63,6 @@ from ledger.records import (
 from ledger.records import event_id as make_event_id
 from ledger.views import Idem
 from ledger.webhooks import address_refusal, next_attempt_ms
-from rayledger.webhooks import SIGNATURE_HEADER, signature
 
 log = logging.getLogger("rayledger.webhooks")
 
@@ -216,8 +217,7 @@ class WebhookDispatcher:
         self._private_allowed = private_targets_allowed(settings)
         self._session: aiohttp.ClientSession | None = None
         self._client: LedgerClient | None = None
-        self._directory: Any = None
-        self._render: Any = None
+        self._directory: Directory | None = None
         self._snapshot_seq = 0
         self._snapshot_task: asyncio.Task[None] | None = None
         self._closing = False
@@ -291,11 +291,6 @@ class WebhookDispatcher:
             if self.settings.webhook_idle_priority:
                 idle_priority()  # threads Ray made after __init__
             # The gateway's rendering, as the admin sees it (imported late: the gateway imports the actors).
-            from gateway.directory import Directory
-            from gateway.events import event_of_record
-
-            self._render = event_of_record
-
             peers = self._peers or ray_lookup(self.settings.namespace)
             self._client = LedgerClient(self.settings, peers)
             self._directory = Directory(self._client, self.settings.directory_cache_max)
@@ -506,7 +501,8 @@ class WebhookDispatcher:
         last: DeliveryAttempted | None,
     ) -> None:
         assert self._session is not None and self._client is not None
-        shown = await self._render(self._directory, self._client.registry, event_id, record, "admin")
+        assert self._directory is not None
+        shown = await event_of_record(self._directory, event_id, record, "admin")
         body = msgspec.json.encode(shown)
         status, error = 0, None
         async with gate:

@@ -13,8 +13,10 @@ import re
 import msgspec
 from aiohttp import web
 from openapi_ui_bundles import swagger_ui
+from rayledger.schemas import TRANSFER_LEGS_MAX
 
 from actors.client import LedgerClient
+from actors.directory import Directory
 from actors.logs import event
 from actors.settings import Settings, package_version
 from gateway import handlers
@@ -22,7 +24,6 @@ from gateway.auth import Authenticator, require_admin
 from gateway.batcher import PaymentBatcher
 from gateway.console.pages import add_console
 from gateway.console.session import Sessions
-from gateway.directory import Directory
 from gateway.errors import ApiError, problem_response
 from gateway.inputs import parse_query
 from gateway.keys import (
@@ -44,7 +45,6 @@ from gateway.logs import REQUEST_LOG, RequestLog, observe_middleware
 from gateway.metrics import METRICS, GatewayMetrics, metrics_endpoint
 from gateway.openapi import build_spec
 from gateway.routes import OPS, Op
-from gateway.schemas import TRANSFER_LEGS_MAX
 from journal import JournalUnavailable
 
 log = logging.getLogger("rayledger.gateway")

@@ -19,8 +19,10 @@ from typing import Any
 
 import msgspec
 from aiohttp import web
+from rayledger import schemas
 
-from gateway import payments, render, schemas
+from api import render
+from gateway import payments
 from gateway.errors import ApiError
 from gateway.keys import CLIENT, DIRECTORY, SEAL_KEY
 from ledger.book import BalanceView

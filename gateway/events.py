@@ -23,20 +23,16 @@ import asyncio
 import heapq
 import re
 import time
-from typing import Any
 
 import msgspec
 from aiohttp import web
+from rayledger.schemas import Event, EventList
 
-from actors.peers import Peer
-from gateway import render, schemas
-from gateway.directory import Directory
+from api.events import event_of_record
 from gateway.errors import ApiError
-from gateway.handlers import _fx_rate, _touches_own_balance, can_read_account, newest_first, page_of, query
+from gateway.handlers import _touches_own_balance, can_read_account, newest_first, page_of, query
 from gateway.keys import CLIENT, DIRECTORY, SETTINGS
 from gateway.payments import key_scope
-from gateway.schemas import Event, EventList
-from ledger.money import format_amount
 from ledger.records import (
     EVENT_ID_PATTERN,
     AccountChanged,
@@ -45,13 +41,11 @@ from ledger.records import (
     BalanceCreated,
     BalanceUpdated,
     Decided,
-    FxRateSet,
     HoldClosed,
     HoldPlaced,
     Record,
     TransferDecided,
     event_id,
-    event_of,
     event_seq,
 )
 
@@ -76,59 +70,7 @@ async def render_event(request: web.Request, some_id: str, record: Record) -> Ev
         visible = True  # rates, which every key may read
     if not visible:
         return None
-    client = request.app[CLIENT]
-    return await event_of_record(request.app[DIRECTORY], client.registry, some_id, record, key_scope(request))
-
-
-async def event_of_record(directory: Directory, registry: Peer, some_id: str, record: Record, viewer: str) -> Event:
-    """The event `record` is, as `viewer` ("admin" or an account) sees it: the stream, the
-    list and webhook deliveries (as the admin) all send this."""
-    event = event_of(record)
-    assert event is not None, f"not an event: {record!r}"
-    kind, at_ms = event
-    data: msgspec.Struct | dict[str, Any]
-    if isinstance(record, Decided):
-        data = render.payment(record.payment, await directory.exponent(record.payment.currency), viewer)
-    elif isinstance(record, TransferDecided):
-        t = record.transfer
-        data = render.transfer(t, {c: await directory.exponent(c) for c in {leg.currency for leg in t.legs}}, viewer)
-    elif isinstance(record, HoldPlaced | HoldClosed):
-        data = render.hold(record.hold, await directory.exponent(record.hold.currency))
-    elif isinstance(record, AccountCreated):
-        data = schemas.Account(
-            record.account_id, record.email, "active", render.timestamp(record.created_at_ms), [], record.metadata
-        )
-    elif isinstance(record, AccountChanged):
-        info = await registry.call("get_account", record.account_id)
-        data = {"id": record.account_id, "status": "active" if record.active else "disabled"}
-        if info is not None:
-            data["email"] = info.email
-    elif isinstance(record, AccountMetadataSet):  # the metadata as this change left it
-        info = await registry.call("get_account", record.account_id)
-        data = {"id": record.account_id, "metadata": record.metadata}
-        if info is not None:
-            data["email"] = info.email
-    elif isinstance(record, BalanceCreated):
-        data = {
-            "id": record.balance_id,
-            "account_id": record.account_id,
-            "currency": record.currency,
-            "created_at": render.timestamp(record.created_at_ms),
-        }
-    elif isinstance(record, BalanceUpdated):
-        data = {
-            "id": record.balance_id,
-            "account_id": record.account_id,
-            "currency": record.currency,
-            "status": "active" if record.active else "disabled",
-            "overdraft_limit": format_amount(record.overdraft_limit_minor, await directory.exponent(record.currency)),
-        }
-    elif isinstance(record, FxRateSet):
-        data = _fx_rate(record)
-    else:
-        raise AssertionError(f"an event without a rendering: {kind}")
-    body = data if isinstance(data, dict) else msgspec.to_builtins(data)
-    return Event(some_id, kind, render.timestamp(at_ms), body)
+    return await event_of_record(request.app[DIRECTORY], some_id, record, key_scope(request))
 
 
 async def list_events(request: web.Request) -> web.Response:

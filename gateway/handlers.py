@@ -9,10 +9,12 @@ from typing import Any, NamedTuple, Protocol, TypeVar
 
 import msgspec
 from aiohttp import web
+from rayledger import schemas
 
 from actors.coordinator import REFUNDS_PER_PAYMENT_MAX
 from actors.topology import partition_of
-from gateway import creates, payments, render, schemas
+from api import render
+from gateway import creates, payments
 from gateway.auth import Principal, new_account_token
 from gateway.errors import RETRY_AFTER_S, ApiError
 from gateway.inputs import decode_body
@@ -22,7 +24,7 @@ from ledger.ids import HOLD_PREFIX, make_id
 from ledger.messages import HoldRequest, PaymentQuery, PaymentRequest
 from ledger.money import format_amount
 from ledger.outcomes import Outcome, pending_record
-from ledger.records import Answered, FxRateSet, HoldRecord, PaymentRecord, TransferRecord
+from ledger.records import Answered, HoldRecord, PaymentRecord, TransferRecord
 from ledger.results import Check
 from ledger.views import SYSTEM_ACCOUNT_ID, SYSTEM_ACCOUNTS, BalanceInfo
 
@@ -102,10 +104,6 @@ async def list_currencies(request: web.Request) -> web.Response:
 RATE_SIGNIFICANT_DIGITS_MAX = 12
 
 
-def _fx_rate(r: FxRateSet) -> schemas.FxRate:
-    return schemas.FxRate(r.base, r.quote, r.rate, render.timestamp(r.at_ms))
-
-
 async def set_fx_rate(request: web.Request) -> web.Response:
     body = await decode(request, schemas.FxRatePut)
     base, quote = request.match_info["base"], request.match_info["quote"]
@@ -118,14 +116,14 @@ async def set_fx_rate(request: web.Request) -> web.Response:
     result = await request.app[CLIENT].registry.call("set_rate", base, quote, body.rate)
     if result == "unknown_currency":
         raise ApiError("unknown_currency", f"no such currency: {base} or {quote}", "base")
-    return json_response(_fx_rate(result))
+    return json_response(render.fx_rate(result))
 
 
 async def list_fx_rates(request: web.Request) -> web.Response:
     """By pair; the cursor is "BASE/QUOTE"."""
     rates = await request.app[CLIENT].registry.call("fx_rates")
     shown, has_more = page_by_key(rates, [f"{r.base}/{r.quote}" for r in rates], page_of(request))
-    return json_response(schemas.FxRateList(data=[_fx_rate(r) for r in shown], has_more=has_more))
+    return json_response(schemas.FxRateList(data=[render.fx_rate(r) for r in shown], has_more=has_more))
 
 
 async def create_quote(request: web.Request) -> web.Response:

@@ -17,24 +17,12 @@ from typing import Any, Literal, TypeVar
 
 import msgspec
 from multidict import MultiMapping
+from rayledger.patterns import PATTERN_WORDS
 
 from gateway.errors import ApiError
 
 T = TypeVar("T")
 AMOUNT_FIELDS = frozenset({"amount", "overdraft_limit"})
-
-# Words for the patterns the request types use (gateway.schemas), so that a refusal says
-# what a valid value looks like rather than quoting a regular expression.
-PATTERN_WORDS: dict[str, str] = {}
-
-
-def describe_pattern(pattern: str, words: str) -> str:
-    # One pattern, one wording: two fields sharing a regex would otherwise share (and
-    # overwrite) each other's example, e.g. an amount refused with a rate's "0.9231".
-    assert PATTERN_WORDS.get(pattern, words) == words, f"{pattern} is described twice"
-    PATTERN_WORDS[pattern] = words
-    return pattern
-
 
 class _Repeated(ValueError):
     def __init__(self, key: str) -> None:

@@ -7,10 +7,10 @@ from typing import Any
 from aiohttp import web
 
 from actors.client import LedgerClient
+from actors.directory import Directory
 from actors.settings import Settings
 from gateway.auth import Authenticator
 from gateway.batcher import PaymentBatcher
-from gateway.directory import Directory
 
 
 class Admission:

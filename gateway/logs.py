@@ -25,9 +25,9 @@ import time
 import msgspec
 from aiohttp import web
 
+from api.render import timestamp
 from gateway.keys import PRINCIPAL
 from gateway.metrics import METRICS, route_of
-from gateway.render import timestamp
 
 log = logging.getLogger("rayledger.gateway")
 REQUEST_ID = web.RequestKey("request_id", str)

@@ -7,11 +7,11 @@ import re
 from typing import Any
 
 import msgspec
+from rayledger.schemas import Payment as PaymentBody
+from rayledger.schemas import Transfer as TransferBody
 
 from gateway.errors import RETRY_AFTER_S, STATUS_OF_CODE, Problem
 from gateway.routes import CURSOR_RULE, OPS, TAGS, Op, tag_of
-from gateway.schemas import Payment as PaymentBody
-from gateway.schemas import Transfer as TransferBody
 
 REF = "#/components/schemas/{name}"
 
@@ -80,7 +80,7 @@ def build_spec(version: str) -> dict[str, Any]:
                     "name": "Idempotency-Key",
                     "in": "header",
                     "required": False,
-                    "schema": {"type": "string", "minLength": 1, "maxLength": 255},
+                    "schema": {"type": "string", "minLength": 1, "maxLength": op.idempotency_key_len_max},
                 }
             )
         params += [{"name": name, "in": "header", "required": False, "schema": s} for name, s in op.headers.items()]

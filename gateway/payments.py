@@ -16,9 +16,10 @@ from typing import NamedTuple, TypeVar
 
 import msgspec
 from aiohttp import web
+from rayledger import schemas
 
 from actors.topology import coordinator_of
-from gateway import render, schemas
+from api import render
 from gateway.errors import ApiError
 from gateway.keys import BATCHER, CLIENT, DIRECTORY, INGRESS, PRINCIPAL, SETTINGS
 from gateway.logs import LOGGED_IDS

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
-from gateway import events, handlers, schemas, transfers, webhooks
+from rayledger import schemas
+from rayledger.patterns import describe_pattern
+
+from gateway import events, handlers, transfers, webhooks
 from gateway.auth import Access
-from gateway.inputs import describe_pattern
 from ledger.records import EVENT_ID_PATTERN, EVENT_TYPES
 
 TWO_SIDES_RULE = (
@@ -49,6 +51,7 @@ class Op(NamedTuple):
     status: int = 200
     errors: tuple[str, ...] = ()
     idempotent: bool = False  # accepts Idempotency-Key
+    idempotency_key_len_max: int = 255  # a batch's is shorter: its items are keyed <key>:<index>
     query: dict[str, dict[str, Any]] = {}  # noqa: RUF012 (never mutated)
     rules: str = ""  # what the schema cannot say: rules between fields or on the ledger's state
     body_optional: bool = False  # the body may be left out (every field has a default)
@@ -535,6 +538,7 @@ OPS: list[Op] = [
         body=schemas.BatchCreate,
         response=schemas.BatchResult,
         idempotent=True,
+        idempotency_key_len_max=handlers.BATCH_HEADER_KEY_LEN_MAX,
         rules="An Idempotency-Key header makes the whole batch one replayable unit: the same key and body"
         " answer the first results again (Idempotent-Replayed: true), another body with that key is 409"
         " idempotency_key_reused and nothing moves. Items without an idempotency_key of their own are keyed"

@@ -7,8 +7,9 @@ from __future__ import annotations
 import asyncio
 
 from aiohttp import web
+from rayledger import schemas
 
-from gateway import render, schemas
+from api import render
 from gateway.errors import ApiError
 from gateway.handlers import (
     _listed_balances,

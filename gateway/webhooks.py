@@ -4,9 +4,11 @@
 from __future__ import annotations
 
 from aiohttp import web
+from rayledger import schemas
 
 from actors.webhooks import EndpointMade
-from gateway import creates, render, schemas
+from api import render
+from gateway import creates
 from gateway.errors import ApiError
 from gateway.handlers import decode, id_bounds, json_response, newest_first, page_by_key, page_of, unknown_cursor
 from gateway.keys import CLIENT

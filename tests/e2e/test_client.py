@@ -5,16 +5,23 @@ call whose first answer is lost on the way still makes one payment."""
 from __future__ import annotations
 
 import asyncio
+import re
+import subprocess
+import sys
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import aiohttp
 import pytest
 from aiohttp import web
+from rayledger import schemas
+from rayledger.client import Client, LedgerError, SyncClient
 
 from benchmarks.webhooks import Receiver
-from gateway import schemas
-from rayledger.client import Client, LedgerError, SyncClient
 from tests.support.server import Server
+
+ROOT = Path(__file__).resolve().parents[2]
+SERVER_MODULES = ("gateway", "actors", "journal", "ledger", "ray")
 
 
 async def _collect(items: AsyncIterator[object]) -> list[object]:
@@ -155,20 +162,37 @@ def test_the_blocking_client(server: Server) -> None:
         assert "USD" in codes and len(codes) > 100  # every ISO currency, over several pages
 
 
-def test_the_readme_example_runs(server: Server) -> None:
-    """The README's client example, as written, against this server (its address and token)."""
-    import re
-    import subprocess
-    import sys
-    from pathlib import Path
+@pytest.mark.slow
+def test_the_readme_example_runs_with_the_client_alone(server: Server, tmp_path: Path) -> None:
+    """The README's client example, as written, against this server (its address and
+    token), in a venv holding the `rayledger-client` distribution and nothing of the server."""
+    venv = tmp_path / "client-venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
+    python = str(venv / "bin" / "python")
+    installed = subprocess.run(
+        [python, "-m", "pip", "install", "-q", str(ROOT / "client")], capture_output=True, text=True, timeout=600
+    )
+    assert installed.returncode == 0, installed.stderr[-2000:]
+    alone = subprocess.run(
+        [
+            python,
+            "-c",
+            "import importlib.util as u; print([m for m in ('gateway', 'actors', 'ray') if u.find_spec(m)])",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=60,
+    )
+    assert alone.stdout.strip() == "[]", alone  # nothing of the server came with it
 
-    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    readme = (ROOT / "README.md").read_text()
     section = readme.split("## Python client", 1)[1]
     example = re.search(r"```python\n(.*?)```", section, re.S)
     assert example is not None
     code = example.group(1).replace("http://127.0.0.1:8080", server.url)
     code = code.replace('open("data/admin_token").read().strip()', repr(server.token))
     code = code.replace("alice@example.com", "alice-readme-client@example.com")
-    ran = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False)
+    ran = subprocess.run([python, "-c", code], capture_output=True, text=True, cwd=tmp_path, timeout=60, check=False)
     assert ran.returncode == 0, ran.stderr
     assert ran.stdout.split()[1:3] == ["100.00", "100.00"], ran.stdout  # the deposit's statement line

@@ -39,3 +39,8 @@ def test_no_release_the_documents_name_is_newer_than_the_version() -> None:
     assert named, "the benchmark results name their releases"
     newest = max(named, key=_release)
     assert _release(newest) <= _release(_project_version()), f"{newest} is named, the version is older"
+
+
+def test_the_client_distribution_carries_the_same_version() -> None:
+    client = tomllib.loads((ROOT / "client" / "pyproject.toml").read_text())["project"]
+    assert (client["name"], client["version"]) == ("rayledger-client", _project_version())

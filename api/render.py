@@ -5,10 +5,11 @@ from __future__ import annotations
 import functools
 from datetime import UTC, datetime
 
-from gateway import schemas
+from rayledger import schemas
+
 from ledger.book import BalanceView
 from ledger.money import format_amount
-from ledger.records import FxQuote, HoldRecord, PaymentRecord, TransferRecord
+from ledger.records import FxQuote, FxRateSet, HoldRecord, PaymentRecord, TransferRecord
 from ledger.views import AccountInfo, BalanceInfo
 
 
@@ -149,3 +150,7 @@ def hold(h: HoldRecord, exponent: int) -> schemas.Hold:
         description=h.description,
         metadata=h.metadata,
     )
+
+
+def fx_rate(r: FxRateSet) -> schemas.FxRate:
+    return schemas.FxRate(r.base, r.quote, r.rate, timestamp(r.at_ms))

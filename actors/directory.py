@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections import OrderedDict
 
 from actors.client import LedgerClient
-from ledger.views import BalanceInfo, CurrencyView
+from ledger.views import AccountInfo, BalanceInfo, CurrencyView
 
 
 class Directory:
@@ -41,3 +41,7 @@ class Directory:
         view = await self.currency(code)
         assert view is not None, f"a stored currency {code} must exist"
         return view.exponent
+
+    async def account(self, account_id: str) -> AccountInfo | None:
+        """Not cached: an account's status and metadata change."""
+        return await self.client.registry.call("get_account", account_id)  # type: ignore[no-any-return]

@@ -7,7 +7,7 @@
         async for payment in ledger.payments.list(balance=usd.id):
             print(payment.id, payment.status)
 
-Results are the API's own msgspec types (`gateway.schemas`). Every POST carries an
+Results are the API's own msgspec types (`rayledger.schemas`). Every POST carries an
 Idempotency-Key, generated per call (or given) and sent again on each retry of that call:
 timeouts, connection errors and 503 (after its Retry-After) are retried, so a call makes
 its payment once even when an answer is lost on the way. Refusals raise `LedgerError`
@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 import aiohttp
 import msgspec
 
-from gateway import schemas
+from rayledger import schemas
 
 T = TypeVar("T")
 RETRIED_STATUSES = frozenset({502, 503, 504})

@@ -1,4 +1,6 @@
-"""Request and response bodies: the msgspec types the handlers decode and encode.
+"""Request and response bodies: the msgspec types the server's handlers decode and encode,
+and the client decodes (the API's wire types, in the client's distribution so that it
+installs without the server).
 
 Requests forbid unknown fields and carry their bounds as `Meta` constraints, so a bad
 request is refused by the decoder before any handler code runs.
@@ -11,9 +13,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import Meta
 
-from gateway.inputs import describe_pattern
-from ledger.records import EVENT_TYPES
-from ledger.results import PaymentStatus
+from rayledger.patterns import describe_pattern
 
 Id = Annotated[str, Meta(min_length=1, max_length=64)]
 # Spelled-out character classes, not \s: Python's and JSON Schema's (ECMA-262) \s differ.
@@ -59,7 +59,35 @@ CurrencyCode = Annotated[str, Meta(pattern=CURRENCY_PATTERN)]
 _req = {"forbid_unknown_fields": True, "frozen": True}
 
 # Statuses as enums in the schema: a client can switch over them exhaustively.
-PAYMENT_STATUSES = tuple(str(s) for s in PaymentStatus)
+# The server's own lists (ledger.results.PaymentStatus, ledger.records.EVENT_TYPES), spelled
+# out so that the client needs none of the server: tests/unit/test_wire_types.py pins them.
+PAYMENT_STATUSES = (
+    "pending",
+    "success",
+    "not_enough_money",
+    "currencies_dont_match",
+    "balance_disabled",
+    "system_failure",
+    "quote_expired",
+    "not_enough_liquidity",
+)
+EVENT_TYPES = (
+    "account.created",
+    "account.updated",
+    "balance.created",
+    "balance.updated",
+    "payment.succeeded",
+    "payment.failed",
+    "transfer.succeeded",
+    "transfer.failed",
+    "refund.succeeded",
+    "refund.failed",
+    "hold.created",
+    "hold.captured",
+    "hold.voided",
+    "hold.expired",
+    "fx_rate.updated",
+)
 PaymentStatusText = Literal[PAYMENT_STATUSES]  # type: ignore[valid-type]
 # A hold placed is held, then captured, voided or expired; one refused shows why, as a payment would.
 HOLD_STATUSES = ("held", "captured", "voided", "expired", *sorted(set(PAYMENT_STATUSES) - {"pending", "success"}))
