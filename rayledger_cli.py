@@ -157,7 +157,11 @@ def say(name: str, level: str = "info", **fields: object) -> None:
         "event": name,
         **fields,
     }
-    print(json.dumps(line), file=sys.stderr if level in ("warning", "error") else sys.stdout, flush=True)
+    print(
+        json.dumps(line, separators=(",", ":")),
+        file=sys.stderr if level in ("warning", "error") else sys.stdout,
+        flush=True,
+    )
 
 
 def start_ray(settings: Settings, temp_dir: str | None) -> str | None:
