@@ -46,29 +46,34 @@ def ray_shell(cls: type) -> type:
     every method of an actor class for tracing (a wrapper call, and for coroutines an extra
     coroutine, even with tracing off), private helpers included: on a coordinator that was
     ~7% of its CPU, spent on `_commit`, `_shard` and their like. The shell keeps that cost
-    to the one call Ray delivers."""
+    to the one call Ray delivers. A `cls` made of parts names them in `PARTS` (attribute:
+    class): the shell forwards each part's public methods to that part."""
 
     def init(self: Any, *args: Any) -> None:
         self._core = cls(*args)
 
-    def forward(name: str, method: Any) -> Any:
+    def forward(part: str | None, name: str, method: Any) -> Any:
+        def target(self: Any) -> Any:
+            return self._core if part is None else getattr(self._core, part)
+
         if inspect.iscoroutinefunction(method):
 
             async def call_async(self: Any, *args: Any, **kwargs: Any) -> Any:
-                return await getattr(self._core, name)(*args, **kwargs)
+                return await getattr(target(self), name)(*args, **kwargs)
 
             return functools.wraps(method)(call_async)
 
         def call(self: Any, *args: Any, **kwargs: Any) -> Any:
-            return getattr(self._core, name)(*args, **kwargs)
+            return getattr(target(self), name)(*args, **kwargs)
 
         return functools.wraps(method)(call)
 
-    methods = {
-        name: forward(name, method)
-        for name, method in inspect.getmembers(cls, inspect.isfunction)
-        if not name.startswith("_")
-    }
+    methods: dict[str, Any] = {}
+    for part, part_cls in [(None, cls), *getattr(cls, "PARTS", {}).items()]:
+        for name, method in inspect.getmembers(part_cls, inspect.isfunction):
+            if not name.startswith("_"):
+                assert name not in methods, f"{cls.__name__}: two parts answer {name}"
+                methods[name] = forward(part, name, method)
 
     def describe(self: Any) -> str:  # Ray prefixes the actor's forwarded log lines with it
         core = getattr(self, "_core", None)  # absent if __init__ failed
@@ -133,9 +138,9 @@ def _check_layout(settings: Settings) -> None:
         )
 
 
-def start_actors(settings: Settings, coordinator_class: type[PaymentCoordinator] = PaymentCoordinator) -> Handles:
+def start_actors(settings: Settings, coordinator_class: type = PaymentCoordinator) -> Handles:
     """Create (or find) every actor and wait until all have recovered. `rayledger serve`
-    passes the coordinator class with the HTTP ingress (gateway.ingress); tests drive
+    passes the coordinator composed with its HTTP ingress (gateway.ingress); tests drive
     plain coordinators through Ray."""
     nodes = _spread_over_nodes()
     registry = _remote(Registry, REGISTRY_NAME, settings, next(nodes))

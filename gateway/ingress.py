@@ -4,9 +4,11 @@ HTTP proxies as actors: a request reaches its coordinator with no Ray hop.
     client ─HTTP─▶ aiohttp app ─▶ PaymentBatcher ─▶ this coordinator (a local call)
                                                     ─▶ one Ray call per shard, in parallel
 
-`IngressCoordinator` is a `PaymentCoordinator` that can also serve the REST app on its own
-event loop. The app's `LedgerClient` reaches this coordinator as a plain object (no
-pickling, no msgpack of the batch) and every other actor through Ray. `rayledger serve`
+`IngressCoordinator` is what each coordinator actor runs: two parts, a plain
+`PaymentCoordinator` and the `HttpIngress` that serves the REST app beside it on the same
+event loop (composed, not inherited: the coordinator knows nothing of HTTP). The app's
+`LedgerClient` reaches this coordinator as a plain object (no pickling, no msgpack of the
+batch) and every other actor through Ray. `rayledger serve`
 (the supervisor) calls `serve_http` on every coordinator, again every second, so that a
 coordinator Ray restarted after a crash serves again (the call is idempotent); several
 coordinators on one node share the port with SO_REUSEPORT.
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import ClassVar
 
 from aiohttp import web
 
@@ -28,23 +31,28 @@ from actors.client import LedgerClient
 from actors.coordinator import PaymentCoordinator
 from actors.logs import event
 from actors.peers import Peer, PeerLookup, ray_lookup
+from actors.settings import Settings
 from actors.topology import coordinator_name
 from gateway.app import create_app
+from journal import Journal
 
 log = logging.getLogger("rayledger.ingress")
 STOP_DRAIN_S = 10.0  # in-flight requests get this long to finish when the ingress stops
 
 
-class IngressCoordinator(PaymentCoordinator):
-    """A coordinator with the REST app beside it (the actor class `rayledger serve` runs)."""
+class HttpIngress:
+    """The REST app served beside a coordinator, on its event loop."""
 
-    _runner: web.AppRunner | None = None
-    _starting: asyncio.Task[None] | None = None
+    def __init__(self, coordinator: PaymentCoordinator) -> None:
+        self.coordinator = coordinator
+        self._runner: web.AppRunner | None = None
+        self._starting: asyncio.Task[None] | None = None
 
     def _local_first(self) -> PeerLookup:
         """This coordinator as a plain object, every other actor by its Ray handle."""
-        me, remote = Peer(self), ray_lookup(self.settings.namespace)
-        name = coordinator_name(self.index)
+        settings = self.coordinator.settings
+        me, remote = Peer(self.coordinator), ray_lookup(settings.namespace)
+        name = coordinator_name(self.coordinator.index)
         return lambda wanted: me if wanted == name else remote(wanted)
 
     async def serve_http(self, host: str, port: int, admin_token_hash: bytes, seal_key: bytes) -> str:
@@ -63,9 +71,10 @@ class IngressCoordinator(PaymentCoordinator):
         return type(asyncio.get_running_loop()).__module__
 
     async def _start(self, host: str, port: int, admin_token_hash: bytes, seal_key: bytes) -> None:
-        await self.ready()
-        client = LedgerClient(self.settings, self._local_first())
-        app = create_app(self.settings, client, admin_token_hash, ingress=self.index, seal_key=seal_key)
+        await self.coordinator.ready()
+        settings, index = self.coordinator.settings, self.coordinator.index
+        client = LedgerClient(settings, self._local_first())
+        app = create_app(settings, client, admin_token_hash, ingress=index, seal_key=seal_key)
         runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=STOP_DRAIN_S)
         await runner.setup()
         try:
@@ -76,7 +85,7 @@ class IngressCoordinator(PaymentCoordinator):
             await runner.cleanup()
             raise
         self._runner = runner
-        event(log, "ingress_serving", actor=coordinator_name(self.index), host=host, port=port)
+        event(log, "ingress_serving", actor=coordinator_name(index), host=host, port=port)
 
     async def stop_http(self) -> None:
         """Stop taking connections, let requests in flight finish, send owed phase two
@@ -84,3 +93,19 @@ class IngressCoordinator(PaymentCoordinator):
         runner, self._runner, self._starting = self._runner, None, None
         if runner is not None:
             await runner.cleanup()
+
+
+class IngressCoordinator:
+    """The coordinator actor `rayledger serve` runs: a coordinator and its ingress, as parts.
+    Ray calls reach both parts' public methods (`actors.factory.ray_shell` reads `PARTS`)."""
+
+    PARTS: ClassVar[dict[str, type]] = {"coordinator": PaymentCoordinator, "ingress": HttpIngress}
+
+    def __init__(
+        self, settings: Settings, index: int, peers: PeerLookup | None = None, journal: Journal | None = None
+    ) -> None:
+        self.coordinator = PaymentCoordinator(settings, index, peers, journal)
+        self.ingress = HttpIngress(self.coordinator)
+
+    def __repr__(self) -> str:
+        return repr(self.coordinator)
