@@ -12,8 +12,12 @@ from typing import Any
 
 import msgspec
 
-from actors.peers import Peer, PeerLookup
+from actors.coordinator import PaymentCoordinator
+from actors.events import EventReads
+from actors.peers import Method, Peer, PeerLookup
+from actors.registry import Registry
 from actors.settings import Settings
+from actors.shard import BalanceShard
 from actors.topology import (
     REGISTRY_NAME,
     WEBHOOKS_NAME,
@@ -59,7 +63,9 @@ class LedgerClient:
         assert all(o.payment is not None for o in outcomes)
         return [o.payment for o in outcomes]  # type: ignore[misc]
 
-    async def pay_outcomes(self, requests: list[PaymentRequest], method: str = "pay") -> list[Outcome]:
+    async def pay_outcomes(
+        self, requests: list[PaymentRequest], method: Method[..., list[Outcome] | bytes] = PaymentCoordinator.pay
+    ) -> list[Outcome]:
         groups: dict[int, list[int]] = defaultdict(list)
         for n, r in enumerate(requests):
             groups[coordinator_of(r.payment_id, self.settings.coordinators)].append(n)
@@ -71,25 +77,28 @@ class LedgerClient:
         return out  # type: ignore[return-value]
 
     async def transfer_outcomes(self, requests: list[TransferRequest]) -> list[Outcome]:
-        return await self.pay_outcomes(requests, "transfer")  # type: ignore[arg-type]
+        return await self.pay_outcomes(requests, PaymentCoordinator.transfer)  # type: ignore[arg-type]
 
     async def get_transfer(self, transfer_id: str) -> TransferRecord | None:
-        return await self.coordinator_of(transfer_id).call("get_transfer", transfer_id)
+        return await self.coordinator_of(transfer_id).invoke(PaymentCoordinator.get_transfer, transfer_id)
 
     async def _pay(
-        self, coordinator: int, requests: list[PaymentRequest], method: str = "pay"
+        self, coordinator: int, requests: list[PaymentRequest], method: Method[..., list[Outcome] | bytes]
     ) -> list[Outcome] | bytes:
         """Packed for Ray (one bytes object instead of a pickle per Struct); as they are for
         the coordinator an ingress runs beside (no copy at all)."""
         peer = self.coordinator(coordinator)
-        return await peer.call(method, pack(requests) if peer.remote else requests)  # type: ignore[no-any-return]
+        return await peer.invoke(method, pack(requests) if peer.remote else requests)
 
     async def list_payments(self, q: PaymentQuery) -> tuple[list[PaymentRecord], bool]:
         """One page across every coordinator, in `q`'s order; (page, whether there are more
         in that direction)."""
         wider = msgspec.structs.replace(q, limit=q.limit + 1)
         pages = await asyncio.gather(
-            *(self.coordinator(c).call("list_payments", wider) for c in range(self.settings.coordinators))
+            *(
+                self.coordinator(c).invoke(PaymentCoordinator.list_payments, wider)
+                for c in range(self.settings.coordinators)
+            )
         )
         merged = sorted((p for page in pages for p in page), key=lambda p: p.id, reverse=not q.ascending)
         return merged[: q.limit], len(merged) > q.limit
@@ -98,12 +107,12 @@ class LedgerClient:
         self, balance_id: str | None, status: str | None, limit: int, before: str | None, after: str | None, asc: bool
     ) -> tuple[list[HoldRecord], bool]:
         """One page across every coordinator; (page, whether there are more that way)."""
-        return await self._merged_page("list_holds", (balance_id, status), limit, (before, after, asc))
+        return await self._merged_page(PaymentCoordinator.list_holds, (balance_id, status), limit, (before, after, asc))
 
     async def list_transfers(
         self, balance_id: str | None, limit: int, before: str | None, after: str | None, asc: bool
     ) -> tuple[list[TransferRecord], bool]:
-        return await self._merged_page("list_transfers", (balance_id,), limit, (before, after, asc))
+        return await self._merged_page(PaymentCoordinator.list_transfers, (balance_id,), limit, (before, after, asc))
 
     def event_sources(self) -> list[str]:
         """The journals events come from: the registry's and each coordinator's."""
@@ -115,13 +124,15 @@ class LedgerClient:
     async def event_positions(self) -> dict[str, int]:
         """Every event journal's position now: what comes after it is yet to happen."""
         sources = self.event_sources()
-        seqs = await asyncio.gather(*(self.event_peer(s).call("event_position") for s in sources))
+        seqs = await asyncio.gather(*(self.event_peer(s).invoke(EventReads.event_position) for s in sources))
         return dict(zip(sources, seqs, strict=True))
 
     async def event_positions_after(self, event_id: str) -> dict[str, int]:
         """Where a stream resumed after `event_id` reads on from, journal by journal."""
         sources = self.event_sources()
-        seqs = await asyncio.gather(*(self.event_peer(s).call("event_position_after", event_id) for s in sources))
+        seqs = await asyncio.gather(
+            *(self.event_peer(s).invoke(EventReads.event_position_after, event_id) for s in sources)
+        )
         return dict(zip(sources, seqs, strict=True))
 
     async def events(
@@ -131,7 +142,7 @@ class LedgerClient:
         first when `ascending`); whether there are more that way."""
         pages = await asyncio.gather(
             *(
-                self.event_peer(s).call("events", limit + 1, before, after, event_type, ascending)
+                self.event_peer(s).invoke(EventReads.events, limit + 1, before, after, event_type, ascending)
                 for s in self.event_sources()
             )
         )
@@ -142,7 +153,7 @@ class LedgerClient:
         """(source, seq, event id, record) after each journal's position, in each one's order."""
         sources = self.event_sources()
         pages = await asyncio.gather(
-            *(self.event_peer(s).call("events_after", positions.get(s, 0), limit) for s in sources)
+            *(self.event_peer(s).invoke(EventReads.events_after, positions.get(s, 0), limit) for s in sources)
         )
         return [(s, seq, eid, record) for s, page in zip(sources, pages, strict=True) for seq, eid, record in page]
 
@@ -150,15 +161,22 @@ class LedgerClient:
         """`events_after`, each record still encoded (the caller decodes it)."""
         sources = self.event_sources()
         pages = await asyncio.gather(
-            *(self.event_peer(s).call("events_after_encoded", positions.get(s, 0), limit) for s in sources)
+            *(self.event_peer(s).invoke(EventReads.events_after_encoded, positions.get(s, 0), limit) for s in sources)
         )
         return [(s, seq, body) for s, page in zip(sources, pages, strict=True) for seq, body in page]
 
     async def _merged_page(
-        self, method: str, filters: tuple[Any, ...], limit: int, cursor: tuple[str | None, str | None, bool]
+        self,
+        method: Method[..., list[Any]],
+        filters: tuple[Any, ...],
+        limit: int,
+        cursor: tuple[str | None, str | None, bool],
     ) -> tuple[list[Any], bool]:
         pages = await asyncio.gather(
-            *(self.coordinator(c).call(method, *filters, limit + 1, *cursor) for c in range(self.settings.coordinators))
+            *(
+                self.coordinator(c).invoke(method, *filters, limit + 1, *cursor)
+                for c in range(self.settings.coordinators)
+            )
         )
         merged = sorted((r for page in pages for r in page), key=lambda r: r.id, reverse=not cursor[2])
         return merged[:limit], len(merged) > limit
@@ -167,13 +185,15 @@ class LedgerClient:
         """Have every coordinator send the phase two it still owes (a clean stop); the
         number of payments left unfinished."""
         left = await asyncio.gather(
-            *(self.coordinator(c).call("finish_phase2") for c in range(self.settings.coordinators))
+            *(self.coordinator(c).invoke(PaymentCoordinator.finish_phase2) for c in range(self.settings.coordinators))
         )
         return sum(left)
 
     async def activity(self) -> list[Minute]:
         """Payments decided per minute over the last hour, all coordinators together."""
-        parts = await asyncio.gather(*(self.coordinator(c).call("activity") for c in range(self.settings.coordinators)))
+        parts = await asyncio.gather(
+            *(self.coordinator(c).invoke(PaymentCoordinator.activity) for c in range(self.settings.coordinators))
+        )
         return merged(list(parts))
 
     def coordinator_of(self, some_id: str) -> Peer:
@@ -182,26 +202,26 @@ class LedgerClient:
     async def refund(self, request: PaymentRequest) -> Outcome:
         """On the coordinator that decided the refunded payment (and owns the refund's id)."""
         assert request.refund_of is not None
-        return await self.coordinator_of(request.refund_of).call("refund", request)
+        return await self.coordinator_of(request.refund_of).invoke(PaymentCoordinator.refund, request)
 
     async def refunds_of(self, payment_id: str) -> list[PaymentRecord]:
-        return await self.coordinator_of(payment_id).call("refunds_of", payment_id)
+        return await self.coordinator_of(payment_id).invoke(PaymentCoordinator.refunds_of, payment_id)
 
     async def place_hold(self, request: HoldRequest) -> Outcome:
-        return await self.coordinator_of(request.hold_id).call("place_hold", request)
+        return await self.coordinator_of(request.hold_id).invoke(PaymentCoordinator.place_hold, request)
 
     async def capture_hold(self, hold_id: str, *args: Any) -> Outcome:
-        return await self.coordinator_of(hold_id).call("capture_hold", hold_id, *args)
+        return await self.coordinator_of(hold_id).invoke(PaymentCoordinator.capture_hold, hold_id, *args)
 
     async def void_hold(self, hold_id: str, *args: Any) -> Outcome:
-        return await self.coordinator_of(hold_id).call("void_hold", hold_id, *args)
+        return await self.coordinator_of(hold_id).invoke(PaymentCoordinator.void_hold, hold_id, *args)
 
     async def get_hold(self, hold_id: str) -> HoldRecord | None:
-        return await self.coordinator_of(hold_id).call("get_hold", hold_id)
+        return await self.coordinator_of(hold_id).invoke(PaymentCoordinator.get_hold, hold_id)
 
     async def get_payment(self, payment_id: str) -> PaymentRecord | None:
-        return await self.coordinator(coordinator_of(payment_id, self.settings.coordinators)).call(
-            "get_payment", payment_id
+        return await self.coordinator(coordinator_of(payment_id, self.settings.coordinators)).invoke(
+            PaymentCoordinator.get_payment, payment_id
         )
 
     async def get_balances(self, balance_ids: list[str]) -> list[BalanceView | None]:
@@ -209,7 +229,7 @@ class LedgerClient:
         for n, b in enumerate(balance_ids):
             groups[self.shard_for(b)].append(n)
         replies = await asyncio.gather(
-            *(self.shard(k).call("get_balances", [balance_ids[n] for n in ns]) for k, ns in groups.items())
+            *(self.shard(k).invoke(BalanceShard.get_balances, [balance_ids[n] for n in ns]) for k, ns in groups.items())
         )
         out: list[BalanceView | None] = [None] * len(balance_ids)
         for ns, views in zip(groups.values(), replies, strict=True):
@@ -218,11 +238,13 @@ class LedgerClient:
         return out
 
     async def lookup_balances(self, balance_ids: list[str]) -> list[BalanceInfo | None]:
-        return await self.registry.call("lookup_balances", balance_ids)
+        return await self.registry.invoke(Registry.lookup_balances, balance_ids)
 
     async def totals(self) -> dict[str, int]:
         """Per-currency sum over every balance (issuers included): 0 when money is conserved."""
-        per_shard = await asyncio.gather(*(self.shard(k).call("totals") for k in range(self.settings.shards)))
+        per_shard = await asyncio.gather(
+            *(self.shard(k).invoke(BalanceShard.totals) for k in range(self.settings.shards))
+        )
         totals: dict[str, int] = defaultdict(int)
         for t in per_shard:
             for currency, amount in t.items():
@@ -230,14 +252,16 @@ class LedgerClient:
         return dict(totals)
 
     async def all_balances(self) -> list[BalanceView]:
-        per_shard = await asyncio.gather(*(self.shard(k).call("all_balances") for k in range(self.settings.shards)))
+        per_shard = await asyncio.gather(
+            *(self.shard(k).invoke(BalanceShard.all_balances) for k in range(self.settings.shards))
+        )
         return [v for views in per_shard for v in views]
 
     async def status(self) -> dict[str, Any]:
         """Every actor recovered and writable? Used by /readyz."""
-        shards = await asyncio.gather(*(self.shard(k).call("stats") for k in range(self.settings.shards)))
+        shards = await asyncio.gather(*(self.shard(k).invoke(BalanceShard.stats) for k in range(self.settings.shards)))
         coordinators = await asyncio.gather(
-            *(self.coordinator(c).call("stats") for c in range(self.settings.coordinators))
+            *(self.coordinator(c).invoke(PaymentCoordinator.stats) for c in range(self.settings.coordinators))
         )
-        await self.registry.call("ready")
+        await self.registry.invoke(Registry.ready)
         return {"shards": shards, "coordinators": coordinators}

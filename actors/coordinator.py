@@ -37,7 +37,9 @@ from actors.events import EventReads
 from actors.logs import event
 from actors.memory import freeze_long_lived_state
 from actors.peers import PeerLookup, call_until_done, ray_lookup
+from actors.registry import Registry
 from actors.settings import Settings
+from actors.shard import BalanceShard
 from actors.telemetry import Telemetry, placement
 from actors.topology import REGISTRY_NAME, coordinator_name, partition_of, shard_name, shard_of_partition
 from journal import Journal, JournalUnavailable, SqliteJournal
@@ -383,7 +385,7 @@ class PaymentCoordinator(EventReads):  # its journal holds API events
         self._commit(EpochStarted(self.epoch + 1))
         await self.journal.durable()
         open_lists = await asyncio.gather(
-            *(self._peer(k).call("fence", self.index, self.epoch) for k in range(self.settings.shards))
+            *(self._peer(k).invoke(BalanceShard.fence, self.index, self.epoch) for k in range(self.settings.shards))
         )
         holds: dict[str, list[OpenHold]] = defaultdict(list)
         for open_holds in open_lists:
@@ -414,7 +416,7 @@ class PaymentCoordinator(EventReads):  # its journal holds API events
         for payment_id in aborted:
             for h in holds[payment_id]:
                 voids[self._shard(h.balance_id)].append(HoldRef(payment_id, h.balance_id))
-        await asyncio.gather(*(call_until_done(self._peer(k), "void", pack(rs)) for k, rs in voids.items()))
+        await asyncio.gather(*(call_until_done(self._peer(k), BalanceShard.void, pack(rs)) for k, rs in voids.items()))
         self._journal_aborts(aborted, holds)
         await self.journal.durable()
         redriven = list(self.unfinished.values())
@@ -634,8 +636,8 @@ class PaymentCoordinator(EventReads):  # its journal holds API events
         try:
             replies = await asyncio.gather(
                 *(
-                    self._peer(k).call(
-                        "hold", self.index, epoch, pack(debits[k]), pack(credits[k]), *_packed(carried[k])
+                    self._peer(k).invoke(
+                        BalanceShard.hold, self.index, epoch, pack(debits[k]), pack(credits[k]), *_packed(carried[k])
                     )
                     for k in shards
                 ),
@@ -711,8 +713,8 @@ class PaymentCoordinator(EventReads):  # its journal holds API events
         if self._peers is None:
             self._peers = ray_lookup(self.settings.namespace)
         try:
-            used = await self._peers(REGISTRY_NAME).call(
-                "use_quotes",
+            used = await self._peers(REGISTRY_NAME).invoke(
+                Registry.use_quotes,
                 [(r.fx.id, r.payment_id) for r in quoted],
                 _now_ms(),  # type: ignore[union-attr]
             )
@@ -728,7 +730,7 @@ class PaymentCoordinator(EventReads):  # its journal holds API events
         if uses:
             assert self._peers is not None
             with contextlib.suppress(Exception):
-                await self._peers(REGISTRY_NAME).call("release_quotes", uses)
+                await self._peers(REGISTRY_NAME).invoke(Registry.release_quotes, uses)
 
     async def _release_held(self, aborted: list[PaymentRequest], codes: dict[tuple[str, str], Check]) -> None:
         """Void the legs of aborted payments that did hold, before the abort is answered."""
@@ -737,7 +739,9 @@ class PaymentCoordinator(EventReads):  # its journal holds API events
             for balance_id in payment_balances(r):
                 if codes.get((r.payment_id, balance_id)) == Check.OK:
                     voids[self._shard(balance_id)].append(HoldRef(r.payment_id, balance_id))
-        await asyncio.gather(*(call_until_done(self._peer(k), "void", pack(refs)) for k, refs in voids.items()))
+        await asyncio.gather(
+            *(call_until_done(self._peer(k), BalanceShard.void, pack(refs)) for k, refs in voids.items())
+        )
 
     # -- transfers ------------------------------------------------------------------------------
     async def transfer(self, requests: list[TransferRequest] | bytes) -> list[Outcome] | bytes:
@@ -887,7 +891,7 @@ class PaymentCoordinator(EventReads):  # its journal holds API events
         task.add_done_callback(self._sending.discard)
 
     async def _deliver(self, shard: int, owed: Owed) -> None:
-        await call_until_done(self._peer(shard), "settle", *_packed(owed))
+        await call_until_done(self._peer(shard), BalanceShard.settle, *_packed(owed))
         self._confirmed(owed.payments)
 
     def _confirmed(self, payment_ids: list[str]) -> None:
@@ -954,7 +958,7 @@ class PaymentCoordinator(EventReads):  # its journal holds API events
         for h in holds:
             for balance_id in (h.balance_from, h.balance_to):
                 refs[self._shard(balance_id)].append(HoldRef(h.id, balance_id))
-        await asyncio.gather(*(call_until_done(self._peer(k), "void", pack(rs)) for k, rs in refs.items()))
+        await asyncio.gather(*(call_until_done(self._peer(k), BalanceShard.void, pack(rs)) for k, rs in refs.items()))
 
     async def place_hold(self, r: HoldRequest) -> Outcome:
         await self.ready()
@@ -974,7 +978,10 @@ class PaymentCoordinator(EventReads):  # its journal holds API events
             if Check.UNAVAILABLE in legs:  # as for payments: abort undecided, answer 503
                 held = [b for b, c in zip((r.balance_from, r.balance_to), legs, strict=True) if c == Check.OK]
                 await asyncio.gather(
-                    *(call_until_done(self._peer(self._shard(b)), "void", pack([HoldRef(r.hold_id, b)])) for b in held)
+                    *(
+                        call_until_done(self._peer(self._shard(b)), BalanceShard.void, pack([HoldRef(r.hold_id, b)]))
+                        for b in held
+                    )
                 )
                 if r.idempotency_key is not None:
                     self.keys.pop(r.idempotency_key, None)

@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections import OrderedDict
 
 from actors.client import LedgerClient
+from actors.registry import Registry
 from ledger.views import AccountInfo, BalanceInfo, CurrencyView
 
 
@@ -32,7 +33,7 @@ class Directory:
         """With its issuer balance (created on first use)."""
         view = self._currencies.get(code)
         if view is None or view.issuer_balance_id is None:
-            view = await self.client.registry.call("currency", code, ensure_issuer=True)
+            view = await self.client.registry.invoke(Registry.currency, code, ensure_issuer=True)
             if view is not None:
                 self._currencies[code] = view
         return view
@@ -44,4 +45,4 @@ class Directory:
 
     async def account(self, account_id: str) -> AccountInfo | None:
         """Not cached: an account's status and metadata change."""
-        return await self.client.registry.call("get_account", account_id)  # type: ignore[no-any-return]
+        return await self.client.registry.invoke(Registry.get_account, account_id)  # type: ignore[no-any-return]

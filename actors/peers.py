@@ -1,19 +1,24 @@
 """Uniform async calls to another actor, whether it is a Ray handle or a local object.
 
-Actors talk to each other through `Peer.call(method, *args)`, so the same actor classes
-run inside Ray and, in deterministic tests, as plain objects on one event loop.
+Actors talk to each other through `Peer.invoke(Class.method, *args)`, so the same actor
+classes run inside Ray and, in deterministic tests, as plain objects on one event loop. The
+method is named by reference, not by a string: a renamed or removed one fails where it is
+called, and a type checker sees the arguments and the result.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from actors.channel import Channel, ChannelClosed
 from actors.topology import is_shard_name
 
 PHASE2_RETRY_S_MAX = 2.0
+P = ParamSpec("P")
+R = TypeVar("R")
+Method = Callable[Concatenate[Any, P], Awaitable[R]]  # a coroutine function of an actor class
 
 
 class Peer:
@@ -30,7 +35,12 @@ class Peer:
         host, port, secret = await self.target.channel_address.remote()
         return host, port, secret
 
+    async def invoke(self, method: Method[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
+        """`method` (e.g. `Registry.get_account`) called on the target."""
+        return await self.call(method.__name__, *args, **kwargs)  # type: ignore[no-any-return]
+
     async def call(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        """The call by name, as Ray and the direct stream carry it: `invoke` is the typed way."""
         if self.channel is not None and method in self.streamed and not kwargs:
             try:
                 return await self.channel.call(method, *args)
@@ -69,14 +79,14 @@ def local_lookup(objects: dict[str, Any]) -> PeerLookup:
     return peers.__getitem__
 
 
-async def call_until_done(peer: Peer, method: str, *args: Any) -> Any:
+async def call_until_done(peer: Peer, method: Method[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
     """For calls that must eventually happen (phase 2 of a decided payment): retry
     application errors such as an unwritable journal with capped backoff. Actor deaths
     are retried by Ray itself (max_task_retries=-1)."""
     delay_s = 0.02
     while True:
         try:
-            return await peer.call(method, *args)
+            return await peer.invoke(method, *args, **kwargs)
         except asyncio.CancelledError:
             raise
         except Exception:

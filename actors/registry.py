@@ -21,6 +21,7 @@ from actors.logs import event
 from actors.memory import freeze_long_lived_state
 from actors.peers import PeerLookup, ray_lookup
 from actors.settings import Settings
+from actors.shard import BalanceShard
 from actors.telemetry import Telemetry, placement
 from actors.topology import REGISTRY_NAME, partition_of, shard_name, shard_of_partition
 from journal import Journal, JournalUnavailable, SqliteJournal
@@ -286,7 +287,10 @@ class Registry(EventReads):  # its journal holds API events
             if balance_id not in self.not_ready:
                 by_shard.setdefault(self._shard_index(balance_id), []).append(balance_id)
         await asyncio.gather(
-            *(self._peer(shard_name(k)).call("set_account_active", ids, account.active) for k, ids in by_shard.items())
+            *(
+                self._peer(shard_name(k)).invoke(BalanceShard.set_account_active, ids, account.active)
+                for k, ids in by_shard.items()
+            )
         )
 
     async def _open_on_shard(self, info: BalanceInfo) -> None:
@@ -296,7 +300,7 @@ class Registry(EventReads):  # its journal holds API events
             self._initial_limits.get(info.id, 0),
             unlimited=info.account_id == SYSTEM_ACCOUNT_ID,
         )
-        await self._shard_peer(info.id).call("open_balances", [spec])
+        await self._shard_peer(info.id).invoke(BalanceShard.open_balances, [spec])
         self._commit(BalanceReady(info.id))
         await self.journal.durable()
 
@@ -508,8 +512,8 @@ class Registry(EventReads):  # its journal holds API events
 
     async def _make_change(self, asked: BalanceChangeAsked, *, recovering: bool = False) -> int:
         info = self.balances[asked.balance_id]
-        code, active, limit, changed = await self._shard_peer(info.id).call(
-            "change_balance", info.id, asked.active, asked.overdraft_limit_minor
+        code, active, limit, changed = await self._shard_peer(info.id).invoke(
+            BalanceShard.change_balance, info.id, asked.active, asked.overdraft_limit_minor
         )
         if recovering:  # the shard may have made it before the crash: its event was not journaled
             changed = code == Check.OK

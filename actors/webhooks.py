@@ -40,6 +40,7 @@ from yarl import URL
 
 from actors.client import LedgerClient
 from actors.directory import Directory
+from actors.events import EventReads
 from actors.logs import event
 from actors.memory import freeze_long_lived_state
 from actors.peers import PeerLookup, ray_lookup
@@ -480,7 +481,7 @@ class WebhookDispatcher:
 
         async def retry(last: DeliveryAttempted) -> None:
             peer = self._client.event_peer(last.source)  # type: ignore[union-attr]
-            page = await peer.call("events_after_encoded", last.seq - 1, 1)
+            page = await peer.invoke(EventReads.events_after_encoded, last.seq - 1, 1)
             if not page or page[0][0] != last.seq:  # journals keep every event: only a bug loses one
                 raise AssertionError(f"event {last.event_id} is gone from {last.source} at {last.seq}")
             record = self._codec.decode(page[0][1])

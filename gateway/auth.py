@@ -20,6 +20,7 @@ import msgspec
 from aiohttp import web
 
 from actors.client import LedgerClient
+from actors.registry import Registry
 from gateway.console.session import CSRF_HEADER, SAFE_METHODS, Sessions
 from gateway.errors import ApiError
 
@@ -102,7 +103,7 @@ class Authenticator:
             now = time.monotonic()
             cached = self._cache.get(digest)
             if cached is None or cached[0] < now:
-                found = await self._client.registry.call("authenticate", digest)
+                found = await self._client.registry.invoke(Registry.authenticate, digest)
                 principal = Principal(False, found[1], found[0]) if found else None
                 if len(self._cache) > 10_000:
                     self._cache.clear()

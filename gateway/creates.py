@@ -21,6 +21,7 @@ import msgspec
 from aiohttp import web
 from rayledger import schemas
 
+from actors.registry import Registry
 from api import render
 from gateway import payments
 from gateway.errors import ApiError
@@ -67,7 +68,7 @@ async def replay(request: web.Request, idem: Idem, key: str, answered: Answered)
         raise ApiError("idempotency_key_reused", "this Idempotency-Key was used with a different request")
     body: Any
     if answered.kind == "account":
-        body = render.account(await request.app[CLIENT].registry.call("first_account", answered.ref), [])
+        body = render.account(await request.app[CLIENT].registry.invoke(Registry.first_account, answered.ref), [])
     elif answered.kind == "balance":
         [info] = await request.app[DIRECTORY].balances([answered.ref])
         if info is None:  # made, but its shard has not opened it yet (the registry retries it)

@@ -28,6 +28,7 @@ import msgspec
 from aiohttp import web
 from rayledger.schemas import Event, EventList
 
+from actors.events import EventReads
 from api.events import event_of_record
 from gateway.errors import ApiError
 from gateway.handlers import _touches_own_balance, can_read_account, newest_first, page_of, query
@@ -103,7 +104,7 @@ async def get_event(request: web.Request) -> web.Response:
     some_id, client = request.match_info["id"], request.app[CLIENT]
     event = None
     if EVENT_ID.match(some_id) and (source := some_id[17:20]) in client.event_sources():
-        found = await client.event_peer(source).call("events_after", event_seq(some_id) - 1, 1)
+        found = await client.event_peer(source).invoke(EventReads.events_after, event_seq(some_id) - 1, 1)
         if found and found[0][1] == some_id:
             event = await render_event(request, some_id, found[0][2])
     if event is None:  # made up, or another account's

@@ -12,6 +12,8 @@ from aiohttp import web
 from rayledger import schemas
 
 from actors.coordinator import REFUNDS_PER_PAYMENT_MAX
+from actors.registry import Registry
+from actors.shard import BalanceShard
 from actors.topology import partition_of
 from api import render
 from gateway import creates, payments
@@ -94,7 +96,7 @@ def page_by_key(items: Sequence[T], keys: Sequence[str], page: Page) -> tuple[Se
 
 async def list_currencies(request: web.Request) -> web.Response:
     """By code (a currency has no creation order worth paging by); the cursor is a code."""
-    views = await request.app[CLIENT].registry.call("currencies")
+    views = await request.app[CLIENT].registry.invoke(Registry.currencies)
     shown, has_more = page_by_key(views, [v.code for v in views], page_of(request))
     data = [schemas.Currency(v.code, v.exponent, v.name, v.custom) for v in shown]
     return json_response(schemas.CurrencyList(data=data, has_more=has_more))
@@ -113,7 +115,7 @@ async def set_fx_rate(request: web.Request) -> web.Response:
         raise ApiError(
             "validation_error", f"rate has more than {RATE_SIGNIFICANT_DIGITS_MAX} significant digits", "rate"
         )
-    result = await request.app[CLIENT].registry.call("set_rate", base, quote, body.rate)
+    result = await request.app[CLIENT].registry.invoke(Registry.set_rate, base, quote, body.rate)
     if result == "unknown_currency":
         raise ApiError("unknown_currency", f"no such currency: {base} or {quote}", "base")
     return json_response(render.fx_rate(result))
@@ -121,7 +123,7 @@ async def set_fx_rate(request: web.Request) -> web.Response:
 
 async def list_fx_rates(request: web.Request) -> web.Response:
     """By pair; the cursor is "BASE/QUOTE"."""
-    rates = await request.app[CLIENT].registry.call("fx_rates")
+    rates = await request.app[CLIENT].registry.invoke(Registry.fx_rates)
     shown, has_more = page_by_key(rates, [f"{r.base}/{r.quote}" for r in rates], page_of(request))
     return json_response(schemas.FxRateList(data=[render.fx_rate(r) for r in shown], has_more=has_more))
 
@@ -135,8 +137,8 @@ async def create_quote(request: web.Request) -> web.Response:
     if source.currency == target.currency:
         raise ApiError("validation_error", f"both balances hold {source.currency}: no exchange to quote", "balance_to")
     expires_at_ms = payments.now_ms() + body.expires_in_s * 1000
-    quote = await request.app[CLIENT].registry.call(
-        "create_quote", payments.new_id("fxq"), source, target, prepared.request.amount_minor, expires_at_ms
+    quote = await request.app[CLIENT].registry.invoke(
+        Registry.create_quote, payments.new_id("fxq"), source, target, prepared.request.amount_minor, expires_at_ms
     )
     if quote == "no_rate":
         raise ApiError("conflict", f"no exchange rate between {source.currency} and {target.currency}")
@@ -151,7 +153,7 @@ async def create_quote(request: web.Request) -> web.Response:
 
 async def get_quote(request: web.Request) -> web.Response:
     """A quote, for a day after it expires; an account key sees the quotes from its balances."""
-    quote = await request.app[CLIENT].registry.call("get_quote", request.match_info["id"])
+    quote = await request.app[CLIENT].registry.invoke(Registry.get_quote, request.match_info["id"])
     if quote is not None and not principal(request).admin:
         [source] = await request.app[DIRECTORY].balances([quote.balance_from])
         quote = quote if source is not None and can_read_account(request, source.account_id) else None
@@ -162,7 +164,7 @@ async def get_quote(request: web.Request) -> web.Response:
 
 async def list_liquidity(request: web.Request) -> web.Response:
     """The FX account's balances, by currency; the cursor is a balance id."""
-    infos = await request.app[CLIENT].registry.call("liquidity_balances")
+    infos = await request.app[CLIENT].registry.invoke(Registry.liquidity_balances)
     shown, has_more = page_by_key(infos, [i.id for i in infos], page_of(request))
     data = await _render_balances(request, list(shown))
     return json_response(schemas.BalanceList(data=data, has_more=has_more))
@@ -179,7 +181,7 @@ async def get_currency(request: web.Request) -> web.Response:
 async def create_account(request: web.Request) -> web.Response:
     body = await decode(request, schemas.AccountCreate)
     idem, key = creates.idem_of(request, body)
-    info = await request.app[CLIENT].registry.call("create_account", body.email, body.metadata, idem)
+    info = await request.app[CLIENT].registry.invoke(Registry.create_account, body.email, body.metadata, idem)
     if isinstance(info, Answered):
         return await creates.replay(request, idem, key, info)  # type: ignore[arg-type]
     if info is None:
@@ -198,7 +200,7 @@ async def _render_balances(request: web.Request, infos: list[BalanceInfo]) -> li
 
 async def get_account(request: web.Request) -> web.Response:
     account_id = request.match_info["id"]
-    info = await request.app[CLIENT].registry.call("get_account", account_id)
+    info = await request.app[CLIENT].registry.invoke(Registry.get_account, account_id)
     # Another account's existence is not revealed to an account token: 404, not 403.
     if info is None or account_id == SYSTEM_ACCOUNT_ID or not can_read_account(request, account_id):
         raise ApiError("account_not_found", "no such account")
@@ -213,8 +215,8 @@ async def create_balance(request: web.Request) -> web.Response:
         raise ApiError("unknown_currency", f"unknown currency {body.currency!r}", "currency")
     limit = payments.parse_money(body.overdraft_limit, currency.exponent, "overdraft_limit", allow_zero=True)
     idem, key = creates.idem_of(request, body)
-    code, info = await request.app[CLIENT].registry.call(
-        "create_balance", request.match_info["id"], body.currency, limit, idem
+    code, info = await request.app[CLIENT].registry.invoke(
+        Registry.create_balance, request.match_info["id"], body.currency, limit, idem
     )
     if code == "replay":
         return await creates.replay(request, idem, key, info)  # type: ignore[arg-type]
@@ -361,7 +363,9 @@ async def create_key(request: web.Request) -> web.Response:
     idem, key = creates.idem_of(request, None)
     if idem is not None and key is not None:
         idem = msgspec.structs.replace(idem, sealed=creates.seal(request.app[SEAL_KEY], key, token))
-    key_id = await request.app[CLIENT].registry.call("create_key", account_id, digest, idem, token[:KEY_PREFIX_LEN])
+    key_id = await request.app[CLIENT].registry.invoke(
+        Registry.create_key, account_id, digest, idem, token[:KEY_PREFIX_LEN]
+    )
     if isinstance(key_id, Answered):
         return await creates.replay(request, idem, key, key_id)  # type: ignore[arg-type]
     if key_id is None:
@@ -374,11 +378,11 @@ async def list_keys(request: web.Request) -> web.Response:
     account_id = request.match_info["id"]
     registry = request.app[CLIENT].registry
     before, after = id_bounds(request, page, "key")
-    found = await registry.call("list_keys", account_id, page.limit + 1, before, after, page.ascending)
+    found = await registry.invoke(Registry.list_keys, account_id, page.limit + 1, before, after, page.ascending)
     if found is None:
         raise ApiError("account_not_found", "no such account")
     if page.cursor is not None:
-        cursor = await registry.call("key_view", page.cursor)
+        cursor = await registry.invoke(Registry.key_view, page.cursor)
         if cursor is None or cursor.account_id != account_id:
             raise unknown_cursor(page)
     data = [
@@ -389,7 +393,7 @@ async def list_keys(request: web.Request) -> web.Response:
 
 
 async def revoke_key(request: web.Request) -> web.Response:
-    revoked = await request.app[CLIENT].registry.call("revoke_key", request.match_info["id"])
+    revoked = await request.app[CLIENT].registry.invoke(Registry.revoke_key, request.match_info["id"])
     request.app[AUTH].forget_keys()
     if not revoked:
         raise ApiError("key_not_found", "no such key")
@@ -460,12 +464,12 @@ def merged_page(pages: Sequence[tuple[list[R], bool]], page: Page) -> tuple[list
 
 async def list_accounts(request: web.Request) -> web.Response:
     page, q = page_of(request), query(request)
-    if page.cursor is not None and await request.app[CLIENT].registry.call("get_account", page.cursor) is None:
+    if page.cursor is not None and await request.app[CLIENT].registry.invoke(Registry.get_account, page.cursor) is None:
         raise unknown_cursor(page)
     active = None if "status" not in q else q["status"] == "active"
     before, after = id_bounds(request, page, "acc")
-    infos = await request.app[CLIENT].registry.call(
-        "list_accounts", active, page.limit + 1, before, after, page.ascending, q.get("email")
+    infos = await request.app[CLIENT].registry.invoke(
+        Registry.list_accounts, active, page.limit + 1, before, after, page.ascending, q.get("email")
     )
     shown = newest_first(infos[: page.limit], page)
     balance_infos = [i for i in await request.app[DIRECTORY].balances([b for a in shown for b in a.balance_ids]) if i]
@@ -484,8 +488,8 @@ async def patch_account(request: web.Request) -> web.Response:
     account_id = request.match_info["id"]
     active = None if body.status is None else body.status == "active"
     set_metadata = body.metadata is not msgspec.UNSET
-    info = await request.app[CLIENT].registry.call(
-        "update_account", account_id, active, body.metadata if set_metadata else None, set_metadata=set_metadata
+    info = await request.app[CLIENT].registry.invoke(
+        Registry.update_account, account_id, active, body.metadata if set_metadata else None, set_metadata=set_metadata
     )
     if info is None:
         raise ApiError("account_not_found", "no such account")
@@ -505,7 +509,7 @@ async def patch_balance(request: web.Request) -> web.Response:
     if body.overdraft_limit is not None:
         limit = payments.parse_money(body.overdraft_limit, exponent, "overdraft_limit", allow_zero=True)
     active = None if body.status is None else body.status == "active"
-    code = await request.app[CLIENT].registry.call("change_balance", info.id, active, limit)
+    code = await request.app[CLIENT].registry.invoke(Registry.change_balance, info.id, active, limit)
     if code == Check.NOT_ENOUGH_MONEY:
         raise ApiError("conflict", "the balance already uses more than that overdraft limit", "overdraft_limit")
     assert code == Check.OK, code
@@ -541,12 +545,19 @@ async def list_entries(request: web.Request) -> web.Response:
         seq = entry_seq(page.cursor, partition) if paid_by is None else None
         if paid_by is None and seq is None:
             raise unknown_cursor(page)
-        seq = await shard.call("entry_seq", info.id, seq, paid_by)
+        seq = await shard.invoke(BalanceShard.entry_seq, info.id, seq, paid_by)
         if seq is None:
             raise unknown_cursor(page)
         before, after = (None, seq) if page.ascending else (seq, None)
-    entries = await shard.call(
-        "entries", info.id, page.limit + 1, before, after, page.ascending, q.get("created_gte"), q.get("created_lt")
+    entries = await shard.invoke(
+        BalanceShard.entries,
+        info.id,
+        page.limit + 1,
+        before,
+        after,
+        page.ascending,
+        q.get("created_gte"),
+        q.get("created_lt"),
     )
     exponent = await request.app[DIRECTORY].exponent(info.currency)
     shown = newest_first(entries[: page.limit], page)
@@ -586,7 +597,7 @@ async def _listed_balances(request: web.Request) -> list[str | None]:
     if who.admin and "account" not in q:
         return [None]
     account_id = q.get("account", who.account_id)
-    account = await client.registry.call("get_account", account_id)
+    account = await client.registry.invoke(Registry.get_account, account_id)
     if account is None or account_id == SYSTEM_ACCOUNT_ID or not can_read_account(request, account_id):
         raise ApiError("account_not_found", "no such account", "account")
     return list(account.balance_ids)
@@ -623,7 +634,9 @@ async def list_payments(request: web.Request) -> web.Response:
 async def create_currency(request: web.Request) -> web.Response:
     body = await decode(request, schemas.CurrencyCreate)
     idem, key = creates.idem_of(request, body)
-    view = await request.app[CLIENT].registry.call("create_currency", body.code, body.exponent, body.name, idem)
+    view = await request.app[CLIENT].registry.invoke(
+        Registry.create_currency, body.code, body.exponent, body.name, idem
+    )
     if isinstance(view, Answered):
         return await creates.replay(request, idem, key, view)  # type: ignore[arg-type]
     if view is None:
@@ -663,7 +676,7 @@ async def create_batch(request: web.Request) -> web.Response:
         idem, _ = creates.idem_of(request, body)
         assert idem is not None
         refused = {n: problem for n, problem in enumerate(results) if problem is not None}
-        claimed = await request.app[CLIENT].registry.call("claim_batch", idem, msgspec.msgpack.encode(refused))
+        claimed = await request.app[CLIENT].registry.invoke(Registry.claim_batch, idem, msgspec.msgpack.encode(refused))
         if claimed is not None:
             if claimed.fingerprint != idem.fingerprint:
                 raise ApiError("idempotency_key_reused", "this Idempotency-Key was used with a different request")

@@ -24,6 +24,7 @@ from gateway.errors import ApiError
 T = TypeVar("T")
 AMOUNT_FIELDS = frozenset({"amount", "overdraft_limit"})
 
+
 class _Repeated(ValueError):
     def __init__(self, key: str) -> None:
         super().__init__(key)

@@ -18,6 +18,7 @@ import msgspec
 from aiohttp import web
 from rayledger import schemas
 
+from actors.registry import Registry
 from actors.topology import coordinator_of
 from api import render
 from gateway.errors import ApiError
@@ -155,7 +156,7 @@ async def prepare_payment(
     amount_minor = parse_money(body.amount, exponent)
     fx = None
     if body.quote_id is not None:
-        fx = await request.app[CLIENT].registry.call("get_quote", body.quote_id)
+        fx = await request.app[CLIENT].registry.invoke(Registry.get_quote, body.quote_id)
         if fx is None:
             raise ApiError("quote_not_found", "no such quote (a quote is forgotten a day after it expires)", "quote_id")
         if (fx.balance_from, fx.balance_to, fx.amount_from_minor) != (source.id, target.id, amount_minor):

@@ -6,7 +6,7 @@ from __future__ import annotations
 from aiohttp import web
 from rayledger import schemas
 
-from actors.webhooks import EndpointMade
+from actors.webhooks import EndpointMade, WebhookDispatcher
 from api import render
 from gateway import creates
 from gateway.errors import ApiError
@@ -46,8 +46,8 @@ def _delivery(a: DeliveryAttempted) -> schemas.WebhookDelivery:
 async def create_endpoint(request: web.Request) -> web.Response:
     body = await decode(request, schemas.WebhookEndpointCreate)
     idem, _ = creates.idem_of(request, body)
-    made: EndpointMade = await request.app[CLIENT].webhooks.call(
-        "create_endpoint", body.url, list(body.events), body.description, idem
+    made: EndpointMade = await request.app[CLIENT].webhooks.invoke(
+        WebhookDispatcher.create_endpoint, body.url, list(body.events), body.description, idem
     )
     if made.refusal == "idempotency_key_reused":
         raise ApiError("idempotency_key_reused", "this Idempotency-Key was used with a different request")
@@ -60,20 +60,20 @@ async def create_endpoint(request: web.Request) -> web.Response:
 
 
 async def list_endpoints(request: web.Request) -> web.Response:
-    found = (await request.app[CLIENT].webhooks.call("list_endpoints"))[::-1]  # newest first
+    found = (await request.app[CLIENT].webhooks.invoke(WebhookDispatcher.list_endpoints))[::-1]  # newest first
     shown, has_more = page_by_key(found, [c.endpoint_id for c, _ in found], page_of(request))
     return json_response(schemas.WebhookEndpointList(data=[_endpoint(c, n) for c, n in shown], has_more=has_more))
 
 
 async def get_endpoint(request: web.Request) -> web.Response:
-    found = await request.app[CLIENT].webhooks.call("get_endpoint", request.match_info["id"])
+    found = await request.app[CLIENT].webhooks.invoke(WebhookDispatcher.get_endpoint, request.match_info["id"])
     if found is None:
         raise ApiError("webhook_endpoint_not_found", "no such webhook endpoint")
     return json_response(_endpoint(*found))
 
 
 async def delete_endpoint(request: web.Request) -> web.Response:
-    if not await request.app[CLIENT].webhooks.call("delete_endpoint", request.match_info["id"]):
+    if not await request.app[CLIENT].webhooks.invoke(WebhookDispatcher.delete_endpoint, request.match_info["id"]):
         raise ApiError("webhook_endpoint_not_found", "no such webhook endpoint")
     return web.Response(status=204)
 
@@ -84,7 +84,9 @@ async def list_deliveries(request: web.Request) -> web.Response:
         raise unknown_cursor(page)
     before, after = id_bounds(request, page, "dlv")
     webhooks = request.app[CLIENT].webhooks
-    found = await webhooks.call("deliveries", request.match_info["id"], page.limit + 1, before, after, page.ascending)
+    found = await webhooks.invoke(
+        WebhookDispatcher.deliveries, request.match_info["id"], page.limit + 1, before, after, page.ascending
+    )
     if found is None:
         raise ApiError("webhook_endpoint_not_found", "no such webhook endpoint")
     data = [_delivery(a) for a in newest_first(found[: page.limit], page)]
