@@ -7,6 +7,7 @@ import os
 import time
 
 from actors.client import LedgerClient
+from actors.registry import Registry
 from ledger.ids import make_id
 from ledger.messages import PaymentRequest
 from ledger.records import PaymentRecord
@@ -30,13 +31,13 @@ async def open_funded_balances(
     opened concurrently, so their journal records share flushes."""
     registry = client.registry
     accounts = await asyncio.gather(
-        *(registry.call("create_account", f"{prefix}{n}@example.com", None) for n in range(count))
+        *(registry.invoke(Registry.create_account, f"{prefix}{n}@example.com", None) for n in range(count))
     )
     assert all(a is not None for a in accounts)
-    opened = await asyncio.gather(*(registry.call("create_balance", a.id, currency, 0) for a in accounts))
+    opened = await asyncio.gather(*(registry.invoke(Registry.create_balance, a.id, currency, 0) for a in accounts))
     assert all(code == "ok" for code, _ in opened), opened
     ids = [info.id for _, info in opened]
-    issuer = (await registry.call("currency", currency, ensure_issuer=True)).issuer_balance_id
+    issuer = (await registry.invoke(Registry.currency, currency, ensure_issuer=True)).issuer_balance_id
     deposits = await client.pay([payment(issuer, b, deposit_minor, currency) for b in ids]) if deposit_minor else []
     assert all(p.status == PaymentStatus.SUCCESS for p in deposits)
     return issuer, ids, deposits

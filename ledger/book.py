@@ -375,7 +375,8 @@ class BalanceBook:
             b.active, b.account_active = active, account_active
             book.balances[bid] = b
         for h in snap.holds:  # 1.0: without the last two
-            posts, transfer_id = (h[6], h[7]) if len(h) > 6 else (0, None)
+            posts = h[6] if len(h) > 6 else 0
+            transfer_id = h[7] if len(h) > 7 else None
             assert isinstance(h[0], str) and isinstance(h[1], str) and isinstance(posts, int), h
             side, amount, coordinator, epoch = (int(x) for x in h[2:6])  # type: ignore[arg-type]
             hold = Hold(side, amount, coordinator, epoch, posts, None if transfer_id is None else str(transfer_id))

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import shutil
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -21,7 +22,7 @@ from benchmarks.webhooks import Receiver
 from tests.support.server import Server
 
 ROOT = Path(__file__).resolve().parents[2]
-SERVER_MODULES = ("gateway", "actors", "journal", "ledger", "ray")
+SERVER_MODULES = ("gateway", "actors", "api", "journal", "ledger", "ray")
 
 
 async def _collect(items: AsyncIterator[object]) -> list[object]:
@@ -169,15 +170,16 @@ def test_the_readme_example_runs_with_the_client_alone(server: Server, tmp_path:
     venv = tmp_path / "client-venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
     python = str(venv / "bin" / "python")
-    installed = subprocess.run(
-        [python, "-m", "pip", "install", "-q", str(ROOT / "client")], capture_output=True, text=True, timeout=600
+    source = shutil.copytree(ROOT / "client", tmp_path / "client", ignore=shutil.ignore_patterns("build", "*.egg-info"))
+    installed = subprocess.run(  # from a copy: the build leaves nothing in the checkout
+        [python, "-m", "pip", "install", "-q", str(source)], capture_output=True, text=True, timeout=600
     )
     assert installed.returncode == 0, installed.stderr[-2000:]
     alone = subprocess.run(
         [
             python,
             "-c",
-            "import importlib.util as u; print([m for m in ('gateway', 'actors', 'ray') if u.find_spec(m)])",
+            f"import importlib.util as u; print([m for m in {SERVER_MODULES} if u.find_spec(m)])",
         ],
         capture_output=True,
         text=True,

@@ -1,4 +1,4 @@
-"""The Journal contract: one parametrized suite run against both adapters (STYLE item 7).
+"""The Journal contract: one parametrized suite run against both adapters (CONTRIBUTING: one port, two adapters).
 
 Every test gets a `JournalHarness` for one adapter. `reopen()` builds a fresh journal
 object on the same SQLite file or the same `MemoryStore`, which is what a restart looks

@@ -1,4 +1,4 @@
-"""Imports point down, and only at the top of a module (docs/design.md §2, STYLE 20):
+"""Imports point down, and only at the top of a module (docs/design.md §2):
 ledger < journal < api < actors < gateway, and the Python client (`rayledger`, its own
 distribution under client/, which the server uses for the API's wire types) imports nothing
 of the server. A late import to dodge a cycle means a type is in the wrong layer.

@@ -1,4 +1,4 @@
-"""The pure core, the API's rendering and the journal type-check under mypy --strict (STYLE 14): a wrong type
+"""The pure core, the API's rendering and the journal type-check under mypy --strict: a wrong type
 across them is found here, not in production. Settings in pyproject.toml ([tool.mypy])."""
 
 from __future__ import annotations
