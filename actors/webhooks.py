@@ -35,7 +35,6 @@ from dataclasses import dataclass, field
 import aiohttp
 import msgspec
 from aiohttp.abc import AbstractResolver, ResolveResult
-from rayledger.webhooks import SIGNATURE_HEADER, signature
 from yarl import URL
 
 from actors.client import LedgerClient
@@ -64,6 +63,7 @@ from ledger.records import (
 from ledger.records import event_id as make_event_id
 from ledger.views import Idem
 from ledger.webhooks import address_refusal, next_attempt_ms
+from rayledger.webhooks import SIGNATURE_HEADER, signature
 
 log = logging.getLogger("rayledger.webhooks")
 

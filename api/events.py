@@ -8,8 +8,6 @@ from __future__ import annotations
 from typing import Any, Protocol
 
 import msgspec
-from rayledger import schemas
-from rayledger.schemas import Event
 
 from api import render
 from ledger.money import format_amount
@@ -28,6 +26,8 @@ from ledger.records import (
     event_of,
 )
 from ledger.views import AccountInfo
+from rayledger import schemas
+from rayledger.schemas import Event
 
 
 class Lookups(Protocol):

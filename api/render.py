@@ -5,12 +5,11 @@ from __future__ import annotations
 import functools
 from datetime import UTC, datetime
 
-from rayledger import schemas
-
 from ledger.book import BalanceView
 from ledger.money import format_amount
 from ledger.records import FxQuote, FxRateSet, HoldRecord, PaymentRecord, TransferRecord
 from ledger.views import AccountInfo, BalanceInfo
+from rayledger import schemas
 
 
 @functools.lru_cache(maxsize=4096)

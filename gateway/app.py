@@ -13,7 +13,6 @@ import re
 import msgspec
 from aiohttp import web
 from openapi_ui_bundles import swagger_ui
-from rayledger.schemas import TRANSFER_LEGS_MAX
 
 from actors.client import LedgerClient
 from actors.directory import Directory
@@ -46,6 +45,7 @@ from gateway.metrics import METRICS, GatewayMetrics, metrics_endpoint
 from gateway.openapi import build_spec
 from gateway.routes import OPS, Op
 from journal import JournalUnavailable
+from rayledger.schemas import TRANSFER_LEGS_MAX
 
 log = logging.getLogger("rayledger.gateway")
 SHUTDOWN_PHASE2_WAIT_S = 10.0

@@ -19,7 +19,6 @@ from typing import Any
 
 import msgspec
 from aiohttp import web
-from rayledger import schemas
 
 from actors.registry import Registry
 from api import render
@@ -29,6 +28,7 @@ from gateway.keys import CLIENT, DIRECTORY, SEAL_KEY
 from ledger.book import BalanceView
 from ledger.records import Answered
 from ledger.views import Idem
+from rayledger import schemas
 
 _SEAL_CONTEXT = b"rayledger: an API key's token, sealed under the Idempotency-Key that created it"
 

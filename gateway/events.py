@@ -26,7 +26,6 @@ import time
 
 import msgspec
 from aiohttp import web
-from rayledger.schemas import Event, EventList
 
 from actors.events import EventReads
 from api.events import event_of_record
@@ -49,6 +48,7 @@ from ledger.records import (
     event_id,
     event_seq,
 )
+from rayledger.schemas import Event, EventList
 
 STREAM_PAGE = 200  # events read from each journal per step of a stream
 STREAM_POLL_S = 0.25  # how often an idle stream looks for new events

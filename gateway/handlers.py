@@ -9,7 +9,6 @@ from typing import Any, NamedTuple, Protocol, TypeVar
 
 import msgspec
 from aiohttp import web
-from rayledger import schemas
 
 from actors.coordinator import REFUNDS_PER_PAYMENT_MAX
 from actors.registry import Registry
@@ -29,6 +28,7 @@ from ledger.outcomes import Outcome, pending_record
 from ledger.records import Answered, HoldRecord, PaymentRecord, TransferRecord
 from ledger.results import Check
 from ledger.views import SYSTEM_ACCOUNT_ID, SYSTEM_ACCOUNTS, BalanceInfo
+from rayledger import schemas
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 T = TypeVar("T")

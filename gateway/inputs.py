@@ -17,9 +17,9 @@ from typing import Any, Literal, TypeVar
 
 import msgspec
 from multidict import MultiMapping
-from rayledger.patterns import PATTERN_WORDS
 
 from gateway.errors import ApiError
+from rayledger.patterns import PATTERN_WORDS
 
 T = TypeVar("T")
 AMOUNT_FIELDS = frozenset({"amount", "overdraft_limit"})

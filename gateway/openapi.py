@@ -7,11 +7,11 @@ import re
 from typing import Any
 
 import msgspec
-from rayledger.schemas import Payment as PaymentBody
-from rayledger.schemas import Transfer as TransferBody
 
 from gateway.errors import RETRY_AFTER_S, STATUS_OF_CODE, Problem
 from gateway.routes import CURSOR_RULE, OPS, TAGS, Op, tag_of
+from rayledger.schemas import Payment as PaymentBody
+from rayledger.schemas import Transfer as TransferBody
 
 REF = "#/components/schemas/{name}"
 

@@ -16,7 +16,6 @@ from typing import NamedTuple, TypeVar
 
 import msgspec
 from aiohttp import web
-from rayledger import schemas
 
 from actors.registry import Registry
 from actors.topology import coordinator_of
@@ -30,6 +29,7 @@ from ledger.messages import PaymentRequest
 from ledger.money import AmountError, parse_amount
 from ledger.outcomes import Outcome, pending_record
 from ledger.views import SYSTEM_ACCOUNT_ID, SYSTEM_ACCOUNTS, BalanceInfo
+from rayledger import schemas
 
 T = TypeVar("T")
 IDEMPOTENCY_HEADER = "Idempotency-Key"

@@ -5,12 +5,11 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
-from rayledger import schemas
-from rayledger.patterns import describe_pattern
-
 from gateway import events, handlers, transfers, webhooks
 from gateway.auth import Access
 from ledger.records import EVENT_ID_PATTERN, EVENT_TYPES
+from rayledger import schemas
+from rayledger.patterns import describe_pattern
 
 TWO_SIDES_RULE = (
     "balance_from and balance_to must be two different balances (422 same_balance), neither of them an issuer or"

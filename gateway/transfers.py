@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 
 from aiohttp import web
-from rayledger import schemas
 
 from api import render
 from gateway.errors import ApiError
@@ -37,6 +36,7 @@ from gateway.payments import (
 from ledger.messages import TransferRequest
 from ledger.outcomes import pending_transfer
 from ledger.records import TransferRecord
+from rayledger import schemas
 
 TRANSFER_PREFIX = "tr"
 

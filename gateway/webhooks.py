@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 from aiohttp import web
-from rayledger import schemas
 
 from actors.webhooks import EndpointMade, WebhookDispatcher
 from api import render
@@ -13,6 +12,7 @@ from gateway.errors import ApiError
 from gateway.handlers import decode, id_bounds, json_response, newest_first, page_by_key, page_of, unknown_cursor
 from gateway.keys import CLIENT
 from ledger.records import DeliveryAttempted, WebhookEndpointCreated
+from rayledger import schemas
 
 
 def _endpoint(created: WebhookEndpointCreated, retrying: int, secret: str | None = None) -> schemas.WebhookEndpoint:

@@ -15,10 +15,10 @@ from pathlib import Path
 import aiohttp
 import pytest
 from aiohttp import web
-from rayledger import schemas
-from rayledger.client import Client, LedgerError, SyncClient
 
 from benchmarks.webhooks import Receiver
+from rayledger import schemas
+from rayledger.client import Client, LedgerError, SyncClient
 from tests.support.server import Server
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -9,8 +9,9 @@ import re
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from rayledger.schemas import WEBHOOK_URL_PATTERN
 from yarl import URL
+
+from rayledger.schemas import WEBHOOK_URL_PATTERN
 
 ALLOWED = re.compile(WEBHOOK_URL_PATTERN)
 

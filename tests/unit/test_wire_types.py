@@ -7,10 +7,9 @@ import ast
 import sys
 from pathlib import Path
 
-from rayledger import schemas
-
 from ledger.records import EVENT_TYPES
 from ledger.results import PaymentStatus
+from rayledger import schemas
 
 CLIENT = Path(__file__).resolve().parents[2] / "client" / "rayledger"
 
