@@ -22,8 +22,6 @@ addresses actually connected to (a name that resolves elsewhere later gains noth
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
 import ipaddress
 import logging
 import os
@@ -61,6 +59,7 @@ from ledger.records import (
     event_of,
 )
 from ledger.records import event_id as make_event_id
+from ledger.sealing import xor_sealed
 from ledger.views import Idem
 from ledger.webhooks import address_refusal, next_attempt_ms
 from rayledger.webhooks import SIGNATURE_HEADER, signature
@@ -179,22 +178,14 @@ def secrets_key(settings: Settings) -> bytes:
     return key
 
 
-def _secret_pad(key: bytes, endpoint_id: str, n: int) -> bytes:
-    pad = hmac.new(key, _SEAL_CONTEXT + b"\n" + endpoint_id.encode(), hashlib.sha512).digest()
-    assert n <= len(pad), "a secret is longer than the pad"
-    return pad[:n]
-
-
 def seal_secret(key: bytes, endpoint_id: str, secret: str) -> bytes:
-    raw = secret.encode()
-    return bytes(a ^ b for a, b in zip(raw, _secret_pad(key, endpoint_id, len(raw)), strict=True))
+    return xor_sealed(key, _SEAL_CONTEXT, endpoint_id, secret.encode())
 
 
 def unseal_secret(key: bytes, created: WebhookEndpointCreated) -> str:
     if created.sealed_secret is None:
         return created.secret  # made before secrets were sealed
-    pad = _secret_pad(key, created.endpoint_id, len(created.sealed_secret))
-    raw = bytes(a ^ b for a, b in zip(created.sealed_secret, pad, strict=True))
+    raw = xor_sealed(key, _SEAL_CONTEXT, created.endpoint_id, created.sealed_secret)
     # Every secret starts so: anything else means the key file was replaced or lost.
     assert raw.startswith(b"whsec_"), f"{SECRETS_KEY_FILE} does not unseal endpoint {created.endpoint_id}"
     return raw.decode()

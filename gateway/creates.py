@@ -27,6 +27,7 @@ from gateway.errors import ApiError
 from gateway.keys import CLIENT, DIRECTORY, SEAL_KEY
 from ledger.book import BalanceView
 from ledger.records import Answered
+from ledger.sealing import xor_sealed
 from ledger.views import Idem
 from rayledger import schemas
 
@@ -42,19 +43,12 @@ def idem_of(request: web.Request, body: msgspec.Struct | None) -> tuple[Idem | N
     return Idem(lookup, payments.fingerprint(request, body)), key  # type: ignore[arg-type]
 
 
-def _pad(seal_key: bytes, key: str, n: int) -> bytes:
-    pad = hmac.new(seal_key, _SEAL_CONTEXT + b"\n" + key.encode(), hashlib.sha512).digest()
-    assert n <= len(pad), "a token is shorter than the pad"
-    return pad[:n]
-
-
 def seal(seal_key: bytes, key: str, token: str) -> bytes:
-    raw = token.encode()
-    return bytes(a ^ b for a, b in zip(raw, _pad(seal_key, key, len(raw)), strict=True))
+    return xor_sealed(seal_key, _SEAL_CONTEXT, key, token.encode())
 
 
 def unseal(seal_key: bytes, key: str, sealed: bytes) -> str | None:
-    raw = bytes(a ^ b for a, b in zip(sealed, _pad(seal_key, key, len(sealed)), strict=True))
+    raw = xor_sealed(seal_key, _SEAL_CONTEXT, key, sealed)
     try:
         return raw.decode()
     except UnicodeDecodeError:  # sealed under another admin token: the key replays without it
