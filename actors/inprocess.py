@@ -10,6 +10,7 @@ from typing import Any
 
 from actors.client import LedgerClient
 from actors.coordinator import PaymentCoordinator
+from actors.coordinator.state import Clock, now_ms
 from actors.peers import Peer
 from actors.registry import Registry
 from actors.settings import Settings
@@ -20,10 +21,11 @@ from journal import Journal
 
 
 class InProcessLedger:
-    def __init__(self, data_dir: Path, **overrides: Any) -> None:
+    def __init__(self, data_dir: Path, *, clock: Clock = now_ms, **overrides: Any) -> None:
         # Delivery's lower CPU priority would apply to the whole (test) process here.
         defaults = {"partitions": 4, "shards": 2, "webhook_idle_priority": False}
         self.settings = Settings(data_dir=str(data_dir), **{**defaults, **overrides})
+        self.clock = clock  # the coordinators' (a test may move it)
         self.objects: dict[str, Any] = {}
         self.client = LedgerClient(self.settings, self.peer)
 
@@ -46,7 +48,7 @@ class InProcessLedger:
                 journals = None  # type: ignore[assignment]
             self.objects[shard_name(k)] = BalanceShard(s, k, journals)  # type: ignore[arg-type]
         for c in range(s.coordinators):
-            self.objects[coordinator_name(c)] = PaymentCoordinator(s, c, self.peer, self.journal(f"c-{c}"))
+            self.objects[coordinator_name(c)] = PaymentCoordinator(s, c, self.peer, self.journal(f"c-{c}"), self.clock)
         self.objects[WEBHOOKS_NAME] = WebhookDispatcher(s, self.peer, self.journal("webhooks"))
         await self.objects[REGISTRY_NAME].genesis(s.partitions)
         await self.client.status()
@@ -73,7 +75,5 @@ class InProcessLedger:
     async def stop(self) -> None:
         # Coordinators first: closing, they send the phase two they still owe the shards.
         for obj in sorted(self.objects.values(), key=lambda o: not isinstance(o, PaymentCoordinator)):
-            if isinstance(obj, PaymentCoordinator) and obj._sweeper is not None:
-                obj._sweeper.cancel()
-            await obj.close()
+            await obj.close()  # a coordinator's close stops its sweep of expired holds
         self.objects = {}

@@ -76,7 +76,7 @@ def configure(level: str | None = None, foreign: tuple[str, ...] = ("aiohttp",),
         server.addFilter(MalformedRequest())
 
 
-def event(log: logging.Logger, name: str, level: int = logging.INFO, **fields: object) -> None:
+def event(log: logging.Logger, name: str, level: int = logging.INFO, /, **fields: object) -> None:
     if log.isEnabledFor(level):
         log.log(level, name, extra={"fields": fields})
 

@@ -54,7 +54,7 @@ class Peer:
 PeerLookup = Callable[[str], Peer]
 
 
-SHARD_STREAMED = frozenset({"hold", "settle"})  # once per batch per shard, on every payment's path
+SHARD_STREAMED = frozenset({"phase_one", "phase_two"})  # once per batch per shard, on every payment's path
 
 
 def ray_lookup(namespace: str) -> PeerLookup:

@@ -28,7 +28,7 @@ from actors.settings import Settings
 from actors.telemetry import Telemetry, placement
 from actors.topology import partition_of, partitions_of_shard, shard_name
 from journal import Journal, JournalUnavailable, SqliteFile, SqliteJournal, adopt_partitions
-from ledger.book import CREDIT, BalanceBook, BalanceView, BookSnapshot, OpenHold
+from ledger.book import CREDIT, BalanceBook, BalanceView, BookSnapshot, Reservation
 from ledger.ids import is_hold_id
 from ledger.messages import BalanceSpec, HoldRef, SideRequest, unpack
 from ledger.records import Posted, Record
@@ -141,7 +141,7 @@ class BalanceShard:
             if not part.journal.writable:
                 raise JournalUnavailable(f"partition {part.index} journal is not writable")
 
-    async def _settle(self, parts: Iterable[Partition]) -> None:
+    async def _flush(self, parts: Iterable[Partition]) -> None:
         """Wait until every touched partition is durable, then maybe snapshot."""
         parts = list({id(p): p for p in parts}.values())
         await asyncio.gather(*(p.journal.durable() for p in parts))
@@ -169,7 +169,7 @@ class BalanceShard:
             if record is not None:
                 part.commit(record)
         self._count_balances()
-        await self._settle(touched)
+        await self._flush(touched)
 
     async def change_balance(
         self, balance_id: str, active: bool | None, overdraft_limit_minor: int | None
@@ -181,7 +181,7 @@ class BalanceShard:
         code, record = part.book.decide_change(balance_id, active, overdraft_limit_minor)
         if record is not None:
             part.commit(record)
-        await self._settle([part])
+        await self._flush([part])
         balance = part.book.balances.get(balance_id)
         if balance is None:
             return int(code), False, 0, False
@@ -191,7 +191,7 @@ class BalanceShard:
         parts = [self._part(b) for b in balance_ids]
         await self._after_payments_on(zip(parts, balance_ids, strict=True))
         views = [part.book.view(b) for b, part in zip(balance_ids, parts, strict=True)]
-        await self._settle(parts)  # a read never shows what is not yet on disk
+        await self._flush(parts)  # a read never shows what is not yet on disk
         return views
 
     async def set_account_active(self, balance_ids: list[str], active: bool) -> None:
@@ -201,7 +201,7 @@ class BalanceShard:
             record = part.book.decide_account_activity(balance_id, active)
             if record is not None:
                 part.commit(record)
-        await self._settle(touched)
+        await self._flush(touched)
 
     async def entries(
         self,
@@ -258,12 +258,12 @@ class BalanceShard:
 
     # -- two-phase payment legs -----------------------------------------------------------
     async def reserve(self, coordinator: int, epoch: int, items: list[SideRequest]) -> list[int]:
-        return (await self.hold(coordinator, epoch, items, []))[0]
+        return (await self.phase_one(coordinator, epoch, items, []))[0]
 
     async def prepare(self, coordinator: int, epoch: int, items: list[SideRequest]) -> list[int]:
-        return (await self.hold(coordinator, epoch, [], items))[1]
+        return (await self.phase_one(coordinator, epoch, [], items))[1]
 
-    async def hold(
+    async def phase_one(
         self,
         coordinator: int,
         epoch: int,
@@ -286,7 +286,7 @@ class BalanceShard:
             # Before this call's own credits open: they settle only after it answers.
             short = self._short_of_incoming(debits, debit_codes)
             credit_codes = self._decide_holds(coordinator, epoch, credits, written, debit=False)
-            await self._settle(written)
+            await self._flush(written)
             if short:
                 await self._decide_again(coordinator, epoch, debits, debit_codes, short)
             return debit_codes, credit_codes, unsettled
@@ -317,7 +317,7 @@ class BalanceShard:
         again = self._decide_holds(coordinator, epoch, [debits[n] for n in short], written, debit=True)
         for n, code in zip(short, again, strict=True):
             codes[n] = code
-        await self._settle(written)
+        await self._flush(written)
 
     def _decide_holds(
         self, coordinator: int, epoch: int, items: list[SideRequest], written: list[Partition], *, debit: bool
@@ -338,21 +338,21 @@ class BalanceShard:
             codes.append(int(code))
         return codes
 
-    async def settle(self, posts: list[HoldRef] | bytes, voids: list[HoldRef] | bytes) -> None:
+    async def phase_two(self, posts: list[HoldRef] | bytes, voids: list[HoldRef] | bytes) -> None:
         """Phase two on its own: post and void decided legs (idempotent). Raises
         JournalUnavailable, for the coordinator to send them again, if any could not be written."""
         written: list[Partition] = []
         with self.telemetry.serving():
             unsettled = self._close_legs(unpack(posts, list[HoldRef]), unpack(voids, list[HoldRef]), written)
-            await self._settle(written)
+            await self._flush(written)
         if unsettled:
             raise JournalUnavailable(f"{len(unsettled)} legs are on partitions whose journal is not writable")
 
     async def post(self, refs: list[HoldRef] | bytes) -> None:
-        await self.settle(refs, [])
+        await self.phase_two(refs, [])
 
     async def void(self, refs: list[HoldRef] | bytes) -> None:
-        await self.settle([], refs)
+        await self.phase_two([], refs)
 
     def _close_legs(self, posts: list[HoldRef], voids: list[HoldRef], written: list[Partition]) -> list[int]:
         """Apply decided legs; the indexes (posts first, then voids) of those whose
@@ -414,7 +414,7 @@ class BalanceShard:
         if timeout > 0:
             await asyncio.wait([future for future, _ in waits], timeout=timeout)
 
-    async def fence(self, coordinator: int, epoch: int) -> list[OpenHold]:
+    async def fence(self, coordinator: int, epoch: int) -> list[Reservation]:
         """Refuse older incarnations of `coordinator`; return its holds still open here."""
         parts = list(self.partitions.values())
         self._require_writable(parts)
@@ -422,7 +422,7 @@ class BalanceShard:
             record = part.book.decide_fence(coordinator, epoch)
             if record is not None:
                 part.commit(record)
-        await self._settle(parts)
+        await self._flush(parts)
         return [h for part in parts for h in part.book.open_holds(coordinator)]
 
     # -- operations -----------------------------------------------------------------------
@@ -447,7 +447,7 @@ class BalanceShard:
         """Sum of posted amounts per currency over this shard (for audits)."""
         parts = list(self.partitions.values())
         await self._after_payments_on((p, b) for p in parts for b in list(p.book.holds_by_balance))
-        await self._settle(parts)
+        await self._flush(parts)
         totals: dict[str, int] = {}
         for part in parts:
             for currency, amount in part.book.totals_by_currency().items():
@@ -457,7 +457,7 @@ class BalanceShard:
     async def all_balances(self) -> list[BalanceView]:
         parts = list(self.partitions.values())
         await self._after_payments_on((p, b) for p in parts for b in list(p.book.holds_by_balance))
-        await self._settle(parts)
+        await self._flush(parts)
         return [v for p in parts for b in p.book.balances if (v := p.book.view(b)) is not None]
 
     async def close(self) -> None:

@@ -78,7 +78,11 @@ class Hold(msgspec.Struct, array_like=True):
     transfer_id: str | None = None  # a transfer's leg
 
 
-class OpenHold(msgspec.Struct, frozen=True, array_like=True):
+class Reservation(msgspec.Struct, frozen=True, array_like=True):
+    """A phase-one entry still open on a balance (a debit reserved or a credit prepared),
+    as a coordinator's recovery collects them: not to be confused with the API's
+    authorization holds, whose legs are such entries too."""
+
     payment_id: str
     balance_id: str
     side: int
@@ -329,9 +333,9 @@ class BalanceBook:
         """Ids of the holds open on `balance_id` (payments in flight, authorization holds)."""
         return self.holds_by_balance.get(balance_id, _NO_HOLDS)
 
-    def open_holds(self, coordinator: int | None = None) -> list[OpenHold]:
+    def open_holds(self, coordinator: int | None = None) -> list[Reservation]:
         return [
-            OpenHold(pid, bid, h.side, h.amount_minor, self.balances[bid].currency, h.transfer_id)
+            Reservation(pid, bid, h.side, h.amount_minor, self.balances[bid].currency, h.transfer_id)
             for (pid, bid), h in self.holds.items()
             if coordinator is None or h.coordinator == coordinator
         ]

@@ -3,7 +3,6 @@ traffic built, and the same state that replaying every record from genesis build
 
 from __future__ import annotations
 
-import asyncio
 import os
 from pathlib import Path
 
@@ -43,9 +42,8 @@ async def test_snapshot_and_tail_rebuild_the_live_state(tmp_path: Path) -> None:
     live = ledger.coordinator()
     await live.finish_phase2()  # no phase two left to confirm (and journal) while we compare
     await live.journal.durable()
-    if live._snapshotting is not None:
-        await live._snapshotting
-    state = live.state()
+    await live.state.snapshot_written()
+    state = live.book.snapshot()
     assert state.open_holds and state.keys and state.keys_evicted_until_ms > 0
     # The dashboard's minutes too: 6 deposits, 40 payments and the capture, each counted once.
     assert sum(m.succeeded + m.failed for m in state.activity) == 47
@@ -53,13 +51,13 @@ async def test_snapshot_and_tail_rebuild_the_live_state(tmp_path: Path) -> None:
     assert store.snapshot is not None and store.snapshot[0] < live.journal.last_seq
 
     from_snapshot = PaymentCoordinator(ledger.settings, 0, ledger.peer, MemoryJournal(store.survivor()))
-    assert from_snapshot.snapshot_seq == store.snapshot[0]
-    assert from_snapshot.state() == state
+    assert from_snapshot.state.snapshot_seq == store.snapshot[0]
+    assert from_snapshot.book.snapshot() == state
 
     no_snapshot = MemoryStore(store.frames)
     from_genesis = PaymentCoordinator(ledger.settings, 0, ledger.peer, MemoryJournal(no_snapshot))
-    assert from_genesis.snapshot_seq == 0
-    assert from_genesis.state() == state
+    assert from_genesis.state.snapshot_seq == 0
+    assert from_genesis.book.snapshot() == state
     await ledger.stop()
 
 
@@ -72,12 +70,12 @@ async def test_a_snapshot_leaves_out_keys_of_requests_not_yet_journaled(tmp_path
     decided = msgspec.structs.replace(payment(a, b, 1_00), idempotency_key="admin:decided", fingerprint=b"fp")
     await ledger.client.pay([decided])
     coordinator = ledger.coordinator()
-    claimed = payment(a, b, 2_00)
-    coordinator._inflight[claimed.payment_id] = asyncio.get_running_loop().create_future()
-    coordinator._inflight[decided.payment_id] = asyncio.get_running_loop().create_future()  # phase two, say
-    coordinator._remember_key("admin:claimed", b"fp", claimed.payment_id, now_ms())
+    claimed = msgspec.structs.replace(payment(a, b, 2_00), idempotency_key="admin:claimed", fingerprint=b"fp")
+    coordinator.state.inflight.claim(claimed.payment_id, claimed.idempotency_key, claimed.fingerprint)
+    assert await coordinator.claims.known("admin:claimed") == (b"fp", claimed.payment_id)
 
-    keys = {key for key, *_ in coordinator.state().keys}
+    keys = {key for key, *_ in coordinator.book.snapshot().keys}
     assert "admin:decided" in keys and "admin:claimed" not in keys
-    coordinator._inflight.clear()
+    coordinator.state.inflight.release(claimed.payment_id, claimed.idempotency_key, decided=False)
+    assert await coordinator.claims.known("admin:claimed") is None  # given back: free for the retry
     await ledger.stop()

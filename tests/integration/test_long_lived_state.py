@@ -22,7 +22,7 @@ async def test_a_restarted_ledger_keeps_its_replayed_state_out_of_collections(tm
     shard = ledger.objects[shard_name(0)]
     assert isinstance(shard, BalanceShard)
     balances = [b for part in shard.partitions.values() for b in part.book.balances.values()]
-    recent = list(ledger.coordinator().recent.values())
+    recent = list(ledger.coordinator().book.recent.values())
     assert balances and recent
     assert all(gc.is_tracked(b) for b in balances)  # tracked objects, yet
     assert not any(id(o) in scanned for o in [*balances, *recent])  # never rescanned

@@ -8,6 +8,7 @@ it sends phase two at once), so every post is moved by a carrying call, by
 from __future__ import annotations
 
 import asyncio
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 from actors.shard import BalanceShard
@@ -29,14 +30,16 @@ def open_legs(ledger: LocalLedger, balance_id: str) -> set[str]:
     return set(shard_of(ledger, balance_id)._part(balance_id).book.holds_on(balance_id))
 
 
-def busy(ledger: LocalLedger) -> None:
+def busy(ledger: LocalLedger) -> AbstractContextManager[None]:
     """As if another pay call were in progress: phase two waits for a carrier."""
-    ledger.coordinator()._paying += 1
+    carrier = ledger.coordinator().phase_two.carrier()
+    carrier.__enter__()
+    return carrier
 
 
-def idle(ledger: LocalLedger) -> None:
+def idle(carrier: AbstractContextManager[None]) -> None:
     """That other call is over (`finish_phase2` and a clean stop wait for pay calls)."""
-    ledger.coordinator()._paying -= 1
+    carrier.__exit__(None, None, None)
 
 
 async def spin() -> None:
@@ -48,7 +51,7 @@ async def test_a_read_after_the_answer_waits_for_the_posts_and_sees_the_money_mo
     ledger = await LocalLedger(tmp_path, phase2_carry_ms=NEVER_MS).start()
     _, (a, b), deposits = await open_funded_balances(ledger.client, 2, 10_00)
     await ledger.coordinator().finish_phase2()  # the deposits' posts
-    busy(ledger)
+    carrier = busy(ledger)
     [paid] = await ledger.client.pay([payment(a, b, 3_00)])
     assert paid.status == PaymentStatus.SUCCESS
     assert paid.id in open_legs(ledger, a) and paid.id in open_legs(ledger, b)  # answered before its posts
@@ -56,7 +59,7 @@ async def test_a_read_after_the_answer_waits_for_the_posts_and_sees_the_money_mo
     read = asyncio.ensure_future(ledger.client.get_balances([a, b]))
     await spin()
     assert not read.done(), "a read must not overtake the posts of an acknowledged payment"
-    idle(ledger)
+    idle(carrier)
     assert await ledger.coordinator().finish_phase2() == 0
     view_a, view_b = await read
     assert view_a is not None and view_b is not None
@@ -69,15 +72,15 @@ async def test_the_next_phase_one_call_carries_the_posts(tmp_path: Path) -> None
     ledger = await LocalLedger(tmp_path, phase2_carry_ms=NEVER_MS).start()
     _, (a, b), _ = await open_funded_balances(ledger.client, 2, 10_00)
     coordinator = ledger.coordinator()
-    busy(ledger)
+    carrier = busy(ledger)
     [first] = await ledger.client.pay([payment(a, b, 1_00)])
-    assert first.id in coordinator.unfinished
+    assert first.id in coordinator.book.unfinished
     [second] = await ledger.client.pay([payment(b, a, 2_00)])  # same two shards
     # The second payment's phase one took the first's posts along: no timer, no extra call.
     assert first.id not in open_legs(ledger, a) | open_legs(ledger, b)
-    assert first.id not in coordinator.unfinished  # every shard confirmed: Completed
-    assert second.id in open_legs(ledger, a) and second.id in coordinator.unfinished
-    idle(ledger)
+    assert first.id not in coordinator.book.unfinished  # every shard confirmed: Completed
+    assert second.id in open_legs(ledger, a) and second.id in coordinator.book.unfinished
+    idle(carrier)
     await ledger.stop()
 
 
@@ -89,21 +92,21 @@ async def test_a_payment_from_the_balance_just_paid_into_waits_for_the_post_in_f
     _, (a, b), _ = await open_funded_balances(ledger.client, 2, 10_00)
     coordinator = ledger.coordinator()
     await coordinator.finish_phase2()
-    busy(ledger)
+    carrier = busy(ledger)
     [paid] = await ledger.client.pay([payment(a, b, 10_00)])
     assert paid.status == PaymentStatus.SUCCESS
-    in_flight, coordinator._owed = coordinator._owed, {}  # sent, not yet arrived
+    in_flight = coordinator.phase_two.take_owed()  # sent, not yet arrived
     onward = asyncio.ensure_future(ledger.client.pay([payment(b, a, 15_00)]))  # b: 10 + 10 incoming
     await spin()
     assert not onward.done(), "a payment must not be refused for money an acknowledged payment is moving in"
     for shard, owed in in_flight.items():
-        await coordinator._deliver(shard, owed)
+        await coordinator.phase_two.send(shard, owed)
     [second] = await onward
     assert second.status == PaymentStatus.SUCCESS
     # More than the credits settling would cover is refused at once, without waiting.
     [third] = await ledger.client.pay([payment(a, b, 25_01)])
     assert third.status == PaymentStatus.NOT_ENOUGH_MONEY
-    idle(ledger)
+    idle(carrier)
     await ledger.stop()
 
 
@@ -113,7 +116,7 @@ async def test_a_read_waits_only_up_to_its_bound_then_shows_the_hold(tmp_path: P
     ledger = await LocalLedger(tmp_path, phase2_carry_ms=NEVER_MS, read_settle_wait_ms=200).start()
     _, (a, b), _ = await open_funded_balances(ledger.client, 2, 10_00)
     await ledger.coordinator().finish_phase2()
-    busy(ledger)
+    carrier = busy(ledger)
     await ledger.client.pay([payment(a, b, 4_00)])
     [view_a] = await ledger.client.get_balances([a])
     assert view_a is not None
@@ -123,17 +126,17 @@ async def test_a_read_waits_only_up_to_its_bound_then_shows_the_hold(tmp_path: P
     again = asyncio.ensure_future(ledger.client.get_balances([a]))
     await spin()
     assert again.done()
-    idle(ledger)
+    idle(carrier)
     await ledger.stop()
 
 
 async def test_a_clean_stop_sends_the_phase_two_it_owes(tmp_path: Path) -> None:
     ledger = await LocalLedger(tmp_path, memory=True, phase2_carry_ms=NEVER_MS).start()
     _, (a, b), deposits = await open_funded_balances(ledger.client, 2, 10_00)
-    busy(ledger)
+    carrier = busy(ledger)
     [paid] = await ledger.client.pay([payment(a, b, 5_00)])
-    assert paid.id in ledger.coordinator().unfinished  # its phase two is still owed
-    idle(ledger)
+    assert paid.id in ledger.coordinator().book.unfinished  # its phase two is still owed
+    idle(carrier)
     await ledger.stop()
     with captured_events() as events:
         await ledger.start()
@@ -153,7 +156,7 @@ async def test_carried_legs_on_an_unwritable_partition_are_sent_again_later(tmp_
     _, ids, deposits = await open_funded_balances(ledger.client, 48, 10_00)  # c exists but 1 time in 10^6
     coordinator = ledger.coordinator()
     await coordinator.finish_phase2()
-    busy(ledger)
+    carrier = busy(ledger)
     a = ids[0]
     # c: on a's shard, in another partition; b: anywhere but a's partition (it fails below).
     c = next(x for x in ids if shard_of(ledger, x) is shard_of(ledger, a) and partition_of(x, 4) != partition_of(a, 4))
@@ -172,13 +175,13 @@ async def test_carried_legs_on_an_unwritable_partition_are_sent_again_later(tmp_
 
     [second] = await ledger.client.pay([payment(c, b, 2_00)])  # carries first's post on a's partition
     assert second.status == PaymentStatus.SUCCESS
-    assert first.id in open_legs(ledger, a) and first.id in coordinator.unfinished
+    assert first.id in open_legs(ledger, a) and first.id in coordinator.book.unfinished
 
     store.fail_writes = False
     await stuck
-    idle(ledger)
+    idle(carrier)
     assert await coordinator.finish_phase2() == 0  # the resent post got through
-    assert first.id not in open_legs(ledger, a) and first.id not in coordinator.unfinished
+    assert first.id not in open_legs(ledger, a) and first.id not in coordinator.book.unfinished
     audit(await ledger.client.all_balances(), [*deposits, first, second])
     await ledger.stop()
 
@@ -191,8 +194,8 @@ async def test_alone_a_payment_sends_its_phase_two_at_once(tmp_path: Path) -> No
     [paid] = await ledger.client.pay([payment(a, b, 1_00)])
     for _ in range(100):
         await spin()
-        if paid.id not in ledger.coordinator().unfinished:
+        if paid.id not in ledger.coordinator().book.unfinished:
             break
     assert paid.id not in open_legs(ledger, a) | open_legs(ledger, b)
-    assert paid.id not in ledger.coordinator().unfinished
+    assert paid.id not in ledger.coordinator().book.unfinished
     await ledger.stop()

@@ -138,7 +138,7 @@ async def test_a_failed_coordinator_recovery_is_tried_again(tmp_path: Path) -> N
     _, (a, b), _ = await open_funded_balances(ledger.client, 2, 10_00)
     assert ledger.stores is not None
     restarted = PaymentCoordinator(ledger.settings, 0, ledger.peer, MemoryJournal(ledger.stores["c-0"].survivor()))
-    real_recover, attempts = restarted._recover, 0
+    real_recover, attempts = restarted.recovery.recover, 0
 
     async def failing_once() -> None:
         nonlocal attempts
@@ -147,11 +147,11 @@ async def test_a_failed_coordinator_recovery_is_tried_again(tmp_path: Path) -> N
             raise JournalUnavailable("the history index of c-0 cannot be written")
         await real_recover()
 
-    restarted._recover = failing_once  # type: ignore[method-assign]
+    restarted.recovery.recover = failing_once  # type: ignore[method-assign]
     with pytest.raises(JournalUnavailable):
         await restarted.ready()
     epoch = await restarted.ready()
-    assert attempts == 2 and epoch == restarted.epoch > 0
+    assert attempts == 2 and epoch == restarted.book.epoch > 0
     [paid] = await restarted.pay([payment(a, b, 1_00)])  # type: ignore[misc]
     assert paid.payment is not None and paid.payment.status == PaymentStatus.SUCCESS
     await restarted.close()

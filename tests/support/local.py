@@ -41,13 +41,7 @@ class LocalLedger(InProcessLedger):
             if journal._flusher is not None:
                 journal._flusher.cancel()
         for obj in self.objects.values():
-            if isinstance(obj, PaymentCoordinator):
-                for task in (obj._sweeper, obj._recovery, *obj._sending):
-                    if task is not None:
-                        task.cancel()
-                if obj._carry_timer is not None:  # phase two it still owed dies with it
-                    obj._carry_timer.cancel()
-            elif isinstance(obj, WebhookDispatcher):
+            if isinstance(obj, PaymentCoordinator | WebhookDispatcher):  # phase two still owed dies with it
                 obj.abandon()
         self.stores = {name: store.survivor() for name, store in self.stores.items()}
         self.objects = {}
@@ -68,7 +62,7 @@ class LocalLedger(InProcessLedger):
             store.crash = crash
         coordinator = self.coordinator()
         for _ in range(10_000):  # until the crash happens (or all is done)
-            settled = all(t.done() for t in tasks) and not coordinator._owed and not coordinator._sending
+            settled = all(t.done() for t in tasks) and coordinator.phase_two.idle
             if crash.happened or settled:
                 break
             await asyncio.sleep(0)

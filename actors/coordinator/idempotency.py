@@ -1,0 +1,119 @@
+"""Idempotency: one claim path for keys and ids (docs/design.md §1.6).
+
+A request's idempotency key replays its first outcome (or is refused as a conflict if the
+request differs), and so does its id when Ray delivers a call again. A request is *in
+flight* from its claim to its answer: concurrent duplicates wait for it, reads show it as
+pending, and its key is claimed. The key enters the book only with the journaled decision;
+a request aborted undecided gives its key back, so its retry runs afresh.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+
+from actors.coordinator.history import History
+from actors.coordinator.state import CoordinatorState
+from ledger.ids import is_hold_id
+from ledger.messages import PaymentRequest, TransferRequest
+from ledger.outcomes import Outcome, decided_outcome, is_transfer_id, undecided
+from ledger.payment_book import OnDisk
+from ledger.records import PaymentRecord, TransferRecord
+
+Request = PaymentRequest | TransferRequest
+Answer = Outcome | str | None  # an outcome, an id whose first outcome to replay, or fresh (None)
+
+
+class Claims:
+    def __init__(self, state: CoordinatorState, history: History) -> None:
+        self.state = state
+        self.inflight = state.inflight
+        self.history = history
+
+    async def known(self, key: str) -> tuple[bytes | None, str] | None:
+        """(fingerprint, id) of what `key` points at inside its window, or None if it is new."""
+        claimed = self.inflight.keys.get(key)
+        if claimed is not None:
+            return claimed
+        found = self.state.book.key(key, self.state.clock())
+        if isinstance(found, OnDisk):
+            window_start_ms = self.state.clock() - self.state.book.limits.key_window_ms
+            found = await self.history.key(key, window_start_ms)
+            if found is None:
+                found = self.inflight.keys.get(key)  # claimed while we looked on disk
+        return found
+
+    async def check(self, key: str | None, fingerprint: bytes | None) -> Outcome | None:
+        """None if `key` is new (or absent); else the first outcome, or the conflict."""
+        if key is None:
+            return None
+        known = await self.known(key)
+        if known is None:
+            return None
+        return Outcome(conflict=True) if known[0] != fingerprint else await self.replay(known[1])
+
+    async def sort(self, requests: Sequence[Request]) -> tuple[list[Answer], list[Request]]:
+        """Each request's answer if it is known already (a key seen, an id redelivered),
+        else None, and the fresh ones, now claimed and in flight."""
+        answers: list[Answer] = []
+        fresh: list[Request] = []
+        for r in requests:
+            if r.idempotency_key is not None:
+                known = await self.known(r.idempotency_key)
+                if known is not None:
+                    answers.append(Outcome(conflict=True) if known[0] != r.fingerprint else known[1])
+                    continue
+            if self.state.book.knows(r.payment_id) or r.payment_id in self.inflight:
+                answers.append(r.payment_id)  # a redelivered call: answer with the first outcome
+                continue
+            self.inflight.claim(r.payment_id, r.idempotency_key, r.fingerprint)
+            if isinstance(r, TransferRequest):
+                self.inflight.transfers[r.payment_id] = r
+            else:
+                self.inflight.payments[r.payment_id] = r
+            fresh.append(r)
+            answers.append(None)
+        return answers, fresh
+
+    def release(self, fresh: Sequence[Request], results: Sequence[PaymentRecord | TransferRecord | None]) -> None:
+        for r, result in zip(fresh, results, strict=True):
+            self.inflight.release(r.payment_id, r.idempotency_key, decided=not undecided(result))
+
+    async def answer(
+        self, answers: list[Answer], results: Sequence[PaymentRecord | TransferRecord | None]
+    ) -> list[Outcome]:
+        """Outcomes in request order: the fresh ones decided now, the others replayed."""
+        decided = iter(results)
+        out: list[Outcome] = []
+        for a in answers:
+            if a is None:
+                out.append(decided_outcome(next(decided)))
+            elif isinstance(a, Outcome):
+                out.append(a)
+            else:
+                out.append(await self.replay(a))
+        return out
+
+    async def replay(self, some_id: str) -> Outcome:
+        """The first outcome of what an idempotency key or a redelivered call points at."""
+        done = self.inflight.done.get(some_id)
+        if done is not None:
+            try:
+                await asyncio.shield(done)
+            except asyncio.CancelledError:
+                if done.cancelled():  # the first attempt was aborted undecided
+                    return Outcome(refused="unavailable")
+                raise
+        if is_hold_id(some_id):
+            hold = await self.history.hold(some_id)
+            assert hold is not None, f"an idempotency key points at unknown hold {some_id}"
+            return Outcome(hold=hold, replayed=True)
+        if is_transfer_id(some_id):
+            transfer = await self.history.transfer(some_id)
+            assert transfer is not None, f"an idempotency key points at unknown transfer {some_id}"
+            return Outcome(refused="unavailable") if undecided(transfer) else Outcome(transfer=transfer, replayed=True)
+        payment = await self.history.payment(some_id)
+        assert payment is not None, f"an idempotency key points at unknown payment {some_id}"
+        if undecided(payment):  # a redelivered call of one answered 503: 503 again
+            return Outcome(refused="unavailable")
+        return Outcome(payment, replayed=True)
