@@ -224,10 +224,10 @@ def _check_transfers(transfers: dict[str, TransferDecided], decided: dict[str, D
         if legs_of.get(transfer_id, set()) != expected:
             report.violations.append(f"{transfer_id}: its legs' decisions are not exactly its legs")
         for leg in t.transfer.legs:
-            d = decided.get(leg.payment_id)
-            if d is not None and d.payment.status != t.transfer.status:
+            leg_decided = decided.get(leg.payment_id)
+            if leg_decided is not None and leg_decided.payment.status != t.transfer.status:
                 report.violations.append(
-                    f"{transfer_id}: leg {leg.payment_id} is {d.payment.status}, not {t.transfer.status}"
+                    f"{transfer_id}: leg {leg.payment_id} is {leg_decided.payment.status}, not {t.transfer.status}"
                 )
     for transfer_id in sorted(legs_of.keys() - transfers.keys()):
         report.violations.append(f"{transfer_id}: legs decided without the transfer's decision")

@@ -71,7 +71,7 @@ def node_address() -> str:
     """The address peers on other nodes reach this process at (loopback outside Ray)."""
     import ray
 
-    return ray.util.get_node_ip_address() if ray.is_initialized() else "127.0.0.1"
+    return ray.util.get_node_ip_address() if ray.is_initialized() else "127.0.0.1"  # type: ignore[no-untyped-call]
 
 
 class ChannelClosed(ConnectionError):
@@ -191,11 +191,12 @@ class Channel:
         writer: asyncio.StreamWriter | None = None
         try:
             host, port, secret = await self._address()
-            reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), CONNECT_TIMEOUT_S)
-            _bound_silence(writer)
+            reader, opened = await asyncio.wait_for(asyncio.open_connection(host, port), CONNECT_TIMEOUT_S)
+            writer = opened
+            _bound_silence(opened)
             theirs = await asyncio.wait_for(reader.readexactly(_NONCE), HANDSHAKE_TIMEOUT_S)
             ours = secrets.token_bytes(_NONCE)
-            writer.write(ours + _mac(secret, b"client", theirs, ours))
+            opened.write(ours + _mac(secret, b"client", theirs, ours))
             proof = await asyncio.wait_for(reader.readexactly(_MAC), HANDSHAKE_TIMEOUT_S)
             if not hmac.compare_digest(proof, _mac(secret, b"server", ours, theirs)):
                 raise ConnectionError("the listener does not hold this shard's secret")
@@ -207,8 +208,8 @@ class Channel:
             log.debug("channel not connected: %s", exc)
         else:
             self._retry_s = RECONNECT_S_MIN
-            self._writer = writer
-            self._reading = asyncio.get_running_loop().create_task(self._read(reader, writer))
+            self._writer = opened
+            self._reading = asyncio.get_running_loop().create_task(self._read(reader, opened))
         finally:
             self._connecting = None
 

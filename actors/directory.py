@@ -45,4 +45,4 @@ class Directory:
 
     async def account(self, account_id: str) -> AccountInfo | None:
         """Not cached: an account's status and metadata change."""
-        return await self.client.registry.invoke(Registry.get_account, account_id)  # type: ignore[no-any-return]
+        return await self.client.registry.invoke(Registry.get_account, account_id)

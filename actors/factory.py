@@ -36,7 +36,8 @@ def _spread_over_nodes() -> Iterator[NodeAffinitySchedulingStrategy | str]:
     does not), so shards land on different nodes (Ray's SPREAD is best effort and was seen
     placing every shard on one node). Soft: an actor whose node is lost restarts on
     another one. No such node yet (an autoscaler will add them): Ray's default placement."""
-    nodes = sorted(n["NodeID"] for n in ray.nodes() if n["Alive"] and n["Resources"].get("CPU", 0) > 0)
+    alive = [n for n in ray.nodes() if n["Alive"]]  # type: ignore[no-untyped-call]
+    nodes = sorted(n["NodeID"] for n in alive if n["Resources"].get("CPU", 0) > 0)
     for k in itertools.count():
         yield NodeAffinitySchedulingStrategy(nodes[k % len(nodes)], soft=True) if nodes else "DEFAULT"
 

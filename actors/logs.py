@@ -65,10 +65,10 @@ def configure(level: str | None = None, foreign: tuple[str, ...] = ("aiohttp",),
     root.setLevel(level.upper())
     root.propagate = False
     for name in foreign:
-        foreign = logging.getLogger(name)
-        foreign.handlers[:] = [handler]
-        foreign.setLevel(logging.WARNING)  # their warnings and errors, not their chatter
-        foreign.propagate = False
+        other = logging.getLogger(name)
+        other.handlers[:] = [handler]
+        other.setLevel(logging.WARNING)  # their warnings and errors, not their chatter
+        other.propagate = False
     if last_resort:
         logging.lastResort = handler
     server = logging.getLogger("aiohttp.server")

@@ -31,7 +31,7 @@ from journal import Journal, JournalUnavailable, SqliteFile, SqliteJournal, adop
 from ledger.book import CREDIT, BalanceBook, BalanceView, BookSnapshot, Reservation
 from ledger.ids import is_hold_id
 from ledger.messages import BalanceSpec, HoldRef, SideRequest, unpack
-from ledger.records import Posted, Record
+from ledger.records import Posted, Record, Voided
 from ledger.results import Check
 
 log = logging.getLogger("rayledger.shard")
@@ -365,6 +365,7 @@ class BalanceShard:
                 unsettled.append(n)
                 continue
             key = ref.hold_id or ref.payment_id
+            record: Posted | Voided | None
             if n < len(posts):
                 record = part.book.decide_post(
                     ref.payment_id, ref.balance_id, at_ms, ref.amount_minor, ref.hold_id, ref.capture_seq

@@ -50,7 +50,7 @@ def placement() -> dict[str, object]:
         import ray
 
         where["node_id"] = ray.get_runtime_context().get_node_id()
-        where["node_ip"] = ray.util.get_node_ip_address()
+        where["node_ip"] = ray.util.get_node_ip_address()  # type: ignore[no-untyped-call]
     return where
 
 
