@@ -1,6 +1,6 @@
 """What the registry tells about accounts, balances, currencies and keys, as plain
 values: the gateway, the client routing calls and the webhooks actor read these, so they
-live below all of them (the registry itself is in actors/registry.py)."""
+live below all of them (the registry itself is in actors/registry/)."""
 
 from __future__ import annotations
 
