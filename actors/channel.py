@@ -5,7 +5,7 @@ way under load (the shard's own work and fsync were 3 ms of a 17 ms phase one): 
 crosses the caller's core-worker thread, gRPC and the callee's core-worker thread before
 it reaches the callee's event loop, and each hop waits for a core. A stream between the two
 event loops is one socket write and one read each way. Ray still places, names, supervises
-and restarts the shard, and every other call goes through Ray; only `hold` and `settle`,
+and restarts the shard, and every other call goes through Ray; only `phase_one` and `phase_two`,
 made once per batch per shard, take the stream when it is up.
 
 Failure keeps Ray's semantics: a call whose stream breaks is sent again through Ray, which

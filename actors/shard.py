@@ -428,7 +428,7 @@ class BalanceShard:
 
     # -- operations -----------------------------------------------------------------------
     async def channel_address(self) -> tuple[str, int, bytes]:
-        """Where coordinators stream `hold` and `settle` to this incarnation (actors.channel)."""
+        """Where coordinators stream `phase_one` and `phase_two` to this incarnation (actors.channel)."""
         if self._channel is None:
             methods = {name: getattr(self, name) for name in SHARD_STREAMED}  # what coordinators stream
             self._channel = ChannelServer(methods, node_address())

@@ -28,7 +28,7 @@ class Outcome(msgspec.Struct, frozen=True, array_like=True):
 
 
 def undecided(record: PaymentRecord | TransferRecord | None) -> bool:
-    """Not decided on its merits: a shard could not take part (see `_run`)."""
+    """Not decided on its merits: a shard could not take part (ledger/payment_book.decide_payments)."""
     return record is None or record.reason == JOURNAL_UNAVAILABLE
 
 

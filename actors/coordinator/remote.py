@@ -1,6 +1,8 @@
 """Every call a coordinator makes to another actor (as Ray Serve's controller keeps its Ray
 calls in one wrapper): the shards' phase one, phase two, voids and fences, the registry's
-quotes. Its methods take typed lists; packing them for the wire happens here, once.
+quotes. Its methods take typed lists; packing them for the wire happens here, once, and
+only when the peer is across a process (a list of Structs is pickled one by one by Ray; one
+msgpack bytes object goes whole). The shards accept either form.
 """
 
 from __future__ import annotations
@@ -8,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import defaultdict
+from typing import TypeVar
 
 from actors.peers import Peer, PeerLookup, call_until_done, ray_lookup
 from actors.registry import Registry
@@ -18,6 +21,15 @@ from ledger.book import Reservation
 from ledger.messages import HoldRef, SideRequest, pack
 
 PhaseOneReply = tuple[list[int], list[int], list[int]]  # debit checks, credit checks, carried legs not written
+T = TypeVar("T")
+
+
+def _packed(items: list[T]) -> list[T] | bytes:
+    return pack(items)
+
+
+def _as_is(items: list[T]) -> list[T] | bytes:
+    return items
 
 
 class Owed:
@@ -75,14 +87,16 @@ class Remote:
     ) -> PhaseOneReply:
         """Reserve the debits and prepare the credits owned by `shard`, carrying the phase
         two owed there (applied first, so what it releases counts for the new legs)."""
-        owed = () if carried is None else (pack(carried.posts), pack(carried.voids))
         peer = self._peer(shard_name(shard))
-        return await peer.invoke(BalanceShard.phase_one, self.index, epoch, pack(debits), pack(credits), *owed)
+        wire = _packed if peer.remote else _as_is
+        owed = () if carried is None else (wire(carried.posts), wire(carried.voids))
+        return await peer.invoke(BalanceShard.phase_one, self.index, epoch, wire(debits), wire(credits), *owed)
 
     async def phase_two(self, shard: int, owed: Owed) -> None:
         """Post and void decided legs on `shard`, until it has made them durable."""
         peer = self._peer(shard_name(shard))
-        await call_until_done(peer, BalanceShard.phase_two, pack(owed.posts), pack(owed.voids))
+        wire = _packed if peer.remote else _as_is
+        await call_until_done(peer, BalanceShard.phase_two, wire(owed.posts), wire(owed.voids))
 
     async def void(self, refs: list[HoldRef]) -> None:
         """Release reservations of what was not decided (or a hold voided or expired),
@@ -90,8 +104,12 @@ class Remote:
         by_shard: dict[int, list[HoldRef]] = defaultdict(list)
         for ref in refs:
             by_shard[self.shard_of(ref.balance_id)].append(ref)
+        peers = {k: self._peer(shard_name(k)) for k in by_shard}
         await asyncio.gather(
-            *(call_until_done(self._peer(shard_name(k)), BalanceShard.void, pack(rs)) for k, rs in by_shard.items())
+            *(
+                call_until_done(peers[k], BalanceShard.void, _packed(rs) if peers[k].remote else rs)
+                for k, rs in by_shard.items()
+            )
         )
 
     async def use_quotes(self, uses: list[tuple[str, str]], now_ms: int) -> list[bool] | None:
