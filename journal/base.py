@@ -493,6 +493,12 @@ class Journal(abc.ABC):
         self._sealed.append(Sealed(Frame(first, last, body, digest, tuple(lens)), records))
         self._sealed_seq, self._last_hash = last, digest
 
+    def abandon(self) -> None:
+        """Stop flushing at once, as a crash would: what is not yet written is lost (crash
+        simulations in tests; a real stop calls `close`)."""
+        if self._flusher is not None:
+            self._flusher.cancel()
+
     def _kick(self) -> None:
         if self._flusher is None:
             self._wake = asyncio.Event()

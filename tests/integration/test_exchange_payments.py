@@ -54,7 +54,7 @@ async def test_a_quote_is_used_once_and_given_back_by_an_aborted_payment(tmp_pat
     shard = ledger.objects[f"shard-{ledger.client.shard_for(payer)}"]
     for _ in range(1000):
         await asyncio.sleep(0)
-        if not shard._part(payer).journal.writable:
+        if not shard.partitions[partition_of(payer, 4)].journal.writable:
             break
     second = await _quote(ledger, payer, payee, 5_00, 2)
     [refused] = await ledger.client.pay_outcomes([msgspec.structs.replace(payment(payer, payee, 5_00), fx=second)])

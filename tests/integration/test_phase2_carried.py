@@ -11,7 +11,7 @@ import asyncio
 from contextlib import AbstractContextManager
 from pathlib import Path
 
-from actors.shard import BalanceShard
+from actors.shard import BalanceShard, Partition
 from actors.topology import partition_of, shard_name
 from ledger.results import PaymentStatus
 from tests.support.audit import audit
@@ -26,8 +26,12 @@ def shard_of(ledger: LocalLedger, balance_id: str) -> BalanceShard:
     return ledger.objects[shard_name(ledger.client.shard_for(balance_id))]  # type: ignore[no-any-return]
 
 
+def partition(ledger: LocalLedger, balance_id: str) -> Partition:
+    return shard_of(ledger, balance_id).partitions[partition_of(balance_id, ledger.settings.partitions)]
+
+
 def open_legs(ledger: LocalLedger, balance_id: str) -> set[str]:
-    return set(shard_of(ledger, balance_id)._part(balance_id).book.holds_on(balance_id))
+    return set(partition(ledger, balance_id).book.holds_on(balance_id))
 
 
 def busy(ledger: LocalLedger) -> AbstractContextManager[None]:
@@ -169,9 +173,9 @@ async def test_carried_legs_on_an_unwritable_partition_are_sent_again_later(tmp_
     stuck = asyncio.ensure_future(ledger.client.shard(ledger.client.shard_for(a)).call("change_balance", a, None, 1))
     for _ in range(1000):
         await spin()
-        if not shard_of(ledger, a)._part(a).journal.writable:
+        if not partition(ledger, a).journal.writable:
             break
-    assert not shard_of(ledger, a)._part(a).journal.writable
+    assert not partition(ledger, a).journal.writable
 
     [second] = await ledger.client.pay([payment(c, b, 2_00)])  # carries first's post on a's partition
     assert second.status == PaymentStatus.SUCCESS

@@ -38,8 +38,7 @@ class LocalLedger(InProcessLedger):
         The next `start()` sees only what the stores hold."""
         assert self.stores is not None, "crashes are simulated on memory journals"
         for journal in self.journals():
-            if journal._flusher is not None:
-                journal._flusher.cancel()
+            journal.abandon()
         for obj in self.objects.values():
             if isinstance(obj, PaymentCoordinator | WebhookDispatcher):  # phase two still owed dies with it
                 obj.abandon()

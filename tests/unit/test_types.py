@@ -14,6 +14,10 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def test_ledger_api_journal_and_actors_type_check_strictly() -> None:
     out, err, status = api.run(
-        ["--config-file", str(ROOT / "pyproject.toml"), *(str(ROOT / p) for p in ("ledger", "api", "journal", "actors"))]
+        [
+            "--config-file",
+            str(ROOT / "pyproject.toml"),
+            *(str(ROOT / p) for p in ("ledger", "api", "journal", "actors")),
+        ]
     )
     assert status == 0, out + err
