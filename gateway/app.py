@@ -18,7 +18,6 @@ from actors.client import LedgerClient
 from actors.directory import Directory
 from actors.logs import event
 from actors.settings import Settings, package_version
-from gateway import handlers
 from gateway.auth import Authenticator, require_admin
 from gateway.batcher import PaymentBatcher
 from gateway.console.pages import add_console
@@ -43,7 +42,8 @@ from gateway.keys import (
 from gateway.logs import REQUEST_LOG, RequestLog, observe_middleware
 from gateway.metrics import METRICS, GatewayMetrics, metrics_endpoint
 from gateway.openapi import build_spec
-from gateway.routes import OPS, Op
+from gateway.operation import Handler, Op
+from gateway.routes import OPS
 from journal import JournalUnavailable
 from rayledger.schemas import TRANSFER_LEGS_MAX
 
@@ -73,7 +73,7 @@ def _unavailable(exc: BaseException) -> bool:
 
 
 @web.middleware
-async def error_middleware(request: web.Request, handler: handlers.Handler) -> web.StreamResponse:
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         return await handler(request)
     except ApiError as error:
@@ -103,7 +103,7 @@ def _op_of(request: web.Request) -> Op | None:
 
 
 @web.middleware
-async def admission_middleware(request: web.Request, handler: handlers.Handler) -> web.StreamResponse:
+async def admission_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Bounded work: past `requests_in_flight_max` concurrent API requests, answer 503
     at once (clients back off on Retry-After) rather than queue without bound and let
     every request time out together."""
@@ -122,7 +122,7 @@ async def admission_middleware(request: web.Request, handler: handlers.Handler) 
 
 
 @web.middleware
-async def auth_middleware(request: web.Request, handler: handlers.Handler) -> web.StreamResponse:
+async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     op = _op_of(request)
     if op is None and not request.path.startswith("/v1"):
         return await handler(request)  # docs, OpenAPI, unknown paths outside the API
@@ -153,7 +153,7 @@ def _router_path(path: str) -> str:
     return "/".join(out)
 
 
-def _bind(op: Op) -> handlers.Handler:
+def _bind(op: Op) -> Handler:
     """A per-route wrapper carrying its table entry (the middleware reads `op`)."""
 
     async def handle(request: web.Request) -> web.StreamResponse:

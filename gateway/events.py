@@ -29,9 +29,11 @@ from aiohttp import web
 
 from actors.events import EventReads
 from api.events import event_of_record
+from gateway.common import can_read_account, touches_own_balance
 from gateway.errors import ApiError
-from gateway.handlers import _touches_own_balance, can_read_account, newest_first, page_of, query
 from gateway.keys import CLIENT, DIRECTORY, SETTINGS
+from gateway.lists import newest_first, page_of, query
+from gateway.operation import EVENT_TYPE_Q, LIST_Q, Op
 from gateway.payments import key_scope
 from ledger.records import (
     EVENT_ID_PATTERN,
@@ -48,6 +50,7 @@ from ledger.records import (
     event_id,
     event_seq,
 )
+from rayledger.patterns import describe_pattern
 from rayledger.schemas import Event, EventList
 
 STREAM_PAGE = 200  # events read from each journal per step of a stream
@@ -60,11 +63,11 @@ SAMPLE_EVENT_ID = event_id(1_764_581_400_000, "c00", 42)
 async def render_event(request: web.Request, some_id: str, record: Record) -> Event | None:
     """The event as the API shows it, or None if the caller may not see it."""
     if isinstance(record, Decided):
-        visible = await _touches_own_balance(request, record.payment)
+        visible = await touches_own_balance(request, record.payment)
     elif isinstance(record, TransferDecided):
-        visible = await _touches_own_balance(request, record.transfer)
+        visible = await touches_own_balance(request, record.transfer)
     elif isinstance(record, HoldPlaced | HoldClosed):
-        visible = await _touches_own_balance(request, record.hold)
+        visible = await touches_own_balance(request, record.hold)
     elif isinstance(record, AccountCreated | AccountChanged | AccountMetadataSet | BalanceCreated | BalanceUpdated):
         visible = can_read_account(request, record.account_id)
     else:
@@ -161,3 +164,55 @@ async def stream_events(request: web.Request) -> web.StreamResponse:
     except (ConnectionResetError, asyncio.CancelledError):
         pass  # the client went away
     return response
+
+
+OPS: list[Op] = [
+    Op(
+        "GET",
+        "/v1/events",
+        list_events,
+        "Events: every state change, newest first (an account key sees its own)",
+        "account",
+        response=EventList,
+        query={**LIST_Q, "type": EVENT_TYPE_Q},
+        rules="starting_after and ending_before are event ids.",
+    ),
+    Op(
+        "GET",
+        "/v1/events/{id}",
+        get_event,
+        "An event (an account key: its own)",
+        "account",
+        response=Event,
+        errors=("event_not_found",),
+    ),
+    Op(
+        "GET",
+        "/v1/events/stream",
+        stream_events,
+        "Events as Server-Sent Events, as they happen; resumable with Last-Event-ID",
+        "account",
+        response=str,
+        media="text/event-stream",
+        headers={
+            "Last-Event-ID": {
+                "type": "string",
+                "pattern": EVENT_ID_PATTERN,
+                "description": "The id of the last event received: resume after it",
+            }
+        },
+        query={
+            "type": EVENT_TYPE_Q,
+            "after": {
+                "type": "string",
+                "pattern": describe_pattern(EVENT_ID_PATTERN, f"an event id such as {SAMPLE_EVENT_ID}"),
+                "description": "An event id (evt_…, as GET /v1/events and this stream show them): resume after"
+                " that event, as the Last-Event-ID header does (which wins if both are given)",
+            },
+        },
+        rules="Starts at now unless `after` or Last-Event-ID names an event to resume after. Each event is"
+        " `id: <event id>`, `event: <type>`, `data: <event JSON>`, sent in id order once half a second old"
+        " (the events_stream_lag_ms setting); after a resume an event may come twice (dedupe by id). An idle"
+        " stream sends a comment every 15 s.",
+    ),
+]

@@ -9,7 +9,8 @@ from typing import Any
 import msgspec
 
 from gateway.errors import RETRY_AFTER_S, STATUS_OF_CODE, Problem
-from gateway.routes import CURSOR_RULE, OPS, TAGS, Op, tag_of
+from gateway.operation import Op
+from gateway.routes import CURSOR_RULE, OPS, TAGS, tag_of
 from rayledger.schemas import Payment as PaymentBody
 from rayledger.schemas import Transfer as TransferBody
 

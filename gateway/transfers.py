@@ -9,20 +9,13 @@ import asyncio
 from aiohttp import web
 
 from api import render
+from gateway.common import decode, json_response, touches_own_balance
 from gateway.errors import ApiError
-from gateway.handlers import (
-    _listed_balances,
-    _require_visible_cursor,
-    _touches_own_balance,
-    decode,
-    id_bounds,
-    json_response,
-    merged_page,
-    page_of,
-)
 from gateway.keys import CLIENT, DIRECTORY, SETTINGS, TRANSFERS
+from gateway.lists import id_bounds, listed_balances, merged_page, page_of, require_visible_cursor
 from gateway.logs import LOGGED_IDS
 from gateway.metrics import METRICS
+from gateway.operation import ID_Q, LIST_Q, TIME_RANGE_Q, TWO_SIDES_RULE, Op
 from gateway.payments import (
     Prepared,
     fingerprint,
@@ -100,7 +93,7 @@ async def _visible(request: web.Request, transfer_id: str) -> TransferRecord | N
     record = await request.app[CLIENT].get_transfer(transfer_id)
     if record is None and isinstance(unsettled, TransferRequest):
         record = pending_transfer(unsettled)
-    if record is None or not await _touches_own_balance(request, record):
+    if record is None or not await touches_own_balance(request, record):
         return None
     return record
 
@@ -115,8 +108,8 @@ async def get_transfer(request: web.Request) -> web.Response:
 async def list_transfers(request: web.Request) -> web.Response:
     page = page_of(request)
     client = request.app[CLIENT]
-    balances = await _listed_balances(request)
-    await _require_visible_cursor(request, page, client.get_transfer)
+    balances = await listed_balances(request)
+    await require_visible_cursor(request, page, client.get_transfer)
     before, after = id_bounds(request, page, TRANSFER_PREFIX)
     pages = await asyncio.gather(
         *(client.list_transfers(b, page.limit, before, after, page.ascending) for b in balances)
@@ -125,3 +118,40 @@ async def list_transfers(request: web.Request) -> web.Response:
     scope = key_scope(request)
     data = [render.transfer(t, await _exponents(request, t), scope) for t in shown]
     return json_response(schemas.TransferList(data=data, has_more=has_more))
+
+
+OPS: list[Op] = [
+    Op(
+        "POST",
+        "/v1/transfers",
+        create_transfer,
+        "Move money along 1 to 16 legs, all or none",
+        "account",
+        body=schemas.TransferCreate,
+        response=schemas.Transfer,
+        status=201,
+        idempotent=True,
+        errors=("balance_not_found", "quote_not_found", "same_balance", "invalid_amount", "validation_error"),
+        rules="Each leg: " + TWO_SIDES_RULE + " A balance may appear in several legs: its debits add up against"
+        " what it has. Every leg moves or none does; the status is the first failing leg's (failed_leg).",
+    ),
+    Op(
+        "GET",
+        "/v1/transfers/{id}",
+        get_transfer,
+        "A transfer with its legs",
+        "account",
+        response=schemas.Transfer,
+        errors=("transfer_not_found",),
+    ),
+    Op(
+        "GET",
+        "/v1/transfers",
+        list_transfers,
+        "List transfers, newest first",
+        "account",
+        response=schemas.TransferList,
+        errors=("balance_not_found", "account_not_found"),
+        query={**LIST_Q, "balance": ID_Q, "account": ID_Q, **TIME_RANGE_Q},
+    ),
+]

@@ -8,9 +8,11 @@ from aiohttp import web
 from actors.webhooks import EndpointMade, WebhookDispatcher
 from api import render
 from gateway import creates
+from gateway.common import decode, json_response
 from gateway.errors import ApiError
-from gateway.handlers import decode, id_bounds, json_response, newest_first, page_by_key, page_of, unknown_cursor
 from gateway.keys import CLIENT
+from gateway.lists import id_bounds, newest_first, page_by_key, page_of, unknown_cursor
+from gateway.operation import LIST_Q, Op
 from ledger.records import DeliveryAttempted, WebhookEndpointCreated
 from rayledger import schemas
 
@@ -91,3 +93,60 @@ async def list_deliveries(request: web.Request) -> web.Response:
         raise ApiError("webhook_endpoint_not_found", "no such webhook endpoint")
     data = [_delivery(a) for a in newest_first(found[: page.limit], page)]
     return json_response(schemas.WebhookDeliveryList(data=data, has_more=len(found) > page.limit))
+
+
+OPS: list[Op] = [
+    Op(
+        "POST",
+        "/v1/webhook_endpoints",
+        create_endpoint,
+        "Subscribe a URL to events; the answer shows the signing secret, once",
+        "admin",
+        body=schemas.WebhookEndpointCreate,
+        response=schemas.WebhookEndpoint,
+        status=201,
+        idempotent=True,
+        rules="Each delivery is a POST of the event with Rayledger-Signature: t=<unix>,v1=<hex HMAC-SHA256(secret,"
+        ' "<t>.<body>")>; 2xx is delivered, anything else is retried (first within ~2 s, doubling up to 1 h) for 24'
+        " h, at least once: dedupe by event id. URLs resolving to link-local or metadata addresses are refused (422),"
+        " private and loopback ones unless RAYLEDGER_WEBHOOK_PRIVATE_TARGETS allows them (by default only when the"
+        " ledger listens on loopback). The endpoint gets the events made after it.",
+    ),
+    Op(
+        "GET",
+        "/v1/webhook_endpoints",
+        list_endpoints,
+        "List webhook endpoints, newest first",
+        "admin",
+        response=schemas.WebhookEndpointList,
+        query=LIST_Q,
+    ),
+    Op(
+        "GET",
+        "/v1/webhook_endpoints/{id}",
+        get_endpoint,
+        "A webhook endpoint (without its secret)",
+        "admin",
+        response=schemas.WebhookEndpoint,
+        errors=("webhook_endpoint_not_found",),
+    ),
+    Op(
+        "DELETE",
+        "/v1/webhook_endpoints/{id}",
+        delete_endpoint,
+        "Stop delivering to an endpoint, for good",
+        "admin",
+        status=204,
+        errors=("webhook_endpoint_not_found",),
+    ),
+    Op(
+        "GET",
+        "/v1/webhook_endpoints/{id}/deliveries",
+        list_deliveries,
+        "An endpoint's delivery log: every attempt, newest first",
+        "admin",
+        response=schemas.WebhookDeliveryList,
+        errors=("webhook_endpoint_not_found",),
+        query=LIST_Q,
+    ),
+]
