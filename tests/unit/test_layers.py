@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ast
 import importlib
+import tomllib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -72,3 +73,31 @@ def test_every_module_imports() -> None:
         for path in sorted(folder.rglob("*.py")):
             parts = path.relative_to(folder.parent).with_suffix("").parts
             importlib.import_module(".".join(parts[:-1] if parts[-1] == "__init__" else parts))
+
+
+LINES_MAX = 500  # a module in actors/ or gateway/ longer than this says why at its top
+LONG_BECAUSE = "Longer than 500 lines because"
+
+
+def test_actor_and_gateway_modules_are_short_or_say_why() -> None:
+    """A long module is usually several concerns (STYLE: split by concern, not by size); one
+    that is one concern says so in its opening docstring."""
+    long = []
+    for package in ("actors", "gateway"):
+        for path in sorted((ROOT / package).rglob("*.py")):
+            text = path.read_text()
+            if text.count("\n") > LINES_MAX and LONG_BECAUSE not in (ast.get_docstring(ast.parse(text)) or ""):
+                long.append(str(path.relative_to(ROOT)))
+    assert not long, f"over {LINES_MAX} lines with no reason given: {long}"
+
+
+def test_every_package_is_in_the_distribution() -> None:
+    """pyproject.toml lists packages by name: a new subpackage left out installs everywhere
+    but from a wheel (the container image), where its import fails at start."""
+    listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    found = {
+        ".".join(init.parent.relative_to(ROOT).parts)
+        for package in [*RANK, "benchmarks"]
+        for init in (ROOT / package).rglob("__init__.py")
+    }
+    assert found <= listed, f"packages missing from pyproject.toml: {sorted(found - listed)}"
