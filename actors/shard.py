@@ -7,6 +7,11 @@ batch, follows decide -> append -> apply for each item with no `await` in betwee
 check-then-apply is atomic on the actor's event loop), and replies only after the flush
 that covers what it read or wrote.
 Every method is idempotent: Ray may deliver a call again after a restart.
+
+A payment's trip in a shard's process is `phase_one` (its reservations decided by each
+partition's `BalanceBook`, journaled, answered after the flush), then `phase_two` (posted or
+voided once the coordinator has decided), usually carried by a later `phase_one`; the trip
+before and between is in actors/coordinator/payments.py.
 """
 
 from __future__ import annotations

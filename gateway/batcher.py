@@ -65,10 +65,10 @@ class PaymentBatcher:
         self._queue: deque[tuple[Request, _Waiting, int]] = deque()
         # Submitted and not answered yet: a client told 202 may ask before the coordinator
         # has the payment (Ray does not order an async actor's calls), and must see it pending.
-        self._unsettled: dict[str, Request] = {}
+        self._unanswered: dict[str, Request] = {}
 
-    def unsettled(self, payment_id: str) -> Request | None:
-        return self._unsettled.get(payment_id)
+    def unanswered(self, payment_id: str) -> Request | None:
+        return self._unanswered.get(payment_id)
 
     def submit(self, requests: list[Request]) -> asyncio.Future[list[Outcome]]:
         """The outcomes, in order, once their calls answer. A future, not a coroutine: a
@@ -77,7 +77,7 @@ class PaymentBatcher:
         assert requests
         waiting = _Waiting(asyncio.get_running_loop().create_future(), len(requests))
         for n, r in enumerate(requests):
-            self._unsettled[r.payment_id] = r
+            self._unanswered[r.payment_id] = r
             self._queue.append((r, waiting, n))
         self._dispatch()
         return waiting.future
@@ -120,7 +120,7 @@ class PaymentBatcher:
                     waiting.future.set_result(waiting.outcomes)  # type: ignore[arg-type]
         finally:
             for r, _, _ in batch:
-                self._unsettled.pop(r.payment_id, None)
+                self._unanswered.pop(r.payment_id, None)
             self.in_flight -= 1
             self._out -= len(batch)
             self._dispatch()

@@ -55,8 +55,8 @@ async def create_batch(request: web.Request) -> web.Response:
                 results[n] = problem
                 prepared.pop(n, None)
     slots = list(prepared)
-    settled = await payments.settle(request, list(prepared.values())) if prepared else []
-    for n, answer in zip(slots, settled, strict=True):
+    answered = await payments.answer(request, list(prepared.values())) if prepared else []
+    for n, answer in zip(slots, answered, strict=True):
         results[n] = msgspec.to_builtins(answer.body)
     headers = {"Idempotent-Replayed": "true"} if replayed else None
     return json_response(schemas.BatchResult(results=results), headers=headers)  # type: ignore[arg-type]

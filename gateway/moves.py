@@ -34,7 +34,7 @@ async def _single(request: web.Request, body_type: type[T], deposit: bool | None
         prepared = await payments.prepare_payment(request, body, key, fp)  # type: ignore[arg-type]
     else:
         prepared = await payments.prepare_issuer_move(request, body, deposit=deposit, key=key, fp=fp)  # type: ignore[arg-type]
-    [result] = await payments.settle(request, [prepared])
+    [result] = await payments.answer(request, [prepared])
     return payments.respond(result)
 
 
@@ -53,10 +53,10 @@ async def create_payment(request: web.Request) -> web.Response:
 async def get_payment(request: web.Request) -> web.Response:
     # Taken before asking the coordinator: the payment's answer may come back (and leave
     # the batcher) while the coordinator is still looking for it, which would be a 404.
-    unsettled = request.app[BATCHER].unsettled(request.match_info["id"])
+    unanswered = request.app[BATCHER].unanswered(request.match_info["id"])
     record = await request.app[CLIENT].get_payment(request.match_info["id"])
-    if record is None and unsettled is not None:
-        record = pending_record(unsettled)  # answered 202 here; the coordinator has not seen it yet
+    if record is None and unanswered is not None:
+        record = pending_record(unanswered)  # answered 202 here; the coordinator has not seen it yet
     if record is None or not await touches_own_balance(request, record):
         raise ApiError("payment_not_found", "no such payment")
     exponent = await request.app[DIRECTORY].exponent(record.currency)

@@ -3,6 +3,18 @@ with an ApiError, before anything moves), run them in one call, render the outco
 
 Shared by single payments, deposits, withdrawals and the batch endpoint, so a batch item
 is checked exactly like the same request sent alone.
+
+A payment's trip in the ingress (the process of the coordinator that took the connection;
+docs/design.md §4, §6), in the order it runs:
+
+    route       gateway/moves.py `create_payment` (the batch endpoint: gateway/batches.py)
+    check       `prepare_payment`: balances exist and are the caller's, amount, quote; its id
+                drawn so that it belongs to the coordinator owning its idempotency key
+    submit      `answer` hands it to the PaymentBatcher (gateway/batcher.py), which gathers
+                concurrent payments into one call per coordinator (LedgerClient.pay_outcomes)
+    coordinator this process's own coordinator, as a plain call (another one over Ray):
+                `Payments.trip` in actors/coordinator/payments.py goes on to the commit point
+    answer      201 with the final outcome, or 202 `pending` past `payment_wait_ms`; `respond`
 """
 
 from __future__ import annotations
@@ -229,46 +241,46 @@ async def finished_within(future: asyncio.Future[T], timeout_s: float) -> bool:
     return future.done()
 
 
-class Settled(NamedTuple):
-    status: int  # 201 final, 202 pending, 409 key reused
+class Answer(NamedTuple):
+    status: int  # 201 final, 202 pending, 409 key reused, 503 retry
     body: msgspec.Struct
     replayed: bool
 
 
-async def settle(request: web.Request, prepared: list[Prepared]) -> list[Settled]:
+async def answer(request: web.Request, prepared: list[Prepared]) -> list[Answer]:
     """Run every payment in one call; those not final within the wait limit answer 202
-    `pending` and settle in the background."""
+    `pending` and are decided in the background."""
     answered = request.app[BATCHER].submit([p.request for p in prepared])
     if not await finished_within(answered, request.app[SETTINGS].payment_wait_ms / 1000):
         # It settles in the background; its failure, if any, is the batcher's to log.
         answered.add_done_callback(lambda f: f.cancelled() or f.exception())
         return [
-            Settled(202, render.payment(pending_record(p.request), p.exponent, key_scope(request)), False)
+            Answer(202, render.payment(pending_record(p.request), p.exponent, key_scope(request)), False)
             for p in prepared
         ]
     outcomes: list[Outcome] = answered.result()
-    settled = []
+    answers = []
     for p, outcome in zip(prepared, outcomes, strict=True):
         if outcome.conflict:
             error = ApiError("idempotency_key_reused", "this Idempotency-Key was used with a different request")
-            settled.append(Settled(409, error.problem(), False))
+            answers.append(Answer(409, error.problem(), False))
             continue
         if outcome.refused == "unavailable":
             error = ApiError("unavailable", "a journal cannot be written now; nothing moved; retry later")
-            settled.append(Settled(503, error.problem(), False))
+            answers.append(Answer(503, error.problem(), False))
             continue
         assert outcome.payment is not None
         if not outcome.replayed:
             request.app[METRICS].paid(outcome.payment.status)
         request[LOGGED_IDS].append(outcome.payment.id)
         status = 202 if outcome.payment.status == "pending" else 201
-        settled.append(
-            Settled(status, render.payment(outcome.payment, p.exponent, key_scope(request)), outcome.replayed)
+        answers.append(
+            Answer(status, render.payment(outcome.payment, p.exponent, key_scope(request)), outcome.replayed)
         )
-    return settled
+    return answers
 
 
-def respond(result: Settled) -> web.Response:
+def respond(result: Answer) -> web.Response:
     headers = {"Idempotent-Replayed": "true"} if result.replayed else {}
     if result.status == 503:
         headers["Retry-After"] = "1"

@@ -89,10 +89,10 @@ async def create_transfer(request: web.Request) -> web.Response:
 
 
 async def _visible(request: web.Request, transfer_id: str) -> TransferRecord | None:
-    unsettled = request.app[TRANSFERS].unsettled(transfer_id)  # taken first, as for payments
+    unanswered = request.app[TRANSFERS].unanswered(transfer_id)  # taken first, as for payments
     record = await request.app[CLIENT].get_transfer(transfer_id)
-    if record is None and isinstance(unsettled, TransferRequest):
-        record = pending_transfer(unsettled)
+    if record is None and isinstance(unanswered, TransferRequest):
+        record = pending_transfer(unanswered)
     if record is None or not await touches_own_balance(request, record):
         return None
     return record

@@ -34,18 +34,18 @@ async def test_a_payment_is_unsettled_from_submission_until_its_call_answers() -
     batcher = PaymentBatcher(coordinators, batch_max=8, in_flight_max=1, on_batch=sizes.append)  # type: ignore[arg-type]
     first = asyncio.ensure_future(batcher.submit([request(1)]))
     await asyncio.sleep(0)
-    assert batcher.unsettled("pay_1") == request(1)  # before the call has even been sent
+    assert batcher.unanswered("pay_1") == request(1)  # before the call has even been sent
     later = [asyncio.ensure_future(batcher.submit([request(n)])) for n in (2, 3)]
     for _ in range(5):
         await asyncio.sleep(0)
     assert coordinators.calls == [["pay_1"]]  # one call out; the others queue for the next
-    assert batcher.unsettled("pay_3") == request(3) and batcher.unsettled("pay_9") is None
+    assert batcher.unanswered("pay_3") == request(3) and batcher.unanswered("pay_9") is None
 
     coordinators.answer.set()
     outcomes = await asyncio.gather(first, *later)
     assert [o[0].payment.id for o in outcomes] == ["pay_1", "pay_2", "pay_3"]  # type: ignore[union-attr]
     assert coordinators.calls == [["pay_1"], ["pay_2", "pay_3"]] and sizes == [1, 2]
-    assert all(batcher.unsettled(f"pay_{n}") is None for n in (1, 2, 3))
+    assert all(batcher.unanswered(f"pay_{n}") is None for n in (1, 2, 3))
 
 
 class AnsweredOneByOne:
