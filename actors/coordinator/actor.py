@@ -202,9 +202,3 @@ class PaymentCoordinator(EventReads):  # its journal holds API events
         self.holds.stop_sweeping()
         await self.state.snapshot_written()  # the journal closes regardless
         await self.journal.close()
-
-    def abandon(self) -> None:
-        """Drop every task without finishing it, as a crash would (deterministic tests)."""
-        self.recovery.abandon()
-        self.holds.stop_sweeping()
-        self.phase_two.close()

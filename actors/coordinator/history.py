@@ -40,12 +40,7 @@ class History:
         pending = self.inflight.payments.get(payment_id)
         if pending is not None:
             return pending_record(pending)
-        found = await self.journal.tagged("pay", limit=1, only_id=payment_id)
-        if not found:
-            return None
-        record = found[0].record
-        assert isinstance(record, Decided)
-        return record.payment
+        return await self.decision(payment_id)
 
     async def transfer(self, transfer_id: str) -> TransferRecord | None:
         known = self.book.recent_transfers.get(transfer_id)

@@ -53,7 +53,7 @@ class Holds:
             return await self.claims.replay(r.hold_id)  # a redelivered call
         self.state.require_writable()
         self.state.inflight.claim(r.hold_id, r.idempotency_key, r.fingerprint)
-        placed = None
+        committed = False
         try:
             codes = await self.payments.phase_one(
                 [(r.hold_id, r.balance_from, r.balance_to, r.amount_minor, r.currency)]
@@ -65,12 +65,13 @@ class Holds:
                 return Outcome(refused="unavailable")
             placed = payment_book.place(r, debit, credit, self.state.clock())
             self.state.commit(placed)
+            committed = True
             await self.state.durable()
             if placed.hold.status != HOLD_HELD:
                 await self._void_sides([placed.hold])
             return Outcome(hold=placed.hold)
         finally:
-            self.state.inflight.release(r.hold_id, r.idempotency_key, decided=placed is not None)
+            self.state.inflight.release(r.hold_id, r.idempotency_key, decided=committed)
 
     async def capture(self, c: CaptureRequest) -> Outcome:
         """Capture `c.amount_minor` of what the hold still holds (default: all of it). A final

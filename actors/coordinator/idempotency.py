@@ -36,12 +36,18 @@ class Claims:
         if claimed is not None:
             return claimed
         found = self.state.book.key(key, self.state.clock())
-        if isinstance(found, OnDisk):
-            window_start_ms = self.state.clock() - self.state.book.limits.key_window_ms
-            found = await self.history.key(key, window_start_ms)
-            if found is None:
-                found = self.inflight.keys.get(key)  # claimed while we looked on disk
-        return found
+        if not isinstance(found, OnDisk):
+            return found
+        window_start_ms = self.state.clock() - self.state.book.limits.key_window_ms
+        on_disk = await self.history.key(key, window_start_ms)
+        if on_disk is not None:
+            return on_disk
+        # Claimed, or even decided, while we looked on disk: the read may predate its record.
+        claimed = self.inflight.keys.get(key)
+        if claimed is not None:
+            return claimed
+        again = self.state.book.key(key, self.state.clock())
+        return None if isinstance(again, OnDisk) else again
 
     async def check(self, key: str | None, fingerprint: bytes | None) -> Outcome | None:
         """None if `key` is new (or absent); else the first outcome, or the conflict."""
@@ -57,22 +63,26 @@ class Claims:
         else None, and the fresh ones, now claimed and in flight."""
         answers: list[Answer] = []
         fresh: list[Request] = []
-        for r in requests:
-            if r.idempotency_key is not None:
-                known = await self.known(r.idempotency_key)
-                if known is not None:
-                    answers.append(Outcome(conflict=True) if known[0] != r.fingerprint else known[1])
+        try:
+            for r in requests:
+                if r.idempotency_key is not None:
+                    known = await self.known(r.idempotency_key)
+                    if known is not None:
+                        answers.append(Outcome(conflict=True) if known[0] != r.fingerprint else known[1])
+                        continue
+                if self.state.book.knows(r.payment_id) or r.payment_id in self.inflight:
+                    answers.append(r.payment_id)  # a redelivered call: answer with the first outcome
                     continue
-            if self.state.book.knows(r.payment_id) or r.payment_id in self.inflight:
-                answers.append(r.payment_id)  # a redelivered call: answer with the first outcome
-                continue
-            self.inflight.claim(r.payment_id, r.idempotency_key, r.fingerprint)
-            if isinstance(r, TransferRequest):
-                self.inflight.transfers[r.payment_id] = r
-            else:
-                self.inflight.payments[r.payment_id] = r
-            fresh.append(r)
-            answers.append(None)
+                self.inflight.claim(r.payment_id, r.idempotency_key, r.fingerprint)
+                if isinstance(r, TransferRequest):
+                    self.inflight.transfers[r.payment_id] = r
+                else:
+                    self.inflight.payments[r.payment_id] = r
+                fresh.append(r)
+                answers.append(None)
+        except BaseException:  # a journal read failed midway: give back what was claimed
+            self.release(fresh, [None] * len(fresh))
+            raise
         return answers, fresh
 
     def release(self, fresh: Sequence[Request], results: Sequence[PaymentRecord | TransferRecord | None]) -> None:

@@ -40,7 +40,11 @@ class LocalLedger(InProcessLedger):
         for journal in self.journals():
             journal.abandon()
         for obj in self.objects.values():
-            if isinstance(obj, PaymentCoordinator | WebhookDispatcher):  # phase two still owed dies with it
+            if isinstance(obj, PaymentCoordinator):  # its tasks die with it, phase two still owed too
+                obj.recovery.abandon()
+                obj.holds.stop_sweeping()
+                obj.phase_two.close()
+            elif isinstance(obj, WebhookDispatcher):
                 obj.abandon()
         self.stores = {name: store.survivor() for name, store in self.stores.items()}
         self.objects = {}

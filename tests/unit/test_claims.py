@@ -1,0 +1,58 @@
+"""One claim path for idempotency keys: a key decided while another request with it was
+still looking on disk is found, not claimed a second time (that would move money twice).
+The journal read is held open at will by a stand-in history, so the interleaving is exact."""
+
+from __future__ import annotations
+
+import asyncio
+import types
+
+from actors.coordinator.idempotency import Claims
+from actors.coordinator.state import InFlight
+from ledger.payment_book import BookLimits, CoordinatorSnapshot, PaymentBook
+from ledger.records import Decided, PaymentRecord
+
+NOW_MS = 1_765_000_000_000  # a realistic clock: the window starts after the epoch
+
+
+class SlowHistory:
+    """A journal read taken before another request's record was written: it finds nothing,
+    and answers only when the test lets it."""
+
+    def __init__(self) -> None:
+        self.gate = asyncio.Event()
+
+    async def key(self, key: str, window_start_ms: int) -> None:
+        await self.gate.wait()
+
+
+async def test_a_key_decided_during_a_disk_lookup_is_found_afterwards() -> None:
+    # Keys were evicted inside the window, so a key not in memory may be on disk.
+    snapshot = CoordinatorSnapshot(1, [], [], [], [], [], keys_evicted_until_ms=NOW_MS - 5)
+    book = PaymentBook(BookLimits(recent_max=100, keys_max=1, key_window_ms=86_400_000), snapshot)
+    history = SlowHistory()
+    state = types.SimpleNamespace(book=book, clock=lambda: NOW_MS, inflight=InFlight())
+    claims = Claims(state, history)  # type: ignore[arg-type]
+
+    second = asyncio.ensure_future(claims.known("K"))  # request B looks K up on disk
+    await asyncio.sleep(0)
+    # Request A with K: claimed, decided, journaled and answered while B's read is out.
+    state.inflight.claim("pay_A", "K", b"fp")
+    payment = PaymentRecord(
+        "pay_A", "bal_x", "bal_y", 1, "USD", "success", None, NOW_MS, NOW_MS, idempotency_key="K", fingerprint=b"fp"
+    )
+    book.apply(Decided(payment), NOW_MS)
+    state.inflight.release("pay_A", "K", decided=True)
+    history.gate.set()
+    assert await second == (b"fp", "pay_A")
+
+
+async def test_a_claim_in_flight_is_found_and_given_back_when_undecided() -> None:
+    book = PaymentBook(BookLimits(recent_max=100, keys_max=10, key_window_ms=86_400_000))
+    state = types.SimpleNamespace(book=book, clock=lambda: NOW_MS, inflight=InFlight())
+    claims = Claims(state, SlowHistory())  # type: ignore[arg-type]
+    state.inflight.claim("pay_A", "K", b"fp")
+    waiting = state.inflight.done["pay_A"]
+    assert await claims.known("K") == (b"fp", "pay_A")
+    state.inflight.release("pay_A", "K", decided=False)
+    assert await claims.known("K") is None and waiting.cancelled()
