@@ -10,9 +10,11 @@ from tests.support.api import Api
 from tests.support.server import Server
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    """One real server shared by a module's functional tests."""
+    """One real server shared by the functional tests of every module: starting one is
+    ~10 s, most of what a module of them costs. A test that stops, kills or restarts a
+    server makes its own (`fresh_server`); one that counts something counts what it adds."""
     srv = Server(tmp_path_factory.mktemp("ledger") / "data").start()
     try:
         yield srv
