@@ -93,7 +93,7 @@ def _replay(ref: JournalRef, report: Report, advance: Progress) -> Iterator[Stor
 
 
 def _canonical(snap: BookSnapshot) -> tuple[object, ...]:
-    return (sorted(snap.balances), sorted(snap.holds), sorted(snap.fences.items()))
+    return (sorted(snap.balances), sorted(snap.reservations), sorted(snap.fences.items()))
 
 
 def verify(data_dir: Path, advance: Progress = lambda n: None, idempotency_window_s: int = 86_400) -> Report:
@@ -133,7 +133,7 @@ def verify(data_dir: Path, advance: Progress = lambda n: None, idempotency_windo
             totals[b.currency] += b.amount
             if not b.unlimited and b.amount < -b.overdraft_limit:
                 report.violations.append(f"{balance_id}: {b.amount} is below its limit -{b.overdraft_limit}")
-        for hold in book.open_holds():
+        for hold in book.open_reservations():
             open_holds[(hold.payment_id, hold.balance_id)] = ref.name
 
     decided: dict[str, Decided] = {}

@@ -33,7 +33,7 @@ from actors.settings import Settings
 from actors.telemetry import Telemetry, placement
 from actors.topology import partition_of, partitions_of_shard, shard_name
 from journal import Journal, JournalUnavailable, SqliteFile, SqliteJournal, adopt_partitions
-from ledger.book import CREDIT, BalanceBook, BalanceView, BookSnapshot, Reservation
+from ledger.book import CREDIT, BalanceBook, BalanceView, BookSnapshot, OpenReservation
 from ledger.ids import is_hold_id
 from ledger.messages import BalanceSpec, HoldRef, SideRequest, unpack
 from ledger.records import Posted, Record, Voided
@@ -99,7 +99,7 @@ class BalanceShard:
             journals = {p: SqliteJournal(file, part=p, batch_rows_max=settings.journal_batch_rows_max) for p in owned}
         self.partitions = {p: Partition(p, journals[p]) for p in owned}
         self._snapshots: dict[int, asyncio.Task[None]] = {}  # partition -> snapshot being written
-        # (hold, balance) -> (what reads wait on, when reads stop waiting for it)
+        # (payment or hold id, balance) -> (what reads wait on, when reads stop waiting for it)
         self._closing: dict[tuple[str, str], Closing] = {}
         self._channel: ChannelServer | None = None
         self.telemetry = Telemetry(settings.namespace, shard_name(index))
@@ -131,7 +131,7 @@ class BalanceShard:
         return {
             "partitions": sorted(self.partitions),
             "balances": self._balance_count(),
-            "open_holds": sum(len(p.book.holds) for p in self.partitions.values()),
+            "open_reservations": sum(len(p.book.reservations) for p in self.partitions.values()),
         }
 
     # -- helpers ------------------------------------------------------------------------
@@ -287,10 +287,10 @@ class BalanceShard:
             written: list[Partition] = []
             owed = unpack(posts or [], list[HoldRef]), unpack(voids or [], list[HoldRef])
             unsettled = self._close_legs(*owed, written)
-            debit_codes = self._decide_holds(coordinator, epoch, debits, written, debit=True)
+            debit_codes = self._decide_reservations(coordinator, epoch, debits, written, debit=True)
             # Before this call's own credits open: they settle only after it answers.
             short = self._short_of_incoming(debits, debit_codes)
-            credit_codes = self._decide_holds(coordinator, epoch, credits, written, debit=False)
+            credit_codes = self._decide_reservations(coordinator, epoch, credits, written, debit=False)
             await self._flush(written)
             if short:
                 await self._decide_again(coordinator, epoch, debits, debit_codes, short)
@@ -319,12 +319,12 @@ class BalanceShard:
         """Decide the `short` debits again once the credits they wait for have settled."""
         await self._wait_closing([w for waits in short.values() for w in waits])
         written: list[Partition] = []
-        again = self._decide_holds(coordinator, epoch, [debits[n] for n in short], written, debit=True)
+        again = self._decide_reservations(coordinator, epoch, [debits[n] for n in short], written, debit=True)
         for n, code in zip(short, again, strict=True):
             codes[n] = code
         await self._flush(written)
 
-    def _decide_holds(
+    def _decide_reservations(
         self, coordinator: int, epoch: int, items: list[SideRequest], written: list[Partition], *, debit: bool
     ) -> list[int]:
         codes = []
@@ -398,8 +398,8 @@ class BalanceShard:
         Authorization holds stay open for long and are not waited for."""
         loop = asyncio.get_running_loop()
         waits = []
-        for hold_id in part.book.holds_on(balance_id):
-            if is_hold_id(hold_id) or (credits_only and part.book.holds[(hold_id, balance_id)].side != CREDIT):
+        for hold_id in part.book.reservations_on(balance_id):
+            if is_hold_id(hold_id) or (credits_only and part.book.reservations[(hold_id, balance_id)].side != CREDIT):
                 continue
             key = (hold_id, balance_id)
             waiting = self._closing.get(key)
@@ -420,8 +420,8 @@ class BalanceShard:
         if timeout > 0:
             await asyncio.wait([future for future, _ in waits], timeout=timeout)
 
-    async def fence(self, coordinator: int, epoch: int) -> list[Reservation]:
-        """Refuse older incarnations of `coordinator`; return its holds still open here."""
+    async def fence(self, coordinator: int, epoch: int) -> list[OpenReservation]:
+        """Refuse older incarnations of `coordinator`; return its reservations still open here."""
         parts = list(self.partitions.values())
         self._require_writable(parts)
         for part in parts:
@@ -429,7 +429,7 @@ class BalanceShard:
             if record is not None:
                 part.commit(record)
         await self._flush(parts)
-        return [h for part in parts for h in part.book.open_holds(coordinator)]
+        return [h for part in parts for h in part.book.open_reservations(coordinator)]
 
     # -- operations -----------------------------------------------------------------------
     async def channel_address(self) -> tuple[str, int, bytes]:
@@ -452,7 +452,7 @@ class BalanceShard:
     async def totals(self) -> dict[str, int]:
         """Sum of posted amounts per currency over this shard (for audits)."""
         parts = list(self.partitions.values())
-        await self._after_payments_on((p, b) for p in parts for b in list(p.book.holds_by_balance))
+        await self._after_payments_on((p, b) for p in parts for b in list(p.book.reservations_by_balance))
         await self._flush(parts)
         totals: dict[str, int] = {}
         for part in parts:
@@ -462,7 +462,7 @@ class BalanceShard:
 
     async def all_balances(self) -> list[BalanceView]:
         parts = list(self.partitions.values())
-        await self._after_payments_on((p, b) for p in parts for b in list(p.book.holds_by_balance))
+        await self._after_payments_on((p, b) for p in parts for b in list(p.book.reservations_by_balance))
         await self._flush(parts)
         return [v for p in parts for b in p.book.balances if (v := p.book.view(b)) is not None]
 

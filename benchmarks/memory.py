@@ -58,7 +58,7 @@ def build(balances: int, *, trace: bool, progress: bool = False) -> tuple[int, f
     gc.collect()
     held = tracemalloc.get_traced_memory()[0] - base if trace else process.memory_info().rss - rss_before
     tracemalloc.stop()
-    assert len(book.balances) == balances and not book.holds
+    assert len(book.balances) == balances and not book.reservations
     return held, elapsed
 
 

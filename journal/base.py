@@ -178,9 +178,9 @@ class RecentHistory:
         self.since = 0.0  # monotonic time the oldest row held arrived
 
     def add(self, frame: Frame, records: list[Record]) -> None:
-        self._hold(frame.first_seq, frame.last_seq, frame.body, history_rows(frame, records, self.event_source))
+        self._keep_rows(frame.first_seq, frame.last_seq, frame.body, history_rows(frame, records, self.event_source))
 
-    def _hold(self, first_seq: int, last_seq: int, body: bytes, rows: list[HistoryRow]) -> None:
+    def _keep_rows(self, first_seq: int, last_seq: int, body: bytes, rows: list[HistoryRow]) -> None:
         if not rows:
             return
         if not self.rows:
@@ -212,7 +212,7 @@ class RecentHistory:
         self._sorted_frames = 0
         for last, rows in kept:  # arrived while the batch was being stored
             first = rows[0].frame
-            self._hold(first, last, bodies[first], rows)
+            self._keep_rows(first, last, bodies[first], rows)
 
     def _with_id(self, tag: str, some_id: str) -> list[HistoryRow]:
         """The rows of `tag` indexed under `some_id`, oldest first."""

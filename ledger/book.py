@@ -1,4 +1,4 @@
-"""The balance book of one partition: balances, their open holds, and coordinator fences.
+"""The balance book of one partition: balances, their open reservations, and coordinator fences.
 
 Every change goes through `apply(record)`, the one function used both for live traffic
 and for replay, so recovery reproduces exactly what clients were told. The `decide_*`
@@ -33,7 +33,7 @@ from ledger.results import Check
 
 DEBIT = 0
 CREDIT = 1
-_NO_HOLDS: frozenset[str] = frozenset()
+_NONE_OPEN: frozenset[str] = frozenset()
 
 
 class Balance:
@@ -69,7 +69,7 @@ class Balance:
         return self.amount - self.reserved + self.overdraft_limit
 
 
-class Hold(msgspec.Struct, array_like=True):
+class Reservation(msgspec.Struct, array_like=True):
     side: int  # DEBIT (a reservation) or CREDIT (a prepared credit)
     amount_minor: int  # what is still held
     coordinator: int
@@ -78,7 +78,7 @@ class Hold(msgspec.Struct, array_like=True):
     transfer_id: str | None = None  # a transfer's leg
 
 
-class Reservation(msgspec.Struct, frozen=True, array_like=True):
+class OpenReservation(msgspec.Struct, frozen=True, array_like=True):
     """A phase-one entry still open on a balance (a debit reserved or a credit prepared),
     as a coordinator's recovery collects them: not to be confused with the API's
     authorization holds, whose legs are such entries too."""
@@ -105,17 +105,17 @@ class BalanceView(msgspec.Struct, frozen=True, array_like=True):
 
 class BookSnapshot(msgspec.Struct, frozen=True, array_like=True):
     balances: list[tuple[str, str, int, int, int, int, bool, bool, bool]]
-    # (hold id, balance, side, amount, coordinator, epoch, partial posts, transfer id); 1.0 had
+    # (reservation id, balance, side, amount, coordinator, epoch, partial posts, transfer id); 1.0 had
     # only the first six
-    holds: list[tuple[str | int | None, ...]]
+    reservations: list[tuple[str | int | None, ...]]
     fences: dict[int, int]
 
 
 class BalanceBook:
     def __init__(self) -> None:
         self.balances: dict[str, Balance] = {}
-        self.holds: dict[tuple[str, str], Hold] = {}
-        self.holds_by_balance: dict[str, set[str]] = {}  # balance -> ids of its open holds
+        self.reservations: dict[tuple[str, str], Reservation] = {}
+        self.reservations_by_balance: dict[str, set[str]] = {}  # balance -> ids of its open reservations
         self.fences: dict[int, int] = {}
 
     # -- decisions: pure functions of current state ---------------------------------
@@ -155,8 +155,8 @@ class BalanceBook:
         balance = self.balances.get(balance_id)
         if balance is None:
             return Check.BALANCE_NOT_FOUND, None
-        if (payment_id, balance_id) in self.holds:
-            return Check.OK, None  # a retried call: the hold exists already
+        if (payment_id, balance_id) in self.reservations:
+            return Check.OK, None  # a retried call: the reservation exists already
         if not balance.usable:
             return Check.BALANCE_DISABLED, None
         if balance.currency != currency:
@@ -212,23 +212,23 @@ class BalanceBook:
         hold_id: str | None = None,
         capture_seq: int | None = None,
     ) -> Posted | None:
-        """Post the hold `hold_id or payment_id`: all of it, or `amount_minor` of it and
+        """Post the reservation `hold_id or payment_id`: all of it, or `amount_minor` of it and
         release the rest; or, as its `capture_seq`-th partial post, `amount_minor` of it
-        and keep the rest held (a hold captured several times)."""
-        hold = self.holds.get((hold_id or payment_id, balance_id))
-        if hold is None:
+        and keep the rest reserved (an authorization hold captured several times)."""
+        reservation = self.reservations.get((hold_id or payment_id, balance_id))
+        if reservation is None:
             return None  # posted (or voided) before: phase 2 is retried idempotently
-        if capture_seq is not None and capture_seq <= hold.posts:
+        if capture_seq is not None and capture_seq <= reservation.posts:
             return None  # this partial post was applied before
-        assert capture_seq is None or capture_seq == hold.posts + 1, "partial posts apply in order"
-        amount = hold.amount_minor if amount_minor is None else amount_minor
-        assert 0 < amount <= hold.amount_minor, "a capture is positive and within the hold"
+        assert capture_seq is None or capture_seq == reservation.posts + 1, "partial posts apply in order"
+        amount = reservation.amount_minor if amount_minor is None else amount_minor
+        assert 0 < amount <= reservation.amount_minor, "a capture is positive and within the reservation"
         balance = self.balances[balance_id]
-        delta = -amount if hold.side == DEBIT else amount
+        delta = -amount if reservation.side == DEBIT else amount
         return Posted(payment_id, balance_id, delta, balance.amount + delta, at_ms, hold_id, capture_seq)
 
     def decide_void(self, payment_id: str, balance_id: str) -> Voided | None:
-        if (payment_id, balance_id) not in self.holds:
+        if (payment_id, balance_id) not in self.reservations:
             return None
         return Voided(payment_id, balance_id)
 
@@ -242,27 +242,31 @@ class BalanceBook:
         if isinstance(record, Reserved):
             balance = self.balances[record.balance_id]
             balance.reserved += record.amount_minor
-            hold = Hold(DEBIT, record.amount_minor, record.coordinator, record.epoch, 0, record.transfer_id)
-            self._open(record.payment_id, record.balance_id, hold)
+            reservation = Reservation(
+                DEBIT, record.amount_minor, record.coordinator, record.epoch, 0, record.transfer_id
+            )
+            self._open(record.payment_id, record.balance_id, reservation)
         elif isinstance(record, Prepared):
             balance = self.balances[record.balance_id]
             balance.incoming += record.amount_minor
-            hold = Hold(CREDIT, record.amount_minor, record.coordinator, record.epoch, 0, record.transfer_id)
-            self._open(record.payment_id, record.balance_id, hold)
+            reservation = Reservation(
+                CREDIT, record.amount_minor, record.coordinator, record.epoch, 0, record.transfer_id
+            )
+            self._open(record.payment_id, record.balance_id, reservation)
         elif isinstance(record, Posted):
             balance = self.balances[record.balance_id]
             key = record.hold_id or record.payment_id
             if record.capture_seq is None:
-                hold = self._close(key, record.balance_id)
-                released = hold.amount_minor  # the post, and the rest let go
+                reservation = self._close(key, record.balance_id)
+                released = reservation.amount_minor  # the post, and the rest let go
             else:
-                hold = self.holds[(key, record.balance_id)]
-                assert record.capture_seq == hold.posts + 1, "partial posts apply in order"
+                reservation = self.reservations[(key, record.balance_id)]
+                assert record.capture_seq == reservation.posts + 1, "partial posts apply in order"
                 released = abs(record.delta_minor)
-                hold.amount_minor -= released  # the rest stays held
-                hold.posts = record.capture_seq
-            assert abs(record.delta_minor) <= released, "a post never exceeds its hold"
-            if hold.side == DEBIT:
+                reservation.amount_minor -= released  # the rest stays held
+                reservation.posts = record.capture_seq
+            assert abs(record.delta_minor) <= released, "a post never exceeds its reservation"
+            if reservation.side == DEBIT:
                 balance.reserved -= released
             else:
                 balance.incoming -= released
@@ -270,11 +274,11 @@ class BalanceBook:
             assert balance.amount == record.balance_after_minor, "replay diverged from the journal"
         elif isinstance(record, Voided):
             balance = self.balances[record.balance_id]
-            hold = self._close(record.payment_id, record.balance_id)
-            if hold.side == DEBIT:
-                balance.reserved -= hold.amount_minor
+            reservation = self._close(record.payment_id, record.balance_id)
+            if reservation.side == DEBIT:
+                balance.reserved -= reservation.amount_minor
             else:
-                balance.incoming -= hold.amount_minor
+                balance.incoming -= reservation.amount_minor
         elif isinstance(record, BalanceOpened):
             assert record.balance_id not in self.balances, "a balance is opened once"
             self.balances[record.balance_id] = Balance(record.currency, record.overdraft_limit_minor, record.unlimited)
@@ -293,17 +297,17 @@ class BalanceBook:
             raise AssertionError(f"not a partition record: {record!r}")
         self._check(balance)
 
-    def _open(self, hold_id: str, balance_id: str, hold: Hold) -> None:
-        self.holds[(hold_id, balance_id)] = hold
-        self.holds_by_balance.setdefault(balance_id, set()).add(hold_id)
+    def _open(self, key: str, balance_id: str, reservation: Reservation) -> None:
+        self.reservations[(key, balance_id)] = reservation
+        self.reservations_by_balance.setdefault(balance_id, set()).add(key)
 
-    def _close(self, hold_id: str, balance_id: str) -> Hold:
-        hold = self.holds.pop((hold_id, balance_id))
-        ids = self.holds_by_balance[balance_id]
-        ids.discard(hold_id)
+    def _close(self, key: str, balance_id: str) -> Reservation:
+        reservation = self.reservations.pop((key, balance_id))
+        ids = self.reservations_by_balance[balance_id]
+        ids.discard(key)
         if not ids:
-            del self.holds_by_balance[balance_id]  # memory stays bounded by open holds
-        return hold
+            del self.reservations_by_balance[balance_id]  # memory stays bounded by open reservations
+        return reservation
 
     @staticmethod
     def _check(balance: Balance) -> None:
@@ -329,15 +333,15 @@ class BalanceBook:
             b.account_active,
         )
 
-    def holds_on(self, balance_id: str) -> AbstractSet[str]:
+    def reservations_on(self, balance_id: str) -> AbstractSet[str]:
         """Ids of the holds open on `balance_id` (payments in flight, authorization holds)."""
-        return self.holds_by_balance.get(balance_id, _NO_HOLDS)
+        return self.reservations_by_balance.get(balance_id, _NONE_OPEN)
 
-    def open_holds(self, coordinator: int | None = None) -> list[Reservation]:
+    def open_reservations(self, coordinator: int | None = None) -> list[OpenReservation]:
         return [
-            Reservation(pid, bid, h.side, h.amount_minor, self.balances[bid].currency, h.transfer_id)
-            for (pid, bid), h in self.holds.items()
-            if coordinator is None or h.coordinator == coordinator
+            OpenReservation(pid, bid, r.side, r.amount_minor, self.balances[bid].currency, r.transfer_id)
+            for (pid, bid), r in self.reservations.items()
+            if coordinator is None or r.coordinator == coordinator
         ]
 
     def totals_by_currency(self) -> dict[str, int]:
@@ -363,9 +367,9 @@ class BalanceBook:
                 )
                 for bid, b in self.balances.items()
             ],
-            holds=[
-                (pid, bid, h.side, h.amount_minor, h.coordinator, h.epoch, h.posts, h.transfer_id)
-                for (pid, bid), h in self.holds.items()
+            reservations=[
+                (pid, bid, r.side, r.amount_minor, r.coordinator, r.epoch, r.posts, r.transfer_id)
+                for (pid, bid), r in self.reservations.items()
             ],
             fences=dict(self.fences),
         )
@@ -378,12 +382,14 @@ class BalanceBook:
             b.amount, b.reserved, b.incoming = amount, reserved, incoming
             b.active, b.account_active = active, account_active
             book.balances[bid] = b
-        for h in snap.holds:  # 1.0: without the last two
-            posts = h[6] if len(h) > 6 else 0
-            transfer_id = h[7] if len(h) > 7 else None
-            assert isinstance(h[0], str) and isinstance(h[1], str) and isinstance(posts, int), h
-            side, amount, coordinator, epoch = (int(x) for x in h[2:6])  # type: ignore[arg-type]
-            hold = Hold(side, amount, coordinator, epoch, posts, None if transfer_id is None else str(transfer_id))
-            book._open(h[0], h[1], hold)
+        for r in snap.reservations:  # 1.0: without the last two
+            posts = r[6] if len(r) > 6 else 0
+            transfer_id = r[7] if len(r) > 7 else None
+            assert isinstance(r[0], str) and isinstance(r[1], str) and isinstance(posts, int), r
+            side, amount, coordinator, epoch = (int(x) for x in r[2:6])  # type: ignore[arg-type]
+            reservation = Reservation(
+                side, amount, coordinator, epoch, posts, None if transfer_id is None else str(transfer_id)
+            )
+            book._open(r[0], r[1], reservation)
         book.fences = dict(snap.fences)
         return book

@@ -22,7 +22,7 @@ from typing import Final, TypeVar
 import msgspec
 
 from ledger.activity import Activity, Minute
-from ledger.book import DEBIT, Reservation
+from ledger.book import DEBIT, OpenReservation
 from ledger.messages import HoldRequest, PaymentRequest, TransferRequest
 from ledger.outcomes import ABORTED_IN_RECOVERY, JOURNAL_UNAVAILABLE, decided_record, pending_transfer
 from ledger.records import (
@@ -284,7 +284,7 @@ def decide_transfers(
     return frames
 
 
-def aborts(holds: dict[str, list[Reservation]], now_ms: int) -> list[list[Record]]:
+def aborts(holds: dict[str, list[OpenReservation]], now_ms: int) -> list[list[Record]]:
     """Recovery's presumed abort: `system_failure`/ABORTED_IN_RECOVERY for each payment
     with reservations but no decision. A transfer's legs (their reservations name it) are
     aborted in one frame with their transfer, so that it reads failed, and a redelivered

@@ -19,7 +19,7 @@ from actors.coordinator.state import CoordinatorState
 from actors.logs import event
 from actors.telemetry import placement
 from ledger import payment_book
-from ledger.book import Reservation
+from ledger.book import OpenReservation
 from ledger.ids import is_hold_id
 from ledger.messages import HoldRef
 from ledger.records import EpochStarted, HoldRecord
@@ -61,10 +61,10 @@ class Recovery:
         book = self.state.book
         self.state.commit(EpochStarted(book.epoch + 1))
         await self.state.durable()
-        reservations: dict[str, list[Reservation]] = defaultdict(list)
+        reservations: dict[str, list[OpenReservation]] = defaultdict(list)
         for r in await self.remote.fence(book.epoch):
             reservations[r.payment_id].append(r)
-        aborted: dict[str, list[Reservation]] = {}
+        aborted: dict[str, list[OpenReservation]] = {}
         closed_holds: list[HoldRecord] = []
         for payment_id, rs in reservations.items():
             if payment_id in book.unfinished or payment_id in book.recent or payment_id in book.open_holds:

@@ -17,7 +17,7 @@ from actors.registry import Registry
 from actors.settings import Settings
 from actors.shard import BalanceShard
 from actors.topology import REGISTRY_NAME, partition_of, shard_name, shard_of_partition
-from ledger.book import Reservation
+from ledger.book import OpenReservation
 from ledger.messages import HoldRef, SideRequest, pack
 
 PhaseOneReply = tuple[list[int], list[int], list[int]]  # debit checks, credit checks, carried legs not written
@@ -71,7 +71,7 @@ class Remote:
     def shard_of(self, balance_id: str) -> int:
         return shard_of_partition(partition_of(balance_id, self.settings.partitions), self.settings.shards)
 
-    async def fence(self, epoch: int) -> list[Reservation]:
+    async def fence(self, epoch: int) -> list[OpenReservation]:
         """Every shard refuses this coordinator's older epochs from now on; the
         reservations it left open anywhere."""
         found = await asyncio.gather(

@@ -23,7 +23,7 @@ PAYMENTS = 300
 
 async def _open_holds(ledger: RayLedger) -> int:
     stats = await asyncio.gather(*(ledger.client.shard(k).call("stats") for k in range(ledger.settings.shards)))
-    return sum(s["open_holds"] for s in stats)
+    return sum(s["open_reservations"] for s in stats)
 
 
 @pytest.mark.parametrize("victim", ["shard-0", "shard-1", "coordinator-0", "registry"])

@@ -31,7 +31,7 @@ def partition(ledger: LocalLedger, balance_id: str) -> Partition:
 
 
 def open_legs(ledger: LocalLedger, balance_id: str) -> set[str]:
-    return set(partition(ledger, balance_id).book.holds_on(balance_id))
+    return set(partition(ledger, balance_id).book.reservations_on(balance_id))
 
 
 def busy(ledger: LocalLedger) -> AbstractContextManager[None]:
@@ -147,7 +147,7 @@ async def test_a_clean_stop_sends_the_phase_two_it_owes(tmp_path: Path) -> None:
     [recovered] = [e for e in events if e["event"] == "recovered" and e["actor"] == "coordinator-0"]
     assert recovered["settled"] == 0, "the stop left phase two for the next start"
     stats = await asyncio.gather(*(ledger.client.shard(k).call("stats") for k in range(2)))
-    assert sum(s["open_holds"] for s in stats) == 0
+    assert sum(s["open_reservations"] for s in stats) == 0
     audit(await ledger.client.all_balances(), [*deposits, paid])
     await ledger.stop()
 

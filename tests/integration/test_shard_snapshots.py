@@ -29,7 +29,9 @@ async def test_restart_after_snapshots_reproduces_state(tmp_path: Path) -> None:
         if n % 7 != 0:
             await shard.post([HoldRef(pid, source), HoldRef(pid, target)])
     before = await _views(shard, ["bal_issuer", *ids])
-    holds_before = sorted((h.payment_id, h.balance_id) for p in shard.partitions.values() for h in p.book.open_holds())
+    holds_before = sorted(
+        (h.payment_id, h.balance_id) for p in shard.partitions.values() for h in p.book.open_reservations()
+    )
     await shard.close()  # waits for snapshots still being written
     snapshot_seqs = {p.index: p.snapshot_seq for p in shard.partitions.values()}
     assert any(seq > 0 for seq in snapshot_seqs.values()), "no snapshot was taken"
@@ -37,7 +39,9 @@ async def test_restart_after_snapshots_reproduces_state(tmp_path: Path) -> None:
     again = BalanceShard(settings, 0)
     assert {p.index: p.snapshot_seq for p in again.partitions.values()} == snapshot_seqs
     assert await _views(again, ["bal_issuer", *ids]) == before
-    holds_after = sorted((h.payment_id, h.balance_id) for p in again.partitions.values() for h in p.book.open_holds())
+    holds_after = sorted(
+        (h.payment_id, h.balance_id) for p in again.partitions.values() for h in p.book.open_reservations()
+    )
     assert holds_after == holds_before and len(holds_after) == 2 * 9
     assert sum(v.amount_minor for v in await _views(again, ["bal_issuer", *ids])) == 0
     await again.close()

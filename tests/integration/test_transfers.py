@@ -106,7 +106,7 @@ async def test_crash_around_each_write_of_a_four_leg_transfer(tmp_path: Path, wr
 
     await ledger.start()
     stats = await asyncio.gather(*(ledger.client.shard(k).call("stats") for k in range(SHARDS)))
-    assert sum(s["open_holds"] for s in stats) == 0, "recovery left money held"
+    assert sum(s["open_reservations"] for s in stats) == 0, "recovery left money held"
     for ack in acknowledged:
         assert ack.status in FINAL_STATUSES and await ledger.client.get_transfer(ack.id) == ack
     kept: list[PaymentRecord] = []

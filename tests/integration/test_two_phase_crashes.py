@@ -52,7 +52,7 @@ async def test_crash_around_each_journal_write(tmp_path: Path, write: str, when:
     with captured_events() as events:
         await ledger.start()  # recovery: replay, fence, drive decided payments, abort the rest
     stats = await asyncio.gather(*(ledger.client.shard(k).call("stats") for k in range(2)))
-    assert sum(s["open_holds"] for s in stats) == 0, "recovery left money held"
+    assert sum(s["open_reservations"] for s in stats) == 0, "recovery left money held"
     assert [p.status for p in acknowledged[:2]] == [PaymentStatus.SUCCESS, PaymentStatus.NOT_ENOUGH_MONEY]
     for ack in acknowledged:
         assert ack.status in FINAL_STATUSES

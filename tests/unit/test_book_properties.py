@@ -99,7 +99,7 @@ class BookMachine(RuleBasedStateMachine):
         self.replica = BalanceBook()  # fed only with decoded journal records
         self.records: list[Record] = []
         self.model: dict[str, ModelBalance] = {}
-        self.holds: dict[tuple[str, str], tuple[int, int, int, int]] = {}
+        self.reservations: dict[tuple[str, str], tuple[int, int, int, int]] = {}
         self.fences: dict[int, int] = {}
         self.open: dict[str, Payment] = {}  # both legs held: to be posted, captured or voided
         self.doomed: dict[str, Payment] = {}  # refused by one side: what is held must be voided
@@ -146,7 +146,7 @@ class BookMachine(RuleBasedStateMachine):
         m = self.model.get(bid)
         if m is None:
             return Check.BALANCE_NOT_FOUND, False
-        if (pid, bid) in self.holds:
+        if (pid, bid) in self.reservations:
             return Check.OK, False  # retried: already held
         if not m.usable:
             return Check.BALANCE_DISABLED, False
@@ -175,12 +175,12 @@ class BookMachine(RuleBasedStateMachine):
             m.reserved += p.amount
         else:
             m.incoming += p.amount
-        self.holds[(p.pid, bid)] = (DEBIT if debit else CREDIT, p.amount, p.coordinator, p.epoch)
+        self.reservations[(p.pid, bid)] = (DEBIT if debit else CREDIT, p.amount, p.coordinator, p.epoch)
         p.held.append(bid)
         return code
 
     def post_leg(self, pid: str, bid: str, hold_key: str, amount: int | None) -> Posted:
-        side, held_minor, _, _ = self.holds[(hold_key, bid)]
+        side, held_minor, _, _ = self.reservations[(hold_key, bid)]
         at_ms = self.tick()
         hold_id = None if hold_key == pid else hold_key
         record = self.pure(self.book.decide_post, pid, bid, at_ms, amount, hold_id)
@@ -191,7 +191,7 @@ class BookMachine(RuleBasedStateMachine):
         return record
 
     def close_hold_in_model(self, hold_key: str, bid: str, delta: int) -> None:
-        side, held_minor, _, _ = self.holds.pop((hold_key, bid))
+        side, held_minor, _, _ = self.reservations.pop((hold_key, bid))
         m = self.model[bid]
         if side == DEBIT:
             m.reserved -= held_minor
@@ -403,13 +403,13 @@ class BookMachine(RuleBasedStateMachine):
             assert (view.active, view.account_active, view.unlimited) == (m.active, m.account_active, m.unlimited)
             assert self.book.balances[bid].incoming == m.incoming
         assert self.book.view("missing") is None
-        held = {key: (h.side, h.amount_minor, h.coordinator, h.epoch) for key, h in self.book.holds.items()}
-        assert held == self.holds
+        held = {key: (h.side, h.amount_minor, h.coordinator, h.epoch) for key, h in self.book.reservations.items()}
+        assert held == self.reservations
         assert self.book.fences == self.fences
-        assert sorted((h.payment_id, h.balance_id) for h in self.book.open_holds()) == sorted(self.holds)
+        assert sorted((h.payment_id, h.balance_id) for h in self.book.open_reservations()) == sorted(self.reservations)
         for bid in self.model:  # the per-balance index a read waits on agrees with the holds
-            assert self.book.holds_on(bid) == {pid for pid, b in self.holds if b == bid}
-        assert all(self.book.holds_by_balance.values()), "no empty entries left behind"
+            assert self.book.reservations_on(bid) == {pid for pid, b in self.reservations if b == bid}
+        assert all(self.book.reservations_by_balance.values()), "no empty entries left behind"
 
     @invariant()
     def replayed_records_give_the_same_state(self) -> None:
@@ -420,7 +420,7 @@ class BookMachine(RuleBasedStateMachine):
         snap = self.book.snapshot()
         restored = BalanceBook.from_snapshot(_snapshot_decoder.decode(msgspec.msgpack.encode(snap)))
         assert restored.snapshot() == snap
-        assert restored.holds_by_balance == self.book.holds_by_balance
+        assert restored.reservations_by_balance == self.book.reservations_by_balance
         assert BalanceBook.from_snapshot(snap).snapshot() == snap
 
     def teardown(self) -> None:
@@ -431,7 +431,7 @@ class BookMachine(RuleBasedStateMachine):
             self.void_payment(p)
         self.open.clear()
         self.doomed.clear()
-        assert self.book.holds == {} and self.book.holds_by_balance == {}
+        assert self.book.reservations == {} and self.book.reservations_by_balance == {}
         for b in self.book.balances.values():
             assert b.reserved == 0 and b.incoming == 0
         self.money_is_conserved()
@@ -619,7 +619,7 @@ def test_partial_capture_releases_the_rest_of_the_hold() -> None:
     a, b = book.view("a"), book.view("b")
     assert a is not None and (a.amount_minor, a.reserved_minor, a.available_minor) == (70, 0, 70)
     assert b is not None and b.amount_minor == 30 and book.balances["b"].incoming == 0
-    assert book.holds == {}
+    assert book.reservations == {}
     assert book.decide_post("cap_1", "a", 6, 30, "hold_1") is None
 
 

@@ -39,7 +39,7 @@ def test_partial_posts_keep_the_rest_held_and_apply_once() -> None:
     book = _held()
     assert _post(book, "pay_1", 12_50, 1)
     a = book.balances["a"]
-    assert (a.amount, a.reserved, book.holds[("hold_1", "a")].amount_minor) == (37_50, 17_50, 17_50)
+    assert (a.amount, a.reserved, book.reservations[("hold_1", "a")].amount_minor) == (37_50, 17_50, 17_50)
     assert not _post(book, "pay_1", 12_50, 1)  # a retried phase two: nothing more moves
     assert _post(book, "pay_2", 5_00, 2)
     restored = BalanceBook.from_snapshot(SNAPSHOT.decode(msgspec.msgpack.encode(book.snapshot())))
@@ -47,12 +47,12 @@ def test_partial_posts_keep_the_rest_held_and_apply_once() -> None:
     assert _post(restored, "pay_3", 2_00, None)  # final: posts 2.00 and lets the rest go
     a, b = restored.balances["a"], restored.balances["b"]
     assert (a.amount, a.reserved, b.amount, b.incoming) == (30_50, 0, -30_50, 0)
-    assert not restored.holds and a.amount + b.amount == 0
+    assert not restored.reservations and a.amount + b.amount == 0
 
 
 def test_a_snapshot_from_before_partial_posts_still_loads() -> None:
     book = _held()
     snap = book.snapshot()
-    old = msgspec.structs.replace(snap, holds=[h[:6] for h in snap.holds])  # 1.0 wrote six fields
+    old = msgspec.structs.replace(snap, reservations=[r[:6] for r in snap.reservations])  # 1.0 wrote six fields
     restored = BalanceBook.from_snapshot(SNAPSHOT.decode(msgspec.msgpack.encode(old)))
-    assert restored.holds[("hold_1", "a")].posts == 0 and _post(restored, "pay_1", 1_00, 1)
+    assert restored.reservations[("hold_1", "a")].posts == 0 and _post(restored, "pay_1", 1_00, 1)

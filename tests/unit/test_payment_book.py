@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ledger import payment_book
-from ledger.book import CREDIT, DEBIT, Reservation
+from ledger.book import CREDIT, DEBIT, OpenReservation
 from ledger.messages import HoldRequest, PaymentRequest, TransferRequest
 from ledger.outcomes import ABORTED_IN_RECOVERY, JOURNAL_UNAVAILABLE
 from ledger.payment_book import (
@@ -198,8 +198,8 @@ def test_captures_never_exceed_the_hold(amount, captures) -> None:  # type: igno
 
 
 def test_recovery_aborts_a_transfer_whole_and_a_payment_alone() -> None:
-    def reservation(pid: str, side: int, transfer: str | None) -> Reservation:
-        return Reservation(pid, f"bal_{pid}_{side}", side, 5, "USD", transfer)
+    def reservation(pid: str, side: int, transfer: str | None) -> OpenReservation:
+        return OpenReservation(pid, f"bal_{pid}_{side}", side, 5, "USD", transfer)
 
     held = {
         "pay_a": [reservation("pay_a", DEBIT, None), reservation("pay_a", CREDIT, None)],

@@ -80,7 +80,7 @@ def test_legs_hold_in_order_and_move_all_or_none(
                 assert failed == n
                 break
     assert sum(bal.amount for bal in book.balances.values()) == 0  # conserved
-    assert not book.holds and all(bal.reserved == bal.incoming == 0 for bal in book.balances.values())
+    assert not book.reservations and all(bal.reserved == bal.incoming == 0 for bal in book.balances.values())
     for b, (_, limit) in funds.items():
         assert book.balances[b].amount >= -limit
         expected = before[b] if not fits else before[b] - debits[b] + sum(a for _, d, a in legs if d == b)
