@@ -101,13 +101,19 @@ def track_errors(*, required: bool = True) -> bool:
         return False
     if sentry_sdk.get_client().is_active():
         return True
+    # No personal data, no request bodies, no local variables of frames: sentry-sdk 3 says
+    # it with `data_collection`, 2 with two flags that 3 refuses.
+    private: dict[str, Any] = (
+        {"data_collection": {"user_info": False, "http_bodies": [], "stack_frame_variables": False}}
+        if int(sentry_sdk.VERSION.split(".")[0]) >= 3
+        else {"send_default_pii": False, "include_local_variables": False}
+    )
     sentry_sdk.init(
         dsn=dsn,
         environment=os.environ.get("SENTRY_ENVIRONMENT", "production"),
-        send_default_pii=False,
-        include_local_variables=False,
         max_request_body_size="never",
         before_send=_scrub,  # type: ignore[arg-type]
+        **private,
     )
     return True
 
