@@ -93,6 +93,7 @@ def track_errors(*, required: bool = True) -> bool:
         return False
     try:
         import sentry_sdk
+        from sentry_sdk.integrations.logging import LoggingIntegration
     except ImportError:
         missing = "SENTRY_DSN is set but sentry-sdk is not installed: pip install 'rayledger[sentry]'"
         if required:
@@ -113,6 +114,8 @@ def track_errors(*, required: bool = True) -> bool:
         environment=os.environ.get("SENTRY_ENVIRONMENT", "production"),
         max_request_body_size="never",
         before_send=_scrub,  # type: ignore[arg-type]
+        # ERROR log records become events: 2 did this by default, 3 no longer does.
+        integrations=[LoggingIntegration(event_level=logging.ERROR)],
         **private,
     )
     return True
