@@ -15,7 +15,7 @@ actor (actors/coordinator/) only moves records between the journal, the shards a
 from __future__ import annotations
 
 from collections import OrderedDict, defaultdict
-from collections.abc import Iterable
+from collections.abc import Container, Iterable
 from dataclasses import dataclass
 from typing import Final, TypeVar
 
@@ -23,7 +23,7 @@ import msgspec
 
 from ledger.activity import Activity, Minute
 from ledger.book import DEBIT, OpenReservation
-from ledger.messages import HoldRequest, PaymentRequest, TransferRequest
+from ledger.messages import HoldRef, HoldRequest, PaymentRequest, TransferRequest
 from ledger.outcomes import ABORTED_IN_RECOVERY, JOURNAL_UNAVAILABLE, decided_record, pending_transfer
 from ledger.records import (
     Completed,
@@ -227,6 +227,16 @@ def legs_of(r: PaymentRequest) -> list[Leg]:
 
 def checks_of(r: PaymentRequest, codes: Codes) -> list[Check]:
     return [codes[(r.payment_id, b)] for b in payment_balances(r)]
+
+
+def reserved(codes: Codes, ids: Container[str]) -> list[HoldRef]:
+    """The sides phase one reserved or prepared for `ids`: what aborting them must void."""
+    return [HoldRef(some_id, b) for (some_id, b), code in codes.items() if code == Check.OK and some_id in ids]
+
+
+def sides_of(holds: list[HoldRecord]) -> list[HoldRef]:
+    """Both sides of each authorization hold: what closing it without a capture releases."""
+    return [HoldRef(h.id, b) for h in holds for b in (h.balance_from, h.balance_to)]
 
 
 def unavailable(r: PaymentRequest, codes: Codes) -> bool:

@@ -16,7 +16,7 @@ from actors.coordinator.remote import Remote
 from actors.coordinator.state import CoordinatorState, Turns
 from actors.settings import Settings
 from ledger import payment_book
-from ledger.messages import HoldRef, HoldRequest
+from ledger.messages import HoldRequest
 from ledger.outcomes import Outcome
 from ledger.payment_book import HOLD_HELD, CaptureRequest
 from ledger.records import Decided, HoldClosed, HoldRecord
@@ -60,8 +60,7 @@ class Holds:
             )
             debit, credit = codes[(r.hold_id, r.balance_from)], codes[(r.hold_id, r.balance_to)]
             if Check.UNAVAILABLE in (debit, credit):  # as for payments: abort undecided, answer 503
-                sides = ((r.balance_from, debit), (r.balance_to, credit))
-                await self.remote.void([HoldRef(r.hold_id, b) for b, c in sides if c == Check.OK])
+                await self.remote.void(payment_book.reserved(codes, {r.hold_id}))
                 return Outcome(refused="unavailable")
             placed = payment_book.place(r, debit, credit, self.state.clock())
             self.state.commit(placed)
@@ -153,4 +152,4 @@ class Holds:
 
     async def _void_sides(self, holds: list[HoldRecord]) -> None:
         """Release both sides of closed holds that captured nothing more."""
-        await self.remote.void([HoldRef(h.id, b) for h in holds for b in (h.balance_from, h.balance_to)])
+        await self.remote.void(payment_book.sides_of(holds))

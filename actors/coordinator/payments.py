@@ -31,10 +31,10 @@ from actors.coordinator.phase_two import PhaseTwo
 from actors.coordinator.remote import PhaseOneReply, Remote
 from actors.coordinator.state import CoordinatorState, Turns
 from actors.telemetry import Telemetry
-from ledger.messages import HoldRef, PaymentRequest, SideRequest, TransferRequest
+from ledger.messages import PaymentRequest, SideRequest, TransferRequest
 from ledger.outcomes import Outcome
-from ledger.payment_book import Codes, Leg, decide_payments, decide_transfers, legs_of, unavailable
-from ledger.records import Decided, PaymentRecord, Record, TransferDecided, TransferRecord, payment_balances
+from ledger.payment_book import Codes, Leg, decide_payments, decide_transfers, legs_of, reserved, unavailable
+from ledger.records import Decided, PaymentRecord, Record, TransferDecided, TransferRecord
 from ledger.results import Check, PaymentStatus
 
 Frames = list[list[Record]]
@@ -210,14 +210,7 @@ class Payments:
     async def _release(self, aborted: list[PaymentRequest], codes: Codes, expired: set[str]) -> None:
         """Before an abort is answered: void the sides that did reserve, and give back the
         quotes used, so that the retry (same key, a new payment id) may use them."""
-        await self.remote.void(
-            [
-                HoldRef(r.payment_id, b)
-                for r in aborted
-                for b in payment_balances(r)
-                if codes.get((r.payment_id, b)) == Check.OK
-            ]
-        )
+        await self.remote.void(reserved(codes, {r.payment_id for r in aborted}))
         uses = [(r.fx.id, r.payment_id) for r in aborted if r.fx is not None and r.payment_id not in expired]
         if uses:
             await self.remote.release_quotes(uses)

@@ -81,7 +81,7 @@ class Recovery:
                 book.redrive(decided)
                 continue
             aborted[payment_id] = rs  # presumed abort: it has no decision
-        await self.remote.void([HoldRef(h.id, b) for h in closed_holds for b in (h.balance_from, h.balance_to)])
+        await self.remote.void(payment_book.sides_of(closed_holds))
         # Released before the abort is journaled: an exchange payment holds on four balances,
         # more than its record names, and a crash in between finds nothing left to abort.
         await self.remote.void([HoldRef(p, r.balance_id) for p, rs in aborted.items() for r in rs])
