@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from actors.client import LedgerClient
+from actors.clock import Clock, now_ms
 from actors.coordinator import PaymentCoordinator
-from actors.coordinator.state import Clock, now_ms
 from actors.peers import Peer
 from actors.registry import Registry
 from actors.settings import Settings

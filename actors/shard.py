@@ -25,6 +25,7 @@ from pathlib import Path
 
 import msgspec
 
+from actors import clock
 from actors.channel import ChannelServer, node_address
 from actors.logs import event
 from actors.memory import freeze_long_lived_state
@@ -362,7 +363,7 @@ class BalanceShard:
     def _close_legs(self, posts: list[HoldRef], voids: list[HoldRef], written: list[Partition]) -> list[int]:
         """Apply decided legs; the indexes (posts first, then voids) of those whose
         partition cannot be written now. Wakes the reads waiting for them."""
-        at_ms = time.time_ns() // 1_000_000
+        at_ms = clock.now_ms()
         unsettled = []
         for n, ref in enumerate(itertools.chain(posts, voids)):
             part = self._part(ref.balance_id)

@@ -4,18 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import os
-import time
 
 from actors.client import LedgerClient
+from actors.clock import now_ms
 from actors.registry import Registry
 from ledger.ids import make_id
 from ledger.messages import PaymentRequest
 from ledger.records import PaymentRecord
 from ledger.results import PaymentStatus
-
-
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 def payment(balance_from: str, balance_to: str, amount_minor: int, currency: str = "USD") -> PaymentRequest:

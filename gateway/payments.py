@@ -23,12 +23,12 @@ import asyncio
 import functools
 import hashlib
 import os
-import time
 from typing import NamedTuple, TypeVar
 
 import msgspec
 from aiohttp import web
 
+from actors.clock import now_ms
 from actors.registry import Registry
 from actors.topology import coordinator_of
 from api import render
@@ -51,10 +51,6 @@ IDEMPOTENCY_KEY_LEN_MAX = 255
 class Prepared(NamedTuple):
     request: PaymentRequest
     exponent: int
-
-
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 class _Entropy:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 
+from actors.clock import Clock, now_ms
 from actors.coordinator.history import History
 from actors.coordinator.holds import Holds
 from actors.coordinator.idempotency import Claims
@@ -28,7 +29,7 @@ from actors.coordinator.payments import Payments
 from actors.coordinator.phase_two import PhaseTwo
 from actors.coordinator.recovery import Recovery
 from actors.coordinator.remote import Remote
-from actors.coordinator.state import Clock, CoordinatorState, Turns, now_ms
+from actors.coordinator.state import CoordinatorState, Turns
 from actors.events import EventReads
 from actors.peers import PeerLookup
 from actors.settings import Settings

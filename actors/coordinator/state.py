@@ -10,23 +10,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Coroutine
 
 import msgspec
 
+from actors.clock import Clock
 from actors.memory import freeze_long_lived_state
 from actors.settings import Settings
 from journal import Journal, JournalUnavailable
 from ledger.messages import PaymentRequest, TransferRequest
 from ledger.payment_book import BookLimits, CoordinatorSnapshot, PaymentBook
 from ledger.records import Record
-
-Clock = Callable[[], int]  # milliseconds since the epoch
-
-
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 class CoordinatorState:

@@ -4,8 +4,9 @@ is `Balances.mirror_status`, as only the balance directory knows which are open.
 
 from __future__ import annotations
 
+from actors.clock import new_id, now_ms
 from actors.registry.answers import Answers
-from actors.registry.log import RegistryLog, new_id, now_ms
+from actors.registry.log import RegistryLog
 from ledger.records import AccountChanged, AccountCreated, AccountMetadataSet, Answered, Record
 from ledger.views import SYSTEM_ACCOUNT_ID, SYSTEM_ACCOUNTS, AccountInfo, Idem
 

@@ -9,6 +9,7 @@ import asyncio
 import logging
 import time
 
+from actors.clock import now_ms
 from actors.events import EventReads
 from actors.logs import event
 from actors.memory import freeze_long_lived_state
@@ -20,7 +21,7 @@ from actors.registry.changes import BalanceChanges
 from actors.registry.currencies import CurrencyCatalog
 from actors.registry.exchange import Exchange
 from actors.registry.keys import ApiKeys
-from actors.registry.log import RegistryLog, now_ms
+from actors.registry.log import RegistryLog
 from actors.registry.shards import ShardPeers
 from actors.settings import Settings
 from actors.telemetry import Telemetry, placement

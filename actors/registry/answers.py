@@ -4,7 +4,8 @@ both or neither and a retry never makes a second one. A batch claims its key her
 
 from __future__ import annotations
 
-from actors.registry.log import RegistryLog, now_ms
+from actors.clock import now_ms
+from actors.registry.log import RegistryLog
 from ledger.records import Answered, Record
 from ledger.views import Idem
 

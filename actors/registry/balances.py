@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import asyncio
 
+from actors.clock import new_id, now_ms
 from actors.registry.accounts import Accounts
 from actors.registry.answers import Answers
 from actors.registry.currencies import CurrencyCatalog
-from actors.registry.log import RegistryLog, new_id, now_ms
+from actors.registry.log import RegistryLog
 from actors.registry.shards import ShardPeers
 from actors.shard import BalanceShard
 from ledger.messages import BalanceSpec

@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import asyncio
 
+from actors.clock import now_ms
 from actors.registry.balances import Balances
-from actors.registry.log import RegistryLog, now_ms
+from actors.registry.log import RegistryLog
 from actors.registry.shards import ShardPeers
 from actors.shard import BalanceShard
 from ledger.records import BalanceChangeAsked, BalanceUpdated, Record

@@ -4,9 +4,10 @@ currency (its liquidity) is opened with the first rate naming that currency."""
 
 from __future__ import annotations
 
+from actors.clock import now_ms
 from actors.registry.balances import Balances
 from actors.registry.currencies import CurrencyCatalog
-from actors.registry.log import RegistryLog, now_ms
+from actors.registry.log import RegistryLog
 from ledger.fx import convert, pair_rate
 from ledger.money import INT64_MAX
 from ledger.records import FxQuote, FxQuoted, FxQuoteReleased, FxQuoteUsed, FxRateSet, Record

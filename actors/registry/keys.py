@@ -3,9 +3,10 @@ gateway makes the token and shows it once; it is never journaled nor listed)."""
 
 from __future__ import annotations
 
+from actors.clock import new_id, now_ms
 from actors.registry.accounts import Accounts
 from actors.registry.answers import Answers
-from actors.registry.log import RegistryLog, new_id, now_ms
+from actors.registry.log import RegistryLog
 from ledger.records import Answered, KeyCreated, KeyRevoked, Record
 from ledger.views import Idem, KeyView
 

@@ -7,23 +7,12 @@ without journaling it, nor journal a record no part applies."""
 
 from __future__ import annotations
 
-import os
-import time
 from collections.abc import Callable
 
 from journal import Journal, JournalUnavailable
-from ledger.ids import make_id
 from ledger.records import Record
 
 Apply = Callable[[Record], None]
-
-
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
-
-
-def new_id(prefix: str) -> str:
-    return make_id(prefix, now_ms(), os.urandom(10))
 
 
 class RegistryLog:

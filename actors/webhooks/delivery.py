@@ -24,11 +24,12 @@ import aiohttp
 import msgspec
 
 from actors.client import LedgerClient
+from actors.clock import now_ms, random_bytes
 from actors.directory import Directory
 from actors.events import EventReads
 from actors.settings import Settings
 from actors.webhooks.addresses import GuardedResolver, RefusedAddress, literal_refusal
-from actors.webhooks.state import Endpoint, WebhookState, now_ms
+from actors.webhooks.state import Endpoint, WebhookState
 from api.events import event_of_record
 from ledger.ids import make_id
 from ledger.records import DeliveryAttempted, DeliveryProgress, Record, RecordCodec, event_of
@@ -218,7 +219,7 @@ class Delivery:
         next_at = 0 if error is None else next_attempt_ms(first_at, attempt, now, random.random())
         self._state.commit(
             DeliveryAttempted(
-                make_id("dlv", now, os.urandom(10)),
+                make_id("dlv", now, random_bytes(10)),
                 endpoint.created.endpoint_id,
                 event_id,
                 shown.type,

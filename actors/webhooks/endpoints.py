@@ -10,10 +10,11 @@ import os
 import msgspec
 
 from actors.client import LedgerClient
+from actors.clock import now_ms, random_bytes
 from actors.webhooks.addresses import url_refusal
 from actors.webhooks.delivery import Delivery
 from actors.webhooks.signing_secrets import seal_secret
-from actors.webhooks.state import ALL_EVENTS, WebhookState, now_ms
+from actors.webhooks.state import ALL_EVENTS, WebhookState
 from ledger.ids import make_id
 from ledger.records import EVENT_TYPES, DeliveryAttempted, WebhookEndpointCreated, WebhookEndpointDeleted
 from ledger.views import Idem
@@ -65,7 +66,7 @@ class Endpoints:
         assert all(e == ALL_EVENTS or e in EVENT_TYPES for e in events), events
         positions = await self._client.event_positions()
         now = now_ms()
-        endpoint_id = make_id("we", now, os.urandom(10))
+        endpoint_id = make_id("we", now, random_bytes(10))
         secret = "whsec_" + os.urandom(24).hex()
         created = WebhookEndpointCreated(
             endpoint_id,

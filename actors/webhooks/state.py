@@ -8,7 +8,6 @@ history index)."""
 from __future__ import annotations
 
 import asyncio
-import time
 from dataclasses import dataclass, field
 
 import msgspec
@@ -24,10 +23,6 @@ from ledger.records import (
 )
 
 ALL_EVENTS = "*"
-
-
-def now_ms() -> int:  # the clock of the records journaled here
-    return time.time_ns() // 1_000_000
 
 
 class _Snapshot(msgspec.Struct, frozen=True):

@@ -8,7 +8,7 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from actors.coordinator.state import now_ms
+from actors.clock import now_ms
 from ledger.results import PaymentStatus
 from tests.support.local import LocalLedger
 from tests.support.scenario import open_funded_balances, payment
