@@ -28,7 +28,7 @@ from typing import NamedTuple
 
 import msgspec
 
-from journal import JournalCorrupt, SqliteJournal, StoredRecord
+from journal import Journal, JournalCorrupt, SqliteJournal, StoredRecord
 from ledger.book import BalanceBook, BookSnapshot
 from ledger.records import Decided, HoldClosed, HoldPlaced, Posted, TransferDecided, payment_balances
 from ledger.results import PaymentStatus
@@ -80,16 +80,31 @@ def count_records(ref: JournalRef) -> int:
         return int(found.fetchone()[0])
 
 
-def _replay(ref: JournalRef, report: Report, advance: Progress) -> Iterator[StoredRecord]:
+class Source(NamedTuple):
+    """A journal to audit, wherever it is stored: `kind` is "shard" (a partition),
+    "coordinator" or "registry"; `open` gives the journal, `snapshot` its latest one."""
+
+    name: str
+    kind: str
+    open: Callable[[], Journal]
+    snapshot: Callable[[], tuple[int, BookSnapshot | None]]
+
+
+def _source(ref: JournalRef) -> Source:
+    kind = {"shards": "shard", "coordinators": "coordinator"}.get(ref.path.parent.name, "registry")
+    return Source(ref.name, kind, lambda: SqliteJournal(ref.path, part=ref.part), lambda: _snapshot_of(ref))
+
+
+def _replay(source: Source, report: Report, advance: Progress) -> Iterator[StoredRecord]:
     """Every record from genesis; a broken chain becomes a violation, not a crash."""
     report.journals += 1
     try:
-        for stored in SqliteJournal(ref.path, part=ref.part).load(from_genesis=True).records:
+        for stored in source.open().load(from_genesis=True).records:
             report.records += 1
             advance(1)
             yield stored
     except JournalCorrupt as exc:
-        report.violations.append(f"{ref.name}: {exc}")
+        report.violations.append(f"{source.name}: {exc}")
 
 
 def _canonical(snap: BookSnapshot) -> tuple[object, ...]:
@@ -97,15 +112,10 @@ def _canonical(snap: BookSnapshot) -> tuple[object, ...]:
 
 
 def verify(data_dir: Path, advance: Progress = lambda n: None, idempotency_window_s: int = 86_400) -> Report:
-    report = Report()
     files = journal_files(data_dir)
     if not files:
-        report.violations.append(f"no journals in {data_dir}")
-        return report
-    posted: set[tuple[str, str]] = set()
-    open_holds: dict[tuple[str, str], str] = {}  # (hold id, balance) -> partition journal
-    totals: dict[str, int] = defaultdict(int)
-
+        return Report(violations=[f"no journals in {data_dir}"])
+    report = Report()
     partition_files: dict[int, list[str]] = defaultdict(list)
     for ref in (r for r in files if r.path.parent.name == "shards"):
         partition_files[ref.part].append(ref.path.name)
@@ -114,9 +124,23 @@ def verify(data_dir: Path, advance: Progress = lambda n: None, idempotency_windo
             report.violations.append(
                 f"partition {part} is stored in {', '.join(names)}: start the ledger once to finish its hand-off"
             )
-    for ref in (r for r in files if r.path.parent.name == "shards"):
+    return verify_journals([_source(ref) for ref in files], advance, idempotency_window_s, report)
+
+
+def verify_journals(
+    sources: list[Source],
+    advance: Progress = lambda n: None,
+    idempotency_window_s: int = 86_400,
+    report: Report | None = None,
+) -> Report:
+    """The audit of these journals (SQLite files, or the simulator's memory journals)."""
+    report = report if report is not None else Report()
+    posted: set[tuple[str, str]] = set()
+    open_holds: dict[tuple[str, str], str] = {}  # (hold id, balance) -> partition journal
+    totals: dict[str, int] = defaultdict(int)
+    for ref in (s for s in sources if s.kind == "shard"):
         book = BalanceBook()
-        snapshot_seq, snapshot = _snapshot_of(ref)
+        snapshot_seq, snapshot = ref.snapshot()
         try:
             for stored in _replay(ref, report, advance):
                 book.apply(stored.record)
@@ -140,7 +164,7 @@ def verify(data_dir: Path, advance: Progress = lambda n: None, idempotency_windo
     transfers: dict[str, TransferDecided] = {}
     holds: dict[str, str] = {}  # hold id -> status
     keys: dict[str, list[tuple[int, str]]] = defaultdict(list)
-    for ref in (r for r in files if r.path.parent.name == "coordinators"):
+    for ref in (s for s in sources if s.kind == "coordinator"):
         for stored in _replay(ref, report, advance):
             r = stored.record
             if isinstance(r, Decided):
@@ -155,7 +179,7 @@ def verify(data_dir: Path, advance: Progress = lambda n: None, idempotency_windo
                 holds[r.hold.id] = r.hold.status
                 if isinstance(r, HoldPlaced) and r.hold.idempotency_key is not None:
                     keys[r.hold.idempotency_key].append((r.hold.created_at_ms, r.hold.id))
-    for ref in (r for r in files if r.path.name == "registry.sqlite"):
+    for ref in (s for s in sources if s.kind == "registry"):
         for _ in _replay(ref, report, advance):
             pass
 

@@ -11,11 +11,20 @@ from typing import Any
 from actors.client import LedgerClient
 from actors.clock import Clock, now_ms
 from actors.coordinator import PaymentCoordinator
-from actors.peers import Peer
+from actors.peers import Peer, PeerLookup
 from actors.registry import Registry
 from actors.settings import Settings
 from actors.shard import BalanceShard
-from actors.topology import REGISTRY_NAME, WEBHOOKS_NAME, coordinator_name, partitions_of_shard, shard_name
+from actors.topology import (
+    REGISTRY_NAME,
+    WEBHOOKS_NAME,
+    coordinator_index,
+    coordinator_name,
+    is_shard_name,
+    partitions_of_shard,
+    shard_index,
+    shard_name,
+)
 from actors.webhooks import WebhookDispatcher
 from journal import Journal
 
@@ -37,20 +46,37 @@ class InProcessLedger:
     def peer(self, name: str) -> Peer:
         return Peer(self.objects[name])
 
+    def peers_of(self, caller: str) -> PeerLookup:
+        """The lookup the actor `caller` is given for its calls to others."""
+        return self.peer
+
+    def names(self) -> list[str]:
+        s = self.settings
+        coordinators = [coordinator_name(c) for c in range(s.coordinators)]
+        return [REGISTRY_NAME, *(shard_name(k) for k in range(s.shards)), *coordinators, WEBHOOKS_NAME]
+
+    def build(self, name: str) -> Any:
+        """The actor `name` as a (re)start builds it: from its journal."""
+        s = self.settings
+        if name == REGISTRY_NAME:
+            return Registry(s, self.peers_of(name), self.journal("registry"))
+        if name == WEBHOOKS_NAME:
+            return WebhookDispatcher(s, self.peers_of(name), self.journal("webhooks"))
+        if is_shard_name(name):
+            k = shard_index(name)
+            journals = {p: self.journal(f"p-{p}") for p in partitions_of_shard(k, s.partitions, s.shards)}
+            if all(j is None for j in journals.values()):
+                return BalanceShard(s, k)
+            return BalanceShard(s, k, journals)  # type: ignore[arg-type]
+        c = coordinator_index(name)
+        return PaymentCoordinator(s, c, self.peers_of(name), self.journal(f"c-{c}"), self.clock)
+
     async def start(self) -> InProcessLedger:
         """Build every actor from its journal, as a (re)start would."""
-        s = self.settings
-        self.objects = {REGISTRY_NAME: Registry(s, self.peer, self.journal("registry"))}
-        for k in range(s.shards):
-            owned = partitions_of_shard(k, s.partitions, s.shards)
-            journals = {p: self.journal(f"p-{p}") for p in owned}
-            if all(j is None for j in journals.values()):
-                journals = None  # type: ignore[assignment]
-            self.objects[shard_name(k)] = BalanceShard(s, k, journals)  # type: ignore[arg-type]
-        for c in range(s.coordinators):
-            self.objects[coordinator_name(c)] = PaymentCoordinator(s, c, self.peer, self.journal(f"c-{c}"), self.clock)
-        self.objects[WEBHOOKS_NAME] = WebhookDispatcher(s, self.peer, self.journal("webhooks"))
-        await self.objects[REGISTRY_NAME].genesis(s.partitions)
+        self.objects = {}
+        for name in self.names():
+            self.objects[name] = self.build(name)
+        await self.objects[REGISTRY_NAME].genesis(self.settings.partitions)
         await self.client.status()
         await self.objects[WEBHOOKS_NAME].ready()
         return self

@@ -34,8 +34,18 @@ def is_shard_name(name: str) -> bool:
     return name.startswith("shard-")
 
 
+def shard_index(name: str) -> int:
+    assert is_shard_name(name), name
+    return int(name.removeprefix("shard-"))
+
+
 def coordinator_name(index: int) -> str:
     return f"coordinator-{index}"
+
+
+def coordinator_index(name: str) -> int:
+    assert name.startswith("coordinator-"), name
+    return int(name.removeprefix("coordinator-"))
 
 
 REGISTRY_NAME = "registry"
