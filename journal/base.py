@@ -175,7 +175,7 @@ class RecentHistory:
         self.by_id: dict[str, list[HistoryRow]] = {}
         self._sorted_frames = 0  # frames[:n] are in by_seq and by_id
         self.rows = 0
-        self.since = 0.0  # monotonic time the oldest row held arrived
+        self.since = 0.0  # when the oldest row held arrived, on the event loop's clock
 
     def add(self, frame: Frame, records: list[Record]) -> None:
         self._keep_rows(frame.first_seq, frame.last_seq, frame.body, history_rows(frame, records, self.event_source))
@@ -183,8 +183,8 @@ class RecentHistory:
     def _keep_rows(self, first_seq: int, last_seq: int, body: bytes, rows: list[HistoryRow]) -> None:
         if not rows:
             return
-        if not self.rows:
-            self.since = time.monotonic()
+        if not self.rows:  # the loop's clock (monotonic), so a simulated loop's time rules it too
+            self.since = asyncio.get_running_loop().time()
         self.frames.append((last_seq, rows))
         self.bodies[first_seq] = body
         self.rows += len(rows)
@@ -615,7 +615,8 @@ class Journal(abc.ABC):
             await self._catch_up()
             return True
         held = self.indexed_seq > self.index_stored_seq
-        waited = self._recent.rows and time.monotonic() - self._recent.since >= self.history_write_after_s
+        now = asyncio.get_running_loop().time()
+        waited = self._recent.rows and now - self._recent.since >= self.history_write_after_s
         if held and (self._closing or behind or waited or self._recent.rows >= self.history_rows_per_write):
             through = self.indexed_seq
             await self._write_history(self._recent.all_rows(), through)
@@ -628,7 +629,7 @@ class Journal(abc.ABC):
         assert self._index_wake is not None
         timeout = None
         if self._recent.rows:  # wake when the oldest row held is due to be stored
-            timeout = max(0.0, self._recent.since + self.history_write_after_s - time.monotonic())
+            timeout = max(0.0, self._recent.since + self.history_write_after_s - asyncio.get_running_loop().time())
         try:
             await asyncio.wait_for(self._index_wake.wait(), timeout)
         except TimeoutError:

@@ -32,7 +32,7 @@ class PhaseTwo:
         self._legs_left: dict[str, int] = {}  # payment -> shards yet to confirm its phase two
         self._carry_timer: asyncio.TimerHandle | None = None
         self._carriers = 0  # pay calls in progress: one of them will soon make a phase-one call
-        self._sending: set[asyncio.Task[None]] = set()
+        self._sending: dict[asyncio.Task[None], None] = {}  # in order: a set would order by address
         self._closed = False
 
     # -- owing ------------------------------------------------------------------------------
@@ -128,7 +128,7 @@ class PhaseTwo:
         self._closed = True
         if self._carry_timer is not None:
             self._carry_timer.cancel()
-        for task in self._sending:
+        for task in list(self._sending):
             task.cancel()
 
     # -- inside -------------------------------------------------------------------------------
@@ -162,8 +162,11 @@ class PhaseTwo:
 
     def _spawn(self, work: Coroutine[None, None, None]) -> None:
         task = asyncio.get_running_loop().create_task(work)
-        self._sending.add(task)
-        task.add_done_callback(self._sending.discard)
+        self._sending[task] = None
+        task.add_done_callback(self._sent)
+
+    def _sent(self, task: asyncio.Task[None]) -> None:
+        del self._sending[task]
 
     def _confirmed(self, payment_ids: list[str]) -> None:
         """A shard has made these payments' legs durable; once all their shards have, they

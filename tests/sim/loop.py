@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import selectors
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 
@@ -66,7 +66,25 @@ class SimulatedLoop(asyncio.SelectorEventLoop):
     def __init__(self, epoch_ms: int = 1_765_000_000_000) -> None:
         self._sim_clock = _Clock(0.0)
         self._epoch_ms = epoch_ms
+        self.steps = 0  # callbacks run: each is one step of one task, between two awaits
+        self.on_step: Callable[[], None] | None = None  # after every step (the invariants)
         super().__init__(selector=_NoIO(self._sim_clock))
+
+    def _stepped(self, callback: Callable[..., Any], *args: Any) -> None:
+        try:
+            callback(*args)
+        finally:
+            self.steps += 1
+            if self.on_step is not None:
+                self.on_step()
+
+    def call_soon(self, callback: Callable[..., Any], *args: Any, context: Any = None) -> asyncio.Handle:
+        return super().call_soon(self._stepped, callback, *args, context=context)
+
+    def call_at(
+        self, when: float, callback: Callable[..., Any], *args: Any, context: Any = None
+    ) -> asyncio.TimerHandle:
+        return super().call_at(when, self._stepped, callback, *args, context=context)
 
     def time(self) -> float:
         return self._sim_clock.now_s
