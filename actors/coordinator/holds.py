@@ -50,7 +50,7 @@ class Holds:
         if claimed is not None:
             return claimed
         if self.state.book.knows(r.hold_id) or r.hold_id in self.state.inflight:
-            return await self.claims.replay(r.hold_id)  # a redelivered call
+            return await self.claims.replay(r.hold_id, r.idempotency_key)  # a redelivered call
         self.state.require_writable()
         self.state.inflight.claim(r.hold_id, r.idempotency_key, r.fingerprint)
         committed = False
@@ -82,7 +82,7 @@ class Holds:
             if claimed is not None:
                 return claimed
             if self.state.book.knows(c.payment_id) or c.payment_id in self.state.inflight:
-                return await self.claims.replay(c.payment_id)
+                return await self.claims.replay(c.payment_id, c.key)
             await self.expire_due(c.hold_id)
             hold = self.state.book.open_holds.get(c.hold_id)
             if hold is None:  # from here to the commit, no await: one capture or void wins

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from typing import NamedTuple
 
 from actors.coordinator.history import History
 from actors.coordinator.state import CoordinatorState
@@ -21,7 +22,16 @@ from ledger.payment_book import OnDisk
 from ledger.records import PaymentRecord, TransferRecord
 
 Request = PaymentRequest | TransferRequest
-Answer = Outcome | str | None  # an outcome, an id whose first outcome to replay, or fresh (None)
+
+
+class Redelivered(NamedTuple):
+    """A call delivered again: answer with its id's first outcome, if that is its key's."""
+
+    some_id: str
+    key: str | None
+
+
+Answer = Outcome | str | Redelivered | None  # an outcome, the id a key points at, a redelivery, or fresh
 
 
 class Claims:
@@ -71,7 +81,7 @@ class Claims:
                         answers.append(Outcome(conflict=True) if known[0] != r.fingerprint else known[1])
                         continue
                 if self.state.book.knows(r.payment_id) or r.payment_id in self.inflight:
-                    answers.append(r.payment_id)  # a redelivered call: answer with the first outcome
+                    answers.append(Redelivered(r.payment_id, r.idempotency_key))
                     continue
                 self.inflight.claim(r.payment_id, r.idempotency_key, r.fingerprint)
                 if isinstance(r, TransferRequest):
@@ -100,12 +110,18 @@ class Claims:
                 out.append(decided_outcome(next(decided)))
             elif isinstance(a, Outcome):
                 out.append(a)
+            elif isinstance(a, Redelivered):
+                out.append(await self.replay(a.some_id, a.key))
             else:
                 out.append(await self.replay(a))
         return out
 
-    async def replay(self, some_id: str) -> Outcome:
-        """The first outcome of what an idempotency key or a redelivered call points at."""
+    async def replay(self, some_id: str, key: str | None = None) -> Outcome:
+        """The first outcome of what an idempotency key or a redelivered call points at.
+        A redelivered call with `key` whose id was decided without it (aborted by a
+        recovery, which knows no keys) did not bind the key: it answers `unavailable`, as
+        an undecided one does, and the client's retry with the key finds what the key
+        did bind, or runs afresh. Else one key could answer two different outcomes."""
         done = self.inflight.done.get(some_id)
         if done is not None:
             try:
@@ -117,13 +133,17 @@ class Claims:
         if is_hold_id(some_id):
             hold = await self.history.hold(some_id)
             assert hold is not None, f"an idempotency key points at unknown hold {some_id}"
+            if key is not None and hold.idempotency_key != key:
+                return Outcome(refused="unavailable")
             return Outcome(hold=hold, replayed=True)
         if is_transfer_id(some_id):
             transfer = await self.history.transfer(some_id)
             assert transfer is not None, f"an idempotency key points at unknown transfer {some_id}"
-            return Outcome(refused="unavailable") if undecided(transfer) else Outcome(transfer=transfer, replayed=True)
+            if undecided(transfer) or (key is not None and transfer.idempotency_key != key):
+                return Outcome(refused="unavailable")
+            return Outcome(transfer=transfer, replayed=True)
         payment = await self.history.payment(some_id)
         assert payment is not None, f"an idempotency key points at unknown payment {some_id}"
-        if undecided(payment):  # a redelivered call of one answered 503: 503 again
-            return Outcome(refused="unavailable")
+        if undecided(payment) or (key is not None and payment.idempotency_key != key):
+            return Outcome(refused="unavailable")  # a redelivered call of one answered 503: 503 again
         return Outcome(payment, replayed=True)

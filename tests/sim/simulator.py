@@ -33,7 +33,6 @@ import sys
 import tempfile
 import time
 import traceback
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +42,7 @@ from actors.topology import REGISTRY_NAME, coordinator_index, coordinator_name
 from tests.sim.cluster import CURRENT, Incarnation, SimCluster
 from tests.sim.invariants import Invariants
 from tests.sim.loop import SimulatedLoop, Stuck
+from tests.sim.mutations import MUTATIONS, mutated
 from tests.sim.trace import Trace
 from tests.sim.workload import Workload
 
@@ -270,12 +270,11 @@ class Run:
         gc.enable()
 
 
-Mutation = Callable[[], Any]
-
-
-def run(seed: int, steps: int, data_dir: Path) -> dict[str, Any]:
-    """One seeded run; raises `Violation` if an invariant broke."""
-    return Run(seed, steps, data_dir).run()
+def run(seed: int, steps: int, data_dir: Path, mutation: str | None = None) -> dict[str, Any]:
+    """One seeded run (of the ledger broken by `mutation`, tests/sim/mutations.py); raises
+    `Violation` if an invariant broke."""
+    with mutated(mutation):
+        return Run(seed, steps, data_dir).run()
 
 
 def main() -> int:
@@ -283,6 +282,7 @@ def main() -> int:
     parser.add_argument("--seeds", type=int, default=10)
     parser.add_argument("--seed-base", type=int, default=0)
     parser.add_argument("--steps", type=int, default=20_000, help="steps of faults and traffic per seed")
+    parser.add_argument("--mutation", choices=sorted(MUTATIONS), help="run a deliberately broken ledger")
     args = parser.parse_args()
     if os.environ.get("PYTHONHASHSEED") != "0":  # sets and dicts of strings iterate by hash: fix it
         os.execve(
@@ -294,7 +294,7 @@ def main() -> int:
     for seed in range(args.seed_base, args.seed_base + args.seeds):
         with tempfile.TemporaryDirectory() as tmp:
             try:
-                counts = run(seed, args.steps, Path(tmp))
+                counts = run(seed, args.steps, Path(tmp), args.mutation)
             except Violation as v:
                 print(v.report(), file=sys.stderr)
                 print(json.dumps({"seed": seed, "step": v.step, "violation": v.what}))

@@ -259,7 +259,7 @@ class Workload:
         hold_id = self.rng.choice(self.holds)
         found = await self.ask(lambda c: c.get_hold(hold_id))
         if isinstance(found, Lost) or found is None or found.status != "held":
-            if not isinstance(found, Lost) and found is not None:
+            if not isinstance(found, Lost) and found is not None and hold_id in self.holds:
                 self.holds.remove(hold_id)
             return
         hold: HoldRecord = found

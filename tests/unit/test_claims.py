@@ -56,3 +56,28 @@ async def test_a_claim_in_flight_is_found_and_given_back_when_undecided() -> Non
     assert await claims.known("K") == (b"fp", "pay_A")
     state.inflight.release("pay_A", "K", decided=False)
     assert await claims.known("K") is None and waiting.cancelled()
+
+
+class BookHistory:
+    """The decisions in memory, as History reads them first."""
+
+    def __init__(self, book: PaymentBook) -> None:
+        self.book = book
+
+    async def payment(self, payment_id: str) -> PaymentRecord | None:
+        return self.book.recent.get(payment_id)
+
+
+async def test_a_redelivered_keyed_call_whose_payment_recovery_aborted_binds_no_key() -> None:
+    """Aborted in recovery (which knows no keys), its record names no key: a redelivered call
+    with the key answers `unavailable`, so the client's retry finds what the key did bind (the
+    simulator's seed 11 found the aborted one answered, and the key answering twice)."""
+    book = PaymentBook(BookLimits(recent_max=100, keys_max=10, key_window_ms=86_400_000))
+    state = types.SimpleNamespace(book=book, clock=lambda: NOW_MS, inflight=InFlight())
+    claims = Claims(state, BookHistory(book))  # type: ignore[arg-type]
+    aborted = PaymentRecord(
+        "pay_A", "bal_x", "bal_y", 1, "USD", "system_failure", "aborted_in_recovery", NOW_MS, NOW_MS
+    )
+    book.apply(Decided(aborted), NOW_MS)
+    assert (await claims.replay("pay_A", "K")).refused == "unavailable"
+    assert (await claims.replay("pay_A")).payment == aborted  # without a key: its own outcome

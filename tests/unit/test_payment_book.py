@@ -27,6 +27,7 @@ from ledger.records import (
     Decided,
     EpochStarted,
     HoldClosed,
+    HoldPlaced,
     PaymentRecord,
     Record,
     TransferDecided,
@@ -219,3 +220,22 @@ def test_recovery_aborts_a_transfer_whole_and_a_payment_alone() -> None:
     assert isinstance(first, Decided)
     assert isinstance(first.payment, PaymentRecord)
     assert (first.payment.balance_from, first.payment.balance_to) == (f"bal_pay_a_{DEBIT}", f"bal_pay_a_{CREDIT}")
+
+
+def test_recovery_aborts_a_hold_cut_off_while_placed_as_a_refused_hold() -> None:
+    """Not as a payment: a redelivered call to place it must find a hold (the simulator's
+    seed 2 found the payment, and the call asserted)."""
+    hold_id = "hold_01KBS35D0APH002J0ST6CDVDVJ"
+    held = {
+        hold_id: [
+            OpenReservation(hold_id, "bal_a", DEBIT, 5, "USD"),
+            OpenReservation(hold_id, "bal_b", CREDIT, 5, "USD"),
+        ]
+    }
+    [[record]] = payment_book.aborts(held, 7)
+    assert isinstance(record, HoldPlaced)
+    assert (record.hold.status, record.hold.reason) == (PaymentStatus.SYSTEM_FAILURE, ABORTED_IN_RECOVERY)
+    assert (record.hold.balance_from, record.hold.balance_to, record.hold.closed_at_ms) == ("bal_a", "bal_b", 7)
+    book = PaymentBook(BookLimits(recent_max=10, keys_max=10, key_window_ms=1000))
+    book.apply(record, 7)
+    assert book.hold(hold_id) == record.hold and hold_id not in book.open_holds
