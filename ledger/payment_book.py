@@ -298,34 +298,14 @@ def decide_transfers(
 def aborts(holds: dict[str, list[OpenReservation]], now_ms: int) -> list[list[Record]]:
     """Recovery's presumed abort: `system_failure`/ABORTED_IN_RECOVERY for each payment
     with reservations but no decision, and for each hold (a refused hold, so that a
-    redelivered call to place it answers that, as a hold). A transfer's legs (their reservations name it) are
-    aborted in one frame with their transfer, so that it reads failed, and a redelivered
-    call answers that instead of running it."""
+    redelivered call to place it answers that, as a hold). A transfer's legs (their
+    reservations name it) are aborted in one frame with their transfer, so that it reads
+    failed, and a redelivered call answers that instead of running it."""
     frames: list[list[Record]] = []
     legs_of_transfer: dict[str, list[PaymentRecord]] = defaultdict(list)
     for payment_id, hs in holds.items():
         debit = next((h for h in hs if h.side == DEBIT), None)
         credit = next((h for h in hs if h.side != DEBIT), None)
-        if is_hold_id(payment_id):  # an authorization hold cut off while being placed: refused
-            frames.append(
-                [
-                    HoldPlaced(
-                        HoldRecord(
-                            id=payment_id,
-                            balance_from=debit.balance_id if debit else "",
-                            balance_to=credit.balance_id if credit else "",
-                            amount_minor=hs[0].amount_minor,
-                            currency=hs[0].currency,
-                            status=PaymentStatus.SYSTEM_FAILURE,
-                            reason=ABORTED_IN_RECOVERY,
-                            created_at_ms=now_ms,
-                            expires_at_ms=now_ms,
-                            closed_at_ms=now_ms,
-                        )
-                    )
-                ]
-            )
-            continue
         record = PaymentRecord(
             id=payment_id,
             balance_from=debit.balance_id if debit else "",
@@ -338,6 +318,22 @@ def aborts(holds: dict[str, list[OpenReservation]], now_ms: int) -> list[list[Re
             settled_at_ms=now_ms,
             transfer_id=hs[0].transfer_id,
         )
+        if is_hold_id(payment_id):  # an authorization hold cut off while being placed: refused
+            r = record
+            hold = HoldRecord(
+                r.id,
+                r.balance_from,
+                r.balance_to,
+                r.amount_minor,
+                r.currency,
+                r.status,
+                r.reason,
+                now_ms,
+                now_ms,
+                now_ms,
+            )
+            frames.append([HoldPlaced(hold)])
+            continue
         if record.transfer_id is None:
             frames.append([Decided(record)])
         else:

@@ -263,27 +263,20 @@ class Workload:
                 self.holds.remove(hold_id)
             return
         hold: HoldRecord = found
-        key = self.new_key()
-        choice = self.rng.random()
-        for _ in range(ATTEMPTS_MAX):
-            if choice < 0.3:
-                answer: Outcome | Lost = await self.ask(lambda c: c.void_hold(hold_id, key, key.encode()))
-            else:
-                final = choice > 0.6
-                amount = self.rng.randint(1, max(1, hold.amount_minor // 2))
-                payment_id = self.owned_id("pay", hold_id)
-                now = clock.now_ms()
-                answer = await self.ask(
-                    lambda c, args=(amount, payment_id, now, key, final): c.capture_hold(
-                        hold_id, *args[:4], key.encode(), args[4]
-                    )
+        key, final = self.new_key(), self.rng.random() > 0.5
+        amount = self.rng.randint(1, max(1, hold.amount_minor // 2))
+        if self.rng.random() < 0.3:
+            answer = await self.until_answered(lambda c: c.void_hold(hold_id, key, key.encode()))
+        else:  # the gateway draws a payment id for each attempt; the key makes them one
+            answer = await self.until_answered(
+                lambda c: c.capture_hold(
+                    hold_id, amount, self.owned_id("pay", hold_id), clock.now_ms(), key, key.encode(), final
                 )
-            if not isinstance(answer, Lost) and answer.refused != "unavailable":
-                if answer.payment is not None and not undecided(answer.payment):
-                    self.decided(key, answer.payment)
-                self.count("hold_closes")
-                return
-            await asyncio.sleep(self.rng.uniform(0.001, 0.05))
+            )
+        if answer is not None:
+            if answer.payment is not None and not undecided(answer.payment):
+                self.decided(key, answer.payment)
+            self.count("hold_closes")
 
     async def refund(self) -> None:
         if not self.refundable:
@@ -294,8 +287,7 @@ class Workload:
         if isinstance(original, Lost):
             return
         assert original is not None and original.status == PaymentStatus.SUCCESS, f"{original_id} read back {original}"
-        key = self.new_key()
-        amount = self.rng.randint(1, left)
+        key, amount = self.new_key(), self.rng.randint(1, left)
         r = PaymentRequest(
             self.owned_id("pay", original_id),
             original.balance_to,
@@ -309,16 +301,23 @@ class Workload:
             key.encode(),
             original_id,
         )
+        answer = await self.until_answered(lambda c: c.refund(r))
+        if answer is not None:
+            if answer.payment is not None and not undecided(answer.payment):
+                self.decided(key, answer.payment)
+                if answer.payment.status == PaymentStatus.SUCCESS:
+                    self.refundable[original_id] = left - amount
+            self.count("refunds")
+
+    async def until_answered(self, send: Callable[[LedgerClient], Awaitable[Outcome]]) -> Outcome | None:
+        """Sent again with its key until an answer comes that is not 503 (None: given up)."""
         for _ in range(ATTEMPTS_MAX):
-            answer = await self.ask(lambda c: c.refund(r))
+            answer = await self.ask(send)
             if not isinstance(answer, Lost) and answer.refused != "unavailable":
-                if answer.payment is not None and not undecided(answer.payment):
-                    self.decided(key, answer.payment)
-                    if answer.payment.status == PaymentStatus.SUCCESS:
-                        self.refundable[original_id] = left - amount
-                self.count("refunds")
-                return
+                return answer
             await asyncio.sleep(self.rng.uniform(0.001, 0.05))
+        self.count("gave_up")
+        return None
 
     async def read(self) -> None:
         """A decision read back is the one answered; in a calm spell a balance read shows it moved."""
