@@ -16,8 +16,9 @@ retries it, unless its sender is dead too (the owner of a Ray call retries it). 
 answers are lost on the way back and the call is delivered again: at least once, the
 caller gets the second answer.
 
-The ingress (the gateway's calls into the actors: LedgerClient) is one more incarnation. It
-dies only with the whole cluster (`crash_all`): its clients then lose their connections.
+A request from a client runs in a coordinator's process, where the ingress is, and dies
+with it; while no coordinator is up, in one more incarnation (`gateway`), which dies only
+with the whole cluster (`crash_all`).
 """
 
 from __future__ import annotations
@@ -234,8 +235,12 @@ class SimCluster(InProcessLedger):
         await self.start()
 
     def ingress(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
-        """Run `coro` (a request's work with LedgerClient) in the ingress's process."""
-        return self.spawn(self.gateway, coro)
+        """Run `coro` (a request's work with LedgerClient) in an ingress's process: the
+        ingress runs inside each coordinator's actor, so a request dies with the coordinator
+        that took it (its client retries, with its key, while the calls it sent still
+        travel); one outside them (`gateway`) serves while none is up."""
+        ingresses = [inc for name, inc in self.live.items() if name.startswith("coordinator-")]
+        return self.spawn(self.rng.choice(ingresses) if ingresses else self.gateway, coro)
 
     # -- messages ---------------------------------------------------------------------------
     def _delay(self) -> float:

@@ -79,7 +79,13 @@ class Run:
             partitions=4,
             shards=2,
             coordinators=2,
-            snapshot_every_records=60,  # snapshots and their replay tail are exercised too
+            # Small enough that every run exercises what a large ledger does rarely: snapshots
+            # and their replay tail, payments and keys read back from the journal's history
+            # once evicted from memory, flushes split into several frames.
+            snapshot_every_records=self.rng.choice((20, 60, 500)),
+            recent_payments_max=self.rng.choice((20, 1_000)),
+            idempotency_keys_in_memory_max=self.rng.choice((10, 1_000)),
+            journal_batch_rows_max=self.rng.choice((4, 64, 4096)),
             read_settle_wait_ms=1_000,
         )
         self.invariants = Invariants(self.cluster)
