@@ -111,7 +111,7 @@ class SimCluster(InProcessLedger):
         context: contextvars.Context | None = None,
     ) -> asyncio.Task[Any]:
         task = asyncio.Task(coro, loop=loop, context=context)
-        owner = (context or contextvars.copy_context()).get(CURRENT, None)
+        owner = CURRENT.get(None) if context is None else context.get(CURRENT)  # whose process starts it
         if owner is not None:
             owner.tasks[task] = None
             task.add_done_callback(lambda t: owner.tasks.pop(t, None))

@@ -7,16 +7,14 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from tests.sim.mutations import MUTATIONS
+from tests.sim.seeds import REPLAY, ROTATING, STEPS
 from tests.sim.simulator import Run, Violation, run
 
-STEPS = 30_000
-ROTATING = time.time_ns() % 1_000_000
 # Seeds that find a bug this simulator found, with the bug back in: 2, a hold cut off while
 # being placed was aborted in recovery as a payment, and its redelivered call asserted; 15
 # (11 when found), a payment aborted in recovery answered its redelivered keyed call though
@@ -48,7 +46,7 @@ def test_a_seed_that_found_a_bug_replays_clean(seed: int) -> None:
 
 @pytest.mark.parametrize("seed", [ROTATING])
 def test_a_seed_keeps_every_invariant(seed: int, tmp_path: Path) -> None:
-    print(f"seed {seed}: PYTHONHASHSEED=0 python -m tests.sim.simulator --seed-base {seed} --seeds 1 --steps {STEPS}")
+    print(f"seed {seed}: {REPLAY}")
     try:
         counts = run(seed, STEPS, tmp_path)
     except Violation as v:
