@@ -244,6 +244,8 @@ class Run:
                 counts = self.loop.run_until_complete(self.main())
         except (AssertionError, Stuck) as exc:
             self._fail(exc)
+        except Exception as exc:  # the simulator's own bug: still this seed's, to replay
+            self._fail(exc)
         except RuntimeError:
             if self.failure is None:
                 raise

@@ -305,8 +305,10 @@ class Workload:
         if answer is not None:
             if answer.payment is not None and not undecided(answer.payment):
                 self.decided(key, answer.payment)
-                if answer.payment.status == PaymentStatus.SUCCESS:
-                    self.refundable[original_id] = left - amount
+                if answer.payment.status == PaymentStatus.SUCCESS:  # what is left of it to refund
+                    left = self.refundable.pop(original_id, 0) - amount  # another client's refund too
+                    if left > 0:
+                        self.refundable[original_id] = left
             self.count("refunds")
 
     async def until_answered(self, send: Callable[[LedgerClient], Awaitable[Outcome]]) -> Outcome | None:
