@@ -615,8 +615,7 @@ class Journal(abc.ABC):
             await self._catch_up()
             return True
         held = self.indexed_seq > self.index_stored_seq
-        now = asyncio.get_running_loop().time()
-        waited = self._recent.rows and now - self._recent.since >= self.history_write_after_s
+        waited = self._recent.rows and asyncio.get_running_loop().time() >= self._rows_due_at()
         if held and (self._closing or behind or waited or self._recent.rows >= self.history_rows_per_write):
             through = self.indexed_seq
             await self._write_history(self._recent.all_rows(), through)
@@ -625,11 +624,17 @@ class Journal(abc.ABC):
             return True
         return False
 
+    def _rows_due_at(self) -> float:
+        """When the rows held must be stored. One sum, for the check and for the sleep: as
+        `now - since >= after` and `since + after - now > 0`, float rounding once made both
+        false at one instant, and the indexer slept for 0 s again and again."""
+        return self._recent.since + self.history_write_after_s
+
     async def _index_sleep(self) -> None:
         assert self._index_wake is not None
         timeout = None
         if self._recent.rows:  # wake when the oldest row held is due to be stored
-            timeout = max(0.0, self._recent.since + self.history_write_after_s - asyncio.get_running_loop().time())
+            timeout = max(0.0, self._rows_due_at() - asyncio.get_running_loop().time())
         try:
             await asyncio.wait_for(self._index_wake.wait(), timeout)
         except TimeoutError:

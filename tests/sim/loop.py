@@ -17,6 +17,9 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 
+WAIT_S_MIN = 1e-6
+
+
 class Stuck(RuntimeError):
     """Every task waits and no timer is due: the simulated system can make no progress."""
 
@@ -46,8 +49,8 @@ class _NoIO(selectors.BaseSelector):
     def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
         if timeout is None:
             raise Stuck("every task waits and no timer is due")
-        if timeout > 0:
-            self._clock.now_s += timeout
+        if timeout > 0:  # at least WAIT_S_MIN, as any real wait takes: a float sum may not move
+            self._clock.now_s += max(timeout, WAIT_S_MIN)
         return []
 
     def get_map(self) -> Mapping[Any, selectors.SelectorKey]:
@@ -67,7 +70,7 @@ class SimulatedLoop(asyncio.SelectorEventLoop):
         self._sim_clock = _Clock(0.0)
         self._epoch_ms = epoch_ms
         self.steps = 0  # callbacks run: each is one step of one task, between two awaits
-        self.on_step: Callable[[], None] | None = None  # after every step (the invariants)
+        self.on_step: Callable[[Callable[..., Any]], None] | None = None  # after every step, with its callback
         super().__init__(selector=_NoIO(self._sim_clock))
 
     def _stepped(self, callback: Callable[..., Any], *args: Any) -> None:
@@ -76,7 +79,7 @@ class SimulatedLoop(asyncio.SelectorEventLoop):
         finally:
             self.steps += 1
             if self.on_step is not None:
-                self.on_step()
+                self.on_step(callback)
 
     def call_soon(self, callback: Callable[..., Any], *args: Any, context: Any = None) -> asyncio.Handle:
         return super().call_soon(self._stepped, callback, *args, context=context)

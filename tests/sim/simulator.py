@@ -33,6 +33,7 @@ import sys
 import tempfile
 import time
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +50,7 @@ from tests.sim.workload import Workload
 CLIENTS = 6
 SETTLE_S_MAX = 120.0  # simulated seconds after the faults stop for everything to settle
 LAYOUTS = (1, 2, 4)  # shard counts a whole-cluster restart may choose (4 partitions)
+SPIN_STEPS_MAX = 100_000  # steps without simulated time moving: a livelock
 
 
 class Violation(AssertionError):
@@ -96,13 +98,21 @@ class Run:
         self.restarting: set[str] = set()
         self.generation = 0  # whole-cluster restarts so far
         self.faults: dict[str, int] = {}
+        self._time_seen, self._still = 0.0, 0  # steps since simulated time last moved
 
     # -- every step -------------------------------------------------------------------------
-    def _after_step(self) -> None:
+    def _after_step(self, callback: Callable[..., Any]) -> None:
         if self.failure is not None:
             return
+        now = self.loop.time()
+        if now != self._time_seen:
+            self._time_seen, self._still = now, 0
+        self._still += 1
         try:
             self.invariants.step()
+            # Tasks that only ever yield to each other never let time move: a livelock,
+            # which no timeout (on simulated time) would end.
+            assert self._still < SPIN_STEPS_MAX, f"livelock: {self._still} steps at one instant, the last {callback!r}"
         except AssertionError as exc:
             self._fail(exc)
 
