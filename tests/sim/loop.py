@@ -16,7 +16,6 @@ import selectors
 from collections.abc import Callable, Mapping
 from typing import Any
 
-
 WAIT_S_MIN = 1e-6
 
 
