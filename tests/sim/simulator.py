@@ -95,7 +95,6 @@ class Run:
         self.ids = random.Random(f"{seed}-ids")
         self.failure: BaseException | None = None
         self.faults_on = False
-        self.restarting: set[str] = set()
         self.generation = 0  # whole-cluster restarts so far
         self.faults: dict[str, int] = {}
         self._time_seen, self._still = 0.0, 0  # steps since simulated time last moved
@@ -128,23 +127,24 @@ class Run:
 
     # -- faults -----------------------------------------------------------------------------
     def crash(self, name: str) -> None:
-        inc: Incarnation = self.cluster.live[name]
+        """`name` dies now; the disk of a coordinator must hold every decision it told."""
         self.cluster.crash(name)
         if name.startswith("coordinator-"):
-            self.invariants.coordinator_kept(
-                coordinator_index(name), self.cluster.stores[f"c-{coordinator_index(name)}"]
-            )
+            index = coordinator_index(name)
+            self.invariants.coordinator_kept(index, self.cluster.stores[f"c-{index}"])
         self.workload.calm += 1
-        self.restarting.add(name)
+
+    def crash_and_restart(self, name: str) -> None:
+        """As Ray does: the actor comes back a moment later (unless the whole cluster has
+        restarted meanwhile)."""
+        self.crash(name)
         generation = self.generation
 
         def restart() -> None:
-            self.restarting.discard(name)
             if generation == self.generation and name not in self.cluster.live:
                 self.cluster.launch(name)
 
         self.loop.call_later(self.rng.uniform(0, 0.1), restart)
-        del inc
 
     async def chaos(self) -> None:
         c, rng = self.cluster, self.rng
@@ -157,16 +157,13 @@ class Run:
             if kind == "crash":
                 alive = [n for n in c.names() if n in c.live and n != "webhooks"]
                 if alive:
-                    self.crash(rng.choice(alive))
+                    self.crash_and_restart(rng.choice(alive))
             elif kind == "crash_all":
                 self.generation += 1
                 for name in c.names():
                     if name.startswith("coordinator-") and name in c.live:
-                        index = coordinator_index(name)
-                        c.crash(name)
-                        self.invariants.coordinator_kept(index, c.stores[f"c-{index}"])
+                        self.crash(name)
                 c.crash_all()
-                self.workload.calm += 1
                 await asyncio.sleep(rng.uniform(0, 0.05))
                 await c.start_all(shards=rng.choice(LAYOUTS))
             elif kind == "refuse":
