@@ -161,7 +161,7 @@ class SimCluster(InProcessLedger):
         self.objects = {}
         for name in self.names():
             self.launch(name)
-        await self.ingress(self.objects[REGISTRY_NAME].genesis(self.settings.partitions))
+        await self.ingress(self.peer(REGISTRY_NAME).invoke(Registry.genesis, self.settings.partitions))
         await self.ingress(self.client.status())
         # Webhook delivery is not started: it moves no money, opens HTTP sessions, and has
         # its own tests (tests/e2e/test_webhooks.py).
@@ -236,7 +236,9 @@ class SimCluster(InProcessLedger):
         await self.start()
 
     def ingress(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
-        """Run `coro` (a request's work with LedgerClient) in an ingress's process: the
+        """Run `coro` (a request's work: calls through LedgerClient or `peer`, never an
+        actor's method called directly, whose tasks would belong to the caller's process
+        and die with it) in an ingress's process: the
         ingress runs inside each coordinator's actor, so a request dies with the coordinator
         that took it (its client retries, with its key, while the calls it sent still
         travel); one outside them (`gateway`) serves while none is up."""

@@ -39,6 +39,7 @@ from typing import Any
 
 from actors import clock
 from actors.coordinator import PaymentCoordinator
+from actors.registry import Registry
 from actors.topology import REGISTRY_NAME, coordinator_index, coordinator_name
 from tests.sim.cluster import CURRENT, Incarnation, SimCluster
 from tests.sim.invariants import Invariants
@@ -201,7 +202,7 @@ class Run:
         await w.open(users_per_currency=5)
         self.faults_on = True
         chaos = asyncio.ensure_future(self.chaos())
-        clients = [asyncio.ensure_future(w.client()) for _ in range(CLIENTS)]
+        clients = self.clients = [asyncio.ensure_future(w.client()) for _ in range(CLIENTS)]
         while self.loop.steps < self.steps:
             await asyncio.sleep(0.05)
         self.faults_on = False
@@ -219,22 +220,21 @@ class Run:
     async def settle(self, deadline: float) -> None:
         """Recover every coordinator, let every hold expire, send every owed phase two."""
         c = self.cluster
-        for index in range(c.settings.coordinators):
-            coordinator: PaymentCoordinator = c.objects[coordinator_name(index)]
-            await c.ingress(coordinator.ready())
+        coordinators = [c.peer(coordinator_name(index)) for index in range(c.settings.coordinators)]
+        for coordinator in coordinators:
+            await c.ingress(coordinator.invoke(PaymentCoordinator.ready))
         holds_expired_s = 61.0 + c.settings.hold_sweep_interval_ms / 1000  # the longest hold the workload places
         await asyncio.sleep(holds_expired_s)
-        for index in range(c.settings.coordinators):
-            coordinator = c.objects[coordinator_name(index)]
+        for index, coordinator in enumerate(coordinators):
             while True:
-                unfinished = await c.ingress(coordinator.finish_phase2())
+                unfinished = await c.ingress(coordinator.invoke(PaymentCoordinator.finish_phase2))
                 if unfinished == 0:
                     break
                 assert self.loop.time() < deadline + holds_expired_s, (
                     f"liveness: coordinator-{index} still has {unfinished} payments unfinished"
                 )
                 await asyncio.sleep(0.1)
-        await c.ingress(c.objects[REGISTRY_NAME].ready())
+        await c.ingress(c.peer(REGISTRY_NAME).invoke(Registry.ready))
 
     def run(self) -> dict[str, Any]:
         self.loop.on_step = self._after_step
