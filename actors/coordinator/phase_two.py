@@ -161,6 +161,9 @@ class PhaseTwo:
             self._spawn(self.send(k, o))
 
     def _spawn(self, work: Coroutine[None, None, None]) -> None:
+        if self._closed:  # stopping or crashed: the next start re-drives it
+            work.close()
+            return
         task = asyncio.get_running_loop().create_task(work)
         self._sending[task] = None
         task.add_done_callback(self._sent)

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import gc
 import json
 import logging
@@ -51,6 +52,7 @@ from tests.sim.workload import Workload
 CLIENTS = 6
 SETTLE_S_MAX = 120.0  # simulated seconds after the faults stop for everything to settle
 LAYOUTS = (1, 2, 4)  # shard counts a whole-cluster restart may choose (4 partitions)
+CLOSE_ROUNDS_MAX = 100
 SPIN_STEPS_MAX = 100_000  # steps without simulated time moving: a livelock
 
 
@@ -273,12 +275,16 @@ class Run:
 
     def _close(self) -> None:
         self.loop.on_step = None
-        for task in asyncio.all_tasks(self.loop):
-            task.cancel()
-        try:
-            self.loop.run_until_complete(asyncio.sleep(0))
-        except BaseException:
-            pass
+        # Cancelled, a task may start others as it unwinds (a coordinator sends what its
+        # cancelled calls carried): end them too, so that no coroutine is left unstarted.
+        for _ in range(CLOSE_ROUNDS_MAX):
+            pending = [task for task in asyncio.all_tasks(self.loop) if not task.done()]
+            if not pending:
+                break
+            for task in pending:
+                task.cancel()
+            with contextlib.suppress(BaseException):
+                self.loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
         self.loop.close()
         asyncio.set_event_loop(None)
         logging.disable(logging.NOTSET)
