@@ -107,7 +107,8 @@ def _replay(source: Source, report: Report, advance: Progress) -> Iterator[Store
         report.violations.append(f"{source.name}: {exc}")
 
 
-def _canonical(snap: BookSnapshot) -> tuple[object, ...]:
+def canonical(snap: BookSnapshot) -> tuple[object, ...]:
+    """A book's state, comparable whatever order its parts were built in."""
     return (sorted(snap.balances), sorted(snap.reservations), sorted(snap.fences.items()))
 
 
@@ -147,7 +148,7 @@ def verify_journals(
                 if isinstance(stored.record, Posted):
                     posted.add((stored.record.payment_id, stored.record.balance_id))
                 if stored.seq == snapshot_seq and snapshot is not None:
-                    if _canonical(book.snapshot()) != _canonical(snapshot):
+                    if canonical(book.snapshot()) != canonical(snapshot):
                         report.violations.append(f"{ref.name}: snapshot at seq {snapshot_seq} differs from replay")
         except AssertionError as exc:
             report.violations.append(f"{ref.name}: replay broke an invariant: {exc}")

@@ -11,7 +11,7 @@ from typing import Any
 from actors.client import LedgerClient
 from actors.clock import Clock, now_ms
 from actors.coordinator import PaymentCoordinator
-from actors.peers import Peer, PeerLookup
+from actors.peers import Peer
 from actors.registry import Registry
 from actors.settings import Settings
 from actors.shard import BalanceShard
@@ -46,10 +46,6 @@ class InProcessLedger:
     def peer(self, name: str) -> Peer:
         return Peer(self.objects[name])
 
-    def peers_of(self, caller: str) -> PeerLookup:
-        """The lookup the actor `caller` is given for its calls to others."""
-        return self.peer
-
     def names(self) -> list[str]:
         s = self.settings
         coordinators = [coordinator_name(c) for c in range(s.coordinators)]
@@ -59,9 +55,9 @@ class InProcessLedger:
         """The actor `name` as a (re)start builds it: from its journal."""
         s = self.settings
         if name == REGISTRY_NAME:
-            return Registry(s, self.peers_of(name), self.journal("registry"))
+            return Registry(s, self.peer, self.journal("registry"))
         if name == WEBHOOKS_NAME:
-            return WebhookDispatcher(s, self.peers_of(name), self.journal("webhooks"))
+            return WebhookDispatcher(s, self.peer, self.journal("webhooks"))
         if is_shard_name(name):
             k = shard_index(name)
             journals = {p: self.journal(f"p-{p}") for p in partitions_of_shard(k, s.partitions, s.shards)}
@@ -69,7 +65,7 @@ class InProcessLedger:
                 return BalanceShard(s, k)
             return BalanceShard(s, k, journals)  # type: ignore[arg-type]
         c = coordinator_index(name)
-        return PaymentCoordinator(s, c, self.peers_of(name), self.journal(f"c-{c}"), self.clock)
+        return PaymentCoordinator(s, c, self.peer, self.journal(f"c-{c}"), self.clock)
 
     async def start(self) -> InProcessLedger:
         """Build every actor from its journal, as a (re)start would."""
@@ -83,13 +79,7 @@ class InProcessLedger:
 
     def journals(self) -> list[Journal]:
         """Every journal of every actor, open now."""
-        found: list[Journal] = []
-        for obj in self.objects.values():
-            if isinstance(obj, BalanceShard):
-                found += [p.journal for p in obj.partitions.values()]
-            else:
-                found.append(obj.journal)
-        return found
+        return [journal for obj in self.objects.values() for journal in journals_of(obj)]
 
     @property
     def webhooks(self) -> WebhookDispatcher:
@@ -103,3 +93,22 @@ class InProcessLedger:
         for obj in sorted(self.objects.values(), key=lambda o: not isinstance(o, PaymentCoordinator)):
             await obj.close()  # a coordinator's close stops its sweep of expired holds
         self.objects = {}
+
+
+def journals_of(actor: Any) -> list[Journal]:
+    if isinstance(actor, BalanceShard):
+        return [p.journal for p in actor.partitions.values()]
+    return [actor.journal]
+
+
+def abandon(actor: Any) -> None:
+    """Stop `actor` as its process's death would (crash simulations): its journals write
+    nothing more, its timers and background work stop, phase two it owes stays owed."""
+    for journal in journals_of(actor):
+        journal.abandon()
+    if isinstance(actor, PaymentCoordinator):
+        actor.recovery.abandon()
+        actor.holds.stop_sweeping()
+        actor.phase_two.close()
+    elif isinstance(actor, WebhookDispatcher):
+        actor.abandon()

@@ -33,11 +33,9 @@ from typing import Any, TypeVar
 import msgspec
 
 from actors.client import LedgerClient
-from actors.coordinator import PaymentCoordinator
-from actors.inprocess import InProcessLedger
+from actors.inprocess import InProcessLedger, abandon
 from actors.peers import Peer
 from actors.registry import Registry
-from actors.shard import BalanceShard
 from actors.topology import (
     REGISTRY_NAME,
     WEBHOOKS_NAME,
@@ -48,7 +46,6 @@ from actors.topology import (
     shard_of_partition,
 )
 from actors.topology import shard_index as index_of_shard
-from actors.webhooks import WebhookDispatcher
 from journal.memory import SimulatedCrash
 from ledger.book import BalanceBook
 from tests.sim.disk import SimJournal, SimStore
@@ -197,24 +194,10 @@ class SimCluster(InProcessLedger):
         inc.alive = False
         if not inc.died.done():
             inc.died.set_result(None)
-        obj = inc.obj
-        if isinstance(obj, PaymentCoordinator):  # its timers die with it
-            obj.holds.stop_sweeping()
-            obj.phase_two.close()
-        elif isinstance(obj, WebhookDispatcher):
-            obj.abandon()
-        for journal in self._journals_of(obj):
-            journal.abandon()
+        if inc.obj is not None:
+            abandon(inc.obj)
         for task in list(inc.tasks):
             task.cancel()
-
-    @staticmethod
-    def _journals_of(obj: Any) -> list[Any]:
-        if isinstance(obj, BalanceShard):
-            return [p.journal for p in obj.partitions.values()]
-        if isinstance(obj, PaymentCoordinator | Registry | WebhookDispatcher):
-            return [obj.journal]
-        return []
 
     def crash_all(self) -> None:
         """Every process dies at once, the ingress and every call in flight with them."""

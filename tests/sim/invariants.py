@@ -22,7 +22,7 @@ from typing import Any
 
 import msgspec
 
-from actors.audit import Source, verify_journals
+from actors.audit import Source, canonical, verify_journals
 from actors.coordinator import PaymentCoordinator
 from actors.shard import BalanceShard
 from actors.topology import coordinator_name, coordinator_of, partition_of, shard_name
@@ -82,10 +82,7 @@ class Invariants:
     # -- at a crash -------------------------------------------------------------------------
     def coordinator_kept(self, index: int, store: SimStore) -> None:
         """The disk of coordinator `index` after its crash holds every decision it answered."""
-        kept: dict[str, str] = {}
-        for stored in SimJournal(store).load(from_genesis=True).records:
-            if isinstance(stored.record, Decided):
-                kept[stored.record.payment.id] = stored.record.payment.status
+        kept = _decisions(SimJournal(store))
         s = self.cluster.settings
         for payment_id, status in self.acknowledged.items():
             if coordinator_of(payment_id, s.coordinators) != index:
@@ -117,12 +114,7 @@ class Invariants:
     def end(self) -> dict[str, Any]:
         report = verify_journals(self.sources())
         assert not report.violations, f"verify: {report.violations[:5]}"
-        decided: dict[str, str] = {}
-        for source in self.sources():
-            if source.kind == "coordinator":
-                for stored in source.open().load(from_genesis=True).records:
-                    if isinstance(stored.record, Decided):
-                        decided[stored.record.payment.id] = stored.record.payment.status
+        decided = {k: v for s in self.sources() if s.kind == "coordinator" for k, v in _decisions(s.open()).items()}
         for payment_id, status in self.acknowledged.items():
             assert decided.get(payment_id) == status, (
                 f"{payment_id} was answered {status}, journals say {decided.get(payment_id)}"
@@ -135,10 +127,13 @@ class Invariants:
                 replayed = BalanceBook()
                 for stored in SimJournal(self.cluster.stores[f"p-{p}"]).load(from_genesis=True).records:
                     replayed.apply(stored.record)
-                assert _canonical(replayed) == _canonical(part.book), f"p-{p}: the live book is not its journal's"
+                assert canonical(replayed.snapshot()) == canonical(part.book.snapshot()), (
+                    f"p-{p}: the live book is not its journal's"
+                )
         return {"payments": report.payments, "transfers": report.transfers, "records": report.records}
 
 
-def _canonical(book: BalanceBook) -> tuple[object, ...]:
-    snap = book.snapshot()
-    return (sorted(snap.balances), sorted(snap.reservations), sorted(snap.fences.items()))
+def _decisions(journal: Journal) -> dict[str, str]:
+    """Payment id -> status, of every decision a coordinator's journal holds."""
+    found = (stored.record for stored in journal.load(from_genesis=True).records)
+    return {r.payment.id: r.payment.status for r in found if isinstance(r, Decided)}

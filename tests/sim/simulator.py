@@ -52,7 +52,6 @@ from tests.sim.workload import Workload
 CLIENTS = 6
 SETTLE_S_MAX = 120.0  # simulated seconds after the faults stop for everything to settle
 LAYOUTS = (1, 2, 4)  # shard counts a whole-cluster restart may choose (4 partitions)
-CLOSE_ROUNDS_MAX = 100
 SPIN_STEPS_MAX = 100_000  # steps without simulated time moving: a livelock
 
 
@@ -275,16 +274,10 @@ class Run:
 
     def _close(self) -> None:
         self.loop.on_step = None
-        # Cancelled, a task may start others as it unwinds (a coordinator sends what its
-        # cancelled calls carried): end them too, so that no coroutine is left unstarted.
-        for _ in range(CLOSE_ROUNDS_MAX):
-            pending = [task for task in asyncio.all_tasks(self.loop) if not task.done()]
-            if not pending:
-                break
-            for task in pending:
-                task.cancel()
-            with contextlib.suppress(BaseException):
-                self.loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+        for task in asyncio.all_tasks(self.loop):
+            task.cancel()
+        with contextlib.suppress(BaseException):
+            self.loop.run_until_complete(asyncio.sleep(0))
         self.loop.close()
         asyncio.set_event_loop(None)
         logging.disable(logging.NOTSET)

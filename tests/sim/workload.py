@@ -241,17 +241,14 @@ class Workload:
         now = clock.now_ms()
         expires = now + self.rng.choice((200, 2_000, 60_000))
         r = HoldRequest(hold_id, a, b, self.rng.randint(1, 200_00), currency, now, expires, key, key.encode())
-        for _ in range(ATTEMPTS_MAX):
-            answer = await self.ask(lambda c: c.place_hold(r))
-            if not isinstance(answer, Lost) and answer.hold is not None:
-                assert not answer.conflict
-                first = self.keys.setdefault(key, (answer.hold.id, "placed"))
-                assert first[0] == answer.hold.id, f"hold key {key}: {first}, now {answer.hold.id}"
-                if answer.hold.status == "held":
-                    self.holds.append(answer.hold.id)
-                self.count("holds")
-                return
-            await asyncio.sleep(self.rng.uniform(0.001, 0.05))
+        answer = await self.until_answered(lambda c: c.place_hold(r))
+        if answer is not None:
+            assert not answer.conflict and answer.hold is not None, answer
+            first = self.keys.setdefault(key, (answer.hold.id, "placed"))
+            assert first[0] == answer.hold.id, f"hold key {key}: {first}, now {answer.hold.id}"
+            if answer.hold.status == "held":
+                self.holds.append(answer.hold.id)
+            self.count("holds")
 
     async def close_hold(self) -> None:
         if not self.holds:

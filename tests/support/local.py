@@ -8,9 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from actors.coordinator import PaymentCoordinator
-from actors.inprocess import InProcessLedger
-from actors.webhooks import WebhookDispatcher
+from actors.inprocess import InProcessLedger, abandon
 from journal import CrashPoint, MemoryJournal, MemoryStore
 from journal.base import kind_of
 from ledger.records import Record
@@ -37,15 +35,8 @@ class LocalLedger(InProcessLedger):
         """Every process dies at once: unflushed records are lost, tasks are abandoned.
         The next `start()` sees only what the stores hold."""
         assert self.stores is not None, "crashes are simulated on memory journals"
-        for journal in self.journals():
-            journal.abandon()
         for obj in self.objects.values():
-            if isinstance(obj, PaymentCoordinator):  # its tasks die with it, phase two still owed too
-                obj.recovery.abandon()
-                obj.holds.stop_sweeping()
-                obj.phase_two.close()
-            elif isinstance(obj, WebhookDispatcher):
-                obj.abandon()
+            abandon(obj)
         self.stores = {name: store.survivor() for name, store in self.stores.items()}
         self.objects = {}
 
