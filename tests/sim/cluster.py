@@ -210,6 +210,12 @@ class SimCluster(InProcessLedger):
         self.gateway = Incarnation(GATEWAY, self.gateway.number + 1, self.loop)
         self.network = Incarnation(NETWORK, self.network.number + 1, self.loop)
 
+    def halt(self) -> None:
+        """The run is over: every process stops as a crash would stop it (nothing more is
+        journaled or sent, no task starts another), so that its tasks can be ended."""
+        for inc in (*self.live.values(), self.gateway, self.network):
+            self._kill(inc)
+
     async def start_all(self, **layout: Any) -> None:
         """Start every actor again, maybe in another layout (partitions move between shards)."""
         self.settings = msgspec.structs.replace(self.settings, **layout)

@@ -52,6 +52,7 @@ from tests.sim.workload import Workload
 CLIENTS = 6
 SETTLE_S_MAX = 120.0  # simulated seconds after the faults stop for everything to settle
 LAYOUTS = (1, 2, 4)  # shard counts a whole-cluster restart may choose (4 partitions)
+CLOSE_ROUNDS_MAX = 100  # cancelling every task at the end of a run
 SPIN_STEPS_MAX = 100_000  # steps without simulated time moving: a livelock
 
 
@@ -274,10 +275,19 @@ class Run:
 
     def _close(self) -> None:
         self.loop.on_step = None
-        for task in asyncio.all_tasks(self.loop):
-            task.cancel()
-        with contextlib.suppress(BaseException):
-            self.loop.run_until_complete(asyncio.sleep(0))
+        # Every task ends here, none left unstarted: a coroutine finalized later would run
+        # its `finally` on the next run's loop (a step more in a replay) or warn unawaited.
+        self.cluster.halt()
+        for _ in range(CLOSE_ROUNDS_MAX):
+            pending = [task for task in asyncio.all_tasks(self.loop) if not task.done()]
+            if not pending:
+                break
+            for task in pending:
+                task.cancel()
+            with contextlib.suppress(BaseException):
+                self.loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+        else:
+            raise AssertionError(f"tasks still running after {CLOSE_ROUNDS_MAX} rounds of cancelling")
         self.loop.close()
         asyncio.set_event_loop(None)
         logging.disable(logging.NOTSET)
