@@ -12,11 +12,19 @@ Idempotency-Key, generated per call (or given) and sent again on each retry of t
 timeouts, connection errors and 503 (after its Retry-After) are retried, so a call makes
 its payment once even when an answer is lost on the way. Refusals raise `LedgerError`
 carrying the problem's `code`, `param` and `status`.
+
+Concurrent `payments.create` calls of the async client travel together (`batching=True`,
+the default), as TigerBeetle's clients do: one batch request in flight per client, and
+whatever was called while it was out goes as the next one (`POST /v1/payments/batch`,
+up to 1000 at a time). Each call keeps its own Idempotency-Key (an item's key), its own
+result and its own error; a lone call goes at once, as a batch of one.
 """
 
 from __future__ import annotations
 
 import asyncio
+import builtins
+import re
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any, TypeVar
@@ -52,6 +60,7 @@ class Client:
         backoff_s: float = 0.1,
         backoff_max_s: float = 5.0,
         session: aiohttp.ClientSession | None = None,
+        batching: bool = True,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self._headers = {"Authorization": f"Bearer {token}"}
@@ -63,7 +72,7 @@ class Client:
         self.currencies = _Currencies(self)
         self.deposits = _Moves(self, "/v1/deposits")
         self.withdrawals = _Moves(self, "/v1/withdrawals")
-        self.payments = _Payments(self)
+        self.payments = _Payments(self, _Batcher(self) if batching else None)
         self.transfers = _Transfers(self)
         self.holds = _Holds(self)
         self.fx = _Fx(self)
@@ -91,14 +100,17 @@ class Client:
         *,
         params: dict[str, Any] | None = None,
         idempotency_key: str | None = None,
+        keyed: bool = True,
     ) -> T:
-        """One API call, retried as the module says; the answer decoded as `type_`."""
+        """One API call, retried as the module says; the answer decoded as `type_`. `body`
+        is encoded as JSON unless it is bytes already. `keyed=False`: no Idempotency-Key
+        header (a batch whose items carry their own)."""
         if self._session is None:
             self._session = aiohttp.ClientSession()
         headers = dict(self._headers)
-        if method == "POST" or idempotency_key is not None:
+        if keyed and (method == "POST" or idempotency_key is not None):
             headers["Idempotency-Key"] = idempotency_key or uuid.uuid4().hex
-        data = None if body is None else msgspec.json.encode(body)
+        data = body if body is None or isinstance(body, bytes) else msgspec.json.encode(body)
         if data is not None:
             headers["Content-Type"] = "application/json"
         query = {k: _query_value(v) for k, v in (params or {}).items() if v is not None}
@@ -154,9 +166,23 @@ def _error(status: int, raw: bytes) -> LedgerError:
         return LedgerError(status, "http_error", raw[:200].decode(errors="replace"))
     if not isinstance(problem, dict):
         return LedgerError(status, "http_error", str(problem)[:200])
+    return _problem_error(problem, status)
+
+
+def _problem_error(problem: dict[str, Any], status: int | None = None, item: int | None = None) -> LedgerError:
+    """A problem+json body (an answer's, or batch item `item`'s) as the error it raises."""
+    detail = str(problem.get("detail", ""))
     return LedgerError(
-        status, str(problem.get("code", "http_error")), str(problem.get("detail", "")), problem.get("param")
+        status or int(problem.get("status", 0)),
+        str(problem.get("code", "http_error")),
+        detail if item is None else _as_alone(detail, item),
+        problem.get("param"),
     )
+
+
+def _as_alone(detail: str, item: int) -> str:
+    """A batch item's problem in the words it has for a payment sent alone."""
+    return detail.replace(f"payments[{item}].", "")
 
 
 def _body(**fields: Any) -> dict[str, Any]:
@@ -256,7 +282,119 @@ class _Moves(_Namespace):
         return await self._client.request("POST", self._path, schemas.Payment, body, idempotency_key=idempotency_key)
 
 
+class _Call:
+    """One `payments.create` call waiting in the batcher: its item (with its key) encoded once."""
+
+    __slots__ = ("delay_s", "future", "item", "retries_left")
+
+    def __init__(self, item: bytes, future: asyncio.Future[schemas.Payment], retries: int, delay_s: float) -> None:
+        self.item, self.future, self.retries_left, self.delay_s = item, future, retries, delay_s
+
+
+class _Batcher:
+    """`payments.create` calls coalesced into batch requests, one in flight (module doc).
+
+    A call's item is sent again only to the batch endpoint, with its key: the server then
+    sees the same request (same key, same fingerprint) and replays it if it ran. An item
+    answered 503 goes again with a later batch, after the pause a lone call would take; a
+    batch refused as a whole because of one item (422 naming `payments[n]`) fails that call
+    alone and sends the others again."""
+
+    def __init__(self, client: Client, items_max: int = schemas.BATCH_ITEMS_MAX, bytes_max: int = 2**19) -> None:
+        self._client = client
+        self._items_max, self._bytes_max = items_max, bytes_max  # the server's limits: 1000 items, 1 MiB
+        self._queue: list[_Call] = []
+        self._sender: asyncio.Task[None] | None = None
+        self._waiting: set[asyncio.Task[None]] = set()  # calls pausing before they go again
+
+    async def create(self, body: dict[str, Any], key: str) -> schemas.Payment:
+        future: asyncio.Future[schemas.Payment] = asyncio.get_running_loop().create_future()
+        item = msgspec.json.encode({**body, "idempotency_key": key})
+        self._enqueue(_Call(item, future, self._client._retries, self._client._backoff_s))
+        return await future
+
+    def _enqueue(self, call: _Call) -> None:
+        self._queue.append(call)
+        if self._sender is None or self._sender.done():
+            self._sender = asyncio.get_running_loop().create_task(self._send())
+
+    def _next_batch(self) -> list[_Call]:
+        size, n = 0, 0
+        for call in self._queue[: self._items_max]:
+            size += len(call.item) + 1
+            if n and size > self._bytes_max:
+                break
+            n += 1
+        batch, self._queue = self._queue[:n], self._queue[n:]
+        return [call for call in batch if not call.future.done()]  # a caller that gave up is not sent
+
+    async def _send(self) -> None:
+        while self._queue:
+            batch = self._next_batch()
+            if not batch:
+                continue
+            body = b'{"payments":[' + b",".join(call.item for call in batch) + b"]}"
+            try:
+                answer = await self._client.request(
+                    "POST", "/v1/payments/batch", schemas.BatchResult, body, keyed=False
+                )
+            except asyncio.CancelledError:  # the client is closing: so are its calls
+                for call in [*batch, *self._queue]:
+                    call.future.cancel()
+                raise
+            except LedgerError as error:
+                self._refused(batch, error)
+                continue
+            except Exception as error:  # no answer after every retry: what a lone call would raise
+                for call in batch:
+                    _fail(call.future, error)
+                continue
+            for n, (call, result) in enumerate(zip(batch, answer.results, strict=True)):
+                if "code" not in result:
+                    if not call.future.done():
+                        call.future.set_result(msgspec.convert(result, schemas.Payment))
+                elif result.get("status") in RETRIED_STATUSES and call.retries_left:
+                    self._again_later(call)
+                else:
+                    _fail(call.future, _problem_error(result, item=n))
+
+    def _refused(self, batch: list[_Call], error: LedgerError) -> None:
+        """A batch refused as a whole: one item's fault (its call fails, the rest go again
+        first), or everyone's (a lone call would have been refused too)."""
+        at = _ITEM_PARAM.match(error.param or "")
+        if at is None or int(at[1]) >= len(batch):
+            for call in batch:
+                _fail(call.future, error)
+            return
+        n = int(at[1])
+        _fail(batch[n].future, LedgerError(error.status, error.code, _as_alone(error.detail, n), at[2] or None))
+        self._queue[:0] = batch[:n] + batch[n + 1 :]
+
+    def _again_later(self, call: _Call) -> None:
+        async def pause() -> None:
+            await asyncio.sleep(call.delay_s)
+            call.retries_left -= 1
+            call.delay_s = min(call.delay_s * 2, self._client._backoff_max_s)
+            self._enqueue(call)
+
+        task = asyncio.get_running_loop().create_task(pause())
+        self._waiting.add(task)  # kept until done: the loop holds tasks only weakly
+        task.add_done_callback(self._waiting.discard)
+
+
+_ITEM_PARAM = re.compile(r"payments\[(\d+)\](?:\.(.+))?$")
+
+
+def _fail(future: asyncio.Future[Any], error: Exception) -> None:
+    if not future.done():
+        future.set_exception(error)
+
+
 class _Payments(_Namespace):
+    def __init__(self, client: Client, batcher: _Batcher | None) -> None:
+        super().__init__(client)
+        self._batcher = batcher
+
     async def create(
         self,
         *,
@@ -268,7 +406,8 @@ class _Payments(_Namespace):
         quote_id: str | None = None,
         idempotency_key: str | None = None,
     ) -> schemas.Payment:
-        """The payment in its final status (or `pending`: poll `get`)."""
+        """The payment in its final status (or `pending`: poll `get`). With batching on, it
+        travels with the other calls made meanwhile (module doc), keyed as it would be alone."""
         body = _body(
             balance_from=balance_from,
             balance_to=balance_to,
@@ -277,6 +416,8 @@ class _Payments(_Namespace):
             metadata=metadata,
             quote_id=quote_id,
         )
+        if self._batcher is not None:
+            return await self._batcher.create(body, idempotency_key or uuid.uuid4().hex)
         return await self._client.request(
             "POST", "/v1/payments", schemas.Payment, body, idempotency_key=idempotency_key
         )
@@ -296,7 +437,7 @@ class _Payments(_Namespace):
             "POST", path, schemas.Payment, _body(amount=amount), idempotency_key=idempotency_key
         )
 
-    async def refunds(self, payment_id: str) -> list[schemas.Payment]:
+    async def refunds(self, payment_id: str) -> builtins.list[schemas.Payment]:  # `list` is a method here
         page = await self._client.request("GET", f"/v1/payments/{payment_id}/refunds", schemas.PaymentList)
         return page.data
 
@@ -435,7 +576,8 @@ class SyncClient:
 
     def __init__(self, base_url: str, token: str, **options: Any) -> None:
         self._loop = asyncio.new_event_loop()
-        self._client = Client(base_url, token, **options)
+        # Its calls run one at a time: nothing to coalesce.
+        self._client = Client(base_url, token, **{"batching": False, **options})
         for name, value in vars(self._client).items():
             if isinstance(value, _Namespace):
                 setattr(self, name, _Blocking(value, self._loop))

@@ -5,6 +5,7 @@ call whose first answer is lost on the way still makes one payment."""
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import shutil
 import subprocess
@@ -68,12 +69,36 @@ async def test_the_client_speaks_the_whole_money_path(server: Server) -> None:
         assert (await ledger.balances.get(a.id)).amount == "42.50"  # 50 - 6 + 0.50 - 1 + 2 - 3
 
 
-async def _lossy_proxy(target: str, lose: int) -> tuple[web.AppRunner, str, list[str]]:
-    """Forwards every request to `target`; the answers of the first `lose` payment POSTs
-    are dropped after the server made them (the client sees its connection cut)."""
-    keys: list[str] = []
+class Proxy:
+    """Forwards every request to `target`, noting the payment POSTs' keys (a batch's: its
+    items'). The answers of the first `lose` payment POSTs are dropped after the server made
+    them (the client sees its connection cut); `unavailable_items`: in the first batch
+    answer that arrives, those items are turned into a 503 problem, as a shard that could
+    not take part answers."""
 
-    async def forward(request: web.Request) -> web.StreamResponse:
+    def __init__(self, target: str, lose: int = 0, unavailable_items: tuple[int, ...] = ()) -> None:
+        self.target, self.lose, self.unavailable_items = target, lose, unavailable_items
+        self.keys: list[list[str]] = []  # per payment POST: the keys it carried
+        self.paths: list[str] = []
+        self.url = ""
+        self._runner: web.AppRunner | None = None
+
+    async def __aenter__(self) -> Proxy:
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", self._forward)
+        self._runner = web.AppRunner(app)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self.url = f"http://127.0.0.1:{port}"
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._runner is not None
+        await self._runner.cleanup()
+
+    async def _forward(self, request: web.Request) -> web.StreamResponse:
         body = await request.read()
         headers = {
             k: v
@@ -82,47 +107,127 @@ async def _lossy_proxy(target: str, lose: int) -> tuple[web.AppRunner, str, list
         }
         async with (
             aiohttp.ClientSession() as http,
-            http.request(request.method, target + request.path_qs, data=body, headers=headers) as answer,
+            http.request(request.method, self.target + request.path_qs, data=body, headers=headers) as answer,
         ):
             payload = await answer.read()
-        if request.method == "POST" and request.path == "/v1/payments":
-            keys.append(request.headers["Idempotency-Key"])
-            if len(keys) <= lose:
+        if request.method == "POST" and request.path in ("/v1/payments", "/v1/payments/batch"):
+            self.paths.append(request.path)
+            if request.path == "/v1/payments":
+                self.keys.append([request.headers["Idempotency-Key"]])
+            else:
+                self.keys.append([item["idempotency_key"] for item in json.loads(body)["payments"]])
+            if len(self.keys) <= self.lose:
                 assert request.transport is not None
                 request.transport.close()  # the payment is made; its answer never arrives
                 raise asyncio.CancelledError
+            if request.path == "/v1/payments/batch" and self.unavailable_items:
+                results = json.loads(payload)["results"]
+                for n in self.unavailable_items:
+                    results[n] = {"type": "unavailable", "title": "Unavailable", "status": 503, "code": "unavailable"}
+                self.unavailable_items = ()
+                payload = json.dumps({"results": results}).encode()
         return web.Response(body=payload, status=answer.status, content_type=answer.content_type)
 
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", forward)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    return runner, f"http://127.0.0.1:{port}", keys
+
+async def _two_balances(server: Server, name: str, deposit: str) -> tuple[str, str]:
+    async with Client(server.url, server.token) as direct:
+        a = await direct.balances.create(
+            (await direct.accounts.create(email=f"{name}-a@example.com")).id, currency="USD"
+        )
+        b = await direct.balances.create(
+            (await direct.accounts.create(email=f"{name}-b@example.com")).id, currency="USD"
+        )
+        await direct.deposits.create(balance_id=a.id, amount=deposit)
+    return a.id, b.id
+
+
+async def _payments_of(server: Server, balance_id: str) -> list[schemas.Payment]:
+    async with Client(server.url, server.token) as direct:
+        return [p for p in await _collect(direct.payments.list(balance=balance_id)) if p.balance_to != balance_id]  # type: ignore[attr-defined]
 
 
 async def test_a_lost_answer_is_retried_with_the_same_key_and_pays_once(server: Server) -> None:
-    async with Client(server.url, server.token) as direct:
-        ada = await direct.accounts.create(email="ada-lossy@example.com")
-        a = await direct.balances.create(ada.id, currency="USD")
-        b = await direct.balances.create(
-            (await direct.accounts.create(email="bob-lossy@example.com")).id, currency="USD"
-        )
-        await direct.deposits.create(balance_id=a.id, amount="10")
-    runner, url, keys = await _lossy_proxy(server.url, lose=2)
-    try:
-        async with Client(url, server.token, backoff_s=0.05) as ledger:
-            paid = await ledger.payments.create(balance_from=a.id, balance_to=b.id, amount="4")
-    finally:
-        await runner.cleanup()
+    a, b = await _two_balances(server, "lossy", "10")
+    async with (
+        Proxy(server.url, lose=2) as proxy,
+        Client(proxy.url, server.token, backoff_s=0.05, batching=False) as ledger,
+    ):
+        paid = await ledger.payments.create(balance_from=a, balance_to=b, amount="4")
     assert paid.status == "success"
-    assert len(keys) == 3 and len(set(keys)) == 1  # two answers lost, three attempts, one key
+    assert proxy.paths == ["/v1/payments"] * 3  # two answers lost, three attempts
+    assert len({key for keys in proxy.keys for key in keys}) == 1  # one key
+    assert [p.id for p in await _payments_of(server, a)] == [paid.id]  # one payment, not three
     async with Client(server.url, server.token) as direct:
-        made = await _collect(direct.payments.list(balance=a.id))
-        assert [p.id for p in made if p.amount == "4.00"] == [paid.id]  # one payment, not three
-        assert (await direct.balances.get(b.id)).amount == "4.00"
+        assert (await direct.balances.get(b)).amount == "4.00"
+
+
+async def test_concurrent_calls_travel_together_and_each_keeps_its_own_key_and_result(server: Server) -> None:
+    a, b = await _two_balances(server, "coalesce", "300")
+    async with Proxy(server.url) as proxy, Client(proxy.url, server.token) as ledger:
+        first = await ledger.payments.create(balance_from=a, balance_to=b, amount="1", idempotency_key="coalesce-0")
+        paid = await asyncio.gather(
+            *(
+                ledger.payments.create(balance_from=a, balance_to=b, amount=str(n), idempotency_key=f"coalesce-{n}")
+                for n in range(1, 21)
+            )
+        )
+    assert proxy.paths == ["/v1/payments/batch"] * 2  # a lone call alone, then the twenty called together
+    assert proxy.keys == [["coalesce-0"], [f"coalesce-{n}" for n in range(1, 21)]]
+    assert (first.amount, first.idempotency_key, first.status) == ("1.00", "coalesce-0", "success")
+    assert [(p.amount, p.idempotency_key, p.status) for p in paid] == [
+        (f"{n}.00", f"coalesce-{n}", "success") for n in range(1, 21)
+    ]
+    assert len({p.id for p in paid}) == 20
+    async with Client(server.url, server.token) as direct:
+        assert (await direct.balances.get(a)).amount == f"{300 - 1 - sum(range(1, 21))}.00"
+
+
+async def test_batched_calls_survive_lost_answers_and_unavailable_items_paying_once_each(server: Server) -> None:
+    """Every batch's answer lost twice, then one item answered 503: each call still ends with
+    one payment, sent again only with its own key (so the server replays what it made)."""
+    a, b = await _two_balances(server, "lossy-batch", "100")
+    async with (
+        Proxy(server.url, lose=2, unavailable_items=(3,)) as proxy,
+        Client(proxy.url, server.token, backoff_s=0.05) as ledger,
+    ):
+        paid = await asyncio.gather(
+            *(ledger.payments.create(balance_from=a, balance_to=b, amount="1") for _ in range(10))
+        )
+    assert [p.status for p in paid] == ["success"] * 10
+    sent = [key for keys in proxy.keys for key in keys]
+    assert len(set(sent)) == 10 and sent.count(paid[3].idempotency_key) == 4  # 2 lost, 1 answered 503, then alone
+    assert proxy.keys[3] == [paid[3].idempotency_key]
+    made = await _payments_of(server, a)
+    assert sorted(p.id for p in made if p.amount == "1.00") == sorted(p.id for p in paid)  # ten, not forty
+    async with Client(server.url, server.token) as direct:
+        assert (await direct.balances.get(b)).amount == "10.00"
+
+
+async def test_a_batched_call_that_is_refused_fails_alone_as_it_would_unbatched(server: Server) -> None:
+    """A refused item (a payment to itself), and one that makes the whole batch 422 (a
+    description too long): their calls raise what they would raise alone, the others pay."""
+    a, b = await _two_balances(server, "refused-batch", "100")
+    calls = [
+        dict(balance_to=b, amount="1"),
+        dict(balance_to=a, amount="1"),
+        dict(balance_to=b, amount="1", description="x" * 501),
+        dict(balance_to=b, amount="2"),
+    ]
+    answers = []
+    for batching in (True, False):
+        async with Client(server.url, server.token, batching=batching) as ledger:
+            got = await asyncio.gather(
+                *(ledger.payments.create(balance_from=a, **call) for call in calls),
+                return_exceptions=True,  # type: ignore[arg-type]
+            )
+        answers.append(
+            [(g.status, g.code, g.detail, g.param) if isinstance(g, LedgerError) else (g.status, g.amount) for g in got]
+        )
+    batched, alone = answers
+    assert batched == alone
+    assert [answer[:2] for answer in batched] == [
+        ("success", "1.00"), (422, "same_balance"), (422, "validation_error"), ("success", "2.00"),
+    ]  # fmt: skip
 
 
 async def test_events_and_webhook_endpoints_through_the_client(server: Server) -> None:
