@@ -91,6 +91,12 @@ CREATE TABLE IF NOT EXISTS progress (
 );
 CREATE TABLE IF NOT EXISTS tagging (version INTEGER NOT NULL);
 """
+HISTORY_INSERT = (  # `HistoryRow`s as one JSON array of arrays
+    "INSERT OR IGNORE INTO history"
+    " SELECT ?, json_extract(value, '$[0]'), json_extract(value, '$[1]'), json_extract(value, '$[2]'),"
+    " json_extract(value, '$[3]'), json_extract(value, '$[4]'), json_extract(value, '$[5]')"
+    " FROM json_each(?) ORDER BY 2, 3, 4"
+)
 
 
 LOOP_BUSY_TIMEOUT_S = 0.25  # at most: the configured busy timeout when shorter
@@ -464,9 +470,14 @@ class SqliteJournal(Journal):
         part = self.part
 
         def work(db: sqlite3.Connection) -> None:
-            rows.sort()  # in key order (tag, id, seq), each B-tree page is visited once per batch
-            # OR IGNORE: after a power cut the index may hold part of what it is redoing
-            db.executemany("INSERT OR IGNORE INTO history VALUES (?, ?, ?, ?, ?, ?, ?)", ((part, *r) for r in rows))
+            # The rows go in as one JSON array that SQLite unpacks and sorts itself: one
+            # statement, run without the GIL. `executemany` took the GIL back for every row,
+            # so on a busy actor this thread and the event loop passed it to and fro, each
+            # hand-off waiting up to the switch interval (measured with a busy thread beside
+            # it: 50,000 rows in ~48 s instead of ~0.3 s). In key order (tag, id, seq), each
+            # B-tree page is visited once per batch. OR IGNORE: after a power cut the index
+            # may hold part of what it is redoing.
+            db.execute(HISTORY_INSERT, (part, msgspec.json.encode(rows)))
             db.execute("INSERT OR REPLACE INTO progress (part, seq) VALUES (?, ?)", (part, through_seq))
 
         await self.file.on_history(work)

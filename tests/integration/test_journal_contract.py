@@ -572,6 +572,24 @@ async def test_queries_answer_the_same_from_memory_and_from_the_stored_index(har
     assert await _every_answer(again) == mixed_answers
 
 
+async def test_any_key_is_found_again_once_its_rows_are_stored(harness: JournalHarness) -> None:
+    """An Idempotency-Key may hold any text (quotes, backslashes, control characters,
+    non-Latin letters, emoji): stored in the index, it finds its payment as it did held."""
+    keys = ['say "hi"', "back\\slash", "tab\tnew\nline", "ключ-платежа", "支付", "💸 refund", "a" * 255]
+    journal = harness.reopen(history_rows_per_write=1)
+    replay(journal)
+    for n, key in enumerate(keys):
+        journal.append(Decided(msgspec.structs.replace(decided(f"pay_{n:03d}").payment, idempotency_key=key)))
+    await journal.durable()
+    await eventually(lambda: journal.index_stored_seq == journal.durable_seq, "every row stored")
+    await journal.close()
+    again = harness.reopen()
+    replay(again)
+    for n, key in enumerate(keys):
+        [found] = await again.tagged(f"k:{key}", limit=2)
+        assert isinstance(found.record, Decided) and found.record.payment.id == f"pay_{n:03d}", key
+
+
 # -- snapshots ----------------------------------------------------------------------------------
 async def test_snapshot_bounds_replay_and_the_chain_continues_across_it(harness: JournalHarness) -> None:
     journal = harness.reopen()
