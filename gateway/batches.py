@@ -13,7 +13,7 @@ from actors.registry import Registry
 from gateway import creates, payments
 from gateway.common import decode, json_response
 from gateway.errors import ApiError
-from gateway.keys import CLIENT
+from gateway.keys import CLIENT, DIRECTORY
 from gateway.operation import Op
 from rayledger import schemas
 
@@ -31,8 +31,10 @@ async def create_batch(request: web.Request) -> web.Response:
     body = await decode(request, schemas.BatchCreate)
     header = request.headers.get(payments.IDEMPOTENCY_HEADER)
     item_keys = _batch_item_keys(body, header)
-    results: list[dict[str, object] | None] = [None] * len(body.payments)
+    results: list[msgspec.Struct | dict[str, object] | None] = [None] * len(body.payments)
     prepared: dict[int, payments.Prepared] = {}
+    # One directory lookup for the whole batch: each item's checks then find its balances cached.
+    await request.app[DIRECTORY].balances([b for item in body.payments for b in (item.balance_from, item.balance_to)])
     for n, (item, item_key) in enumerate(zip(body.payments, item_keys, strict=True)):
         try:
             key = payments.scoped_key(request, item_key) if item_key is not None else None
@@ -57,7 +59,7 @@ async def create_batch(request: web.Request) -> web.Response:
     slots = list(prepared)
     answered = await payments.answer(request, list(prepared.values())) if prepared else []
     for n, answer in zip(slots, answered, strict=True):
-        results[n] = msgspec.to_builtins(answer.body)
+        results[n] = answer.body  # encoded with the rest, as it is
     headers = {"Idempotent-Replayed": "true"} if replayed else None
     return json_response(schemas.BatchResult(results=results), headers=headers)  # type: ignore[arg-type]
 

@@ -64,11 +64,11 @@ class GatewayMetrics:
         children[0].inc()
         children[1].observe(seconds)
 
-    def paid(self, status: str) -> None:
+    def paid(self, status: str, count: int = 1) -> None:
         child = self._statuses.get(status)
         if child is None:
             child = self._statuses[status] = self.payments.labels(status)
-        child.inc()
+        child.inc(count)
 
 
 def route_of(request: web.Request) -> str:

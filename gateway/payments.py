@@ -23,6 +23,7 @@ import asyncio
 import functools
 import hashlib
 import os
+from collections import Counter
 from typing import NamedTuple, TypeVar
 
 import msgspec
@@ -256,6 +257,7 @@ async def answer(request: web.Request, prepared: list[Prepared]) -> list[Answer]
         ]
     outcomes: list[Outcome] = answered.result()
     answers = []
+    paid: Counter[str] = Counter()
     for p, outcome in zip(prepared, outcomes, strict=True):
         if outcome.conflict:
             error = ApiError("idempotency_key_reused", "this Idempotency-Key was used with a different request")
@@ -267,12 +269,14 @@ async def answer(request: web.Request, prepared: list[Prepared]) -> list[Answer]
             continue
         assert outcome.payment is not None
         if not outcome.replayed:
-            request.app[METRICS].paid(outcome.payment.status)
+            paid[outcome.payment.status] += 1
         request[LOGGED_IDS].append(outcome.payment.id)
         status = 202 if outcome.payment.status == "pending" else 201
         answers.append(
             Answer(status, render.payment(outcome.payment, p.exponent, key_scope(request)), outcome.replayed)
         )
+    for status, count in paid.items():  # once per status, not per payment
+        request.app[METRICS].paid(status, count)
     return answers
 
 
