@@ -87,6 +87,9 @@ class Client:
         await self.close()
 
     async def close(self) -> None:
+        """Calls still waiting to be sent are cancelled; then the connections close."""
+        if self.payments._batcher is not None:
+            await self.payments._batcher.close()
         if self._own_session and self._session is not None:
             await self._session.close()
             self._session = None
@@ -313,6 +316,15 @@ class _Batcher:
         self._enqueue(_Call(item, future, self._client._retries, self._client._backoff_s))
         return await future
 
+    async def close(self) -> None:
+        for call in self._queue:
+            call.future.cancel()
+        self._queue.clear()
+        tasks = [*self._waiting, *([self._sender] if self._sender is not None else [])]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
     def _enqueue(self, call: _Call) -> None:
         self._queue.append(call)
         if self._sender is None or self._sender.done():
@@ -374,7 +386,11 @@ class _Batcher:
 
     def _again_later(self, call: _Call) -> None:
         async def pause() -> None:
-            await asyncio.sleep(call.delay_s)
+            try:
+                await asyncio.sleep(call.delay_s)
+            except asyncio.CancelledError:  # the client is closing
+                call.future.cancel()
+                raise
             call.retries_left -= 1
             call.delay_s = min(call.delay_s * 2, self._client._backoff_max_s)
             self._enqueue(call)

@@ -203,6 +203,16 @@ async def test_batched_calls_survive_lost_answers_and_unavailable_items_paying_o
         assert (await direct.balances.get(b)).amount == "10.00"
 
 
+async def test_closing_the_client_ends_the_calls_it_has_not_answered(server: Server) -> None:
+    a, b = await _two_balances(server, "closing", "10")
+    ledger = Client(server.url, server.token)
+    calls = [asyncio.ensure_future(ledger.payments.create(balance_from=a, balance_to=b, amount="1")) for _ in range(3)]
+    await asyncio.sleep(0)  # queued, their batch on its way
+    await ledger.close()
+    ended = await asyncio.wait_for(asyncio.gather(*calls, return_exceptions=True), timeout=30)
+    assert all(isinstance(e, asyncio.CancelledError) for e in ended), ended
+
+
 async def test_a_batched_call_that_is_refused_fails_alone_as_it_would_unbatched(server: Server) -> None:
     """A refused item (a payment to itself), and one that makes the whole batch 422 (a
     description too long): their calls raise what they would raise alone, the others pay."""
