@@ -73,8 +73,10 @@ async def seed(
     sent: set[str] = set()
     replayed: set[str] = set()
     session = aiohttp.ClientSession(trace_configs=[_replay_counter(sent, replayed)])
-    # Few retries: an unreachable ledger is one line at once, not a minute of backoff.
-    async with session, Client(url, token, retries=2, session=session) as ledger:
+    # Few retries: an unreachable ledger is one line at once, not a minute of backoff. A
+    # request per payment: replays are counted by each answer's header, which the items of
+    # a batch do not have.
+    async with session, Client(url, token, retries=2, session=session, batching=False) as ledger:
 
         async def call(what: str, make: Callable[..., Awaitable[T]], **fields: Any) -> T:
             async with gate:
