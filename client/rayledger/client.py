@@ -72,7 +72,8 @@ class Client:
         self.currencies = _Currencies(self)
         self.deposits = _Moves(self, "/v1/deposits")
         self.withdrawals = _Moves(self, "/v1/withdrawals")
-        self.payments = _Payments(self, _Batcher(self) if batching else None)
+        self._batcher = _Batcher(self) if batching else None
+        self.payments = _Payments(self, self._batcher)
         self.transfers = _Transfers(self)
         self.holds = _Holds(self)
         self.fx = _Fx(self)
@@ -88,8 +89,8 @@ class Client:
 
     async def close(self) -> None:
         """Calls still waiting to be sent are cancelled; then the connections close."""
-        if self.payments._batcher is not None:
-            await self.payments._batcher.close()
+        if self._batcher is not None:
+            await self._batcher.close()
         if self._own_session and self._session is not None:
             await self._session.close()
             self._session = None
