@@ -21,23 +21,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from benchmarks.funding import conserved, open_balances, total
 from benchmarks.server import Server
 from rayledger.client import Client
-
-DEPOSIT = 1_000_000
-
-
-async def open_balances(url: str, token: str, count: int) -> list[str]:
-    async with Client(url, token) as ledger:
-        stamp = f"{time.time_ns()}"
-
-        async def one(n: int) -> str:
-            account = await ledger.accounts.create(email=f"client-bench-{stamp}-{n}@example.com")
-            balance = await ledger.balances.create(account.id, currency="USD")
-            await ledger.deposits.create(balance_id=balance.id, amount=str(DEPOSIT))
-            return balance.id
-
-        return list(await asyncio.gather(*(one(n) for n in range(count))))
 
 
 async def one_round(
@@ -79,12 +65,6 @@ async def one_round(
     }
 
 
-async def conserved(url: str, token: str, ids: list[str]) -> bool:
-    async with Client(url, token) as ledger:
-        amounts = await asyncio.gather(*(ledger.balances.get(b) for b in ids))
-    return sum(round(float(b.amount) * 100) for b in amounts) == len(ids) * DEPOSIT * 100
-
-
 async def run(url: str, token: str, args: argparse.Namespace) -> int:
     ids = await open_balances(url, token, args.balances)
     rounds: dict[bool, list[dict[str, object]]] = {True: [], False: []}
@@ -93,7 +73,7 @@ async def run(url: str, token: str, args: argparse.Namespace) -> int:
             report = await one_round(url, token, ids, args.calls, args.seconds, batching)
             rounds[batching].append(report)
             print(json.dumps(report), flush=True)
-    ok = await conserved(url, token, ids)
+    ok = conserved(await total(url, token, ids), ids)
 
     def median(key: str, batching: bool) -> float:
         return statistics.median(float(r[key]) for r in rounds[batching])  # type: ignore[arg-type]

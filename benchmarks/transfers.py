@@ -24,8 +24,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from benchmarks.funding import conserved, open_balances, total
 from benchmarks.server import Server
-from rayledger.client import Client
 
 LUA = r"""
 ids = {%(ids)s}
@@ -64,27 +64,6 @@ function done(s, lat, req)
     s.errors.connect + s.errors.read + s.errors.write + s.errors.timeout, K, O))
 end
 """
-
-FUNDS = "1000000"  # per balance: no run can exhaust it, so every request should succeed
-
-
-async def open_balances(url: str, token: str, count: int) -> list[str]:
-    limit = asyncio.Semaphore(16)
-    async with Client(url, token) as ledger:
-
-        async def one(n: int) -> str:
-            async with limit:
-                account = await ledger.accounts.create(email=f"tb{n}@example.com")
-                balance = await ledger.balances.create(account.id, currency="USD")
-                await ledger.deposits.create(balance_id=balance.id, amount=FUNDS)
-                return balance.id
-
-        return list(await asyncio.gather(*(one(n) for n in range(count))))
-
-
-async def total(url: str, token: str, ids: list[str]) -> int:
-    async with Client(url, token) as ledger:
-        return sum([int((await ledger.balances.get(b)).amount.replace(".", "")) for b in ids])
 
 
 def run_wrk(url: str, script: Path, connections: int, seconds: int) -> dict[str, float]:
@@ -131,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
                 p99[kind].append(r["p99_us"] / 1000)
                 line = {"round": n, "kind": kind, "per_s": round(per_s), "p99_ms": round(r["p99_us"] / 1000, 1), **r}
                 print(json.dumps(line), flush=True)
-        conserved = asyncio.run(total(server.url, server.token, ids)) == len(ids) * int(FUNDS) * 100
+        ok = conserved(asyncio.run(total(server.url, server.token, ids)), ids)
         payments, transfers = statistics.median(rates["payment"]), statistics.median(rates["transfer"])
         summary = {
             "payments_per_s": round(payments),
@@ -140,10 +119,10 @@ def main(argv: list[str] | None = None) -> int:
             "payments_per_transfer": round(payments / transfers, 2),
             "legs_per_s_over_payments_per_s": round(transfers * args.legs / payments, 2),
             "p99_ms": {k: round(statistics.median(v), 1) for k, v in p99.items()},
-            "conserved": conserved,
+            "conserved": ok,
         }
         print(json.dumps({"summary": summary}), flush=True)
-        return 0 if conserved else 1
+        return 0 if ok else 1
     finally:
         server.stop()
         shutil.rmtree(work, ignore_errors=True)
