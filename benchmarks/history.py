@@ -21,42 +21,53 @@ import tempfile
 import time
 from pathlib import Path
 
-from journal.base import Frame, history_rows
+from journal.base import Frame, HistoryGroup, history_groups
 from journal.sqlite import SqliteJournal
 from ledger.ids import make_id
-from ledger.records import Decided, PaymentRecord, RecordCodec
+from ledger.records import Decided, PaymentRecord, Record, RecordCodec
 
 
-async def measure(payments: int, per_write: int, balances: int, data_dir: Path) -> dict[str, object]:
+async def measure(payments: int, per_write: int, per_frame: int, balances: int, data_dir: Path) -> dict[str, object]:
     journal = SqliteJournal(data_dir / "bench.sqlite")
     list(journal.load().records)
     codec, rng = RecordCodec(), random.Random(1)
     ids = [make_id("bal", 1_700_000_000_000, rng.randbytes(10)) for _ in range(balances)]
-    now_ms, seq, cpu_s, rows_stored = 1_764_000_000_000, 0, 0.0, 0
+    now_ms, seq, cpu_s, build_s, groups_stored, entries = 1_764_000_000_000, 0, 0.0, 0.0, 0, 0
     for _ in range(payments // per_write):
-        records = []
-        for _ in range(per_write):
-            now_ms += 1
-            balance_from, balance_to = rng.sample(ids, 2)
-            payment_id = make_id("pay", now_ms, rng.randbytes(10))
-            payment = PaymentRecord(payment_id, balance_from, balance_to, 100, "USD", "success", None, now_ms, now_ms)
-            records.append(Decided(payment))
-        body, lens = codec.encode_frame(records)
-        rows = history_rows(Frame(seq + 1, seq + len(records), body, b"", tuple(lens)), records)
-        seq += len(records)
+        groups: list[HistoryGroup] = []
+        for _ in range(per_write // per_frame):  # as a coordinator's frames: keyed payments, events
+            records: list[Record] = []
+            for _ in range(per_frame):
+                now_ms += 1
+                balance_from, balance_to = rng.sample(ids, 2)
+                payment_id = make_id("pay", now_ms, rng.randbytes(10))
+                key = f"admin:{rng.randbytes(8).hex()}"
+                payment = PaymentRecord(
+                    payment_id, balance_from, balance_to, 100, "USD", "success", None, now_ms, now_ms, idempotency_key=key
+                )
+                records.append(Decided(payment))
+            body, lens = codec.encode_frame(records)
+            started = time.process_time()
+            groups += history_groups(Frame(seq + 1, seq + len(records), body, b"", tuple(lens)), records, "c00")
+            build_s += time.process_time() - started
+            seq += len(records)
         started = time.process_time()  # the writer thread's CPU counts too
-        await journal._write_history(rows, seq)
+        await journal._write_history(groups, seq)
         cpu_s += time.process_time() - started
-        rows_stored += len(rows)
+        groups_stored += len(groups)
+        entries += sum(len(g.entries) for g in groups)
     await journal.close()
     done = payments // per_write * per_write
     return {
         "scenario": "history",
         "payments": done,
         "per_write": per_write,
+        "per_frame": per_frame,
         "balances": balances,
-        "rows_per_payment": round(rows_stored / done, 1),
-        "cpu_us_per_payment": round(cpu_s / done * 1e6, 1),
+        "tags_per_payment": round(entries / done, 1),
+        "rows_per_payment": round(groups_stored / done, 2),
+        "build_us_per_payment": round(build_s / done * 1e6, 1),
+        "store_us_per_payment": round(cpu_s / done * 1e6, 1),
         "index_mb": round(os.path.getsize(journal.history_path) / 2**20, 1),
     }
 
@@ -65,10 +76,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.history", description=__doc__.split("\n")[0])
     parser.add_argument("--payments", type=int, default=200_000)
     parser.add_argument("--per-write", type=int, default=5_000)
+    parser.add_argument("--per-frame", type=int, default=100, help="records per journal frame (one flush)")
     parser.add_argument("--balances", type=int, default=1_000)
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="rayledger-history-") as temp_dir:
-        report = asyncio.run(measure(args.payments, args.per_write, args.balances, Path(temp_dir)))
+        report = asyncio.run(measure(args.payments, args.per_write, args.per_frame, args.balances, Path(temp_dir)))
     print(json.dumps(report))
     return 0
 

@@ -1,6 +1,6 @@
 """GET /v1/events and GET /v1/events/stream: every state change as an event, read from
 the journals that hold it (the registry's and each coordinator's history index, see
-`journal.base.history_rows`), never from a second store.
+`journal.base.history_groups`), never from a second store.
 
 An event id is `evt_` + time + journal + position: lists page by it across journals, and a
 stream sends it as each event's `id:`, so the two speak of events alike (contract 1.2). A

@@ -69,12 +69,46 @@ class Sealed(NamedTuple):
 
 
 class HistoryRow(NamedTuple):
+    """One record under one tag: how a query sees the index."""
+
     tag: str
     id: str
     seq: int
     frame: int  # first_seq of the frame holding the record
     offset: int  # of the record within the frame body
     length: int
+
+
+Entry = tuple[str, int, int, int]  # a record in a group: (id, seq, offset, length)
+
+
+class HistoryGroup(NamedTuple):
+    """The records of one frame that carry `tag` and whose ids share `bucket` (the
+    first characters of the id, `bucket_of`): what the index stores, one row each. A
+    frame of payments has one group per tag that all of them carry ("pay", the status, the
+    events), not a row per payment; tags of one balance or key stay about a row per record."""
+
+    tag: str
+    bucket: str
+    frame: int
+    entries: list[Entry]  # in seq order
+
+
+BUCKET_LEN = 13  # "pay_" and 9 characters of its time: ids made within ~32 ms
+EVENT_BUCKET_LEN = 15  # "evt_" and 11 digits of its time: events within 100 ms
+
+
+def bucket_of(tag: str, some_id: str) -> str:
+    """The id's first characters: cutting every id to one length keeps their order (a
+    smaller bucket holds only smaller ids), so a page by id reads whole buckets in order
+    and sorts within them. Its length only sets how many records a bucket holds."""
+    return some_id[: EVENT_BUCKET_LEN if tag == "ev" or tag.startswith("ev:") else BUCKET_LEN]
+
+
+def expand(groups: list[HistoryGroup]) -> Iterator[HistoryRow]:
+    for g in groups:
+        for some_id, seq, offset, length in g.entries:
+            yield HistoryRow(g.tag, some_id, seq, g.frame, offset, length)
 
 
 class HistoryQuery(NamedTuple):
@@ -127,23 +161,29 @@ def frame_hash(prev_hash: bytes, frame: Frame) -> bytes:
     return chain_hash(prev_hash, frame.first_seq, frame.last_seq, frame.body, frame.lens)
 
 
-def history_rows(frame: Frame, records: list[Record], event_source: str | None = None) -> list[HistoryRow]:
-    """Index rows of a frame's records (`record_tags`); with `event_source`, also each
+def history_groups(frame: Frame, records: list[Record], event_source: str | None = None) -> list[HistoryGroup]:
+    """Index groups of a frame's records (`record_tags`); with `event_source`, also each
     event's, under "ev" and "ev:<type>", by its event id (the API's events, in time order)."""
-    rows = []
+    groups: dict[tuple[str, str], list[Entry]] = {}
     offset = len(frame.body) - sum(frame.lens)  # the array header
     for seq, record, length in zip(range(frame.first_seq, frame.last_seq + 1), records, frame.lens, strict=True):
         tagged = record_tags(record)
         if tagged is not None:
             some_id, tags = tagged
-            rows += [HistoryRow(tag, some_id, seq, frame.first_seq, offset, length) for tag in tags]
+            entry = (some_id, seq, offset, length)
+            bucket = some_id[:BUCKET_LEN]  # as bucket_of: no record tag is an event's
+            for tag in tags:
+                groups.setdefault((tag, bucket), []).append(entry)
         if event_source is not None:
             event = event_of(record)
             if event is not None:
                 eid = event_id(event[1], event_source, seq)
-                rows += [HistoryRow(tag, eid, seq, frame.first_seq, offset, length) for tag in ("ev", f"ev:{event[0]}")]
+                entry = (eid, seq, offset, length)
+                bucket = eid[:EVENT_BUCKET_LEN]
+                for tag in ("ev", f"ev:{event[0]}"):
+                    groups.setdefault((tag, bucket), []).append(entry)
         offset += length
-    return rows
+    return [HistoryGroup(tag, bucket, frame.first_seq, entries) for (tag, bucket), entries in groups.items()]
 
 
 def kind_of(record: Record) -> str:
@@ -159,8 +199,8 @@ HISTORY_CATCH_UP_FRAMES = 64  # frames read back per step when the index is behi
 
 
 class RecentHistory:
-    """The index rows of written frames that the stored index does not cover yet, held in
-    memory (with the frames' bodies, which queries cut records from). Each tag's rows are
+    """The index groups of written frames that the stored index does not cover yet, held
+    in memory (with the frames' bodies, which queries cut records from). Each tag's rows are
     kept twice: in seq order (as frames arrive) and in (id, seq) order, so that a query
     reads only the rows it returns (plus those a second tag filters out). Those two orders
     are built when a query needs them, not as frames arrive: under a stream of payments
@@ -168,32 +208,32 @@ class RecentHistory:
     engine's CPU, on the event loop of every actor."""
 
     def __init__(self, event_source: str | None = None) -> None:
-        self.event_source = event_source  # see history_rows
+        self.event_source = event_source  # see history_groups
         self.bodies: dict[int, bytes] = {}  # frame first_seq -> body
-        self.frames: list[tuple[int, list[HistoryRow]]] = []  # (last_seq, rows), oldest first
+        self.frames: list[tuple[int, list[HistoryGroup]]] = []  # (last_seq, groups), oldest first
         self.by_seq: dict[str, list[HistoryRow]] = {}
         self.by_id: dict[str, list[HistoryRow]] = {}
         self._sorted_frames = 0  # frames[:n] are in by_seq and by_id
-        self.rows = 0
+        self.rows = 0  # records under a tag (a record under two tags counts twice)
         self.since = 0.0  # when the oldest row held arrived, on the event loop's clock
 
     def add(self, frame: Frame, records: list[Record]) -> None:
-        self._keep_rows(frame.first_seq, frame.last_seq, frame.body, history_rows(frame, records, self.event_source))
+        self._keep(frame.first_seq, frame.last_seq, frame.body, history_groups(frame, records, self.event_source))
 
-    def _keep_rows(self, first_seq: int, last_seq: int, body: bytes, rows: list[HistoryRow]) -> None:
-        if not rows:
+    def _keep(self, first_seq: int, last_seq: int, body: bytes, groups: list[HistoryGroup]) -> None:
+        if not groups:
             return
         if not self.rows:  # the loop's clock (monotonic), so a simulated loop's time rules it too
             self.since = asyncio.get_running_loop().time()
-        self.frames.append((last_seq, rows))
+        self.frames.append((last_seq, groups))
         self.bodies[first_seq] = body
-        self.rows += len(rows)
+        self.rows += sum(len(g.entries) for g in groups)
 
     def _sort_in(self) -> None:
         """Put the rows of frames that arrived since the last query in both orders."""
         by_seq, by_id = self.by_seq, self.by_id
-        for _, rows in self.frames[self._sorted_frames :]:
-            for row in rows:
+        for _, groups in self.frames[self._sorted_frames :]:
+            for row in expand(groups):
                 by_seq.setdefault(row.tag, []).append(row)
                 ids = by_id.setdefault(row.tag, [])
                 if not ids or ids[-1].id <= row.id:  # ids are mostly time-ordered: appended
@@ -202,17 +242,17 @@ class RecentHistory:
                     bisect.insort_right(ids, row, key=_row_id)
         self._sorted_frames = len(self.frames)
 
-    def all_rows(self) -> list[HistoryRow]:
-        return [row for _, rows in self.frames for row in rows]
+    def all_groups(self) -> list[HistoryGroup]:
+        return [g for _, groups in self.frames for g in groups]
 
     def drop_through(self, seq: int) -> None:
         """Forget the rows of frames up to `seq`, now in the stored index."""
-        kept, bodies = [(last, rows) for last, rows in self.frames if last > seq], self.bodies
+        kept, bodies = [(last, groups) for last, groups in self.frames if last > seq], self.bodies
         self.bodies, self.frames, self.by_seq, self.by_id, self.rows = {}, [], {}, {}, 0
         self._sorted_frames = 0
-        for last, rows in kept:  # arrived while the batch was being stored
-            first = rows[0].frame
-            self._keep_rows(first, last, bodies[first], rows)
+        for last, groups in kept:  # arrived while the batch was being stored
+            first = groups[0].frame
+            self._keep(first, last, bodies[first], groups)
 
     def _with_id(self, tag: str, some_id: str) -> list[HistoryRow]:
         """The rows of `tag` indexed under `some_id`, oldest first."""
@@ -334,8 +374,8 @@ class Journal(abc.ABC):
         """Durable frames holding records after `seq`, oldest first (index catch-up)."""
 
     @abc.abstractmethod
-    async def _write_history(self, rows: list[HistoryRow], through_seq: int) -> None:
-        """Add `rows` and record that the index now covers every record to `through_seq`."""
+    async def _write_history(self, groups: list[HistoryGroup], through_seq: int) -> None:
+        """Add `groups` and record that the index now covers every record to `through_seq`."""
 
     @abc.abstractmethod
     async def _stored_cursor_seq(self, tag: str, some_id: str) -> int | None:
@@ -409,7 +449,7 @@ class Journal(abc.ABC):
     @property
     def event_source(self) -> str | None:
         """Set by a journal's owner, before it loads, if its records are API events (see
-        `history_rows`); the three characters name the journal in event ids."""
+        `history_groups`); the three characters name the journal in event ids."""
         return self._recent.event_source
 
     @event_source.setter
@@ -618,7 +658,7 @@ class Journal(abc.ABC):
         waited = self._recent.rows and asyncio.get_running_loop().time() >= self._rows_due_at()
         if held and (self._closing or behind or waited or self._recent.rows >= self.history_rows_per_write):
             through = self.indexed_seq
-            await self._write_history(self._recent.all_rows(), through)
+            await self._write_history(self._recent.all_groups(), through)
             self.index_stored_seq = through
             self._recent.drop_through(through)
             return True

@@ -10,7 +10,7 @@ import asyncio
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from journal.base import GENESIS_HASH, Frame, HistoryQuery, HistoryRow, Journal
+from journal.base import GENESIS_HASH, Frame, HistoryGroup, HistoryQuery, HistoryRow, Journal, expand
 from ledger.records import Record
 
 
@@ -86,11 +86,11 @@ class MemoryJournal(Journal):
     async def _frames_after(self, seq: int, limit: int) -> list[Frame]:
         return [f for f in self.store.frames if f.last_seq > seq][:limit]
 
-    async def _write_history(self, rows: list[HistoryRow], through_seq: int) -> None:
+    async def _write_history(self, groups: list[HistoryGroup], through_seq: int) -> None:
         await asyncio.sleep(0)
         if self.store.crash is not None and self.store.crash.happened:
             raise SimulatedCrash("the process is gone")
-        for r in rows:  # a redone batch adds nothing twice
+        for r in expand(groups):  # a redone batch adds nothing twice
             self.store.history.setdefault((r.tag, r.id, r.seq), r)
         self.store.history_seq = through_seq
 

@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncGenerator, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar, cast
@@ -45,7 +45,7 @@ from typing import Any, TypeVar, cast
 import aiosqlite
 import msgspec
 
-from journal.base import GENESIS_HASH, Frame, HistoryQuery, HistoryRow, Journal
+from journal.base import GENESIS_HASH, Frame, HistoryGroup, HistoryQuery, HistoryRow, Journal, bucket_of
 from journal.private import private_dir, private_file
 from ledger.records import RECORD_TAGS_VERSION
 
@@ -74,30 +74,38 @@ CREATE TABLE IF NOT EXISTS snapshots (
 """
 
 HISTORY_SCHEMA = """
-CREATE TABLE IF NOT EXISTS history (
-    part   INTEGER NOT NULL,
-    tag    TEXT NOT NULL,
-    id     TEXT NOT NULL,
-    seq    INTEGER NOT NULL,
-    frame  INTEGER NOT NULL,
-    offset INTEGER NOT NULL,
-    length INTEGER NOT NULL,
-    PRIMARY KEY (part, tag, id, seq)
+CREATE TABLE IF NOT EXISTS tag_groups (
+    part    INTEGER NOT NULL,
+    tag     TEXT NOT NULL,
+    bucket  TEXT NOT NULL,
+    frame   INTEGER NOT NULL,
+    entries TEXT NOT NULL,
+    PRIMARY KEY (part, tag, bucket, frame)
 ) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS history_by_seq ON history (part, tag, seq);
+CREATE INDEX IF NOT EXISTS tag_groups_by_frame ON tag_groups (part, tag, frame);
 CREATE TABLE IF NOT EXISTS progress (
     part INTEGER PRIMARY KEY,
     seq  INTEGER NOT NULL
 );
 CREATE TABLE IF NOT EXISTS tagging (version INTEGER NOT NULL);
 """
-HISTORY_INSERT = (  # `HistoryRow`s as one JSON array of arrays
-    "INSERT OR IGNORE INTO history"
-    " SELECT ?, json_extract(value, '$[0]'), json_extract(value, '$[1]'), json_extract(value, '$[2]'),"
-    " json_extract(value, '$[3]'), json_extract(value, '$[4]'), json_extract(value, '$[5]')"
+# `HistoryGroup`s as one JSON array, which SQLite unpacks and sorts itself (see _write_history).
+HISTORY_INSERT = (
+    "INSERT OR IGNORE INTO tag_groups SELECT ?, value ->> 0, value ->> 1, value ->> 2, value -> 3"
     " FROM json_each(?) ORDER BY 2, 3, 4"
 )
-
+# The records a query chose, cut out of their frames in one statement: [[frame, offset, length], ...].
+CUT_RECORDS = (
+    "SELECT j.key, substr(f.body, (j.value ->> 1) + 1, j.value ->> 2) FROM json_each(?) j"
+    " JOIN main.frames f ON f.part = ? AND f.first_seq = j.value ->> 0"
+)
+# The groups of a second tag in given (bucket, frame)s, in one statement: [[bucket, frame], ...].
+ALSO_GROUPS = (
+    "SELECT g.entries FROM json_each(?) j JOIN hist.tag_groups g"
+    " ON g.part = ? AND g.tag = ? AND g.bucket = j.value ->> 0 AND g.frame = j.value ->> 1"
+)
+GROUPS_FETCHED = 64  # rows of a query read per hand-off to the reader's thread
+_entries = msgspec.json.Decoder(list[tuple[str, int, int, int]])
 
 LOOP_BUSY_TIMEOUT_S = 0.25  # at most: the configured busy timeout when shorter
 CHECKPOINT_EVERY = 256  # commits; SQLite's own default (1,000 pages) is about as often
@@ -145,6 +153,11 @@ def _connect_history(path: Path, timeout_s: float) -> sqlite3.Connection:
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=NORMAL")
         conn.execute(f"PRAGMA cache_size=-{HISTORY_CACHE_KIB}")
+        if conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'history'").fetchone():
+            # A row per record and tag (rayledger 0.7 and before): derived data, rebuilt as groups.
+            conn.executescript(
+                "BEGIN IMMEDIATE; DROP TABLE IF EXISTS history; DELETE FROM progress; DELETE FROM tagging; COMMIT;"
+            )
         conn.executescript(HISTORY_SCHEMA)
         # A new index is stamped with the tagging it is made under; one from before stamps
         # existed has progress and no stamp, and is rebuilt when its journal opens.
@@ -435,7 +448,7 @@ class SqliteJournal(Journal):
             version = conn.execute("SELECT version FROM tagging").fetchone()
             if version is None or version[0] != RECORD_TAGS_VERSION:  # tagged otherwise: every part reindexes
                 conn.execute("BEGIN IMMEDIATE")
-                conn.execute("DELETE FROM history")
+                conn.execute("DELETE FROM tag_groups")
                 conn.execute("DELETE FROM progress")
                 conn.execute("DELETE FROM tagging")
                 conn.execute("INSERT INTO tagging VALUES (?)", (RECORD_TAGS_VERSION,))
@@ -450,7 +463,7 @@ class SqliteJournal(Journal):
             finally:
                 journal.close()
             if indexed > last:
-                conn.execute("DELETE FROM history WHERE part = ?", (self.part,))
+                conn.execute("DELETE FROM tag_groups WHERE part = ?", (self.part,))
                 conn.execute("DELETE FROM progress WHERE part = ?", (self.part,))
                 indexed = 0
         finally:
@@ -466,63 +479,133 @@ class SqliteJournal(Journal):
         )
         return [_frame(cast(FrameRow, r)) for r in await cursor.fetchall()]
 
-    async def _write_history(self, rows: list[HistoryRow], through_seq: int) -> None:
+    async def _write_history(self, groups: list[HistoryGroup], through_seq: int) -> None:
         part = self.part
 
         def work(db: sqlite3.Connection) -> None:
-            # The rows go in as one JSON array that SQLite unpacks and sorts itself: one
+            # The groups go in as one JSON array that SQLite unpacks and sorts itself: one
             # statement, run without the GIL. `executemany` took the GIL back for every row,
             # so on a busy actor this thread and the event loop passed it to and fro, each
             # hand-off waiting up to the switch interval (measured with a busy thread beside
-            # it: 50,000 rows in ~48 s instead of ~0.3 s). In key order (tag, id, seq), each
-            # B-tree page is visited once per batch. OR IGNORE: after a power cut the index
-            # may hold part of what it is redoing.
-            db.execute(HISTORY_INSERT, (part, msgspec.json.encode(rows)))
+            # it: 50,000 rows in ~48 s instead of ~0.3 s). In key order, each B-tree page is
+            # visited once per batch. OR IGNORE: after a power cut the index may hold part
+            # of what it is redoing (a group is always made whole, from its whole frame).
+            db.execute(HISTORY_INSERT, (part, msgspec.json.encode(groups)))
             db.execute("INSERT OR REPLACE INTO progress (part, seq) VALUES (?, ?)", (part, through_seq))
 
         await self.file.on_history(work)
 
+    async def _bucket(self, db: aiosqlite.Connection, tag: str, bucket: str) -> list[HistoryRow]:
+        """Every record stored under `tag` in one bucket."""
+        cursor = await db.execute(
+            "SELECT frame, entries FROM hist.tag_groups WHERE part = ? AND tag = ? AND bucket = ?",
+            (self.part, tag, bucket),
+        )
+        rows = await cursor.fetchall()
+        return [HistoryRow(tag, e[0], e[1], frame, e[2], e[3]) for frame, text in rows for e in _entries.decode(text)]
+
     async def _stored_cursor_seq(self, tag: str, some_id: str) -> int | None:
         db = await self.file.reader()
+        rows = await self._bucket(db, tag, bucket_of(tag, some_id))
+        return min((r.seq for r in rows if r.id == some_id), default=None)
+
+    async def _runs(self, db: aiosqlite.Connection, q: HistoryQuery) -> AsyncGenerator[list[HistoryRow], None]:
+        """The stored records `q` may return, a run at a time in its order: by seq, a
+        frame's (frames do not overlap); by id, a bucket's (ids are ordered between
+        buckets, not within them), sorted. Bounds here cut whole frames and buckets only."""
+        if q.only_id is not None:  # one bucket
+            held = await self._bucket(db, q.tag, bucket_of(q.tag, q.only_id))
+            yield sorted(held, key=_row_seq if q.by_seq else _id_seq, reverse=not q.ascending)
+            return
+        where, args = ["part = ?", "tag = ?"], [self.part, q.tag]
+        if q.by_seq:
+            if q.before_seq is not None:
+                where.append("frame < ?")
+                args.append(q.before_seq)
+            if q.after_seq is not None:  # the group of the frame holding after_seq may go past it
+                where.append(
+                    "frame >= COALESCE((SELECT MAX(frame) FROM hist.tag_groups"
+                    " WHERE part = ? AND tag = ? AND frame <= ?), 0)"
+                )
+                args += [self.part, q.tag, q.after_seq]
+        else:
+            for bound, op in ((q.before_id, "<="), (q.after_id, ">=")):
+                if bound is not None:
+                    where.append(f"bucket {op} ?")
+                    args.append(bucket_of(q.tag, bound))
+        direction = "ASC" if q.ascending else "DESC"
+        order = f"frame {direction}" if q.by_seq else f"bucket {direction}, frame {direction}"
         cursor = await db.execute(
-            "SELECT MIN(seq) FROM hist.history WHERE part = ? AND tag = ? AND id = ?", (self.part, tag, some_id)
+            f"SELECT bucket, frame, entries FROM hist.tag_groups WHERE {' AND '.join(where)} ORDER BY {order}", args
         )
-        row = await cursor.fetchone()
-        return None if row is None or row[0] is None else int(row[0])
+        key = _row_seq if q.by_seq else _id_seq
+        run: list[HistoryRow] = []
+        run_of = None  # the frame (by seq) or the bucket (by id) of the run
+        try:
+            while rows := await cursor.fetchmany(GROUPS_FETCHED):
+                for bucket, frame, text in rows:
+                    of = frame if q.by_seq else bucket  # a frame may hold groups of several buckets
+                    if of != run_of and run:
+                        yield sorted(run, key=key, reverse=not q.ascending)
+                        run = []
+                    run_of = of
+                    run += [HistoryRow(q.tag, e[0], e[1], frame, e[2], e[3]) for e in _entries.decode(text)]
+            if run:
+                yield sorted(run, key=key, reverse=not q.ascending)
+        finally:
+            await cursor.close()
+
+    async def _also(self, db: aiosqlite.Connection, tag: str, rows: list[HistoryRow]) -> set[tuple[str, int]]:
+        """(id, seq) of the records among `rows` that `tag` indexes too: a record's groups
+        under both tags are in its frame, so only those groups are read."""
+        wanted = msgspec.json.encode(sorted({(bucket_of(tag, r.id), r.frame) for r in rows}))
+        cursor = await db.execute(ALSO_GROUPS, (wanted, self.part, tag))
+        return {(e[0], e[1]) for (text,) in await cursor.fetchall() for e in _entries.decode(text)}
 
     async def _select(self, q: HistoryQuery) -> list[tuple[int, str, bytes]]:
-        db = await self.file.reader()
-        where, args = ["t.part = ?", "t.tag = ?"], [self.part, q.tag]
-        if q.only_id is not None:
-            where.append("t.id = ?")
-            args.append(q.only_id)
-        if q.also_tag is not None:
-            where.append(
-                "EXISTS (SELECT 1 FROM hist.history u WHERE u.part = t.part AND u.tag = ? AND u.id = t.id"
-                " AND u.seq = t.seq)"
-            )
-            args.append(q.also_tag)
         assert not (q.by_seq and q.by_id_cursor), "the journal resolves by-seq cursors"
-        for column, op, bound in (
-            ("seq", "<", q.before_seq),
-            ("seq", ">", q.after_seq),
-            ("id", "<", q.before_id),
-            ("id", ">", q.after_id),
-        ):
-            if bound is not None:
-                where.append(f"t.{column} {op} ?")
-                args.append(bound)
-        direction = "ASC" if q.ascending else "DESC"
-        order = f"t.seq {direction}" if q.by_seq else f"t.id {direction}, t.seq {direction}"
-        cursor = await db.execute(
-            "SELECT t.seq, t.id, substr(f.body, t.offset + 1, t.length) FROM hist.history t"
-            " JOIN main.frames f ON f.part = t.part AND f.first_seq = t.frame"
-            f" WHERE {' AND '.join(where)} ORDER BY {order} LIMIT ?",
-            (*args, q.limit),
-        )
-        return [(seq, some_id, body) for seq, some_id, body in await cursor.fetchall()]
+        db = await self.file.reader()
+        chosen: list[HistoryRow] = []
+        runs = self._runs(db, q)
+        try:
+            async for run in runs:
+                picked = [r for r in run if _within(q, r)]
+                if q.also_tag is not None and picked:
+                    also = await self._also(db, q.also_tag, picked)
+                    picked = [r for r in picked if (r.id, r.seq) in also]
+                chosen += picked
+                if len(chosen) >= q.limit:
+                    break
+        finally:
+            await runs.aclose()
+        chosen = chosen[: q.limit]
+        if not chosen:
+            return []
+        cuts = msgspec.json.encode([(r.frame, r.offset, r.length) for r in chosen])
+        cursor = await db.execute(CUT_RECORDS, (cuts, self.part))
+        bodies: dict[int, bytes] = {n: body for n, body in await cursor.fetchall()}
+        return [(r.seq, r.id, bodies[n]) for n, r in enumerate(chosen)]
 
     async def _close(self) -> None:
         if not self._released:  # close may be called again
             self._released = True
             await self.file.release()
+
+
+def _id_seq(row: HistoryRow) -> tuple[str, int]:
+    return row.id, row.seq
+
+
+def _row_seq(row: HistoryRow) -> int:
+    return row.seq
+
+
+def _within(q: HistoryQuery, r: HistoryRow) -> bool:
+    """Inside the query's bounds (SQL cuts only whole groups and buckets)."""
+    return (
+        (q.only_id is None or r.id == q.only_id)
+        and (q.before_seq is None or r.seq < q.before_seq)
+        and (q.after_seq is None or r.seq > q.after_seq)
+        and (q.before_id is None or r.id < q.before_id)
+        and (q.after_id is None or r.id > q.after_id)
+    )

@@ -51,8 +51,8 @@ WAIT_S_MAX = 5.0  # upper bound on any wait for something that must happen; neve
 
 
 # -- records -------------------------------------------------------------------------------
-def posted(n: int, balance_id: str = "bal_a") -> Posted:
-    return Posted(f"pay_{n}", balance_id, delta_minor=-n, balance_after_minor=10_000 - n, at_ms=1_000 + n)
+def posted(n: int, balance_id: str = "bal_a", prefix: str = "pay_") -> Posted:
+    return Posted(f"{prefix}{n}", balance_id, delta_minor=-n, balance_after_minor=10_000 - n, at_ms=1_000 + n)
 
 
 def decided(payment_id: str, balance_from: str = "bal_a", balance_to: str = "bal_b") -> Decided:
@@ -506,14 +506,14 @@ async def test_rows_held_in_memory_are_stored_once_they_have_waited(harness: Jou
     assert [s.seq for s in await journal.query("bal_a", "po")] == [2]
 
 
-def _statuses(n: int) -> Decided:
+def _statuses(n: int, prefix: str) -> Decided:
     """Payment n between bal_a/bal_b (alternating sides), one in three refused; ids are
     not in seq order, so ordering by id and by seq differ."""
-    d = decided(f"pay_{n * 37 % 101:03d}", *(("bal_a", "bal_b") if n % 2 else ("bal_b", "bal_a")))
+    d = decided(f"{prefix}{n * 37 % 101:03d}", *(("bal_a", "bal_b") if n % 2 else ("bal_b", "bal_a")))
     return Decided(msgspec.structs.replace(d.payment, status="success" if n % 3 else "not_enough_money"))
 
 
-async def _every_answer(journal: Journal) -> list[list[int]]:
+async def _every_answer(journal: Journal, prefix: str) -> list[list[int]]:
     """Each kind of history query, paged with small pages so pages cross from rows held
     in memory to stored ones: by seq with a seq or an id cursor, by id, with a second tag."""
     answers: list[list[int]] = []
@@ -544,32 +544,38 @@ async def _every_answer(journal: Journal) -> list[list[int]]:
     for tag in ("pay", "s:not_enough_money"):
         await pages(lambda last, t=tag: journal.tagged(t, limit=6, before_id=last and payment_id(last)))
     for n in (10, 45):  # stored, held in memory
-        answers.append([s.seq for s in await journal.tagged("pay", limit=5, only_id=f"pay_{n * 37 % 101:03d}")])
+        answers.append([s.seq for s in await journal.tagged("pay", limit=5, only_id=f"{prefix}{n * 37 % 101:03d}")])
     return answers
 
 
-async def test_queries_answer_the_same_from_memory_and_from_the_stored_index(harness: JournalHarness) -> None:
-    """Rows wait in memory until a batch is stored; a query must not tell the difference."""
+@pytest.mark.parametrize("prefix", ["pay_", "pay_000000000"], ids=["own-buckets", "one-bucket"])
+async def test_queries_answer_the_same_from_memory_and_from_the_stored_index(
+    harness: JournalHarness, prefix: str
+) -> None:
+    """Rows wait in memory until a batch is stored; a query must not tell the difference.
+    The stored index groups a frame's records by tag and by the start of their ids: with
+    short ids each is alone in its bucket, with a long shared start all share one, where
+    a page by id sorts records of many frames and a page by seq those of one frame."""
     journal = harness.reopen(history_rows_per_write=1, history_write_after_s=3600)
     replay(journal)
     for n in range(60):
         if n == 30:  # the first half stored, the second held in memory
             await eventually(lambda: journal.index_stored_seq == journal.durable_seq, "the first half stored")
             journal.history_rows_per_write = 10**6
-        journal.append(posted(n * 53 % 61, "bal_a" if n % 2 else "bal_b"))
-        journal.append(_statuses(n))
+        journal.append(posted(n * 53 % 61, "bal_a" if n % 2 else "bal_b", prefix))
+        journal.append(_statuses(n, prefix))
         if n % 4 == 3:
             await journal.durable()
     await journal.durable()
     assert 0 < journal.index_stored_seq < journal.indexed_seq == journal.durable_seq
-    mixed_answers = await _every_answer(journal)
+    mixed_answers = await _every_answer(journal, prefix)
     assert len(mixed_answers) > 20 and all(mixed_answers)
     await journal.close()
 
     again = harness.reopen()
     replay(again)
     assert again.index_stored_seq == again.durable_seq  # everything stored on close
-    assert await _every_answer(again) == mixed_answers
+    assert await _every_answer(again, prefix) == mixed_answers
 
 
 async def test_any_key_is_found_again_once_its_rows_are_stored(harness: JournalHarness) -> None:
@@ -886,7 +892,7 @@ async def test_sqlite_history_tagged_by_another_version_is_rebuilt(tmp_path: Pat
     history = journal.file.history_path
     await journal.close()
     with sqlite3.connect(history) as conn:  # as a version-1 index: its rows under an old tag
-        conn.execute("UPDATE history SET tag = 'old:' || tag")
+        conn.execute("UPDATE tag_groups SET tag = 'old:' || tag")
         conn.execute("DELETE FROM tagging")
         conn.execute("INSERT INTO tagging VALUES (1)")
     conn.close()
@@ -898,5 +904,33 @@ async def test_sqlite_history_tagged_by_another_version_is_rebuilt(tmp_path: Pat
     await reopened.close()
     with sqlite3.connect(history) as conn:
         assert conn.execute("SELECT version FROM tagging").fetchall() == [(RECORD_TAGS_VERSION,)]
-        assert conn.execute("SELECT COUNT(*) FROM history WHERE tag LIKE 'old:%'").fetchone() == (0,)
+        assert conn.execute("SELECT COUNT(*) FROM tag_groups WHERE tag LIKE 'old:%'").fetchone() == (0,)
+    conn.close()
+
+
+async def test_sqlite_history_of_a_row_per_record_is_rebuilt_as_groups(tmp_path: Path) -> None:
+    """An index from before groups (a `history` table, a row per record and tag) is
+    dropped and made again from the journal: queries find what it held."""
+    path = tmp_path / "j.sqlite"
+    journal = SqliteJournal(path)
+    replay(journal)
+    await journal.durable(journal.append(posted(1)))
+    await journal.indexed()
+    history = journal.file.history_path
+    await journal.close()
+    with sqlite3.connect(history) as conn:
+        conn.execute("DROP TABLE tag_groups")
+        conn.execute("CREATE TABLE history (part, tag, id, seq, frame, offset, length)")
+        conn.execute("INSERT INTO history VALUES (0, 'po:bal_a', 'pay_1', 1, 1, 1, 10)")
+    conn.close()
+
+    reopened = SqliteJournal(path)
+    replay(reopened)
+    assert reopened.indexed_seq == 0, "the index starts again from the journal"
+    assert [s.record for s in await reopened.query("bal_a", "po")] == [posted(1)]
+    await reopened.close()
+    with sqlite3.connect(history) as conn:
+        tables = {name for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        assert "history" not in tables and "tag_groups" in tables
+        assert conn.execute("SELECT version FROM tagging").fetchall() == [(RECORD_TAGS_VERSION,)]
     conn.close()
