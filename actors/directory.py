@@ -19,6 +19,14 @@ class Directory:
         self._balances: OrderedDict[str, BalanceInfo] = OrderedDict()
         self._currencies: dict[str, CurrencyView] = {}
 
+    def known(self, balance_id: str) -> BalanceInfo | None:
+        """A balance held here, without asking anyone (a payment's checks, per item)."""
+        return self._balances.get(balance_id)
+
+    def known_exponent(self, code: str) -> int | None:
+        view = self._currencies.get(code)
+        return None if view is None or view.issuer_balance_id is None else view.exponent
+
     async def balances(self, balance_ids: list[str]) -> list[BalanceInfo | None]:
         missing = [b for b in dict.fromkeys(balance_ids) if b not in self._balances]
         if missing:

@@ -43,7 +43,16 @@ async def measure(payments: int, per_write: int, per_frame: int, balances: int, 
                 payment_id = make_id("pay", now_ms, rng.randbytes(10))
                 key = f"admin:{rng.randbytes(8).hex()}"
                 payment = PaymentRecord(
-                    payment_id, balance_from, balance_to, 100, "USD", "success", None, now_ms, now_ms, idempotency_key=key
+                    payment_id,
+                    balance_from,
+                    balance_to,
+                    100,
+                    "USD",
+                    "success",
+                    None,
+                    now_ms,
+                    now_ms,
+                    idempotency_key=key,
                 )
                 records.append(Decided(payment))
             body, lens = codec.encode_frame(records)

@@ -32,7 +32,7 @@ class _Repeated(ValueError):
 
 
 def _no_repeats(pairs: list[tuple[str, Any]]) -> None:
-    if len(pairs) > 1 and len({k for k, _ in pairs}) != len(pairs):
+    if len(pairs) > 1 and len(dict(pairs)) != len(pairs):  # dict(): built in C, once per object
         seen: set[str] = set()
         for k, _ in pairs:
             if k in seen:

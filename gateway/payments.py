@@ -130,7 +130,11 @@ def payment_id_for(request: web.Request, key: str | None, prefix: str = "pay") -
 
 
 async def balance_or_404(request: web.Request, balance_id: str, param: str) -> BalanceInfo:
-    [info] = await request.app[DIRECTORY].balances([balance_id])
+    directory = request.app[DIRECTORY]
+    info = directory.known(balance_id)  # a batch's items find theirs here (create_batch)
+    if info is not None:
+        return info
+    [info] = await directory.balances([balance_id])
     if info is None:
         raise ApiError("balance_not_found", f"no such balance: {balance_id}", param)
     return info
@@ -161,7 +165,9 @@ async def prepare_payment(
         raise ApiError(
             "validation_error", "issuer and FX liquidity balances move money only by deposits and withdrawals", side
         )
-    exponent = await request.app[DIRECTORY].exponent(source.currency)
+    exponent = request.app[DIRECTORY].known_exponent(source.currency)
+    if exponent is None:
+        exponent = await request.app[DIRECTORY].exponent(source.currency)
     amount_minor = parse_money(body.amount, exponent)
     fx = None
     if body.quote_id is not None:

@@ -34,7 +34,7 @@ from typing import NamedTuple
 
 import msgspec
 
-from ledger.records import Record, RecordCodec, event_id, event_of, record_tags
+from ledger.records import EVENT_TYPES, Record, RecordCodec, event_id, event_of, record_tags
 
 GENESIS_HASH = b"\x00" * 16
 FLUSH_RETRY_S_MAX = 1.0
@@ -94,6 +94,7 @@ class HistoryGroup(NamedTuple):
     entries: list[Entry]  # in seq order
 
 
+EVENT_TAGS = {kind: f"ev:{kind}" for kind in EVENT_TYPES}  # made once, not per event
 BUCKET_LEN = 13  # "pay_" and 9 characters of its time: ids made within ~32 ms
 EVENT_BUCKET_LEN = 15  # "evt_" and 11 digits of its time: events within 100 ms
 
@@ -164,24 +165,35 @@ def frame_hash(prev_hash: bytes, frame: Frame) -> bytes:
 def history_groups(frame: Frame, records: list[Record], event_source: str | None = None) -> list[HistoryGroup]:
     """Index groups of a frame's records (`record_tags`); with `event_source`, also each
     event's, under "ev" and "ev:<type>", by its event id (the API's events, in time order)."""
+    assert len(records) == frame.last_seq - frame.first_seq + 1, "a frame's records and its seqs"
     groups: dict[tuple[str, str], list[Entry]] = {}
-    offset = len(frame.body) - sum(frame.lens)  # the array header
-    for seq, record, length in zip(range(frame.first_seq, frame.last_seq + 1), records, frame.lens, strict=True):
+    found = groups.get  # (this loop runs for every record an actor journals, on its event loop)
+    seq, offset = frame.first_seq, len(frame.body) - sum(frame.lens)  # after the array header
+    for record, length in zip(records, frame.lens, strict=True):
         tagged = record_tags(record)
         if tagged is not None:
             some_id, tags = tagged
             entry = (some_id, seq, offset, length)
             bucket = some_id[:BUCKET_LEN]  # as bucket_of: no record tag is an event's
             for tag in tags:
-                groups.setdefault((tag, bucket), []).append(entry)
+                group = found((tag, bucket))
+                if group is None:
+                    groups[tag, bucket] = [entry]
+                else:
+                    group.append(entry)
         if event_source is not None:
             event = event_of(record)
             if event is not None:
                 eid = event_id(event[1], event_source, seq)
                 entry = (eid, seq, offset, length)
                 bucket = eid[:EVENT_BUCKET_LEN]
-                for tag in ("ev", f"ev:{event[0]}"):
-                    groups.setdefault((tag, bucket), []).append(entry)
+                for tag in ("ev", EVENT_TAGS.get(event[0]) or f"ev:{event[0]}"):
+                    group = found((tag, bucket))
+                    if group is None:
+                        groups[tag, bucket] = [entry]
+                    else:
+                        group.append(entry)
+        seq += 1
         offset += length
     return [HistoryGroup(tag, bucket, frame.first_seq, entries) for (tag, bucket), entries in groups.items()]
 

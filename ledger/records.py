@@ -10,6 +10,8 @@ from typing import Protocol
 
 import msgspec
 
+from ledger.results import PaymentStatus
+
 _opts = {"frozen": True, "array_like": True, "tag_field": "k", "forbid_unknown_fields": True}
 
 
@@ -444,15 +446,22 @@ Record = (
 RECORD_TAGS_VERSION = 5
 
 
+_STATUS_TAGS = {str(s): f"s:{s}" for s in PaymentStatus}
+
+
 def record_tags(record: Record) -> tuple[str, tuple[str, ...]] | None:
     """(id, tags) under which history queries find a record: payments all together (and
     by id, under "pay"), by balance, status and idempotency key; transfers all together
     (and by id, under "tr") and by balance; holds by id and key; webhook deliveries by
     endpoint; statement entries by balance (`<kind>:<key>` is what `Journal.query(key,
     kind)` looks up). The id orders and pages the results."""
-    if isinstance(record, Decided):
+    if isinstance(record, Decided):  # most records of a coordinator: kept lean
         p = record.payment
-        tags = ["pay", f"s:{p.status}"] + [f"b:{b}" for b in dict.fromkeys((p.balance_from, p.balance_to)) if b]
+        tags = ["pay", _STATUS_TAGS.get(p.status) or f"s:{p.status}"]
+        if p.balance_from:
+            tags.append("b:" + p.balance_from)
+        if p.balance_to and p.balance_to != p.balance_from:
+            tags.append("b:" + p.balance_to)
         if p.idempotency_key is not None:
             tags.append(f"k:{p.idempotency_key}")
         if p.refund_of is not None:
