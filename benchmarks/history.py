@@ -1,12 +1,14 @@
-"""History index cost: CPU per payment to store its index rows, one JSON line.
+"""History index cost: CPU per payment to build and to store its index groups, one JSON line.
 
-    python -m benchmarks.history --payments 200000 --per-write 5000
+    python -m benchmarks.history --payments 200000 --per-write 5000 --per-frame 100
 
-Stores the index rows of `--payments` decided payments between `--balances` balances
-through the SQLite journal's own index writer, `--per-write` payments per transaction,
-and reports the CPU (user + system, this process) per payment. Rows keyed by balance land
-all over the index's B-trees, so the cost per row falls as batches grow: this is why
-the journal holds index rows in memory and stores them in large batches.
+Builds the index groups of `--payments` decided payments (keyed, between `--balances`
+balances, with their events, as a coordinator journals them) in frames of `--per-frame`,
+and stores them through the SQLite journal's own index writer, `--per-write` payments per
+transaction; reports the CPU (user + system, this process) per payment of each step, and
+the rows stored per payment. Rows keyed by balance land all over the index's B-trees, so
+the cost per row falls as batches grow: this is why the journal holds index groups in
+memory and stores them in large batches.
 """
 
 from __future__ import annotations
