@@ -85,7 +85,7 @@ Entry = tuple[str, int, int, int]  # a record in a group: (id, seq, offset, leng
 class HistoryGroup(NamedTuple):
     """The records of one frame that carry `tag` and whose ids share `bucket` (the
     first characters of the id, `bucket_of`): what the index stores, one row each. A
-    frame of payments has one group per tag that all of them carry ("pay", the status, the
+    frame of payments has a group or two per tag that all of them carry ("pay", the status, the
     events), not a row per payment; tags of one balance or key stay about a row per record."""
 
     tag: str
@@ -99,11 +99,13 @@ BUCKET_LEN = 13  # "pay_" and 9 characters of its time: ids made within ~32 ms
 EVENT_BUCKET_LEN = 15  # "evt_" and 11 digits of its time: events within 100 ms
 
 
-def bucket_of(tag: str, some_id: str) -> str:
-    """The id's first characters: cutting every id to one length keeps their order (a
-    smaller bucket holds only smaller ids), so a page by id reads whole buckets in order
-    and sorts within them. Its length only sets how many records a bucket holds."""
-    return some_id[: EVENT_BUCKET_LEN if tag == "ev" or tag.startswith("ev:") else BUCKET_LEN]
+def bucket_of(some_id: str) -> str:
+    """The id's first characters: cutting ids to one length keeps their order (a smaller
+    bucket holds only smaller ids), so a page by id reads whole buckets in order and sorts
+    within them; an event id's bucket is longer, and since event ids are the only ones that
+    start "evt_", any two ids that differ keep their order too. The length only sets how
+    many records a bucket holds. (Change it, and bump RECORD_TAGS_VERSION.)"""
+    return some_id[: EVENT_BUCKET_LEN if some_id.startswith("evt_") else BUCKET_LEN]
 
 
 def expand(groups: list[HistoryGroup]) -> Iterator[HistoryRow]:
@@ -174,7 +176,7 @@ def history_groups(frame: Frame, records: list[Record], event_source: str | None
         if tagged is not None:
             some_id, tags = tagged
             entry = (some_id, seq, offset, length)
-            bucket = some_id[:BUCKET_LEN]  # as bucket_of: no record tag is an event's
+            bucket = bucket_of(some_id)
             for tag in tags:
                 group = found((tag, bucket))
                 if group is None:
@@ -186,7 +188,7 @@ def history_groups(frame: Frame, records: list[Record], event_source: str | None
             if event is not None:
                 eid = event_id(event[1], event_source, seq)
                 entry = (eid, seq, offset, length)
-                bucket = eid[:EVENT_BUCKET_LEN]
+                bucket = bucket_of(eid)
                 for tag in ("ev", EVENT_TAGS.get(event[0]) or f"ev:{event[0]}"):
                     group = found((tag, bucket))
                     if group is None:
@@ -245,7 +247,9 @@ class RecentHistory:
         """Put the rows of frames that arrived since the last query in both orders."""
         by_seq, by_id = self.by_seq, self.by_id
         for _, groups in self.frames[self._sorted_frames :]:
-            for row in expand(groups):
+            # A frame's groups of one tag (one per id bucket) interleave in seq: sorted
+            # here, the frame's rows extend by_seq in order, as frames arrive in order.
+            for row in sorted(expand(groups), key=_row_seq):
                 by_seq.setdefault(row.tag, []).append(row)
                 ids = by_id.setdefault(row.tag, [])
                 if not ids or ids[-1].id <= row.id:  # ids are mostly time-ordered: appended

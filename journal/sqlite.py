@@ -154,9 +154,11 @@ def _connect_history(path: Path, timeout_s: float) -> sqlite3.Connection:
         conn.execute("PRAGMA synchronous=NORMAL")
         conn.execute(f"PRAGMA cache_size=-{HISTORY_CACHE_KIB}")
         if conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'history'").fetchone():
-            # A row per record and tag (rayledger 0.7 and before): derived data, rebuilt as groups.
+            # A row per record and tag (rayledger 0.7 and before; the oldest have no
+            # `tagging`): derived data, made again as groups from the journal.
             conn.executescript(
-                "BEGIN IMMEDIATE; DROP TABLE IF EXISTS history; DELETE FROM progress; DELETE FROM tagging; COMMIT;"
+                "BEGIN IMMEDIATE; DROP TABLE IF EXISTS history; DROP TABLE IF EXISTS progress;"
+                " DROP TABLE IF EXISTS tagging; COMMIT;"
             )
         conn.executescript(HISTORY_SCHEMA)
         # A new index is stamped with the tagging it is made under; one from before stamps
@@ -506,7 +508,7 @@ class SqliteJournal(Journal):
 
     async def _stored_cursor_seq(self, tag: str, some_id: str) -> int | None:
         db = await self.file.reader()
-        rows = await self._bucket(db, tag, bucket_of(tag, some_id))
+        rows = await self._bucket(db, tag, bucket_of(some_id))
         return min((r.seq for r in rows if r.id == some_id), default=None)
 
     async def _runs(self, db: aiosqlite.Connection, q: HistoryQuery) -> AsyncGenerator[list[HistoryRow], None]:
@@ -514,7 +516,7 @@ class SqliteJournal(Journal):
         frame's (frames do not overlap); by id, a bucket's (ids are ordered between
         buckets, not within them), sorted. Bounds here cut whole frames and buckets only."""
         if q.only_id is not None:  # one bucket
-            held = await self._bucket(db, q.tag, bucket_of(q.tag, q.only_id))
+            held = await self._bucket(db, q.tag, bucket_of(q.only_id))
             yield sorted(held, key=_row_seq if q.by_seq else _id_seq, reverse=not q.ascending)
             return
         where, args = ["part = ?", "tag = ?"], [self.part, q.tag]
@@ -532,7 +534,7 @@ class SqliteJournal(Journal):
             for bound, op in ((q.before_id, "<="), (q.after_id, ">=")):
                 if bound is not None:
                     where.append(f"bucket {op} ?")
-                    args.append(bucket_of(q.tag, bound))
+                    args.append(bucket_of(bound))
         direction = "ASC" if q.ascending else "DESC"
         order = f"frame {direction}" if q.by_seq else f"bucket {direction}, frame {direction}"
         cursor = await db.execute(
@@ -558,7 +560,7 @@ class SqliteJournal(Journal):
     async def _also(self, db: aiosqlite.Connection, tag: str, rows: list[HistoryRow]) -> set[tuple[str, int]]:
         """(id, seq) of the records among `rows` that `tag` indexes too: a record's groups
         under both tags are in its frame, so only those groups are read."""
-        wanted = msgspec.json.encode(sorted({(bucket_of(tag, r.id), r.frame) for r in rows}))
+        wanted = msgspec.json.encode(sorted({(bucket_of(r.id), r.frame) for r in rows}))
         cursor = await db.execute(ALSO_GROUPS, (wanted, self.part, tag))
         return {(e[0], e[1]) for (text,) in await cursor.fetchall() for e in _entries.decode(text)}
 

@@ -442,8 +442,10 @@ Record = (
 
 # Bump when `record_tags` changes: a stored history index made under another version is
 # dropped and rebuilt from its journal (2: holds by balance and all together, for GET /v1/holds;
-# 3: refunds by the payment they refund; 4: transfers; 5: events).
-RECORD_TAGS_VERSION = 5
+# 3: refunds by the payment they refund; 4: transfers; 5: events; 6: stored as groups by id
+# bucket: bump it too when journal.base's BUCKET_LEN or EVENT_BUCKET_LEN changes, and an
+# older version reading a newer index rebuilds it rather than find nothing).
+RECORD_TAGS_VERSION = 6
 
 
 _STATUS_TAGS = {str(s): f"s:{s}" for s in PaymentStatus}

@@ -543,19 +543,27 @@ async def _every_answer(journal: Journal, prefix: str) -> list[list[int]]:
         )
     for tag in ("pay", "s:not_enough_money"):
         await pages(lambda last, t=tag: journal.tagged(t, limit=6, before_id=last and payment_id(last)))
+    # by seq both ways over a tag with several records per frame (as events are paged)
+    await pages(lambda last: journal.tagged("pay", limit=3, by_seq=True, before_seq=last and last.seq))
+    await pages(
+        lambda last: journal.tagged("pay", limit=3, by_seq=True, after_seq=last.seq if last else 0, ascending=True)
+    )
     for n in (10, 45):  # stored, held in memory
         answers.append([s.seq for s in await journal.tagged("pay", limit=5, only_id=f"{prefix}{n * 37 % 101:03d}")])
     return answers
 
 
-@pytest.mark.parametrize("prefix", ["pay_", "pay_000000000"], ids=["own-buckets", "one-bucket"])
+@pytest.mark.parametrize(
+    "prefix", ["pay_", "pay_0000000", "pay_000000000"], ids=["own-buckets", "buckets-interleaved", "one-bucket"]
+)
 async def test_queries_answer_the_same_from_memory_and_from_the_stored_index(
     harness: JournalHarness, prefix: str
 ) -> None:
     """Rows wait in memory until a batch is stored; a query must not tell the difference.
     The stored index groups a frame's records by tag and by the start of their ids: with
-    short ids each is alone in its bucket, with a long shared start all share one, where
-    a page by id sorts records of many frames and a page by seq those of one frame."""
+    short ids each is alone in its bucket; two characters short of a bucket, a frame holds
+    several buckets of a tag; with a long shared start all share one, where a page by id
+    sorts records of many frames."""
     journal = harness.reopen(history_rows_per_write=1, history_write_after_s=3600)
     replay(journal)
     for n in range(60):
@@ -576,6 +584,32 @@ async def test_queries_answer_the_same_from_memory_and_from_the_stored_index(
     replay(again)
     assert again.index_stored_seq == again.durable_seq  # everything stored on close
     assert await _every_answer(again, prefix) == mixed_answers
+
+
+async def test_a_frame_whose_ids_alternate_buckets_pages_by_seq_in_seq_order(harness: JournalHarness) -> None:
+    """One frame, records of one tag whose ids fall in buckets A, B, A (ids are made before
+    records are journaled, so a busy frame crosses a bucket's edge back and forth): held
+    in memory and stored, a page by seq goes 1, 2, 3 and a page by id in id order."""
+    journal = harness.reopen(history_rows_per_write=10**6, history_write_after_s=3600)
+    replay(journal)
+    ids = ["pay_000000001x", "pay_000000002y", "pay_000000001z"]  # 13-character buckets: A, B, A
+    await journal.durable(journal.append_together([decided(i) for i in ids]))
+
+    async def answers(j: Journal) -> list[list[int]]:
+        return [
+            [s.seq for s in await j.tagged("pay", limit=1, by_seq=True, after_seq=1, ascending=True)],
+            [s.seq for s in await j.tagged("pay", limit=1, by_seq=True, before_seq=3)],
+            [s.seq for s in await j.tagged("pay", limit=3, by_seq=True)],
+            [s.seq for s in await j.tagged("pay", limit=3, by_seq=True, ascending=True)],
+            [s.seq for s in await j.tagged("pay", limit=3)],
+        ]
+
+    expected = [[2], [2], [3, 2, 1], [1, 2, 3], [2, 3, 1]]
+    assert journal.index_stored_seq == 0 and await answers(journal) == expected  # held in memory
+    await journal.close()
+    again = harness.reopen()
+    replay(again)
+    assert again.index_stored_seq == again.durable_seq and await answers(again) == expected  # stored
 
 
 async def test_any_key_is_found_again_once_its_rows_are_stored(harness: JournalHarness) -> None:
@@ -908,9 +942,10 @@ async def test_sqlite_history_tagged_by_another_version_is_rebuilt(tmp_path: Pat
     conn.close()
 
 
-async def test_sqlite_history_of_a_row_per_record_is_rebuilt_as_groups(tmp_path: Path) -> None:
-    """An index from before groups (a `history` table, a row per record and tag) is
-    dropped and made again from the journal: queries find what it held."""
+@pytest.mark.parametrize("stamped", [True, False], ids=["stamped", "before-stamps"])
+async def test_sqlite_history_of_a_row_per_record_is_rebuilt_as_groups(tmp_path: Path, stamped: bool) -> None:
+    """An index from before groups (a `history` table, a row per record and tag; the
+    oldest without a `tagging` stamp) is dropped and made again from the journal."""
     path = tmp_path / "j.sqlite"
     journal = SqliteJournal(path)
     replay(journal)
@@ -922,6 +957,8 @@ async def test_sqlite_history_of_a_row_per_record_is_rebuilt_as_groups(tmp_path:
         conn.execute("DROP TABLE tag_groups")
         conn.execute("CREATE TABLE history (part, tag, id, seq, frame, offset, length)")
         conn.execute("INSERT INTO history VALUES (0, 'po:bal_a', 'pay_1', 1, 1, 1, 10)")
+        if not stamped:
+            conn.execute("DROP TABLE tagging")
     conn.close()
 
     reopened = SqliteJournal(path)

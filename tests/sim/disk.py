@@ -15,7 +15,7 @@ import asyncio
 import random
 
 from journal import MemoryJournal, MemoryStore
-from journal.base import Frame, HistoryRow
+from journal.base import Frame, HistoryGroup
 from journal.memory import SimulatedCrash
 
 
@@ -67,7 +67,7 @@ class SimJournal(MemoryJournal):
         self._gone()
         self.store.snapshot = (seq, hash_, body)
 
-    async def _write_history(self, rows: list[HistoryRow], through_seq: int) -> None:
+    async def _write_history(self, groups: list[HistoryGroup], through_seq: int) -> None:
         self._gone()
-        await super()._write_history(rows, through_seq)
+        await super()._write_history(groups, through_seq)
         self._gone()
