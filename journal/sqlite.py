@@ -89,20 +89,22 @@ CREATE TABLE IF NOT EXISTS progress (
 );
 CREATE TABLE IF NOT EXISTS tagging (version INTEGER NOT NULL);
 """
-# `HistoryGroup`s as one JSON array, which SQLite unpacks and sorts itself (see _write_history).
+# `HistoryGroup`s as one JSON array, which SQLite unpacks and sorts itself (see _write_history);
+# json_extract rather than ->>, which needs SQLite 3.38 (an array comes out as its JSON text).
 HISTORY_INSERT = (
-    "INSERT OR IGNORE INTO tag_groups SELECT ?, value ->> 0, value ->> 1, value ->> 2, value -> 3"
-    " FROM json_each(?) ORDER BY 2, 3, 4"
+    "INSERT OR IGNORE INTO tag_groups SELECT ?, json_extract(value, '$[0]'), json_extract(value, '$[1]'),"
+    " json_extract(value, '$[2]'), json_extract(value, '$[3]') FROM json_each(?) ORDER BY 2, 3, 4"
 )
 # The records a query chose, cut out of their frames in one statement: [[frame, offset, length], ...].
 CUT_RECORDS = (
-    "SELECT j.key, substr(f.body, (j.value ->> 1) + 1, j.value ->> 2) FROM json_each(?) j"
-    " JOIN main.frames f ON f.part = ? AND f.first_seq = j.value ->> 0"
+    "SELECT j.key, substr(f.body, json_extract(j.value, '$[1]') + 1, json_extract(j.value, '$[2]'))"
+    " FROM json_each(?) j JOIN main.frames f ON f.part = ? AND f.first_seq = json_extract(j.value, '$[0]')"
 )
 # The groups of a second tag in given (bucket, frame)s, in one statement: [[bucket, frame], ...].
 ALSO_GROUPS = (
     "SELECT g.entries FROM json_each(?) j JOIN hist.tag_groups g"
-    " ON g.part = ? AND g.tag = ? AND g.bucket = j.value ->> 0 AND g.frame = j.value ->> 1"
+    " ON g.part = ? AND g.tag = ? AND g.bucket = json_extract(j.value, '$[0]')"
+    " AND g.frame = json_extract(j.value, '$[1]')"
 )
 GROUPS_FETCHED = 64  # rows of a query read per hand-off to the reader's thread
 _entries = msgspec.json.Decoder(list[tuple[str, int, int, int]])
