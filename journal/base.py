@@ -172,29 +172,23 @@ def history_groups(frame: Frame, records: list[Record], event_source: str | None
     found = groups.get  # (this loop runs for every record an actor journals, on its event loop)
     seq, offset = frame.first_seq, len(frame.body) - sum(frame.lens)  # after the array header
     for record, length in zip(records, frame.lens, strict=True):
+        indexed = []  # (id, tags): the record's own, and its event's
         tagged = record_tags(record)
         if tagged is not None:
-            some_id, tags = tagged
-            entry = (some_id, seq, offset, length)
-            bucket = bucket_of(some_id)
+            indexed.append(tagged)
+        if event_source is not None:
+            event = event_of(record)
+            if event is not None:
+                kind = EVENT_TAGS.get(event[0]) or f"ev:{event[0]}"
+                indexed.append((event_id(event[1], event_source, seq), ("ev", kind)))
+        for some_id, tags in indexed:
+            entry, bucket = (some_id, seq, offset, length), bucket_of(some_id)
             for tag in tags:
                 group = found((tag, bucket))
                 if group is None:
                     groups[tag, bucket] = [entry]
                 else:
                     group.append(entry)
-        if event_source is not None:
-            event = event_of(record)
-            if event is not None:
-                eid = event_id(event[1], event_source, seq)
-                entry = (eid, seq, offset, length)
-                bucket = bucket_of(eid)
-                for tag in ("ev", EVENT_TAGS.get(event[0]) or f"ev:{event[0]}"):
-                    group = found((tag, bucket))
-                    if group is None:
-                        groups[tag, bucket] = [entry]
-                    else:
-                        group.append(entry)
         seq += 1
         offset += length
     return [HistoryGroup(tag, bucket, frame.first_seq, entries) for (tag, bucket), entries in groups.items()]

@@ -915,9 +915,10 @@ async def test_sqlite_history_ahead_of_its_journal_is_rebuilt(tmp_path: Path) ->
     await restored.close()
 
 
-async def test_sqlite_history_tagged_by_another_version_is_rebuilt(tmp_path: Path) -> None:
-    """An index made before `record_tags` changed lacks the new tags: it is rebuilt from the
-    journal, so lists over new tags see old records too."""
+async def _rebuilt_after(tmp_path: Path, tamper: Callable[[sqlite3.Connection], object]) -> Path:
+    """A journal of one record whose history file `tamper` changes while it is closed:
+    opened again, its index starts over from the journal and finds the record. Returns
+    the history file's path."""
     path = tmp_path / "j.sqlite"
     journal = SqliteJournal(path)
     replay(journal)
@@ -925,17 +926,27 @@ async def test_sqlite_history_tagged_by_another_version_is_rebuilt(tmp_path: Pat
     await journal.indexed()
     history = journal.file.history_path
     await journal.close()
-    with sqlite3.connect(history) as conn:  # as a version-1 index: its rows under an old tag
-        conn.execute("UPDATE tag_groups SET tag = 'old:' || tag")
-        conn.execute("DELETE FROM tagging")
-        conn.execute("INSERT INTO tagging VALUES (1)")
+    with sqlite3.connect(history) as conn:
+        tamper(conn)
     conn.close()
-
     reopened = SqliteJournal(path)
     replay(reopened)
     assert reopened.indexed_seq == 0, "the index starts again from the journal"
     assert [s.record for s in await reopened.query("bal_a", "po")] == [posted(1)]
     await reopened.close()
+    return history
+
+
+async def test_sqlite_history_tagged_by_another_version_is_rebuilt(tmp_path: Path) -> None:
+    """An index made before `record_tags` changed lacks the new tags: it is rebuilt from the
+    journal, so lists over new tags see old records too."""
+
+    def as_version_1(conn: sqlite3.Connection) -> None:  # its rows under an old tag
+        conn.execute("UPDATE tag_groups SET tag = 'old:' || tag")
+        conn.execute("DELETE FROM tagging")
+        conn.execute("INSERT INTO tagging VALUES (1)")
+
+    history = await _rebuilt_after(tmp_path, as_version_1)
     with sqlite3.connect(history) as conn:
         assert conn.execute("SELECT version FROM tagging").fetchall() == [(RECORD_TAGS_VERSION,)]
         assert conn.execute("SELECT COUNT(*) FROM tag_groups WHERE tag LIKE 'old:%'").fetchone() == (0,)
@@ -946,26 +957,15 @@ async def test_sqlite_history_tagged_by_another_version_is_rebuilt(tmp_path: Pat
 async def test_sqlite_history_of_a_row_per_record_is_rebuilt_as_groups(tmp_path: Path, stamped: bool) -> None:
     """An index from before groups (a `history` table, a row per record and tag; the
     oldest without a `tagging` stamp) is dropped and made again from the journal."""
-    path = tmp_path / "j.sqlite"
-    journal = SqliteJournal(path)
-    replay(journal)
-    await journal.durable(journal.append(posted(1)))
-    await journal.indexed()
-    history = journal.file.history_path
-    await journal.close()
-    with sqlite3.connect(history) as conn:
+
+    def as_rows(conn: sqlite3.Connection) -> None:
         conn.execute("DROP TABLE tag_groups")
         conn.execute("CREATE TABLE history (part, tag, id, seq, frame, offset, length)")
         conn.execute("INSERT INTO history VALUES (0, 'po:bal_a', 'pay_1', 1, 1, 1, 10)")
         if not stamped:
             conn.execute("DROP TABLE tagging")
-    conn.close()
 
-    reopened = SqliteJournal(path)
-    replay(reopened)
-    assert reopened.indexed_seq == 0, "the index starts again from the journal"
-    assert [s.record for s in await reopened.query("bal_a", "po")] == [posted(1)]
-    await reopened.close()
+    history = await _rebuilt_after(tmp_path, as_rows)
     with sqlite3.connect(history) as conn:
         tables = {name for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
         assert "history" not in tables and "tag_groups" in tables
