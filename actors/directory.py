@@ -24,8 +24,13 @@ class Directory:
         return self._balances.get(balance_id)
 
     def known_exponent(self, code: str) -> int | None:
+        view = self._known_currency(code)
+        return None if view is None else view.exponent
+
+    def _known_currency(self, code: str) -> CurrencyView | None:
+        """Held here with its issuer balance (one made before it has none yet)."""
         view = self._currencies.get(code)
-        return None if view is None or view.issuer_balance_id is None else view.exponent
+        return None if view is None or view.issuer_balance_id is None else view
 
     async def balances(self, balance_ids: list[str]) -> list[BalanceInfo | None]:
         missing = [b for b in dict.fromkeys(balance_ids) if b not in self._balances]
@@ -39,8 +44,8 @@ class Directory:
 
     async def currency(self, code: str) -> CurrencyView | None:
         """With its issuer balance (created on first use)."""
-        view = self._currencies.get(code)
-        if view is None or view.issuer_balance_id is None:
+        view = self._known_currency(code)
+        if view is None:
             view = await self.client.registry.invoke(Registry.currency, code, ensure_issuer=True)
             if view is not None:
                 self._currencies[code] = view

@@ -36,6 +36,7 @@ under WAL they only ever see committed rows.
 from __future__ import annotations
 
 import asyncio
+import operator
 import sqlite3
 from collections.abc import AsyncGenerator, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -45,7 +46,7 @@ from typing import Any, TypeVar, cast
 import aiosqlite
 import msgspec
 
-from journal.base import GENESIS_HASH, Frame, HistoryGroup, HistoryQuery, HistoryRow, Journal, bucket_of
+from journal.base import GENESIS_HASH, Frame, HistoryGroup, HistoryQuery, HistoryRow, Journal, _row_seq, bucket_of
 from journal.private import private_dir, private_file
 from ledger.records import RECORD_TAGS_VERSION
 
@@ -506,7 +507,7 @@ class SqliteJournal(Journal):
             (self.part, tag, bucket),
         )
         rows = await cursor.fetchall()
-        return [HistoryRow(tag, e[0], e[1], frame, e[2], e[3]) for frame, text in rows for e in _entries.decode(text)]
+        return [row for frame, text in rows for row in _stored(tag, frame, text)]
 
     async def _stored_cursor_seq(self, tag: str, some_id: str) -> int | None:
         db = await self.file.reader()
@@ -553,7 +554,7 @@ class SqliteJournal(Journal):
                         yield sorted(run, key=key, reverse=not q.ascending)
                         run = []
                     run_of = of
-                    run += [HistoryRow(q.tag, e[0], e[1], frame, e[2], e[3]) for e in _entries.decode(text)]
+                    run += _stored(q.tag, frame, text)
             if run:
                 yield sorted(run, key=key, reverse=not q.ascending)
         finally:
@@ -596,12 +597,15 @@ class SqliteJournal(Journal):
             await self.file.release()
 
 
-def _id_seq(row: HistoryRow) -> tuple[str, int]:
-    return row.id, row.seq
+def _stored(tag: str, frame: int, entries: str) -> list[HistoryRow]:
+    """The records of a stored group, as a query sees them."""
+    return [
+        HistoryRow(tag, some_id, seq, frame, offset, length)
+        for some_id, seq, offset, length in _entries.decode(entries)
+    ]
 
 
-def _row_seq(row: HistoryRow) -> int:
-    return row.seq
+_id_seq = operator.attrgetter("id", "seq")
 
 
 def _within(q: HistoryQuery, r: HistoryRow) -> bool:
