@@ -44,7 +44,7 @@ from ledger.records import (
 )
 from ledger.results import Check, PaymentStatus, decide, decide_fx, decide_legs
 
-V = TypeVar("V")
+Dated = TypeVar("Dated", PaymentRecord, TransferRecord, HoldRecord)  # what the caches keep
 HOLD_HELD: Final = "held"  # an authorization hold's status while it still holds money
 
 
@@ -92,6 +92,10 @@ class PaymentBook:
             (key, (fingerprint, some_id, at_ms)) for key, fingerprint, some_id, at_ms in s.keys
         )
         self.keys_evicted_until_ms = s.keys_evicted_until_ms  # newest key dropped while inside its window
+        # Every payment, transfer and hold created after this is in memory if it was decided
+        # (`knows`); one created before may be in the journal only. The owner raises it to
+        # when it started: what an earlier incarnation decided was created before that.
+        self.ids_evicted_until_ms = 0
         self.activity = Activity(s.activity)
 
     # -- the one way the book changes ------------------------------------------------------
@@ -181,11 +185,14 @@ class PaymentBook:
         ]
 
     # -- inside apply -------------------------------------------------------------------------
-    def _remember(self, cache: OrderedDict[str, V], key: str, value: V) -> None:
+    def _remember(self, cache: OrderedDict[str, Dated], key: str, value: Dated) -> None:
         cache[key] = value
         cache.move_to_end(key)
         while len(cache) > self.limits.recent_max:
-            cache.popitem(last=False)
+            self._forget(cache.popitem(last=False)[1])
+
+    def _forget(self, dropped: Dated) -> None:
+        self.ids_evicted_until_ms = max(self.ids_evicted_until_ms, dropped.created_at_ms)
 
     def _remember_hold(self, hold: HoldRecord) -> None:
         if hold.status == HOLD_HELD:
@@ -195,7 +202,7 @@ class PaymentBook:
         self.recent_holds[hold.id] = hold
         self.recent_holds.move_to_end(hold.id)
         while len(self.recent_holds) > self.limits.recent_max:
-            self.recent_holds.popitem(last=False)  # open ones stay in open_holds
+            self._forget(self.recent_holds.popitem(last=False)[1])  # open ones stay in open_holds
 
     def _remember_key(
         self, key: str | None, fingerprint: bytes | None, some_id: str, created_at_ms: int, now_ms: int

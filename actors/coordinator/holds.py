@@ -49,7 +49,7 @@ class Holds:
         claimed = await self.claims.check(r.idempotency_key, r.fingerprint)
         if claimed is not None:
             return claimed
-        if self.state.book.knows(r.hold_id) or r.hold_id in self.state.inflight:
+        if await self.claims.seen(r.hold_id, r.created_at_ms):
             return await self.claims.replay(r.hold_id, r.idempotency_key)  # a redelivered call
         self.state.require_writable()
         self.state.inflight.claim(r.hold_id, r.idempotency_key, r.fingerprint)
@@ -81,7 +81,7 @@ class Holds:
             claimed = await self.claims.check(c.key, c.fingerprint)
             if claimed is not None:
                 return claimed
-            if self.state.book.knows(c.payment_id) or c.payment_id in self.state.inflight:
+            if await self.claims.seen(c.payment_id, c.created_at_ms):
                 return await self.claims.replay(c.payment_id, c.key)
             await self.expire_due(c.hold_id)
             hold = self.state.book.open_holds.get(c.hold_id)

@@ -68,6 +68,24 @@ class Claims:
             return None
         return Outcome(conflict=True) if known[0] != fingerprint else await self.replay(known[1])
 
+    async def seen(self, some_id: str, created_at_ms: int) -> bool:
+        """Whether a payment, transfer or hold of this id was decided or is in flight: its
+        call is a redelivery. Memory knows every one created after the book's
+        `ids_evicted_until_ms`; an older one (a call delivered again after a restart) may be
+        in the journal only. Running it afresh would hold money under an id decided already."""
+        if self.state.book.knows(some_id) or some_id in self.inflight:
+            return True
+        if created_at_ms > self.state.book.ids_evicted_until_ms:
+            return False
+        if is_hold_id(some_id):
+            found: object = await self.history.hold(some_id)
+        elif is_transfer_id(some_id):
+            found = await self.history.transfer(some_id)
+        else:
+            found = await self.history.decision(some_id)
+        # Claimed or decided while we looked on disk: memory answers again.
+        return found is not None or self.state.book.knows(some_id) or some_id in self.inflight
+
     async def sort(self, requests: Sequence[Request]) -> tuple[list[Answer], list[Request]]:
         """Each request's answer if it is known already (a key seen, an id redelivered),
         else None, and the fresh ones, now claimed and in flight."""
@@ -80,7 +98,7 @@ class Claims:
                     if known is not None:
                         answers.append(Outcome(conflict=True) if known[0] != r.fingerprint else known[1])
                         continue
-                if self.state.book.knows(r.payment_id) or r.payment_id in self.inflight:
+                if await self.seen(r.payment_id, r.created_at_ms):
                     answers.append(Redelivered(r.payment_id, r.idempotency_key))
                     continue
                 self.inflight.claim(r.payment_id, r.idempotency_key, r.fingerprint)

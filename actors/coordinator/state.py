@@ -44,6 +44,7 @@ class CoordinatorState:
         for stored in loaded.records:
             self.book.apply(stored.record, started_ms)
             self.replayed += 1
+        self.book.ids_evicted_until_ms = max(self.book.ids_evicted_until_ms, started_ms)
         self.inflight = InFlight()
         self._snapshotting: asyncio.Task[None] | None = None
         freeze_long_lived_state()

@@ -7,10 +7,11 @@ from __future__ import annotations
 import asyncio
 import types
 
-from actors.coordinator.idempotency import Claims
+from actors.coordinator.idempotency import Claims, Redelivered
 from actors.coordinator.state import InFlight
+from ledger.messages import PaymentRequest
 from ledger.payment_book import BookLimits, CoordinatorSnapshot, PaymentBook
-from ledger.records import Decided, PaymentRecord
+from ledger.records import Completions, Decided, PaymentRecord
 
 NOW_MS = 1_765_000_000_000  # a realistic clock: the window starts after the epoch
 
@@ -81,3 +82,41 @@ async def test_a_redelivered_keyed_call_whose_payment_recovery_aborted_binds_no_
     book.apply(Decided(aborted), NOW_MS)
     assert (await claims.replay("pay_A", "K")).refused == "unavailable"
     assert (await claims.replay("pay_A")).payment == aborted  # without a key: its own outcome
+
+
+class JournalHistory:
+    """Decisions as the journal keeps them, whether memory still does or not; counts reads."""
+
+    def __init__(self) -> None:
+        self.decided: dict[str, PaymentRecord] = {}
+        self.reads = 0
+
+    async def decision(self, payment_id: str) -> PaymentRecord | None:
+        self.reads += 1
+        return self.decided.get(payment_id)
+
+
+def _request(payment_id: str, created_at_ms: int) -> PaymentRequest:
+    return PaymentRequest(payment_id, "bal_x", "bal_y", 1, "USD", created_at_ms)
+
+
+async def test_a_call_delivered_again_after_its_decision_left_memory_is_not_run_again() -> None:
+    """The simulator's seed 130001: a payment aborted in recovery was delivered again once
+    memory had dropped it, ran afresh under its decided id, and left its debit held forever."""
+    book = PaymentBook(BookLimits(recent_max=1, keys_max=10, key_window_ms=86_400_000))
+    history = JournalHistory()
+    state = types.SimpleNamespace(book=book, clock=lambda: NOW_MS, inflight=InFlight())
+    claims = Claims(state, history)  # type: ignore[arg-type]
+    for n, payment_id in enumerate(("pay_A", "pay_B")):
+        record = PaymentRecord(payment_id, "bal_x", "bal_y", 1, "USD", "success", None, NOW_MS + n, NOW_MS + n)
+        history.decided[payment_id] = record
+        book.apply(Decided(record), NOW_MS + n)
+    book.apply(Completions(["pay_A", "pay_B"]), NOW_MS + 2)  # settled: no longer unfinished
+    assert not book.knows("pay_A")  # dropped from memory: only the journal has it
+
+    answers, fresh = await claims.sort([_request("pay_A", NOW_MS)])
+    assert fresh == [] and answers == [Redelivered("pay_A", None)]
+    # One created after everything memory dropped is new for sure: no journal read.
+    reads = history.reads
+    answers, fresh = await claims.sort([_request("pay_C", NOW_MS + 1)])
+    assert [r.payment_id for r in fresh] == ["pay_C"] and history.reads == reads
