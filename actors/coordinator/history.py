@@ -4,6 +4,8 @@ rest from its journal's history index, requests in flight as `pending`.
 
 from __future__ import annotations
 
+import asyncio
+
 from actors.coordinator.state import CoordinatorState
 from ledger.messages import PaymentQuery, PaymentRequest
 from ledger.outcomes import pending_record, pending_transfer
@@ -57,6 +59,9 @@ class History:
         return record.transfer
 
     async def hold(self, hold_id: str) -> HoldRecord | None:
+        releasing = self.state.releasing.get(hold_id)
+        if releasing is not None:  # closed, its sides on their way out: bounded as a shard's read
+            await asyncio.wait([releasing], timeout=self.state.settings.read_settle_wait_ms / 1000)
         known = self.book.hold(hold_id)
         if known is not None:
             return known

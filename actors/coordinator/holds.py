@@ -118,8 +118,7 @@ class Holds:
             self.state.require_writable()
             closed = payment_book.void(hold, key, fingerprint, self.state.clock())
             self.state.commit(closed)
-            await self.state.durable()
-            await self._void_sides([closed.hold])
+            await self._release([closed.hold])
             return Outcome(hold=closed.hold)
 
     async def expire_due(self, mine: str | None = None) -> None:
@@ -131,8 +130,23 @@ class Holds:
             return
         for h in expired:
             self.state.commit(HoldClosed(h, at_ms=now_ms))
-        await self.state.durable()
-        await self._void_sides(expired)
+        await self._release(expired)
+
+    async def _release(self, closed: list[HoldRecord]) -> None:
+        """After holds' closing records are committed (no await since): once durable, void
+        their sides at the shards. Until then a read of such a hold waits (History.hold):
+        one that shows it voided or expired then shows its money released."""
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        for h in closed:
+            self.state.releasing[h.id] = done
+        try:
+            await self.state.durable()
+            await self._void_sides(closed)
+        finally:
+            for h in closed:
+                if self.state.releasing.get(h.id) is done:
+                    del self.state.releasing[h.id]
+            done.set_result(None)
 
     def start_sweeping(self) -> None:
         if self._sweeper is None:

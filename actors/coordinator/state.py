@@ -46,6 +46,9 @@ class CoordinatorState:
             self.replayed += 1
         self.book.ids_evicted_until_ms = max(self.book.ids_evicted_until_ms, started_ms)
         self.inflight = InFlight()
+        # hold id -> done once the shards released a closed hold's sides: a read that shows
+        # a hold voided or expired waits for it, so the money shows released too (§5)
+        self.releasing: dict[str, asyncio.Future[None]] = {}
         self._snapshotting: asyncio.Task[None] | None = None
         freeze_long_lived_state()
 
