@@ -21,11 +21,13 @@ from tests.sim.simulator import Run, Violation, run
 # its key had since bound another payment (one key, two answers). A change to the workload
 # or the faults moves what a seed does: find the bug's seed again (revert the fix, run
 # seeds) and keep it here; the unit tests named in the fixes hold the bugs themselves.
-FOUND_BUGS = [2, 15]
+# 130001 (at 300,000 steps): a call delivered again after its payment's decision had left
+# the coordinator's memory ran afresh and held money under a decided id.
+FOUND_BUGS = [(2, STEPS), (15, STEPS), (130001, 300_000)]
 
 
-@pytest.mark.parametrize("seed", FOUND_BUGS)
-def test_a_seed_that_found_a_bug_replays_clean(seed: int) -> None:
+@pytest.mark.parametrize(("seed", "steps"), FOUND_BUGS)
+def test_a_seed_that_found_a_bug_replays_clean(seed: int, steps: int) -> None:
     """Exactly as found: the replay command, which fixes the hash seed (sets of strings
     iterate by it, and so would the run)."""
     command = [
@@ -37,7 +39,7 @@ def test_a_seed_that_found_a_bug_replays_clean(seed: int) -> None:
         "--seeds",
         "1",
         "--steps",
-        str(STEPS),
+        str(steps),
     ]
     done = subprocess.run(command, capture_output=True, text=True, timeout=600, check=False)
     print(done.stdout, done.stderr)
