@@ -30,7 +30,16 @@ import msgspec
 
 from journal import Journal, JournalCorrupt, SqliteJournal, StoredRecord
 from ledger.book import BalanceBook, BookSnapshot
-from ledger.records import Decided, HoldClosed, HoldPlaced, Posted, TransferDecided, payment_balances
+from ledger.records import (
+    Decided,
+    HoldClosed,
+    HoldPlaced,
+    Posted,
+    PostedBatch,
+    TransferDecided,
+    payment_balances,
+    width,
+)
 from ledger.results import PaymentStatus
 
 Progress = Callable[[int], None]
@@ -147,7 +156,9 @@ def verify_journals(
                 book.apply(stored.record)
                 if isinstance(stored.record, Posted):
                     posted.add((stored.record.payment_id, stored.record.balance_id))
-                if stored.seq == snapshot_seq and snapshot is not None:
+                elif isinstance(stored.record, PostedBatch):
+                    posted.update(zip(stored.record.payment_ids, stored.record.balance_ids, strict=True))
+                if stored.seq + width(stored.record) - 1 == snapshot_seq and snapshot is not None:
                     if canonical(book.snapshot()) != canonical(snapshot):
                         report.violations.append(f"{ref.name}: snapshot at seq {snapshot_seq} differs from replay")
         except AssertionError as exc:

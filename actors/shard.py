@@ -29,15 +29,16 @@ from actors import clock
 from actors.channel import ChannelServer, node_address
 from actors.logs import event
 from actors.memory import freeze_long_lived_state
+from actors.partition import Partition
 from actors.peers import SHARD_STREAMED
 from actors.settings import Settings
 from actors.telemetry import Telemetry, placement
 from actors.topology import partition_of, partitions_of_shard, shard_name
 from journal import Journal, JournalUnavailable, SqliteFile, SqliteJournal, adopt_partitions
-from ledger.book import CREDIT, BalanceBook, BalanceView, BookSnapshot, OpenReservation
+from ledger.book import CREDIT, DEBIT, BalanceView, OpenReservation
 from ledger.ids import is_hold_id
 from ledger.messages import BalanceSpec, HoldRef, SideRequest, unpack
-from ledger.records import Posted, Record, Voided
+from ledger.records import Posted
 from ledger.results import Check
 
 log = logging.getLogger("rayledger.shard")
@@ -52,28 +53,6 @@ class Entry(msgspec.Struct, frozen=True, array_like=True):
     delta_minor: int
     balance_after_minor: int
     at_ms: int
-
-
-class Partition:
-    def __init__(self, index: int, journal: Journal) -> None:
-        self.index = index
-        self.journal = journal
-        self.snapshot_seq = 0
-        loaded = journal.load()
-        if loaded.snapshot is not None:
-            self.book = BalanceBook.from_snapshot(msgspec.msgpack.decode(loaded.snapshot, type=BookSnapshot))
-            self.snapshot_seq = loaded.snapshot_seq
-        else:
-            self.book = BalanceBook()
-        self.replayed = 0
-        for stored in loaded.records:
-            self.book.apply(stored.record)
-            self.replayed += 1
-
-    def commit(self, record: Record) -> None:
-        """Journal, then apply: the order that makes replay reproduce live state."""
-        self.journal.append(record)
-        self.book.apply(record)
 
 
 def shard_journal_path(settings: Settings, shard: int) -> Path:
@@ -150,6 +129,8 @@ class BalanceShard:
     async def _flush(self, parts: Iterable[Partition]) -> None:
         """Wait until every touched partition is durable, then maybe snapshot."""
         parts = list({id(p): p for p in parts}.values())
+        for part in parts:
+            part.seal()
         await asyncio.gather(*(p.journal.durable() for p in parts))
         for part in parts:
             if (
@@ -157,6 +138,7 @@ class BalanceShard:
                 and part.index not in self._snapshots
             ):
                 # State and journal position are captured together, with no await between.
+                part.seal()
                 write = part.journal.save_snapshot(msgspec.msgpack.encode(part.book.snapshot()))
                 self._snapshots[part.index] = asyncio.get_running_loop().create_task(self._snapshot(part, write))
 
@@ -329,19 +311,14 @@ class BalanceShard:
         self, coordinator: int, epoch: int, items: list[SideRequest], written: list[Partition], *, debit: bool
     ) -> list[int]:
         codes = []
+        side = DEBIT if debit else CREDIT
         for it in items:
             part = self._part(it.balance_id)
             if not part.journal.writable:  # refuse this leg only; the rest of the batch goes on
                 codes.append(int(Check.UNAVAILABLE))
                 continue
-            decide = part.book.decide_reserve if debit else part.book.decide_prepare
-            code, record = decide(
-                it.payment_id, it.balance_id, it.amount_minor, it.currency, coordinator, epoch, it.transfer_id
-            )
-            if record is not None:
-                part.commit(record)
+            codes.append(part.hold(side, it, coordinator, epoch))  # journaled by the flush
             written.append(part)
-            codes.append(int(code))
         return codes
 
     async def phase_two(self, posts: list[HoldRef] | bytes, voids: list[HoldRef] | bytes) -> None:
@@ -371,15 +348,18 @@ class BalanceShard:
                 unsettled.append(n)
                 continue
             key = ref.hold_id or ref.payment_id
-            record: Posted | Voided | None
-            if n < len(posts):
+            if n >= len(posts):
+                changed = part.void(key, ref.balance_id)  # journaled by the flush, with the call's other legs
+            elif ref.amount_minor is None and ref.hold_id is None and ref.capture_seq is None:
+                changed = part.post(ref.payment_id, ref.balance_id)
+            else:  # a capture: in part, or of a hold under its own id
                 record = part.book.decide_post(
                     ref.payment_id, ref.balance_id, at_ms, ref.amount_minor, ref.hold_id, ref.capture_seq
                 )
-            else:
-                record = part.book.decide_void(key, ref.balance_id)
-            if record is not None:
-                part.commit(record)
+                if record is not None:
+                    part.commit(record)
+                changed = record is not None
+            if changed:
                 waiting = self._closing.pop((key, ref.balance_id), None)
                 if waiting is not None and not waiting[0].done():
                     waiting[0].set_result(None)

@@ -34,7 +34,17 @@ from typing import NamedTuple
 
 import msgspec
 
-from ledger.records import EVENT_TYPES, Record, RecordCodec, event_id, event_of, record_tags
+from ledger.records import (
+    EVENT_TYPES,
+    PostedBatch,
+    Record,
+    RecordCodec,
+    event_id,
+    event_of,
+    item_at,
+    record_tags,
+    width,
+)
 
 GENESIS_HASH = b"\x00" * 16
 FLUSH_RETRY_S_MAX = 1.0
@@ -167,11 +177,21 @@ def frame_hash(prev_hash: bytes, frame: Frame) -> bytes:
 def history_groups(frame: Frame, records: list[Record], event_source: str | None = None) -> list[HistoryGroup]:
     """Index groups of a frame's records (`record_tags`); with `event_source`, also each
     event's, under "ev" and "ev:<type>", by its event id (the API's events, in time order)."""
-    assert len(records) == frame.last_seq - frame.first_seq + 1, "a frame's records and its seqs"
     groups: dict[tuple[str, str], list[Entry]] = {}
     found = groups.get  # (this loop runs for every record an actor journals, on its event loop)
     seq, offset = frame.first_seq, len(frame.body) - sum(frame.lens)  # after the array header
     for record, length in zip(records, frame.lens, strict=True):
+        if isinstance(record, PostedBatch):  # each post a statement line, at its own position
+            for n, (payment_id, balance_id) in enumerate(zip(record.payment_ids, record.balance_ids, strict=True)):
+                tag, bucket = "po:" + balance_id, bucket_of(payment_id)
+                group = found((tag, bucket))
+                if group is None:
+                    groups[tag, bucket] = [(payment_id, seq + n, offset, length)]
+                else:
+                    group.append((payment_id, seq + n, offset, length))
+            seq += record.width
+            offset += length
+            continue
         indexed = []  # (id, tags): the record's own, and its event's
         tagged = record_tags(record)
         if tagged is not None:
@@ -191,6 +211,7 @@ def history_groups(frame: Frame, records: list[Record], event_source: str | None
                     group.append(entry)
         seq += 1
         offset += length
+    assert seq == frame.last_seq + 1, "a frame's records and its seqs"
     return [HistoryGroup(tag, bucket, frame.first_seq, entries) for (tag, bucket), entries in groups.items()]
 
 
@@ -432,8 +453,10 @@ class Journal(abc.ABC):
                     check_snapshot(frame)
                 self.last_seq = self.durable_seq = self._sealed_seq = frame.last_seq
                 self._last_hash = frame.hash
-                for seq, record in enumerate(decoded, frame.first_seq):
+                seq = frame.first_seq
+                for record in decoded:
                     yield StoredRecord(seq, record)
+                    seq += width(record)
             if not anchored or snapshot_seq > self.last_seq:
                 raise JournalCorrupt(f"the snapshot at seq {snapshot_seq} is past the last record {self.last_seq}")
             self._loading = False
@@ -452,8 +475,13 @@ class Journal(abc.ABC):
             decoded = self.codec.decode_frame(frame.body)
         except msgspec.DecodeError as exc:
             raise JournalCorrupt(f"the frame at seq {first} does not decode: {exc}") from None
-        if not len(decoded) == len(frame.lens) == last - first + 1:
-            raise JournalCorrupt(f"the frame at seq {first} holds {len(decoded)} records, not {last - first + 1}")
+        seq = first
+        for record in decoded:  # a batch knows its position: it must be where it is stored
+            if isinstance(record, PostedBatch) and (record.first_seq != seq or not record.width):
+                raise JournalCorrupt(f"the frame at seq {first} holds a batch of seq {record.first_seq} at {seq}")
+            seq += width(record)
+        if not len(decoded) == len(frame.lens) or seq != last + 1:
+            raise JournalCorrupt(f"the frame at seq {first} holds records to seq {seq - 1}, not {last}")
         return decoded
 
     @property
@@ -502,10 +530,16 @@ class Journal(abc.ABC):
         recorded once the disk is back."""
         assert not self._closed, "append after close"
         assert not self._loading, "append before every stored record was loaded: its seq would be taken"
+        assert not isinstance(record, PostedBatch) or record.first_seq == self.last_seq + 1, "a batch's position"
         self._pending.append(record)
-        self.last_seq += 1
+        self.last_seq += width(record)
         self._kick()
         return self.last_seq
+
+    @property
+    def next_seq(self) -> int:
+        """The position the next record appended takes (a batch carries its own)."""
+        return self.last_seq + 1
 
     def append_together(self, records: list[Record]) -> int:
         """Queue records that are durable all or none (a transfer's legs and its decision):
@@ -530,15 +564,22 @@ class Journal(abc.ABC):
     def _seal(self) -> None:
         """Close the next frame: at most `batch_rows_max` of the pending records, unless
         that would split records appended together."""
-        cut = self._sealed_seq + min(self.batch_rows_max, len(self._pending))
-        for first, last in self._together:
-            if first <= cut < last:
-                cut = last
-        self._together = [g for g in self._together if g[1] > cut]
-        records = self._pending[: cut - self._sealed_seq]
-        del self._pending[: len(records)]
+        first = self._sealed_seq + 1
+        if self.last_seq - self._sealed_seq <= self.batch_rows_max:
+            last, count = self.last_seq, len(self._pending)
+        else:  # at least one record, up to `batch_rows_max` positions, then to the end of a group
+            last, count = self._sealed_seq, 0
+            for record in self._pending:
+                if count and last + width(record) - self._sealed_seq > self.batch_rows_max:
+                    break
+                last, count = last + width(record), count + 1
+            group_end = max((g_last for g_first, g_last in self._together if g_first <= last < g_last), default=last)
+            while last < group_end:
+                last, count = last + width(self._pending[count]), count + 1
+        self._together = [g for g in self._together if g[1] > last]
+        records = self._pending[:count]
+        del self._pending[:count]
         body, lens = self.codec.encode_frame(records)
-        first, last = self._sealed_seq + 1, self._sealed_seq + len(records)
         digest = chain_hash(self._last_hash, first, last, body, tuple(lens))
         self._sealed.append(Sealed(Frame(first, last, body, digest, tuple(lens)), records))
         self._sealed_seq, self._last_hash = last, digest
@@ -759,7 +800,7 @@ class Journal(abc.ABC):
         return [(seq, body) for seq, (_, body) in await self._found(q)]
 
     async def _find(self, q: HistoryQuery) -> list[StoredRecord]:
-        return [StoredRecord(seq, self.codec.decode(body)) for seq, (_, body) in await self._found(q)]
+        return [StoredRecord(seq, item_at(self.codec.decode(body), seq)) for seq, (_, body) in await self._found(q)]
 
     async def _found(self, q: HistoryQuery) -> list[tuple[int, tuple[str, bytes]]]:
         """`q` over the rows held in memory and the stored index, in its order: (seq, (id,

@@ -38,7 +38,7 @@ import msgspec
 from journal.base import GENESIS_HASH, Frame, JournalCorrupt, frame_hash
 from journal.private import write_private
 from journal.sqlite import FORMAT, _connect_sync
-from ledger.records import RecordCodec
+from ledger.records import RecordCodec, width
 
 STAGING = "migrating"
 COMPLETE = "COMPLETE"  # in STAGING once every new file is built and synced
@@ -151,7 +151,7 @@ def _frames_v2(conn: sqlite3.Connection, name: str, codec: RecordCodec) -> Itera
             records = codec.decode_frame(frame.body)
         except msgspec.DecodeError as exc:
             raise JournalCorrupt(f"{name}: the frame at seq {first} does not decode: {exc}") from None
-        if not len(records) == len(frame.lens) == last_seq - first + 1:
+        if not len(records) == len(frame.lens) or sum(map(width, records)) != last_seq - first + 1:
             raise JournalCorrupt(f"{name}: the frame at seq {first} holds {len(records)} records")
         prev_hash, last = frame.hash, last_seq
         yield frame

@@ -23,11 +23,14 @@ from ledger.records import (
     BalanceChanged,
     BalanceOpened,
     Fenced,
+    HeldBatch,
     Posted,
+    PostedBatch,
     Prepared,
     Record,
     Reserved,
     Voided,
+    VoidedBatch,
 )
 from ledger.results import Check
 
@@ -173,16 +176,25 @@ class BalanceBook:
         epoch: int,
         transfer_id: str | None = None,
     ) -> tuple[Check, Reserved | None]:
+        refusal = self._debit_refusal(payment_id, balance_id, amount_minor, currency, coordinator, epoch)
+        if refusal is not None:
+            return refusal, None
+        return Check.OK, Reserved(payment_id, balance_id, amount_minor, coordinator, epoch, transfer_id)
+
+    def _debit_refusal(
+        self, payment_id: str, balance_id: str, amount_minor: int, currency: str, coordinator: int, epoch: int
+    ) -> Check | None:
+        """Why the paying leg is not reserved now (OK: it was before), or None: it can be."""
         assert amount_minor > 0, "amounts are validated at the gateway"
         verdict, balance = self._check_leg(payment_id, balance_id, currency, coordinator, epoch)
         if verdict is not None:
-            return verdict, None
+            return verdict
         assert balance is not None
         if not balance.unlimited and balance.available < amount_minor:
-            return Check.NOT_ENOUGH_MONEY, None
+            return Check.NOT_ENOUGH_MONEY
         if balance.amount - balance.reserved - amount_minor < -INT64_MAX:
-            return Check.AMOUNT_OVERFLOW, None  # an issuer cannot issue past what int64 records
-        return Check.OK, Reserved(payment_id, balance_id, amount_minor, coordinator, epoch, transfer_id)
+            return Check.AMOUNT_OVERFLOW  # an issuer cannot issue past what int64 records
+        return None
 
     def decide_prepare(
         self,
@@ -194,14 +206,62 @@ class BalanceBook:
         epoch: int,
         transfer_id: str | None = None,
     ) -> tuple[Check, Prepared | None]:
+        refusal = self._credit_refusal(payment_id, balance_id, amount_minor, currency, coordinator, epoch)
+        if refusal is not None:
+            return refusal, None
+        return Check.OK, Prepared(payment_id, balance_id, amount_minor, coordinator, epoch, transfer_id)
+
+    def _credit_refusal(
+        self, payment_id: str, balance_id: str, amount_minor: int, currency: str, coordinator: int, epoch: int
+    ) -> Check | None:
+        """Why the receiving leg is not prepared now (OK: it was before), or None: it can be."""
         assert amount_minor > 0, "amounts are validated at the gateway"
         verdict, balance = self._check_leg(payment_id, balance_id, currency, coordinator, epoch)
         if verdict is not None:
-            return verdict, None
+            return verdict
         assert balance is not None
         if balance.amount + balance.incoming + amount_minor > INT64_MAX:
-            return Check.AMOUNT_OVERFLOW, None
-        return Check.OK, Prepared(payment_id, balance_id, amount_minor, coordinator, epoch, transfer_id)
+            return Check.AMOUNT_OVERFLOW
+        return None
+
+    # -- a batch's legs: decided and applied one by one, journaled as one record ------
+    # (the caller journals them, HeldBatch, PostedBatch, VoidedBatch, before it awaits
+    # anything; replaying that record applies each leg through the same functions)
+    def hold_leg(
+        self,
+        side: int,
+        payment_id: str,
+        balance_id: str,
+        amount_minor: int,
+        currency: str,
+        coordinator: int,
+        epoch: int,
+        transfer_id: str | None,
+    ) -> Check | None:
+        """Phase one of a leg: its refusal (OK if it is held already), or None once it is
+        held now (reserved as a debit, prepared as a credit)."""
+        refusal = (self._debit_refusal if side == DEBIT else self._credit_refusal)(
+            payment_id, balance_id, amount_minor, currency, coordinator, epoch
+        )
+        if refusal is None:
+            self._hold(side, payment_id, balance_id, amount_minor, coordinator, epoch, transfer_id)
+        return refusal
+
+    def post_leg(self, payment_id: str, balance_id: str) -> tuple[int, int] | None:
+        """Post the whole reservation of a decided leg: (delta, balance after), or None if it
+        was posted or voided before (phase two is retried idempotently)."""
+        reservation = self.reservations.get((payment_id, balance_id))
+        if reservation is None:
+            return None
+        delta = -reservation.amount_minor if reservation.side == DEBIT else reservation.amount_minor
+        return delta, self._post_whole(payment_id, balance_id, delta)
+
+    def void_leg(self, payment_id: str, balance_id: str) -> bool:
+        """Release the reservation of a leg not to be posted; False if there is none (any more)."""
+        if (payment_id, balance_id) not in self.reservations:
+            return False
+        self._void(payment_id, balance_id)
+        return True
 
     def decide_post(
         self,
@@ -239,21 +299,36 @@ class BalanceBook:
 
     # -- the one mutator ----------------------------------------------------------------
     def apply(self, record: Record) -> None:
-        if isinstance(record, Reserved):
-            balance = self.balances[record.balance_id]
-            balance.reserved += record.amount_minor
-            reservation = Reservation(
-                DEBIT, record.amount_minor, record.coordinator, record.epoch, 0, record.transfer_id
+        if isinstance(record, HeldBatch):
+            transfer_ids = record.transfer_ids or [None] * len(record.payment_ids)
+            for side, payment_id, balance_id, amount, transfer_id in zip(
+                record.sides, record.payment_ids, record.balance_ids, record.amounts, transfer_ids, strict=True
+            ):
+                self._hold(side, payment_id, balance_id, amount, record.coordinator, record.epoch, transfer_id)
+            return
+        if isinstance(record, PostedBatch):
+            for payment_id, balance_id, delta, after in zip(
+                record.payment_ids, record.balance_ids, record.deltas, record.balances_after, strict=True
+            ):
+                assert self._post_whole(payment_id, balance_id, delta) == after, "replay diverged from the journal"
+            return
+        if isinstance(record, VoidedBatch):
+            for payment_id, balance_id in zip(record.payment_ids, record.balance_ids, strict=True):
+                self._void(payment_id, balance_id)
+            return
+        if isinstance(record, Reserved | Prepared):
+            side = DEBIT if isinstance(record, Reserved) else CREDIT
+            self._hold(
+                side,
+                record.payment_id,
+                record.balance_id,
+                record.amount_minor,
+                record.coordinator,
+                record.epoch,
+                record.transfer_id,
             )
-            self._open(record.payment_id, record.balance_id, reservation)
-        elif isinstance(record, Prepared):
-            balance = self.balances[record.balance_id]
-            balance.incoming += record.amount_minor
-            reservation = Reservation(
-                CREDIT, record.amount_minor, record.coordinator, record.epoch, 0, record.transfer_id
-            )
-            self._open(record.payment_id, record.balance_id, reservation)
-        elif isinstance(record, Posted):
+            return
+        if isinstance(record, Posted):
             balance = self.balances[record.balance_id]
             key = record.hold_id or record.payment_id
             if record.capture_seq is None:
@@ -273,12 +348,8 @@ class BalanceBook:
             balance.amount += record.delta_minor
             assert balance.amount == record.balance_after_minor, "replay diverged from the journal"
         elif isinstance(record, Voided):
-            balance = self.balances[record.balance_id]
-            reservation = self._close(record.payment_id, record.balance_id)
-            if reservation.side == DEBIT:
-                balance.reserved -= reservation.amount_minor
-            else:
-                balance.incoming -= reservation.amount_minor
+            self._void(record.payment_id, record.balance_id)
+            return
         elif isinstance(record, BalanceOpened):
             assert record.balance_id not in self.balances, "a balance is opened once"
             self.balances[record.balance_id] = Balance(record.currency, record.overdraft_limit_minor, record.unlimited)
@@ -295,6 +366,47 @@ class BalanceBook:
             return
         else:
             raise AssertionError(f"not a partition record: {record!r}")
+        self._check(balance)
+
+    def _hold(
+        self,
+        side: int,
+        payment_id: str,
+        balance_id: str,
+        amount: int,
+        coordinator: int,
+        epoch: int,
+        transfer_id: str | None,
+    ) -> None:
+        balance = self.balances[balance_id]
+        if side == DEBIT:
+            balance.reserved += amount
+        else:
+            balance.incoming += amount
+        self._open(payment_id, balance_id, Reservation(side, amount, coordinator, epoch, 0, transfer_id))
+        self._check(balance)
+
+    def _post_whole(self, payment_id: str, balance_id: str, delta: int) -> int:
+        """The whole reservation posted as `delta`; the balance's amount after it."""
+        reservation = self._close(payment_id, balance_id)
+        whole = -reservation.amount_minor if reservation.side == DEBIT else reservation.amount_minor
+        assert delta == whole, "a whole post is its reservation, paid out or in"
+        balance = self.balances[balance_id]
+        if reservation.side == DEBIT:
+            balance.reserved -= reservation.amount_minor
+        else:
+            balance.incoming -= reservation.amount_minor
+        balance.amount += delta
+        self._check(balance)
+        return balance.amount
+
+    def _void(self, payment_id: str, balance_id: str) -> None:
+        balance = self.balances[balance_id]
+        reservation = self._close(payment_id, balance_id)
+        if reservation.side == DEBIT:
+            balance.reserved -= reservation.amount_minor
+        else:
+            balance.incoming -= reservation.amount_minor
         self._check(balance)
 
     def _open(self, key: str, balance_id: str, reservation: Reservation) -> None:

@@ -77,6 +77,46 @@ class Voided(msgspec.Struct, tag="vo", **_opts):
     balance_id: str
 
 
+class HeldBatch(msgspec.Struct, tag="hb", **_opts):
+    """Phase one of a batch on one partition, one record for all its legs: each reserved
+    (DEBIT, as `Reserved`) or prepared (CREDIT, as `Prepared`), applied in order."""
+
+    coordinator: int
+    epoch: int
+    payment_ids: list[str]
+    balance_ids: list[str]
+    amounts: list[int]
+    sides: bytes  # DEBIT (0) or CREDIT (1), one byte per leg
+    transfer_ids: list[str | None] | None = None  # None: no leg of a transfer
+
+
+class PostedBatch(msgspec.Struct, tag="pb", **_opts):
+    """Whole posts of a batch on one partition (as `Posted` without a hold id), one record
+    for all of them. Each post is a statement line with its own journal position:
+    `first_seq` is the first post's, the record takes one position per post."""
+
+    first_seq: int
+    at_ms: int
+    payment_ids: list[str]
+    balance_ids: list[str]
+    deltas: list[int]
+    balances_after: list[int]
+
+    @property
+    def width(self) -> int:
+        return len(self.payment_ids)
+
+    def item(self, n: int) -> Posted:
+        return Posted(self.payment_ids[n], self.balance_ids[n], self.deltas[n], self.balances_after[n], self.at_ms)
+
+
+class VoidedBatch(msgspec.Struct, tag="vb", **_opts):
+    """Voids of a batch on one partition (as `Voided`), one record for all of them."""
+
+    payment_ids: list[str]
+    balance_ids: list[str]
+
+
 class Fenced(msgspec.Struct, tag="fe", **_opts):
     """Reserves from `coordinator` with an older epoch are refused from here on."""
 
@@ -409,6 +449,9 @@ Record = (
     | Prepared
     | Posted
     | Voided
+    | HeldBatch
+    | PostedBatch
+    | VoidedBatch
     | Fenced
     | EpochStarted
     | Decided
@@ -449,6 +492,17 @@ RECORD_TAGS_VERSION = 6
 
 
 _STATUS_TAGS = {str(s): f"s:{s}" for s in PaymentStatus}
+
+
+def width(record: Record) -> int:
+    """The journal positions a record takes: one, or one per item of a batch."""
+    return record.width if isinstance(record, PostedBatch) else 1
+
+
+def item_at(record: Record, seq: int) -> Record:
+    """What the journal position `seq` holds: the record stored there, or the item of a
+    batch there (as the record it stands for)."""
+    return record.item(seq - record.first_seq) if isinstance(record, PostedBatch) else record
 
 
 def record_tags(record: Record) -> tuple[str, tuple[str, ...]] | None:

@@ -41,6 +41,7 @@ from ledger.records import (
     KeyCreated,
     PaymentRecord,
     Posted,
+    PostedBatch,
     Record,
     RecordCodec,
     Reserved,
@@ -377,6 +378,75 @@ async def test_records_appended_together_share_one_frame(harness: JournalHarness
         assert len(holding) == 1, (first, last, [(f.first_seq, f.last_seq) for f in holding])
     assert max(f.last_seq - f.first_seq + 1 for f in frames) >= 17  # the long group went whole
     assert_valid_chain(frames, records)
+
+
+def batch_of_posts(first_seq: int, ns: Sequence[int], balance_id: str = "bal_a") -> PostedBatch:
+    """`posted(n)` for each n, as one record at `first_seq`."""
+    items = [posted(n, balance_id) for n in ns]
+    return PostedBatch(
+        first_seq,
+        items[0].at_ms,
+        [p.payment_id for p in items],
+        [p.balance_id for p in items],
+        [p.delta_minor for p in items],
+        [p.balance_after_minor for p in items],
+    )
+
+
+async def test_a_batch_takes_a_position_per_item_and_is_read_item_by_item(harness: JournalHarness) -> None:
+    """A shard's posts of a batch are one record, each post a statement line at its own
+    position: replay sees the record once; queries, from memory and stored, see the lines."""
+    journal = harness.reopen(history_rows_per_write=10**6, history_write_after_s=3600)
+    replay(journal)
+    assert journal.append(posted(0)) == 1
+    assert journal.next_seq == 2
+    batch = batch_of_posts(2, [1, 2, 3])
+    assert journal.append(batch) == 4  # the last position it takes
+    with pytest.raises(AssertionError):  # a batch names its own position: it must be the next one
+        journal.append(batch_of_posts(2, [9]))
+    assert journal.append(posted(4, "bal_b")) == 5
+    await journal.durable()
+
+    async def statement() -> list[StoredRecord]:
+        found = await journal.query("bal_a", "po")
+        paged, before = [], None  # a page at a time, cut inside the batch
+        while page := await journal.query("bal_a", "po", limit=2, before_seq=before):
+            paged += page
+            before = page[-1].seq
+        assert paged == found
+        return found
+
+    expected = [*(StoredRecord(2 + n, batch.item(n)) for n in (2, 1, 0)), StoredRecord(1, posted(0))]
+    assert [s.record.payment_id for s in expected] == ["pay_3", "pay_2", "pay_1", "pay_0"]
+    assert await statement() == expected  # from memory
+    await journal.close()
+    journal = harness.reopen()
+    assert replay(journal)[2] == [
+        StoredRecord(1, posted(0)),
+        StoredRecord(2, batch),
+        StoredRecord(5, posted(4, "bal_b")),
+    ]
+    assert journal.last_seq == 5 and journal.next_seq == 6
+    assert await statement() == expected  # stored on close
+    await journal.close()
+    harness.drop_history()
+    journal = harness.reopen()
+    replay(journal)
+    assert await statement() == expected  # the index rebuilt from the frames
+
+
+async def test_a_frame_holds_at_most_batch_rows_max_positions_or_one_larger_batch(harness: JournalHarness) -> None:
+    journal = harness.reopen(batch_rows_max=8)
+    replay(journal)
+    records: list[Record] = []
+    for n, size in enumerate([5, 5, 1, 20, 2, 3]):
+        records.append(batch_of_posts(journal.next_seq, range(10 * n, 10 * n + size)))
+        journal.append(records[-1])
+    await journal.durable()
+    frames = harness.frames()
+    assert [(f.first_seq, f.last_seq) for f in frames] == [(1, 5), (6, 11), (12, 31), (32, 36)]
+    codec = RecordCodec()
+    assert [r for f in frames for r in codec.decode_frame(f.body)] == records
 
 
 # -- history queries --------------------------------------------------------------------------

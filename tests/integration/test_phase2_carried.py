@@ -11,7 +11,8 @@ import asyncio
 from contextlib import AbstractContextManager
 from pathlib import Path
 
-from actors.shard import BalanceShard, Partition
+from actors.partition import Partition
+from actors.shard import BalanceShard
 from actors.topology import partition_of, shard_name
 from ledger.results import PaymentStatus
 from tests.support.audit import audit

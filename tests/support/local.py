@@ -11,7 +11,8 @@ from typing import Any
 from actors.inprocess import InProcessLedger, abandon
 from journal import CrashPoint, MemoryJournal, MemoryStore
 from journal.base import kind_of
-from ledger.records import Record
+from ledger.book import DEBIT
+from ledger.records import HeldBatch, Record
 
 
 class LocalLedger(InProcessLedger):
@@ -49,7 +50,7 @@ class LocalLedger(InProcessLedger):
         assert self.stores is not None, "crashes are simulated on memory journals"
 
         def decide(records: list[Record]) -> str | None:
-            return when if any(kind_of(r) == kind for r in records) else None
+            return when if any(_holds(r, kind) for r in records) else None
 
         crash = CrashPoint(decide, on_crash)
         for store in self.stores.values():
@@ -65,3 +66,13 @@ class LocalLedger(InProcessLedger):
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         self.crash()
+
+
+def _holds(record: Record, kind: str) -> bool:
+    """Whether `record` is of `kind` (its tag), or a batch with a leg of that kind: the
+    reserves ("rs") and prepares ("pr") of a HeldBatch, the posts ("po") of a PostedBatch,
+    the voids ("vo") of a VoidedBatch."""
+    tag = kind_of(record)
+    if isinstance(record, HeldBatch):
+        return kind == tag or any(kind == ("rs" if side == DEBIT else "pr") for side in record.sides)
+    return kind in (tag, {"pb": "po", "vb": "vo"}.get(tag))

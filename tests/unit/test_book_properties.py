@@ -29,12 +29,15 @@ from ledger.records import (
     BalanceOpened,
     EpochStarted,
     Fenced,
+    HeldBatch,
     Posted,
+    PostedBatch,
     Prepared,
     Record,
     RecordCodec,
     Reserved,
     Voided,
+    VoidedBatch,
 )
 from ledger.results import Check, PaymentStatus, decide
 
@@ -327,6 +330,71 @@ class BookMachine(RuleBasedStateMachine):
             if bid in self.model:
                 assert self.pure(self.book.decide_post, f.pid, bid, self.tick(), None, hold_id) is None
             assert self.pure(self.book.decide_void, f.hold_key, bid) is None
+
+    # -- a shard's batch: legs decided and applied one by one, journaled as one record ----
+    def journal_applied(self, record: Record) -> None:
+        """A batch record of legs the book applied already: only the replica applies it."""
+        self.records.append(record)
+        self.replica.apply(CODEC.decode(CODEC.encode(record)))
+
+    @rule(data=st.data(), payments=st.integers(1, 6), coordinator=st.sampled_from(COORDINATORS))
+    def batch_of_payments(self, data: st.DataObject, payments: int, coordinator: int) -> None:
+        """Phase one of several payments (a HeldBatch), then the posts of those holding both
+        legs (a PostedBatch) and the voids of the rest (a VoidedBatch): a balance paid twice
+        in one batch sees the first leg in the second's check and in its balance after."""
+        epoch = self.fences.get(coordinator, 0)
+        batch, held = [], []
+        for _ in range(payments):
+            src = data.draw(st.sampled_from(CHOICES), label="src")
+            dst = data.draw(st.sampled_from([b for b in CHOICES if b != src]), label="dst")
+            currency = self.model[src].currency if src in self.model else "USD"
+            p = Payment(self.next_id("pay"), src, dst, data.draw(AMOUNTS), currency, coordinator, epoch)
+            for side, bid in ((DEBIT, src), (CREDIT, dst)):
+                args = (p.pid, bid, p.amount, p.currency, p.coordinator, p.epoch)
+                check, due = self.expected_hold_check(*args, debit=side == DEBIT)
+                refusal = self.book.hold_leg(side, *args, None)
+                assert (Check.OK if refusal is None else refusal) == check and (refusal is None) == due
+                if due:
+                    m = self.model[bid]
+                    if side == DEBIT:
+                        m.reserved += p.amount
+                    else:
+                        m.incoming += p.amount
+                    self.reservations[(p.pid, bid)] = (side, p.amount, p.coordinator, p.epoch)
+                    p.held.append(bid)
+                    held.append((p.pid, bid, p.amount, side))
+            batch.append(p)
+        if held:
+            ids, bids, amounts, sides = (list(c) for c in zip(*held, strict=True))
+            self.journal_applied(HeldBatch(coordinator, epoch, ids, bids, amounts, bytes(sides)))
+        posted, voided = [], []
+        for p in batch:
+            if p.held == [p.src, p.dst]:
+                for bid in (p.src, p.dst):
+                    result = self.book.post_leg(p.pid, bid)
+                    side = self.reservations[(p.pid, bid)][0]
+                    delta = -p.amount if side == DEBIT else p.amount
+                    self.close_hold_in_model(p.pid, bid, delta)
+                    assert result == (delta, self.model[bid].amount)
+                    posted.append((p.pid, bid, delta, self.model[bid].amount))
+                    assert self.book.post_leg(p.pid, bid) is None  # posted: a retry changes nothing
+        at_ms = self.tick()
+        if posted:
+            ids, bids, deltas, after = (list(c) for c in zip(*posted, strict=True))
+            self.journal_applied(PostedBatch(len(self.records) + 1, at_ms, ids, bids, deltas, after))
+        for p in batch:
+            if p.held != [p.src, p.dst]:
+                for bid in p.held:
+                    assert self.book.void_leg(p.pid, bid)
+                    self.close_hold_in_model(p.pid, bid, 0)
+                    voided.append((p.pid, bid))
+                    assert not self.book.void_leg(p.pid, bid)
+            p.held.clear()
+            self.finished.append(Finished(p.pid, p.pid, (p.src, p.dst)))
+        if voided:
+            ids, bids = (list(c) for c in zip(*voided, strict=True))
+            self.journal_applied(VoidedBatch(ids, bids))
+        self.money_is_conserved()
 
     # -- administration -----------------------------------------------------------------
     @rule(
