@@ -32,6 +32,7 @@ from journal import Journal, JournalCorrupt, SqliteJournal, StoredRecord
 from ledger.book import BalanceBook, BookSnapshot
 from ledger.records import (
     Decided,
+    DecidedBatch,
     HoldClosed,
     HoldPlaced,
     Posted,
@@ -179,11 +180,11 @@ def verify_journals(
     for ref in (s for s in sources if s.kind == "coordinator"):
         for stored in _replay(ref, report, advance):
             r = stored.record
-            if isinstance(r, Decided):
-                decided[r.payment.id] = r
-                if r.payment.idempotency_key is not None:
-                    keys[r.payment.idempotency_key].append((r.payment.created_at_ms, r.payment.id))
-            elif isinstance(r, TransferDecided):
+            for p in r.payments if isinstance(r, DecidedBatch) else [r.payment] if isinstance(r, Decided) else []:
+                decided[p.id] = Decided(p)
+                if p.idempotency_key is not None:
+                    keys[p.idempotency_key].append((p.created_at_ms, p.id))
+            if isinstance(r, TransferDecided):
                 transfers[r.transfer.id] = r
                 if r.transfer.idempotency_key is not None:
                     keys[r.transfer.idempotency_key].append((r.transfer.created_at_ms, r.transfer.id))

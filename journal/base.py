@@ -36,12 +36,16 @@ import msgspec
 
 from ledger.records import (
     EVENT_TYPES,
+    Batch,
+    DecidedBatch,
     PostedBatch,
     Record,
     RecordCodec,
     event_id,
     event_of,
     item_at,
+    payment_event,
+    payment_tags,
     record_tags,
     width,
 )
@@ -181,42 +185,52 @@ def history_groups(frame: Frame, records: list[Record], event_source: str | None
     found = groups.get  # (this loop runs for every record an actor journals, on its event loop)
     seq, offset = frame.first_seq, len(frame.body) - sum(frame.lens)  # after the array header
     for record, length in zip(records, frame.lens, strict=True):
-        if isinstance(record, PostedBatch):  # each post a statement line, at its own position
-            for n, (payment_id, balance_id) in enumerate(zip(record.payment_ids, record.balance_ids, strict=True)):
-                tag, bucket = "po:" + balance_id, bucket_of(payment_id)
-                group = found((tag, bucket))
-                if group is None:
-                    groups[tag, bucket] = [(payment_id, seq + n, offset, length)]
-                else:
-                    group.append((payment_id, seq + n, offset, length))
-            seq += record.width
-            offset += length
-            continue
-        indexed = []  # (id, tags): the record's own, and its event's
-        tagged = record_tags(record)
-        if tagged is not None:
-            indexed.append(tagged)
-        if event_source is not None:
-            event = event_of(record)
-            if event is not None:
-                kind = EVENT_TAGS.get(event[0]) or f"ev:{event[0]}"
-                indexed.append((event_id(event[1], event_source, seq), ("ev", kind)))
-        for some_id, tags in indexed:
-            entry, bucket = (some_id, seq, offset, length), bucket_of(some_id)
+        for some_id, at, tags in _indexed(record, seq, event_source):
+            entry, bucket = (some_id, at, offset, length), bucket_of(some_id)
             for tag in tags:
                 group = found((tag, bucket))
                 if group is None:
                     groups[tag, bucket] = [entry]
                 else:
                     group.append(entry)
-        seq += 1
+        seq += width(record)
         offset += length
     assert seq == frame.last_seq + 1, "a frame's records and its seqs"
     return [HistoryGroup(tag, bucket, frame.first_seq, entries) for (tag, bucket), entries in groups.items()]
 
 
+def _indexed(record: Record, seq: int, event_source: str | None) -> list[tuple[str, int, tuple[str, ...]]]:
+    """(id, position, tags) of what a record at `seq` puts in the index: its own tags and
+    its event's, or those of each item of a batch (at the item's own position)."""
+    if isinstance(record, PostedBatch):  # each post a statement line
+        pairs = zip(record.payment_ids, record.balance_ids, strict=True)
+        return [(p, seq + n, ("po:" + b,)) for n, (p, b) in enumerate(pairs)]
+    out: list[tuple[str, int, tuple[str, ...]]] = []
+    if isinstance(record, DecidedBatch):
+        for at, p in enumerate(record.payments, seq):
+            out.append((p.id, at, payment_tags(p)))
+            if event_source is not None and (event := payment_event(p)) is not None:
+                out.append((event_id(event[1], event_source, at), at, ("ev", EVENT_TAGS[event[0]])))
+        return out
+    tagged = record_tags(record)
+    if tagged is not None:
+        out.append((tagged[0], seq, tagged[1]))
+    if event_source is not None:
+        event = event_of(record)
+        if event is not None:
+            kind = EVENT_TAGS.get(event[0]) or f"ev:{event[0]}"
+            out.append((event_id(event[1], event_source, seq), seq, ("ev", kind)))
+    return out
+
+
 def kind_of(record: Record) -> str:
     return type(record).__struct_config__.tag  # type: ignore[return-value]
+
+
+# How a batch's encoding starts: an array (of its fields and tag), then its tag as a string.
+_BATCH_HEADS = tuple(
+    RecordCodec().encode(example)[:4] for example in (DecidedBatch(1, []), PostedBatch(1, 0, [], [], [], []))
+)
 
 
 # A batch of 500 payments' rows costs ~105 us of CPU per payment to store, 5,000 ~52 us,
@@ -477,7 +491,7 @@ class Journal(abc.ABC):
             raise JournalCorrupt(f"the frame at seq {first} does not decode: {exc}") from None
         seq = first
         for record in decoded:  # a batch knows its position: it must be where it is stored
-            if isinstance(record, PostedBatch) and (record.first_seq != seq or not record.width):
+            if isinstance(record, Batch) and (record.first_seq != seq or not record.width):
                 raise JournalCorrupt(f"the frame at seq {first} holds a batch of seq {record.first_seq} at {seq}")
             seq += width(record)
         if not len(decoded) == len(frame.lens) or seq != last + 1:
@@ -530,7 +544,7 @@ class Journal(abc.ABC):
         recorded once the disk is back."""
         assert not self._closed, "append after close"
         assert not self._loading, "append before every stored record was loaded: its seq would be taken"
-        assert not isinstance(record, PostedBatch) or record.first_seq == self.last_seq + 1, "a batch's position"
+        assert not isinstance(record, Batch) or record.first_seq == self.last_seq + 1, "a batch's position"
         self._pending.append(record)
         self.last_seq += width(record)
         self._kick()
@@ -797,10 +811,26 @@ class Journal(abc.ABC):
         """`events_after` as (seq, encoded record): the reader decodes (and names) them, so
         the journal's owner spends nothing per event on it (webhook delivery)."""
         q = HistoryQuery("ev", limit, by_seq=True, after_seq=after_seq, ascending=True)
-        return [(seq, body) for seq, (_, body) in await self._found(q)]
+        out = []
+        batches: dict[bytes, Record] = {}
+        for seq, (_, body) in await self._found(q):
+            if body.startswith(_BATCH_HEADS):  # an item of a batch goes as the record it stands for
+                batch = batches.get(body)
+                if batch is None:
+                    batch = batches[body] = self.codec.decode(body)
+                body = self.codec.encode(item_at(batch, seq))
+            out.append((seq, body))
+        return out
 
     async def _find(self, q: HistoryQuery) -> list[StoredRecord]:
-        return [StoredRecord(seq, item_at(self.codec.decode(body), seq)) for seq, (_, body) in await self._found(q)]
+        decoded: dict[bytes, Record] = {}  # a batch's items share its body: decoded once a query
+        found = []
+        for seq, (_, body) in await self._found(q):
+            record = decoded.get(body)
+            if record is None:
+                record = decoded[body] = self.codec.decode(body)
+            found.append(StoredRecord(seq, item_at(record, seq)))
+        return found
 
     async def _found(self, q: HistoryQuery) -> list[tuple[int, tuple[str, bytes]]]:
         """`q` over the rows held in memory and the stored index, in its order: (seq, (id,

@@ -30,6 +30,7 @@ from ledger.records import (
     Completed,
     Completions,
     Decided,
+    DecidedBatch,
     EpochStarted,
     HoldClosed,
     HoldPlaced,
@@ -101,11 +102,10 @@ class PaymentBook:
     # -- the one way the book changes ------------------------------------------------------
     def apply(self, record: Record, now_ms: int) -> None:
         if isinstance(record, Decided):
-            p = record.payment
-            self.unfinished[p.id] = p
-            self._remember(self.recent, p.id, p)
-            self.activity.add(p)
-            self._remember_key(p.idempotency_key, p.fingerprint, p.id, p.created_at_ms, now_ms)
+            self._decided(record.payment, now_ms)
+        elif isinstance(record, DecidedBatch):
+            for p in record.payments:
+                self._decided(p, now_ms)
         elif isinstance(record, TransferDecided):
             t = record.transfer
             self._remember(self.recent_transfers, t.id, t)
@@ -128,6 +128,12 @@ class PaymentBook:
             self.epoch = record.epoch
         else:
             raise AssertionError(f"not a coordinator record: {record!r}")
+
+    def _decided(self, p: PaymentRecord, now_ms: int) -> None:
+        self.unfinished[p.id] = p
+        self._remember(self.recent, p.id, p)
+        self.activity.add(p)
+        self._remember_key(p.idempotency_key, p.fingerprint, p.id, p.created_at_ms, now_ms)
 
     def redrive(self, payment: PaymentRecord) -> None:
         """Recovery found reservations of a decided payment no longer in memory: its phase

@@ -242,6 +242,22 @@ class Decided(msgspec.Struct, tag="de", **_opts):
     payment: PaymentRecord
 
 
+class DecidedBatch(msgspec.Struct, tag="db", **_opts):
+    """The commit point of a batch of payments, one record for all of them: each is a
+    `Decided` at its own journal position (`first_seq` is the first one's), so events,
+    lookups and lists see each payment as if it were journaled alone."""
+
+    first_seq: int
+    payments: list[PaymentRecord]
+
+    @property
+    def width(self) -> int:
+        return len(self.payments)
+
+    def item(self, n: int) -> Decided:
+        return Decided(self.payments[n])
+
+
 class TransferDecided(msgspec.Struct, tag="td", **_opts):
     """A transfer's decision, journaled in one frame with the `Decided` of each of its
     legs (`Journal.append_together`): all its legs are decided, or none is."""
@@ -455,6 +471,7 @@ Record = (
     | Fenced
     | EpochStarted
     | Decided
+    | DecidedBatch
     | TransferDecided
     | Completed
     | Completions
@@ -494,15 +511,18 @@ RECORD_TAGS_VERSION = 6
 _STATUS_TAGS = {str(s): f"s:{s}" for s in PaymentStatus}
 
 
+Batch = PostedBatch | DecidedBatch  # records that take one journal position per item
+
+
 def width(record: Record) -> int:
     """The journal positions a record takes: one, or one per item of a batch."""
-    return record.width if isinstance(record, PostedBatch) else 1
+    return record.width if isinstance(record, Batch) else 1
 
 
 def item_at(record: Record, seq: int) -> Record:
     """What the journal position `seq` holds: the record stored there, or the item of a
     batch there (as the record it stands for)."""
-    return record.item(seq - record.first_seq) if isinstance(record, PostedBatch) else record
+    return record.item(seq - record.first_seq) if isinstance(record, Batch) else record
 
 
 def record_tags(record: Record) -> tuple[str, tuple[str, ...]] | None:
@@ -512,17 +532,7 @@ def record_tags(record: Record) -> tuple[str, tuple[str, ...]] | None:
     endpoint; statement entries by balance (`<kind>:<key>` is what `Journal.query(key,
     kind)` looks up). The id orders and pages the results."""
     if isinstance(record, Decided):  # most records of a coordinator: kept lean
-        p = record.payment
-        tags = ["pay", _STATUS_TAGS.get(p.status) or f"s:{p.status}"]
-        if p.balance_from:
-            tags.append("b:" + p.balance_from)
-        if p.balance_to and p.balance_to != p.balance_from:
-            tags.append("b:" + p.balance_to)
-        if p.idempotency_key is not None:
-            tags.append(f"k:{p.idempotency_key}")
-        if p.refund_of is not None:
-            tags.append(f"rf:{p.refund_of}")
-        return p.id, tuple(tags)
+        return record.payment.id, payment_tags(record.payment)
     if isinstance(record, TransferDecided):
         t, key = record.transfer, record.transfer.idempotency_key
         balances = dict.fromkeys(b for leg in t.legs for b in (leg.balance_from, leg.balance_to))
@@ -597,15 +607,39 @@ def payment_balances(p: Moves) -> list[str]:
     return [b for side in payment_sides(p) for b in side[:2] if b]
 
 
+def payment_tags(p: PaymentRecord) -> tuple[str, ...]:
+    """What a decided payment is indexed under (`record_tags`)."""
+    tags = ["pay", _STATUS_TAGS.get(p.status) or f"s:{p.status}"]
+    if p.balance_from:
+        tags.append("b:" + p.balance_from)
+    if p.balance_to and p.balance_to != p.balance_from:
+        tags.append("b:" + p.balance_to)
+    if p.idempotency_key is not None:
+        tags.append(f"k:{p.idempotency_key}")
+    if p.refund_of is not None:
+        tags.append(f"rf:{p.refund_of}")
+    return tuple(tags)
+
+
+def payment_event(p: PaymentRecord) -> tuple[str, int] | None:
+    """The event a decided payment is (`event_of`)."""
+    if p.transfer_id is not None:
+        return None
+    return _PAYMENT_EVENTS[p.refund_of is not None, p.status == "success"], p.settled_at_ms or p.created_at_ms
+
+
+_PAYMENT_EVENTS = {
+    (refund, succeeded): f"{'refund' if refund else 'payment'}.{'succeeded' if succeeded else 'failed'}"
+    for refund in (False, True)
+    for succeeded in (False, True)
+}
+
+
 def event_of(record: Record) -> tuple[str, int] | None:
     """(type, time in ms) of the API event a record is, if it is one (API "Events"). A
     transfer's legs are its event, not their own; a capture is a payment like any other."""
     if isinstance(record, Decided):
-        p = record.payment
-        if p.transfer_id is not None:
-            return None
-        outcome = "succeeded" if p.status == "success" else "failed"
-        return f"{'refund' if p.refund_of is not None else 'payment'}.{outcome}", p.settled_at_ms or p.created_at_ms
+        return payment_event(record.payment)
     if isinstance(record, TransferDecided):
         t = record.transfer
         return f"transfer.{'succeeded' if t.status == 'success' else 'failed'}", t.settled_at_ms or t.created_at_ms

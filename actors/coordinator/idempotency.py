@@ -140,7 +140,7 @@ class Claims:
         recovery, which knows no keys) did not bind the key: it answers `unavailable`, as
         an undecided one does, and the client's retry with the key finds what the key
         did bind, or runs afresh. Else one key could answer two different outcomes."""
-        done = self.inflight.done.get(some_id)
+        done = self.inflight.answered(some_id)
         if done is not None:
             try:
                 await asyncio.shield(done)

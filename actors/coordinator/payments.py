@@ -34,8 +34,8 @@ from actors.telemetry import Telemetry
 from ledger.messages import PaymentRequest, SideRequest, TransferRequest
 from ledger.outcomes import Outcome
 from ledger.payment_book import Codes, Leg, decide_payments, decide_transfers, legs_of, reserved, unavailable
-from ledger.records import Decided, PaymentRecord, Record, TransferDecided, TransferRecord
-from ledger.results import Check, PaymentStatus
+from ledger.records import Decided, DecidedBatch, PaymentRecord, Record, TransferDecided, TransferRecord
+from ledger.results import CHECKS, Check, PaymentStatus
 
 Frames = list[list[Record]]
 
@@ -143,16 +143,24 @@ class Payments:
         held = [r for r in legs if r.payment_id not in expired]
         transfer_of = {r.payment_id: unit_of[r.payment_id] for r in held if unit_of[r.payment_id] != r.payment_id}
         codes = await self.phase_one([leg for r in held for leg in legs_of(r)], transfer_of)  # phase one
-        down = {
-            r.payment_id
-            for r in legs
-            if (r.payment_id in no_quote if r.payment_id in expired else unavailable(r, codes))
-        }
+        down = (
+            {
+                r.payment_id
+                for r in legs
+                if (r.payment_id in no_quote if r.payment_id in expired else unavailable(r, codes))
+            }
+            if expired or Check.UNAVAILABLE in codes.values()  # (a scan in C; the usual answer is no)
+            else set()
+        )
         aborted = {unit_of[p] for p in down}  # abort
-        await self._release([r for r in legs if unit_of[r.payment_id] in aborted], codes, expired)
+        if aborted:
+            await self._release([r for r in legs if unit_of[r.payment_id] in aborted], codes, expired)
         frames = variant.decide(fresh, codes, expired, aborted, self.state.clock())  # decide
-        for frame in frames:
-            self.state.commit(*frame)  # commit
+        if variant is PAYMENTS and len(frames) > 1:  # one record for the batch, a position each
+            self.state.commit(DecidedBatch(self.state.journal.next_seq, [_decided_payment(f) for f in frames]))
+        else:
+            for frame in frames:
+                self.state.commit(*frame)  # commit
         await self.state.durable()
         self.phase_two.owe([r.payment for frame in frames for r in frame if isinstance(r, Decided)])  # owe
         return [variant.result(frame) for frame in frames]
@@ -203,7 +211,7 @@ class Payments:
                     # A shard that raised: refuse the leg. Legs it may have held before
                     # failing stay reserved until this coordinator's next recovery, whose
                     # fence finds them undecided and releases them.
-                    code = Check.UNAVAILABLE if isinstance(reply, BaseException) else Check(reply[side][n])
+                    code = Check.UNAVAILABLE if isinstance(reply, BaseException) else CHECKS[reply[side][n]]
                     codes[(item.payment_id, item.balance_id)] = code
         return codes
 

@@ -100,7 +100,9 @@ class InFlight:
     """Requests between their claim and their answer."""
 
     def __init__(self) -> None:
-        self.done: dict[str, asyncio.Future[None]] = {}  # id -> set when decided, cancelled if not
+        # id -> what a duplicate waits on: set when decided, cancelled if not (made only
+        # when a duplicate comes: a future per payment was a visible part of the loop's CPU)
+        self.done: dict[str, asyncio.Future[None] | None] = {}
         self.payments: dict[str, PaymentRequest] = {}  # shown as pending
         self.transfers: dict[str, TransferRequest] = {}
         self.keys: dict[str, tuple[bytes | None, str]] = {}  # key -> (fingerprint, id): claimed, not journaled
@@ -110,9 +112,19 @@ class InFlight:
 
     def claim(self, some_id: str, key: str | None, fingerprint: bytes | None) -> None:
         assert some_id not in self.done, f"{some_id} claimed twice"
-        self.done[some_id] = asyncio.get_running_loop().create_future()
+        self.done[some_id] = None
         if key is not None:
             self.keys[key] = (fingerprint, some_id)
+
+    def answered(self, some_id: str) -> asyncio.Future[None] | None:
+        """What to wait on until the request in flight with this id is answered (None: it is
+        not in flight): done if it was decided, cancelled if not."""
+        if some_id not in self.done:
+            return None
+        waiter = self.done[some_id]
+        if waiter is None:
+            waiter = self.done[some_id] = asyncio.get_running_loop().create_future()
+        return waiter
 
     def release(self, some_id: str, key: str | None, decided: bool) -> None:
         """The request is answered: its key now lives in the book if it was decided."""
@@ -121,6 +133,8 @@ class InFlight:
         self.payments.pop(some_id, None)
         self.transfers.pop(some_id, None)
         done = self.done.pop(some_id)
+        if done is None:
+            return
         if decided:
             done.set_result(None)
         else:

@@ -36,6 +36,7 @@ from ledger.records import (
     BalanceOpened,
     Completed,
     Decided,
+    DecidedBatch,
     EpochStarted,
     Fenced,
     KeyCreated,
@@ -45,6 +46,8 @@ from ledger.records import (
     Record,
     RecordCodec,
     Reserved,
+    event_of,
+    event_seq,
 )
 
 ADAPTERS = ["sqlite", "sqlite-on-loop", "memory"]  # on-loop: commits on the event loop, not a thread
@@ -447,6 +450,55 @@ async def test_a_frame_holds_at_most_batch_rows_max_positions_or_one_larger_batc
     assert [(f.first_seq, f.last_seq) for f in frames] == [(1, 5), (6, 11), (12, 31), (32, 36)]
     codec = RecordCodec()
     assert [r for f in frames for r in codec.decode_frame(f.body)] == records
+
+
+async def test_a_batch_of_decisions_is_each_payment_in_lookups_lists_and_events(harness: JournalHarness) -> None:
+    """A coordinator's batch of payments is one record; each payment keeps its own position:
+    found by id, balance and key, and an event of its own (with its own id), from memory and
+    stored, and handed to webhook delivery as the `Decided` it stands for."""
+    codec = RecordCodec()
+    payments = [
+        msgspec.structs.replace(decided("pay_1").payment, status="success", idempotency_key="admin:K"),
+        msgspec.structs.replace(decided("pay_2", "bal_x").payment, status="not_enough_money"),
+        msgspec.structs.replace(decided("pay_3").payment, status="success", refund_of="pay_0"),
+    ]
+    journal = harness.reopen(history_rows_per_write=10**6, history_write_after_s=3600)
+    journal.event_source = "c00"
+    replay(journal)
+    journal.append(decided("pay_0"))
+    assert journal.append(DecidedBatch(2, payments)) == 4
+    await journal.durable()
+
+    async def answers(journal: Journal) -> list[object]:
+        by_id = [await journal.tagged("pay", limit=5, only_id=p.id) for p in payments]
+        events = await journal.events(limit=10, ascending=True)
+        encoded = await journal.events_after_encoded(0, 10)
+        return [
+            by_id,
+            await journal.tagged("b:bal_x", limit=5),
+            await journal.tagged("k:admin:K", limit=5),
+            [(event_seq(some_id), event_of(record)) for some_id, record in events],
+            [(seq, codec.decode(body)) for seq, body in encoded],
+        ]
+
+    expected = [
+        [[StoredRecord(2 + n, Decided(p))] for n, p in enumerate(payments)],
+        [StoredRecord(3, Decided(payments[1]))],
+        [StoredRecord(2, Decided(payments[0]))],
+        [
+            (1, ("payment.failed", 1_701)),  # `decided` makes a status other than success
+            (2, ("payment.succeeded", 1_701)),
+            (3, ("payment.failed", 1_701)),
+            (4, ("refund.succeeded", 1_701)),
+        ],
+        [(1, decided("pay_0")), *((2 + n, Decided(p)) for n, p in enumerate(payments))],
+    ]
+    assert await answers(journal) == expected  # from memory
+    await journal.close()
+    again = harness.reopen()
+    again.event_source = "c00"
+    replay(again)
+    assert await answers(again) == expected  # stored
 
 
 # -- history queries --------------------------------------------------------------------------

@@ -29,9 +29,12 @@ from tests.support.scenario import open_funded_balances, payment
 KINDS = {"reserve": "rs", "prepare": "pr", "decision": "de", "post": "po", "void": "vo"}
 
 
+@pytest.mark.parametrize("batched", [False, True], ids=["alone", "batched"])
 @pytest.mark.parametrize("when", ["before", "after"])
 @pytest.mark.parametrize("write", list(KINDS))
-async def test_crash_around_each_journal_write(tmp_path: Path, write: str, when: str) -> None:
+async def test_crash_around_each_journal_write(tmp_path: Path, write: str, when: str, batched: bool) -> None:
+    """`batched`: the payments in flight go in one call, so each journal gets one record
+    per batch (a DecidedBatch, and the shards' batches of legs)."""
     # Phase two goes at the next turn of the loop if no phase-one call carries it first:
     # the loop below is driven without sleeping, so a timer in milliseconds would never fire.
     ledger = await LocalLedger(tmp_path, memory=True, partitions=4, shards=2, phase2_carry_ms=0).start()
@@ -42,10 +45,11 @@ async def test_crash_around_each_journal_write(tmp_path: Path, write: str, when:
     # In flight at the crash: across and within shards; the last two cannot be afforded.
     requests = [payment(ids[n % 4], ids[(n + 1) % 4], 3_00) for n in range(4)]
     requests += [payment(ids[0], ids[2], 50_00), payment(ids[3], ids[1], 60_00)]
-    tasks = [asyncio.ensure_future(ledger.client.pay([r])) for r in requests]
+    calls = [requests] if batched else [[r] for r in requests]
+    tasks = [asyncio.ensure_future(ledger.client.pay(call)) for call in calls]
 
     def on_crash() -> None:  # what had been replied when the processes died
-        acknowledged.extend(t.result()[0] for t in tasks if t.done() and not t.exception())
+        acknowledged.extend(p for t in tasks if t.done() and not t.exception() for p in t.result())
 
     await ledger.crash_at(tasks, KINDS[write], when, on_crash)
 

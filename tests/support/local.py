@@ -71,8 +71,8 @@ class LocalLedger(InProcessLedger):
 def _holds(record: Record, kind: str) -> bool:
     """Whether `record` is of `kind` (its tag), or a batch with a leg of that kind: the
     reserves ("rs") and prepares ("pr") of a HeldBatch, the posts ("po") of a PostedBatch,
-    the voids ("vo") of a VoidedBatch."""
+    the voids ("vo") of a VoidedBatch, the decisions ("de") of a DecidedBatch."""
     tag = kind_of(record)
     if isinstance(record, HeldBatch):
         return kind == tag or any(kind == ("rs" if side == DEBIT else "pr") for side in record.sides)
-    return kind in (tag, {"pb": "po", "vb": "vo"}.get(tag))
+    return kind in (tag, {"pb": "po", "vb": "vo", "db": "de"}.get(tag))

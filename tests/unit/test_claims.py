@@ -53,7 +53,8 @@ async def test_a_claim_in_flight_is_found_and_given_back_when_undecided() -> Non
     state = types.SimpleNamespace(book=book, clock=lambda: NOW_MS, inflight=InFlight())
     claims = Claims(state, SlowHistory())  # type: ignore[arg-type]
     state.inflight.claim("pay_A", "K", b"fp")
-    waiting = state.inflight.done["pay_A"]
+    waiting = state.inflight.answered("pay_A")
+    assert waiting is not None
     assert await claims.known("K") == (b"fp", "pay_A")
     state.inflight.release("pay_A", "K", decided=False)
     assert await claims.known("K") is None and waiting.cancelled()
