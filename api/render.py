@@ -86,6 +86,7 @@ def transfer(t: TransferRecord, exponents: dict[str, int], viewer: str | None = 
 
 def payment(p: PaymentRecord, exponent: int, viewer: str | None = None) -> schemas.Payment:
     shown_key = _shown_key(p.idempotency_key, viewer)
+    decided_at = timestamp(p.settled_at_ms) if p.settled_at_ms is not None else None
     return schemas.Payment(
         id=p.id,
         balance_from=p.balance_from,
@@ -96,8 +97,8 @@ def payment(p: PaymentRecord, exponent: int, viewer: str | None = None) -> schem
         reason=p.reason,
         created_at=timestamp(p.created_at_ms),
         # Only a payment that moved money was settled; a refusal was only decided.
-        settled_at=timestamp(p.settled_at_ms) if p.settled_at_ms is not None and p.status == "success" else None,
-        decided_at=timestamp(p.settled_at_ms) if p.settled_at_ms is not None else None,
+        settled_at=decided_at if p.status == "success" else None,
+        decided_at=decided_at,
         description=p.description,
         metadata=p.metadata,
         idempotency_key=shown_key,

@@ -39,7 +39,8 @@ async def create_batch(request: web.Request) -> web.Response:
         try:
             key = payments.scoped_key(request, item_key) if item_key is not None else None
             fp = payments.fingerprint(request, item) if key is not None else None
-            prepared[n] = await payments.prepare_payment(request, item, key, fp)
+            known = payments.prepare_known(request, item, key, fp)  # usually: no await per item
+            prepared[n] = known if known is not None else await payments.prepare_payment(request, item, key, fp)
         except ApiError as error:
             results[n] = msgspec.to_builtins(error.problem())
     replayed = False

@@ -41,6 +41,7 @@ from ledger.ids import make_id
 from ledger.messages import PaymentRequest
 from ledger.money import AmountError, parse_amount
 from ledger.outcomes import Outcome, pending_record
+from ledger.records import FxQuote
 from ledger.views import SYSTEM_ACCOUNT_ID, SYSTEM_ACCOUNTS, BalanceInfo
 from rayledger import schemas
 
@@ -154,28 +155,76 @@ async def prepare_payment(
 ) -> Prepared:
     """The checks every payment passes; its id is owned by the coordinator of `key`, or of
     `owner_id` (a transfer's legs go with their transfer)."""
+    known = prepare_known(request, body, key, fp, owner_id)
+    if known is not None:
+        return known
     if body.balance_from == body.balance_to:
         raise ApiError("same_balance", "a payment needs two different balances", "balance_to")
     source = await balance_or_404(request, body.balance_from, "balance_from")
     if not _owns(request, source):  # exactly what a made-up id gets: existence does not leak
         raise ApiError("balance_not_found", f"no such balance: {body.balance_from}", "balance_from")
     target = await balance_or_404(request, body.balance_to, "balance_to")
+    exponent = request.app[DIRECTORY].known_exponent(source.currency)
+    if exponent is None:
+        exponent = await request.app[DIRECTORY].exponent(source.currency)
+    checked = _checked(request, body, source, target, exponent, None, key, fp, owner_id)
+    if body.quote_id is None:
+        return checked
+    # Its quote is fetched once every other check has passed, as those errors come first.
+    fx = await request.app[CLIENT].registry.invoke(Registry.get_quote, body.quote_id)
+    if fx is None:
+        raise ApiError("quote_not_found", "no such quote (a quote is forgotten a day after it expires)", "quote_id")
+    return _checked(request, body, source, target, exponent, fx, key, fp, owner_id)
+
+
+def prepare_known(
+    request: web.Request,
+    body: schemas.PaymentCreate | schemas.TransferLegCreate,
+    key: str | None,
+    fp: bytes | None,
+    owner_id: str | None = None,
+) -> Prepared | None:
+    """`prepare_payment` without an await, when the directory holds both balances and the
+    currency and there is no quote to fetch (a batch's items, once their balances are looked
+    up together); None if something must be fetched first."""
+    directory = request.app[DIRECTORY]
+    source, target = directory.known(body.balance_from), directory.known(body.balance_to)
+    if source is None or target is None or body.quote_id is not None:
+        return None
+    exponent = directory.known_exponent(source.currency)
+    if exponent is None:
+        return None
+    return _checked(request, body, source, target, exponent, None, key, fp, owner_id)
+
+
+def _checked(
+    request: web.Request,
+    body: schemas.PaymentCreate | schemas.TransferLegCreate,
+    source: BalanceInfo,
+    target: BalanceInfo,
+    exponent: int,
+    fx: FxQuote | None,
+    key: str | None,
+    fp: bytes | None,
+    owner_id: str | None,
+) -> Prepared:
+    """The checks, in the order their errors take precedence, once everything is at hand."""
+    if body.balance_from == body.balance_to:
+        raise ApiError("same_balance", "a payment needs two different balances", "balance_to")
+    if not _owns(request, source):  # exactly what a made-up id gets: existence does not leak
+        raise ApiError("balance_not_found", f"no such balance: {body.balance_from}", "balance_from")
     if source.account_id in SYSTEM_ACCOUNTS or target.account_id in SYSTEM_ACCOUNTS:
         side = "balance_from" if source.account_id in SYSTEM_ACCOUNTS else "balance_to"
         raise ApiError(
             "validation_error", "issuer and FX liquidity balances move money only by deposits and withdrawals", side
         )
-    exponent = request.app[DIRECTORY].known_exponent(source.currency)
-    if exponent is None:
-        exponent = await request.app[DIRECTORY].exponent(source.currency)
     amount_minor = parse_money(body.amount, exponent)
-    fx = None
-    if body.quote_id is not None:
-        fx = await request.app[CLIENT].registry.invoke(Registry.get_quote, body.quote_id)
-        if fx is None:
-            raise ApiError("quote_not_found", "no such quote (a quote is forgotten a day after it expires)", "quote_id")
-        if (fx.balance_from, fx.balance_to, fx.amount_from_minor) != (source.id, target.id, amount_minor):
-            raise ApiError("validation_error", "an exchange payment has its quote's balances and amount", "quote_id")
+    if fx is not None and (fx.balance_from, fx.balance_to, fx.amount_from_minor) != (
+        source.id,
+        target.id,
+        amount_minor,
+    ):
+        raise ApiError("validation_error", "an exchange payment has its quote's balances and amount", "quote_id")
     payment = PaymentRequest(
         payment_id=payment_id_for(request, owner_id or key),
         balance_from=source.id,
@@ -264,6 +313,7 @@ async def answer(request: web.Request, prepared: list[Prepared]) -> list[Answer]
     outcomes: list[Outcome] = answered.result()
     answers = []
     paid: Counter[str] = Counter()
+    viewer = key_scope(request)
     for p, outcome in zip(prepared, outcomes, strict=True):
         if outcome.conflict:
             error = ApiError("idempotency_key_reused", "this Idempotency-Key was used with a different request")
@@ -278,9 +328,7 @@ async def answer(request: web.Request, prepared: list[Prepared]) -> list[Answer]
             paid[outcome.payment.status] += 1
         request[LOGGED_IDS].append(outcome.payment.id)
         status = 202 if outcome.payment.status == "pending" else 201
-        answers.append(
-            Answer(status, render.payment(outcome.payment, p.exponent, key_scope(request)), outcome.replayed)
-        )
+        answers.append(Answer(status, render.payment(outcome.payment, p.exponent, viewer), outcome.replayed))
     for status, count in paid.items():  # once per status, not per payment
         request.app[METRICS].paid(status, count)
     return answers

@@ -185,6 +185,11 @@ def history_groups(frame: Frame, records: list[Record], event_source: str | None
     found = groups.get  # (this loop runs for every record an actor journals, on its event loop)
     seq, offset = frame.first_seq, len(frame.body) - sum(frame.lens)  # after the array header
     for record, length in zip(records, frame.lens, strict=True):
+        if isinstance(record, DecidedBatch):
+            _index_payments(groups, record, seq, offset, length, event_source)
+            seq += record.width
+            offset += length
+            continue
         for some_id, at, tags in _indexed(record, seq, event_source):
             entry, bucket = (some_id, at, offset, length), bucket_of(some_id)
             for tag in tags:
@@ -206,12 +211,6 @@ def _indexed(record: Record, seq: int, event_source: str | None) -> list[tuple[s
         pairs = zip(record.payment_ids, record.balance_ids, strict=True)
         return [(p, seq + n, ("po:" + b,)) for n, (p, b) in enumerate(pairs)]
     out: list[tuple[str, int, tuple[str, ...]]] = []
-    if isinstance(record, DecidedBatch):
-        for at, p in enumerate(record.payments, seq):
-            out.append((p.id, at, payment_tags(p)))
-            if event_source is not None and (event := payment_event(p)) is not None:
-                out.append((event_id(event[1], event_source, at), at, ("ev", EVENT_TAGS[event[0]])))
-        return out
     tagged = record_tags(record)
     if tagged is not None:
         out.append((tagged[0], seq, tagged[1]))
@@ -221,6 +220,37 @@ def _indexed(record: Record, seq: int, event_source: str | None) -> list[tuple[s
             kind = EVENT_TAGS.get(event[0]) or f"ev:{event[0]}"
             out.append((event_id(event[1], event_source, seq), seq, ("ev", kind)))
     return out
+
+
+def _index_payments(
+    groups: dict[tuple[str, str], list[Entry]],
+    record: DecidedBatch,
+    seq: int,
+    offset: int,
+    length: int,
+    event_source: str | None,
+) -> None:
+    """`_indexed` for a batch of payments, written out (it runs for every payment a
+    coordinator decides): no list of what each payment puts in the index in between."""
+    found = groups.get
+    for at, p in enumerate(record.payments, seq):
+        entry, bucket = (p.id, at, offset, length), bucket_of(p.id)
+        for tag in payment_tags(p):
+            group = found((tag, bucket))
+            if group is None:
+                groups[tag, bucket] = [entry]
+            else:
+                group.append(entry)
+        if event_source is None or (event := payment_event(p)) is None:
+            continue
+        some_id = event_id(event[1], event_source, at)
+        event_bucket, entry = some_id[:EVENT_BUCKET_LEN], (some_id, at, offset, length)
+        for tag in ("ev", EVENT_TAGS[event[0]]):
+            group = found((tag, event_bucket))
+            if group is None:
+                groups[tag, event_bucket] = [entry]
+            else:
+                group.append(entry)
 
 
 def kind_of(record: Record) -> str:
