@@ -82,13 +82,22 @@ class Partition:
             legs.posted = []
         if legs.voided:
             ids, balances = (list(c) for c in zip(*legs.voided, strict=True))
-            self.journal.append(VoidedBatch(ids, balances))
+            self.journal.append(VoidedBatch(self.journal.next_seq, ids, balances))
             legs.voided = []
         if legs.held:
             ids, balances, amounts, sides, transfers = (list(c) for c in zip(*legs.held, strict=True))
             transfer_ids = None if all(t is None for t in transfers) else transfers
             self.journal.append(
-                HeldBatch(legs.coordinator, legs.epoch, ids, balances, amounts, bytes(sides), transfer_ids)
+                HeldBatch(
+                    self.journal.next_seq,
+                    legs.coordinator,
+                    legs.epoch,
+                    ids,
+                    balances,
+                    amounts,
+                    bytes(sides),
+                    transfer_ids,
+                )
             )
             legs.held = []
 

@@ -79,8 +79,11 @@ class Voided(msgspec.Struct, tag="vo", **_opts):
 
 class HeldBatch(msgspec.Struct, tag="hb", **_opts):
     """Phase one of a batch on one partition, one record for all its legs: each reserved
-    (DEBIT, as `Reserved`) or prepared (CREDIT, as `Prepared`), applied in order."""
+    (DEBIT, as `Reserved`) or prepared (CREDIT, as `Prepared`), applied in order. Like every
+    batch it takes a journal position per item (`first_seq` the first one's), so that
+    positions count the work a replay does and snapshots come as often as before."""
 
+    first_seq: int
     coordinator: int
     epoch: int
     payment_ids: list[str]
@@ -88,6 +91,17 @@ class HeldBatch(msgspec.Struct, tag="hb", **_opts):
     amounts: list[int]
     sides: bytes  # DEBIT (0) or CREDIT (1), one byte per leg
     transfer_ids: list[str | None] | None = None  # None: no leg of a transfer
+
+    @property
+    def width(self) -> int:
+        return len(self.payment_ids)
+
+    def item(self, n: int) -> Reserved | Prepared:
+        kind = Reserved if self.sides[n] == 0 else Prepared
+        transfer_id = None if self.transfer_ids is None else self.transfer_ids[n]
+        return kind(
+            self.payment_ids[n], self.balance_ids[n], self.amounts[n], self.coordinator, self.epoch, transfer_id
+        )
 
 
 class PostedBatch(msgspec.Struct, tag="pb", **_opts):
@@ -111,10 +125,19 @@ class PostedBatch(msgspec.Struct, tag="pb", **_opts):
 
 
 class VoidedBatch(msgspec.Struct, tag="vb", **_opts):
-    """Voids of a batch on one partition (as `Voided`), one record for all of them."""
+    """Voids of a batch on one partition (as `Voided`), one record for all of them, a
+    journal position each (as `HeldBatch`)."""
 
+    first_seq: int
     payment_ids: list[str]
     balance_ids: list[str]
+
+    @property
+    def width(self) -> int:
+        return len(self.payment_ids)
+
+    def item(self, n: int) -> Voided:
+        return Voided(self.payment_ids[n], self.balance_ids[n])
 
 
 class Fenced(msgspec.Struct, tag="fe", **_opts):
@@ -511,7 +534,7 @@ RECORD_TAGS_VERSION = 6
 _STATUS_TAGS = {str(s): f"s:{s}" for s in PaymentStatus}
 
 
-Batch = PostedBatch | DecidedBatch  # records that take one journal position per item
+Batch = HeldBatch | PostedBatch | VoidedBatch | DecidedBatch  # records that take one journal position per item
 
 
 def width(record: Record) -> int:

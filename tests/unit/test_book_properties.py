@@ -366,7 +366,7 @@ class BookMachine(RuleBasedStateMachine):
             batch.append(p)
         if held:
             ids, bids, amounts, sides = (list(c) for c in zip(*held, strict=True))
-            self.journal_applied(HeldBatch(coordinator, epoch, ids, bids, amounts, bytes(sides)))
+            self.journal_applied(HeldBatch(len(self.records) + 1, coordinator, epoch, ids, bids, amounts, bytes(sides)))
         posted, voided = [], []
         for p in batch:
             if p.held == [p.src, p.dst]:
@@ -393,7 +393,7 @@ class BookMachine(RuleBasedStateMachine):
             self.finished.append(Finished(p.pid, p.pid, (p.src, p.dst)))
         if voided:
             ids, bids = (list(c) for c in zip(*voided, strict=True))
-            self.journal_applied(VoidedBatch(ids, bids))
+            self.journal_applied(VoidedBatch(len(self.records) + 1, ids, bids))
         self.money_is_conserved()
 
     # -- administration -----------------------------------------------------------------
