@@ -28,8 +28,7 @@ class Partition:
         for stored in loaded.records:
             self.book.apply(stored.record)
             self.replayed += 1
-
-        self._legs = _Legs()
+        self._legs = _Legs()  # applied, not yet journaled
 
     def commit(self, record: Record) -> None:
         """Journal, then apply: the order that makes replay reproduce live state."""

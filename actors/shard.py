@@ -17,10 +17,11 @@ before and between is in actors/coordinator/payments.py.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
 import time
-from collections.abc import Coroutine, Iterable
+from collections.abc import Coroutine, Iterable, Iterator
 from pathlib import Path
 
 import msgspec
@@ -312,13 +313,14 @@ class BalanceShard:
     ) -> list[int]:
         codes = []
         side = DEBIT if debit else CREDIT
-        for it in items:
-            part = self._part(it.balance_id)
-            if not part.journal.writable:  # refuse this leg only; the rest of the batch goes on
-                codes.append(int(Check.UNAVAILABLE))
-                continue
-            codes.append(part.hold(side, it, coordinator, epoch))  # journaled by the flush
-            written.append(part)
+        with _journaled_if_it_fails(written):
+            for it in items:
+                part = self._part(it.balance_id)
+                if not part.journal.writable:  # refuse this leg only; the rest of the batch goes on
+                    codes.append(int(Check.UNAVAILABLE))
+                    continue
+                codes.append(part.hold(side, it, coordinator, epoch))  # journaled by the flush
+                written.append(part)
         return codes
 
     async def phase_two(self, posts: list[HoldRef] | bytes, voids: list[HoldRef] | bytes) -> None:
@@ -342,28 +344,29 @@ class BalanceShard:
         partition cannot be written now. Wakes the reads waiting for them."""
         at_ms = clock.now_ms()
         unsettled = []
-        for n, ref in enumerate(itertools.chain(posts, voids)):
-            part = self._part(ref.balance_id)
-            if not part.journal.writable:
-                unsettled.append(n)
-                continue
-            key = ref.hold_id or ref.payment_id
-            if n >= len(posts):
-                changed = part.void(key, ref.balance_id)  # journaled by the flush, with the call's other legs
-            elif ref.amount_minor is None and ref.hold_id is None and ref.capture_seq is None:
-                changed = part.post(ref.payment_id, ref.balance_id)
-            else:  # a capture: in part, or of a hold under its own id
-                record = part.book.decide_post(
-                    ref.payment_id, ref.balance_id, at_ms, ref.amount_minor, ref.hold_id, ref.capture_seq
-                )
-                if record is not None:
-                    part.commit(record)
-                changed = record is not None
-            if changed:
-                waiting = self._closing.pop((key, ref.balance_id), None)
-                if waiting is not None and not waiting[0].done():
-                    waiting[0].set_result(None)
-            written.append(part)
+        with _journaled_if_it_fails(written):
+            for n, ref in enumerate(itertools.chain(posts, voids)):
+                part = self._part(ref.balance_id)
+                if not part.journal.writable:
+                    unsettled.append(n)
+                    continue
+                key = ref.hold_id or ref.payment_id
+                if n >= len(posts):
+                    changed = part.void(key, ref.balance_id)  # journaled by the flush, with the call's other legs
+                elif ref.amount_minor is None and ref.hold_id is None and ref.capture_seq is None:
+                    changed = part.post(ref.payment_id, ref.balance_id)
+                else:  # a capture: in part, or of a hold under its own id
+                    record = part.book.decide_post(
+                        ref.payment_id, ref.balance_id, at_ms, ref.amount_minor, ref.hold_id, ref.capture_seq
+                    )
+                    if record is not None:
+                        part.commit(record)
+                    changed = record is not None
+                if changed:
+                    waiting = self._closing.pop((key, ref.balance_id), None)
+                    if waiting is not None and not waiting[0].done():
+                        waiting[0].set_result(None)
+                written.append(part)
         return unsettled
 
     async def _after_payments_on(self, balances: Iterable[tuple[Partition, str]]) -> None:
@@ -452,3 +455,16 @@ class BalanceShard:
             await self._channel.close()
         await asyncio.gather(*self._snapshots.values(), return_exceptions=True)  # journals close regardless
         await asyncio.gather(*(p.journal.close() for p in self.partitions.values()))
+
+
+@contextlib.contextmanager
+def _journaled_if_it_fails(written: list[Partition]) -> Iterator[None]:
+    """Legs applied by a call that then fails (a bug) are journaled all the same: the book
+    and the journal never disagree past the call (else the next seal on that partition would
+    journal them, whenever it came)."""
+    try:
+        yield
+    except BaseException:
+        for part in written:
+            part.seal()
+        raise

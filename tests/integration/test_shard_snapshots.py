@@ -5,8 +5,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from actors.settings import Settings
 from actors.shard import BalanceShard
+from actors.topology import partition_of, shard_of_partition
 from ledger.messages import BalanceSpec, HoldRef, SideRequest
 from ledger.results import Check
 
@@ -44,4 +47,26 @@ async def test_restart_after_snapshots_reproduces_state(tmp_path: Path) -> None:
     )
     assert holds_after == holds_before and len(holds_after) == 2 * 9
     assert sum(v.amount_minor for v in await _views(again, ["bal_issuer", *ids])) == 0
+    await again.close()
+
+
+async def test_legs_applied_by_a_call_that_fails_are_journaled(tmp_path: Path) -> None:
+    """A shard applies a call's legs one by one and journals them together: a call that
+    fails midway (here a leg for a balance another shard owns, a coordinator's bug) leaves
+    the legs it applied in the journal too, so a restart finds what memory held."""
+    settings = Settings(data_dir=str(tmp_path), partitions=4, shards=2)
+    ours = [b for b in (f"bal_{n}" for n in range(40)) if shard_of_partition(partition_of(b, 4), 2) == 0]
+    theirs = next(b for b in (f"bal_{n}" for n in range(40)) if b not in ours)
+    shard = BalanceShard(settings, 0)
+    await shard.open_balances([BalanceSpec(b, "USD", 0, unlimited=True) for b in ours[:2]])
+    with pytest.raises(AssertionError, match="not owned"):
+        await shard.reserve(0, 1, [SideRequest("pay_1", ours[0], 5, "USD"), SideRequest("pay_1", theirs, 5, "USD")])
+    held = sorted((h.payment_id, h.balance_id) for p in shard.partitions.values() for h in p.book.open_reservations())
+    assert held == [("pay_1", ours[0])]
+    await shard.close()
+    again = BalanceShard(settings, 0)
+    assert (
+        sorted((h.payment_id, h.balance_id) for p in again.partitions.values() for h in p.book.open_reservations())
+        == held
+    )
     await again.close()
