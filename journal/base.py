@@ -257,9 +257,14 @@ def kind_of(record: Record) -> str:
     return type(record).__struct_config__.tag  # type: ignore[return-value]
 
 
-# How a batch's encoding starts: an array (of its fields and tag), then its tag as a string.
-_BATCH_HEADS = tuple(
-    RecordCodec().encode(example)[:4] for example in (DecidedBatch(1, []), PostedBatch(1, 0, [], [], [], []))
+def _is_indexed_batch(body: bytes) -> bool:
+    """Whether an encoded record is a batch whose items the index holds: an array of fewer
+    than 16 fields (one header byte, whatever fields are added later), then the tag."""
+    return body[1:4] in _BATCH_TAGS
+
+
+_BATCH_TAGS = tuple(
+    RecordCodec().encode(example)[1:4] for example in (DecidedBatch(1, []), PostedBatch(1, 0, [], [], [], []))
 )
 
 
@@ -606,8 +611,9 @@ class Journal(abc.ABC):
         await future
 
     def _seal(self) -> None:
-        """Close the next frame: at most `batch_rows_max` of the pending records, unless
-        that would split records appended together."""
+        """Close the next frame: pending records taking at most `batch_rows_max` positions
+        (at least one record, however many it takes), unless that would split records
+        appended together."""
         first = self._sealed_seq + 1
         if self.last_seq - self._sealed_seq <= self.batch_rows_max:
             last, count = self.last_seq, len(self._pending)
@@ -844,7 +850,7 @@ class Journal(abc.ABC):
         out = []
         batches: dict[bytes, Record] = {}
         for seq, (_, body) in await self._found(q):
-            if body.startswith(_BATCH_HEADS):  # an item of a batch goes as the record it stands for
+            if _is_indexed_batch(body):  # an item of a batch goes as the record it stands for
                 batch = batches.get(body)
                 if batch is None:
                     batch = batches[body] = self.codec.decode(body)
