@@ -176,25 +176,10 @@ class BalanceBook:
         epoch: int,
         transfer_id: str | None = None,
     ) -> tuple[Check, Reserved | None]:
-        refusal = self._debit_refusal(payment_id, balance_id, amount_minor, currency, coordinator, epoch)
+        refusal = self._refusal(DEBIT, payment_id, balance_id, amount_minor, currency, coordinator, epoch)
         if refusal is not None:
             return refusal, None
         return Check.OK, Reserved(payment_id, balance_id, amount_minor, coordinator, epoch, transfer_id)
-
-    def _debit_refusal(
-        self, payment_id: str, balance_id: str, amount_minor: int, currency: str, coordinator: int, epoch: int
-    ) -> Check | None:
-        """Why the paying leg is not reserved now (OK: it was before), or None: it can be."""
-        assert amount_minor > 0, "amounts are validated at the gateway"
-        verdict, balance = self._check_leg(payment_id, balance_id, currency, coordinator, epoch)
-        if verdict is not None:
-            return verdict
-        assert balance is not None
-        if not balance.unlimited and balance.available < amount_minor:
-            return Check.NOT_ENOUGH_MONEY
-        if balance.amount - balance.reserved - amount_minor < -INT64_MAX:
-            return Check.AMOUNT_OVERFLOW  # an issuer cannot issue past what int64 records
-        return None
 
     def decide_prepare(
         self,
@@ -206,22 +191,34 @@ class BalanceBook:
         epoch: int,
         transfer_id: str | None = None,
     ) -> tuple[Check, Prepared | None]:
-        refusal = self._credit_refusal(payment_id, balance_id, amount_minor, currency, coordinator, epoch)
+        refusal = self._refusal(CREDIT, payment_id, balance_id, amount_minor, currency, coordinator, epoch)
         if refusal is not None:
             return refusal, None
         return Check.OK, Prepared(payment_id, balance_id, amount_minor, coordinator, epoch, transfer_id)
 
-    def _credit_refusal(
-        self, payment_id: str, balance_id: str, amount_minor: int, currency: str, coordinator: int, epoch: int
+    def _refusal(
+        self,
+        side: int,
+        payment_id: str,
+        balance_id: str,
+        amount_minor: int,
+        currency: str,
+        coordinator: int,
+        epoch: int,
     ) -> Check | None:
-        """Why the receiving leg is not prepared now (OK: it was before), or None: it can be."""
+        """Why the leg is not held now (OK: it was before), or None: it can be, reserved on
+        the paying side (DEBIT) or prepared on the receiving side."""
         assert amount_minor > 0, "amounts are validated at the gateway"
         verdict, balance = self._check_leg(payment_id, balance_id, currency, coordinator, epoch)
         if verdict is not None:
             return verdict
         assert balance is not None
-        if balance.amount + balance.incoming + amount_minor > INT64_MAX:
-            return Check.AMOUNT_OVERFLOW
+        if side != DEBIT:
+            return Check.AMOUNT_OVERFLOW if balance.amount + balance.incoming + amount_minor > INT64_MAX else None
+        if not balance.unlimited and balance.available < amount_minor:
+            return Check.NOT_ENOUGH_MONEY
+        if balance.amount - balance.reserved - amount_minor < -INT64_MAX:
+            return Check.AMOUNT_OVERFLOW  # an issuer cannot issue past what int64 records
         return None
 
     # -- a batch's legs: decided and applied one by one, journaled as one record ------
@@ -240,9 +237,7 @@ class BalanceBook:
     ) -> Check | None:
         """Phase one of a leg: its refusal (OK if it is held already), or None once it is
         held now (reserved as a debit, prepared as a credit)."""
-        refusal = (self._debit_refusal if side == DEBIT else self._credit_refusal)(
-            payment_id, balance_id, amount_minor, currency, coordinator, epoch
-        )
+        refusal = self._refusal(side, payment_id, balance_id, amount_minor, currency, coordinator, epoch)
         if refusal is None:
             self._hold(side, payment_id, balance_id, amount_minor, coordinator, epoch, transfer_id)
         return refusal
@@ -341,10 +336,7 @@ class BalanceBook:
                 reservation.amount_minor -= released  # the rest stays held
                 reservation.posts = record.capture_seq
             assert abs(record.delta_minor) <= released, "a post never exceeds its reservation"
-            if reservation.side == DEBIT:
-                balance.reserved -= released
-            else:
-                balance.incoming -= released
+            _escrow(balance, reservation.side, -released)
             balance.amount += record.delta_minor
             assert balance.amount == record.balance_after_minor, "replay diverged from the journal"
         elif isinstance(record, Voided):
@@ -379,10 +371,7 @@ class BalanceBook:
         transfer_id: str | None,
     ) -> None:
         balance = self.balances[balance_id]
-        if side == DEBIT:
-            balance.reserved += amount
-        else:
-            balance.incoming += amount
+        _escrow(balance, side, amount)
         self._open(payment_id, balance_id, Reservation(side, amount, coordinator, epoch, 0, transfer_id))
         self._check(balance)
 
@@ -392,10 +381,7 @@ class BalanceBook:
         whole = -reservation.amount_minor if reservation.side == DEBIT else reservation.amount_minor
         assert delta == whole, "a whole post is its reservation, paid out or in"
         balance = self.balances[balance_id]
-        if reservation.side == DEBIT:
-            balance.reserved -= reservation.amount_minor
-        else:
-            balance.incoming -= reservation.amount_minor
+        _escrow(balance, reservation.side, -reservation.amount_minor)
         balance.amount += delta
         self._check(balance)
         return balance.amount
@@ -403,10 +389,7 @@ class BalanceBook:
     def _void(self, payment_id: str, balance_id: str) -> None:
         balance = self.balances[balance_id]
         reservation = self._close(payment_id, balance_id)
-        if reservation.side == DEBIT:
-            balance.reserved -= reservation.amount_minor
-        else:
-            balance.incoming -= reservation.amount_minor
+        _escrow(balance, reservation.side, -reservation.amount_minor)
         self._check(balance)
 
     def _open(self, key: str, balance_id: str, reservation: Reservation) -> None:
@@ -505,3 +488,12 @@ class BalanceBook:
             book._open(r[0], r[1], reservation)
         book.fences = dict(snap.fences)
         return book
+
+
+def _escrow(balance: Balance, side: int, change: int) -> None:
+    """Change what legs of `side` hold on `balance`: reserved for debits, incoming for
+    credits (positive: a leg held, negative: released)."""
+    if side == DEBIT:
+        balance.reserved += change
+    else:
+        balance.incoming += change
