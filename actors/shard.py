@@ -77,7 +77,15 @@ class BalanceShard:
             file = SqliteFile(
                 path, busy_timeout_ms=settings.journal_busy_timeout_ms, commit_on_loop=settings.journal_commit_on_loop
             )
-            journals = {p: SqliteJournal(file, part=p, batch_rows_max=settings.journal_batch_rows_max) for p in owned}
+            journals = {
+                p: SqliteJournal(
+                    file,
+                    part=p,
+                    batch_rows_max=settings.journal_batch_rows_max,
+                    history_elsewhere=settings.history_index_process,
+                )
+                for p in owned
+            }
         self.partitions = {p: Partition(p, journals[p]) for p in owned}
         self._snapshots: dict[int, asyncio.Task[None]] = {}  # partition -> snapshot being written
         # (payment or hold id, balance) -> (what reads wait on, when reads stop waiting for it)

@@ -13,11 +13,13 @@ is False so callers refuse new work (503) instead of piling it up. Nothing is ac
 until it is durable, so a caller that gives up waiting has told its client nothing.
 
 History (statements, payment lists, lookups by id or idempotency key) is an index derived
-from durable frames, outside the commit. A frame's index rows go into memory as soon as
-it is written (`RecentHistory`), and a second task stores them in large sorted batches:
-rows keyed by balance land all over SQLite's B-trees, and stored a flush at a time they
-cost ~3x more (RESULTS.md). A query reads both, so it sees everything acknowledged. The
-stored index is rebuildable: on open it catches up from the frames it has not covered.
+from durable frames, outside the commit. A frame is held in memory as soon as it is written
+(`RecentHistory`; its index rows are built when a query first needs them), and the stored
+index is written in large sorted batches, by a second task here or, with
+`history_elsewhere`, by a process of its own (`journal.indexer`): rows keyed by balance
+land all over SQLite's B-trees, and stored a flush at a time they cost ~3x more
+(RESULTS.md). A query reads both, so it sees everything acknowledged. The stored index is
+rebuildable: on open it catches up from the frames it has not covered.
 """
 
 from __future__ import annotations
@@ -269,70 +271,90 @@ _BATCH_TAGS = tuple(
 
 
 # A batch of 500 payments' rows costs ~105 us of CPU per payment to store, 5,000 ~52 us,
-# 20,000 ~33 us (`python -m benchmarks.history`); a row held costs ~190 bytes.
-HISTORY_ROWS_PER_WRITE = 50_000  # the stored index is written once this many rows are held...
+# 20,000 ~33 us (`python -m benchmarks.history`). Memory is counted in journal positions
+# (a payment is one, and about seven index rows): a position held costs its decoded record
+# and its share of the frame's body, a few hundred bytes.
+HISTORY_ROWS_PER_WRITE = 8_000  # positions: the stored index is written once this many are held...
 HISTORY_WRITE_AFTER_S = 5.0  # ...or once the oldest has waited this long (and on close)
-HISTORY_ROWS_IN_MEMORY_MAX = 200_000  # past this (the index cannot be written) queries wait for it
+HISTORY_ROWS_IN_MEMORY_MAX = 100_000  # past this (the index cannot be written) queries wait for it
 HISTORY_CATCH_UP_FRAMES = 64  # frames read back per step when the index is behind the journal
+HISTORY_PROGRESS_READ_S = 1.0  # how often a journal whose index another process stores reads its progress
+
+
+class _Held:
+    """A written frame the stored index does not cover yet: its records, and their index
+    groups once a query needed them."""
+
+    __slots__ = ("first", "frame", "groups", "last", "records")
+
+    def __init__(self, frame: Frame, records: list[Record]) -> None:
+        self.first, self.last = frame.first_seq, frame.last_seq
+        self.frame: Frame | None = frame
+        self.records: list[Record] | None = records
+        self.groups: list[HistoryGroup] | None = None
 
 
 class RecentHistory:
-    """The index groups of written frames that the stored index does not cover yet, held
-    in memory (with the frames' bodies, which queries cut records from). Each tag's rows are
-    kept twice: in seq order (as frames arrive) and in (id, seq) order, so that a query
-    reads only the rows it returns (plus those a second tag filters out). Those two orders
-    are built when a query needs them, not as frames arrive: under a stream of payments
-    few frames are ever queried from memory, and sorting their rows in was ~8% of the
-    engine's CPU, on the event loop of every actor."""
+    """Written frames that the stored index does not cover yet, held in memory with their
+    records. Their index groups are built when a query (or the store, in this process)
+    first needs them, not as frames arrive: the index of a stream of payments is mostly
+    stored by a process of its own (`journal.indexer`) and never read from memory, and
+    building it was a tenth of a coordinator's event loop. A query sorts each tag's rows
+    twice, in seq order and in (id, seq) order, so that it reads only the rows it returns
+    (plus those a second tag filters out)."""
 
     def __init__(self, event_source: str | None = None) -> None:
         self.event_source = event_source  # see history_groups
-        self.bodies: dict[int, bytes] = {}  # frame first_seq -> body
-        self.frames: list[tuple[int, list[HistoryGroup]]] = []  # (last_seq, groups), oldest first
+        self.held: list[_Held] = []  # oldest first
+        self.bodies: dict[int, bytes] = {}  # frame first_seq -> body (queries cut records from it)
         self.by_seq: dict[str, list[HistoryRow]] = {}
         self.by_id: dict[str, list[HistoryRow]] = {}
-        self._sorted_frames = 0  # frames[:n] are in by_seq and by_id
-        self.rows = 0  # records under a tag (a record under two tags counts twice)
-        self.since = 0.0  # when the oldest row held arrived, on the event loop's clock
+        self._sorted_frames = 0  # held[:n] are in by_seq and by_id
+        self.rows = 0  # journal positions held
+        self.since = 0.0  # when the oldest position held arrived, on the event loop's clock
 
     def add(self, frame: Frame, records: list[Record]) -> None:
-        self._keep(frame.first_seq, frame.last_seq, frame.body, history_groups(frame, records, self.event_source))
-
-    def _keep(self, first_seq: int, last_seq: int, body: bytes, groups: list[HistoryGroup]) -> None:
-        if not groups:
-            return
         if not self.rows:  # the loop's clock (monotonic), so a simulated loop's time rules it too
             self.since = asyncio.get_running_loop().time()
-        self.frames.append((last_seq, groups))
-        self.bodies[first_seq] = body
-        self.rows += sum(len(g.entries) for g in groups)
+        self.held.append(_Held(frame, records))
+        self.bodies[frame.first_seq] = frame.body
+        self.rows += frame.last_seq - frame.first_seq + 1
+
+    def _groups(self, held: _Held) -> list[HistoryGroup]:
+        if held.groups is None:
+            assert held.frame is not None and held.records is not None
+            held.groups = history_groups(held.frame, held.records, self.event_source)
+            held.frame = held.records = None  # the groups are all a query reads from now on
+        return held.groups
 
     def _sort_in(self) -> None:
         """Put the rows of frames that arrived since the last query in both orders."""
         by_seq, by_id = self.by_seq, self.by_id
-        for _, groups in self.frames[self._sorted_frames :]:
+        for held in self.held[self._sorted_frames :]:
             # A frame's groups of one tag (one per id bucket) interleave in seq: sorted
             # here, the frame's rows extend by_seq in order, as frames arrive in order.
-            for row in sorted(expand(groups), key=_row_seq):
+            for row in sorted(expand(self._groups(held)), key=_row_seq):
                 by_seq.setdefault(row.tag, []).append(row)
                 ids = by_id.setdefault(row.tag, [])
                 if not ids or ids[-1].id <= row.id:  # ids are mostly time-ordered: appended
                     ids.append(row)
                 else:
                     bisect.insort_right(ids, row, key=_row_id)
-        self._sorted_frames = len(self.frames)
+        self._sorted_frames = len(self.held)
 
     def all_groups(self) -> list[HistoryGroup]:
-        return [g for _, groups in self.frames for g in groups]
+        return [g for held in self.held for g in self._groups(held)]
 
     def drop_through(self, seq: int) -> None:
-        """Forget the rows of frames up to `seq`, now in the stored index."""
-        kept, bodies = [(last, groups) for last, groups in self.frames if last > seq], self.bodies
-        self.bodies, self.frames, self.by_seq, self.by_id, self.rows = {}, [], {}, {}, 0
-        self._sorted_frames = 0
-        for last, groups in kept:  # arrived while the batch was being stored
-            first = groups[0].frame
-            self._keep(first, last, bodies[first], groups)
+        """Forget the frames up to `seq`, now in the stored index."""
+        if not self.held or self.held[0].last > seq:
+            return
+        kept = [held for held in self.held if held.last > seq]  # arrived while the batch was being stored
+        self.by_seq, self.by_id, self._sorted_frames = {}, {}, 0
+        self.held, self.rows = kept, sum(held.last - held.first + 1 for held in kept)
+        self.bodies = {held.first: self.bodies[held.first] for held in kept}
+        if kept:
+            self.since = asyncio.get_running_loop().time()  # (close enough: the store is due again in full)
 
     def _with_id(self, tag: str, some_id: str) -> list[HistoryRow]:
         """The rows of `tag` indexed under `some_id`, oldest first."""
@@ -392,6 +414,28 @@ _row_id = operator.attrgetter("id")
 _row_seq = operator.attrgetter("seq")
 
 
+def checked_records(codec: RecordCodec, frame: Frame, prev_seq: int, prev_hash: bytes | None) -> list[Record]:
+    """The frame's records, once its place in the chain and its shape are checked
+    (`prev_hash` None: the shape only, for frames whose chain was checked before)."""
+    first, last = frame.first_seq, frame.last_seq
+    if first != prev_seq + 1:
+        raise JournalCorrupt(f"sequence gap: expected {prev_seq + 1}, found {first}")
+    if prev_hash is not None and frame_hash(prev_hash, frame) != frame.hash:
+        raise JournalCorrupt(f"hash chain broken at seq {first}")
+    try:
+        decoded = codec.decode_frame(frame.body)
+    except msgspec.DecodeError as exc:
+        raise JournalCorrupt(f"the frame at seq {first} does not decode: {exc}") from None
+    seq = first
+    for record in decoded:  # a batch knows its position: it must be where it is stored
+        if isinstance(record, Batch) and (record.first_seq != seq or not record.width):
+            raise JournalCorrupt(f"the frame at seq {first} holds a batch of seq {record.first_seq} at {seq}")
+        seq += width(record)
+    if not len(decoded) == len(frame.lens) or seq != last + 1:
+        raise JournalCorrupt(f"the frame at seq {first} holds records to seq {seq - 1}, not {last}")
+    return decoded
+
+
 class Journal(abc.ABC):
     def __init__(
         self,
@@ -400,6 +444,7 @@ class Journal(abc.ABC):
         history_rows_per_write: int = HISTORY_ROWS_PER_WRITE,
         history_rows_in_memory_max: int = HISTORY_ROWS_IN_MEMORY_MAX,
         history_write_after_s: float = HISTORY_WRITE_AFTER_S,
+        history_elsewhere: bool = False,
     ) -> None:
         self.name = type(self).__name__  # adapters name their file; for logs
         self.codec = RecordCodec()
@@ -411,6 +456,11 @@ class Journal(abc.ABC):
         self.history_rows_per_write = history_rows_per_write
         self.history_rows_in_memory_max = history_rows_in_memory_max
         self.history_write_after_s = history_write_after_s
+        # Another process stores the index (`journal.indexer`); this one learns how far it
+        # got and forgets what is stored. It stores what it holds itself on close, and
+        # whenever the other falls behind by half of what memory may hold.
+        self.history_elsewhere = history_elsewhere
+        self._progress_read_at = 0.0
         self.writable = True
         self.flush_count = 0
         self._last_hash = GENESIS_HASH  # of the last sealed frame
@@ -456,6 +506,15 @@ class Journal(abc.ABC):
     @abc.abstractmethod
     async def _write_history(self, groups: list[HistoryGroup], through_seq: int) -> None:
         """Add `groups` and record that the index now covers every record to `through_seq`."""
+
+    async def _stored_progress(self) -> int:
+        """How far the stored index reaches now (`history_elsewhere`: another process
+        stores it). Adapters that support that mode answer it."""
+        raise NotImplementedError
+
+    def _index_elsewhere(self) -> None:
+        """Have the process that stores this journal's index running (`history_elsewhere`)."""
+        raise NotImplementedError
 
     @abc.abstractmethod
     async def _stored_cursor_seq(self, tag: str, some_id: str) -> int | None:
@@ -513,25 +572,7 @@ class Journal(abc.ABC):
         return Loaded(snapshot_seq, snapshot, records())
 
     def _checked(self, frame: Frame, prev_seq: int, prev_hash: bytes | None) -> list[Record]:
-        """The frame's records, once its place in the chain and its shape are checked
-        (`prev_hash` None: the shape only, for frames whose chain was checked before)."""
-        first, last = frame.first_seq, frame.last_seq
-        if first != prev_seq + 1:
-            raise JournalCorrupt(f"sequence gap: expected {prev_seq + 1}, found {first}")
-        if prev_hash is not None and frame_hash(prev_hash, frame) != frame.hash:
-            raise JournalCorrupt(f"hash chain broken at seq {first}")
-        try:
-            decoded = self.codec.decode_frame(frame.body)
-        except msgspec.DecodeError as exc:
-            raise JournalCorrupt(f"the frame at seq {first} does not decode: {exc}") from None
-        seq = first
-        for record in decoded:  # a batch knows its position: it must be where it is stored
-            if isinstance(record, Batch) and (record.first_seq != seq or not record.width):
-                raise JournalCorrupt(f"the frame at seq {first} holds a batch of seq {record.first_seq} at {seq}")
-            seq += width(record)
-        if not len(decoded) == len(frame.lens) or seq != last + 1:
-            raise JournalCorrupt(f"the frame at seq {first} holds records to seq {seq - 1}, not {last}")
-        return decoded
+        return checked_records(self.codec, frame, prev_seq, prev_hash)
 
     @property
     def event_source(self) -> str | None:
@@ -705,6 +746,8 @@ class Journal(abc.ABC):
         """A frame just written is queryable at once if it continues the index and there is
         room in memory; otherwise the indexer reads it back later."""
         frame = sealed.frame
+        if frame.last_seq <= self.indexed_seq:
+            return  # stored by the other process already (history_elsewhere)
         if frame.first_seq != self.indexed_seq + 1 or self._recent.rows >= self.history_rows_in_memory_max:
             self._kick_indexer()
             return
@@ -712,7 +755,7 @@ class Journal(abc.ABC):
         self._recent.add(frame, sealed.records)
         self.indexed_seq = frame.last_seq
         self._release(self._index_waiters, self.indexed_seq)
-        if (held_none and self._recent.rows) or self._recent.rows >= self.history_rows_per_write:
+        if held_none or (self._recent.rows >= self.history_rows_per_write and not self._stored_elsewhere()):
             self._kick_indexer()  # to start its clock, or to store a full batch
 
     def _kick_indexer(self) -> None:
@@ -756,6 +799,19 @@ class Journal(abc.ABC):
             await self._catch_up()
             return True
         held = self.indexed_seq > self.index_stored_seq
+        if self._stored_elsewhere():
+            if not held or asyncio.get_running_loop().time() < self._progress_read_at + HISTORY_PROGRESS_READ_S:
+                return False
+            self._index_elsewhere()
+            self._progress_read_at = asyncio.get_running_loop().time()
+            stored = await self._stored_progress()
+            if stored <= self.index_stored_seq:
+                return False
+            self.index_stored_seq = stored
+            self.indexed_seq = max(self.indexed_seq, stored)
+            self._recent.drop_through(stored)
+            self._release(self._index_waiters, self.indexed_seq)
+            return True
         waited = self._recent.rows and asyncio.get_running_loop().time() >= self._rows_due_at()
         if held and (self._closing or behind or waited or self._recent.rows >= self.history_rows_per_write):
             through = self.indexed_seq
@@ -764,6 +820,13 @@ class Journal(abc.ABC):
             self._recent.drop_through(through)
             return True
         return False
+
+    def _stored_elsewhere(self) -> bool:
+        """Whether the other process stores the index now: not on close, and not once it has
+        fallen behind by half of what memory may hold (a process that died or cannot keep
+        up must not make queries wait: this one stores the rows, and the other, back, skips
+        them)."""
+        return self.history_elsewhere and not self._closing and self._recent.rows < self.history_rows_in_memory_max // 2
 
     def _rows_due_at(self) -> float:
         """When the rows held must be stored. One sum, for the check and for the sleep: as
@@ -774,8 +837,11 @@ class Journal(abc.ABC):
     async def _index_sleep(self) -> None:
         assert self._index_wake is not None
         timeout = None
-        if self._recent.rows:  # wake when the oldest row held is due to be stored
-            timeout = max(0.0, self._rows_due_at() - asyncio.get_running_loop().time())
+        now = asyncio.get_running_loop().time()
+        if self._recent.rows and self._stored_elsewhere():  # read how far the other process got
+            timeout = max(0.0, self._progress_read_at + HISTORY_PROGRESS_READ_S - now)
+        elif self._recent.rows:  # wake when the oldest row held is due to be stored
+            timeout = max(0.0, self._rows_due_at() - now)
         try:
             await asyncio.wait_for(self._index_wake.wait(), timeout)
         except TimeoutError:

@@ -26,7 +26,8 @@ and WAL checkpoints, which SQLite would run inside a commit, run on the otherwis
 writer thread every CHECKPOINT_EVERY commits.
 
 The history index lives in a second file, `<file>-history`, written by its own thread,
-so indexing never takes the journal's write lock or delays a commit. It is derived data:
+or with `history_elsewhere` by a process of its own (`journal.indexer`, started here), so
+indexing never takes the journal's write lock or delays a commit. It is derived data:
 synchronous=NORMAL (a power cut may lose its last transactions, never its consistency),
 caught up from the journal's frames on the next open, and rebuilt whole if deleted. History
 queries use a read-only aiosqlite connection on the journal with the index attached, so
@@ -36,8 +37,12 @@ under WAL they only ever see committed rows.
 from __future__ import annotations
 
 import asyncio
+import json
 import operator
 import sqlite3
+import subprocess
+import sys
+import time
 from collections.abc import AsyncGenerator, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -107,9 +112,16 @@ ALSO_GROUPS = (
     " ON g.part = ? AND g.tag = ? AND g.bucket = json_extract(j.value, '$[0]')"
     " AND g.frame = json_extract(j.value, '$[1]')"
 )
+# Progress only moves forward: the owner (on close, or when the indexer process falls
+# behind) and the indexer process may both store the same frames (OR IGNORE above).
+PROGRESS_UPSERT = (
+    "INSERT INTO progress (part, seq) VALUES (?, ?) ON CONFLICT (part) DO UPDATE SET seq = max(seq, excluded.seq)"
+)
 GROUPS_FETCHED = 64  # rows of a query read per hand-off to the reader's thread
 _entries = msgspec.json.Decoder(list[tuple[str, int, int, int]])
 
+INDEXER_RESTART_S = 5.0  # an indexer process that died is started again after this, at the soonest
+INDEXER_STOP_S = 5.0  # what it is storing when told to stop may finish; then it is killed
 LOOP_BUSY_TIMEOUT_S = 0.25  # at most: the configured busy timeout when shorter
 CHECKPOINT_EVERY = 256  # commits; SQLite's own default (1,000 pages) is about as often
 HISTORY_CACHE_KIB = 16 * 1024  # a batch of rows by balance touches ~2 pages per balance: keep them cached
@@ -225,6 +237,9 @@ class SqliteFile:
         self._users = 0  # journals open on this file
         self._threads_shut = False
         self._reader: aiosqlite.Connection | None = None
+        self._indexer: subprocess.Popen[str] | None = None  # journal.indexer, for the parts in _elsewhere
+        self._indexer_started = -INDEXER_RESTART_S
+        self._elsewhere: dict[int, dict[str, Any]] = {}  # part -> its order to the indexer
         self._open_lock: asyncio.Lock | None = None  # one reader connection, even on concurrent first use
 
     def connect(self) -> sqlite3.Connection:
@@ -323,6 +338,52 @@ class SqliteFile:
 
         return await asyncio.get_running_loop().run_in_executor(self._history_thread, run)
 
+    def index_elsewhere(self, order: dict[str, Any]) -> None:
+        """Have `journal.indexer` store the index of `part`: started if it is not running
+        (again, if it died: not more often than INDEXER_RESTART_S), and told the part. It
+        reads its orders from a pipe and stops when the pipe closes, so it never outlives
+        this process, however that ends. `order`: see journal.indexer."""
+        known = order["part"] in self._elsewhere
+        self._elsewhere[order["part"]] = order
+        if self._indexer is not None and self._indexer.poll() is None:
+            if not known:
+                self._tell_indexer([order])
+            return
+        now = time.monotonic()
+        if self._threads_shut or now < self._indexer_started + INDEXER_RESTART_S:
+            return
+        self._indexer_started = now
+        self._indexer = subprocess.Popen(
+            [sys.executable, "-m", "journal.indexer", str(self.path), str(self.busy_timeout_s)],
+            stdin=subprocess.PIPE,
+            text=True,
+        )
+        self._tell_indexer(list(self._elsewhere.values()))
+
+    def _tell_indexer(self, orders: list[dict[str, Any]]) -> None:
+        assert self._indexer is not None and self._indexer.stdin is not None
+        try:
+            for order in orders:
+                self._indexer.stdin.write(json.dumps(order) + "\n")
+            self._indexer.stdin.flush()
+        except OSError:  # it died meanwhile: started again on the next call
+            pass
+
+    def _stop_indexer(self) -> None:
+        indexer, self._indexer = self._indexer, None
+        if indexer is None:
+            return
+        if indexer.stdin is not None:
+            try:
+                indexer.stdin.close()  # it stores nothing more, and exits
+            except OSError:
+                pass
+        try:
+            indexer.wait(INDEXER_STOP_S)
+        except subprocess.TimeoutExpired:
+            indexer.kill()
+            indexer.wait()
+
     async def reader(self) -> aiosqlite.Connection:
         if self._open_lock is None:
             self._open_lock = asyncio.Lock()
@@ -366,6 +427,7 @@ class SqliteFile:
         if self._threads_shut:  # close may be called again
             return
         self._threads_shut = True
+        await asyncio.get_running_loop().run_in_executor(None, self._stop_indexer)
         loop = asyncio.get_running_loop()
         if self.commit_on_loop:
             closer("_writer")()  # its connection belongs to the loop's thread
@@ -484,6 +546,22 @@ class SqliteJournal(Journal):
         )
         return [_frame(cast(FrameRow, r)) for r in await cursor.fetchall()]
 
+    async def _stored_progress(self) -> int:
+        db = await self.file.reader()
+        cursor = await db.execute("SELECT seq FROM hist.progress WHERE part = ?", (self.part,))
+        row = await cursor.fetchone()
+        return int(row[0]) if row else 0
+
+    def _index_elsewhere(self) -> None:
+        self.file.index_elsewhere(
+            {
+                "part": self.part,
+                "event_source": self.event_source,
+                "rows_per_write": self.history_rows_per_write,
+                "write_after_s": self.history_write_after_s,
+            }
+        )
+
     async def _write_history(self, groups: list[HistoryGroup], through_seq: int) -> None:
         part = self.part
 
@@ -496,7 +574,7 @@ class SqliteJournal(Journal):
             # visited once per batch. OR IGNORE: after a power cut the index may hold part
             # of what it is redoing (a group is always made whole, from its whole frame).
             db.execute(HISTORY_INSERT, (part, msgspec.json.encode(groups)))
-            db.execute("INSERT OR REPLACE INTO progress (part, seq) VALUES (?, ?)", (part, through_seq))
+            db.execute(PROGRESS_UPSERT, (part, through_seq))
 
         await self.file.on_history(work)
 

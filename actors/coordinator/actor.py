@@ -65,6 +65,7 @@ class PaymentCoordinator(EventReads):  # its journal holds API events
             batch_rows_max=settings.journal_batch_rows_max,
             busy_timeout_ms=settings.journal_busy_timeout_ms,
             commit_on_loop=settings.journal_commit_on_loop,
+            history_elsewhere=settings.history_index_process,
         )
         name = coordinator_name(index)
         self.telemetry = Telemetry(settings.namespace, name)

@@ -50,7 +50,9 @@ from ledger.records import (
     event_seq,
 )
 
-ADAPTERS = ["sqlite", "sqlite-on-loop", "memory"]  # on-loop: commits on the event loop, not a thread
+# on-loop: commits on the event loop, not a thread; elsewhere: the history index is stored by
+# a process of its own (journal.indexer), as coordinators and shards do
+ADAPTERS = ["sqlite", "sqlite-on-loop", "sqlite-elsewhere", "memory"]
 WAIT_S_MAX = 5.0  # upper bound on any wait for something that must happen; never a speed claim
 
 
@@ -130,7 +132,11 @@ class JournalHarness:
             # A short busy timeout, so that make_unwritable's lock fails a write in
             # milliseconds rather than after the default 5 s.
             on_loop = self.adapter == "sqlite-on-loop"
-            journal = SqliteJournal(self.path, **{"busy_timeout_ms": 20, "commit_on_loop": on_loop, **kwargs})
+            elsewhere = self.adapter == "sqlite-elsewhere"
+            journal = SqliteJournal(
+                self.path,
+                **{"busy_timeout_ms": 20, "commit_on_loop": on_loop, "history_elsewhere": elsewhere, **kwargs},
+            )
         else:
             journal = MemoryJournal(self.store, **kwargs)
         self.opened.append(journal)
@@ -984,6 +990,41 @@ async def test_sqlite_refuses_a_journal_in_the_old_format(tmp_path: Path) -> Non
         conn.execute("CREATE TABLE records (seq INTEGER PRIMARY KEY, kind TEXT, key TEXT, body BLOB, hash BLOB)")
     with pytest.raises(JournalFormatError, match="journal format 1"):
         SqliteJournal(path).load()
+
+
+async def test_sqlite_history_stored_by_the_indexer_process_and_by_the_owner_if_it_dies(tmp_path: Path) -> None:
+    """With `history_elsewhere` the owner never stores the index while it holds little: the
+    indexer process does, and the owner forgets what it stored. Killed, the process stores
+    nothing more; the owner, closing, stores what it holds, and nothing is lost."""
+    journal = SqliteJournal(tmp_path / "j.sqlite", history_elsewhere=True, history_rows_per_write=1)
+    journal.event_source = "c00"
+    replay(journal)
+    for n in range(20):
+        journal.append(_statuses(n, "pay_"))
+    await journal.durable()
+    await eventually(lambda: journal.file._indexer is not None, "the indexer process started")
+    await eventually(
+        lambda: journal.index_stored_seq == journal.durable_seq == 20 and not journal._recent.rows,
+        "the indexer process stored every row and the owner forgot them",
+    )
+    first = await _every_answer(journal, "pay_")
+    indexer = journal.file._indexer
+    assert indexer is not None and indexer.poll() is None
+    indexer.kill()
+    indexer.wait()
+    for n in range(20, 40):
+        journal.append(_statuses(n, "pay_"))
+    await journal.durable()
+    assert journal.index_stored_seq == 20 and journal.indexed_seq == 40  # the rest held in memory
+    answers = await _every_answer(journal, "pay_")
+    assert answers != first and len(answers) > 10
+    await journal.close()
+    again = SqliteJournal(tmp_path / "j.sqlite")
+    again.event_source = "c00"
+    replay(again)
+    assert again.index_stored_seq == again.durable_seq == 40  # the owner stored them on close
+    assert await _every_answer(again, "pay_") == answers
+    await again.close()
 
 
 @pytest.mark.filterwarnings("ignore::ResourceWarning")
