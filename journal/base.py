@@ -271,12 +271,13 @@ _BATCH_TAGS = tuple(
 
 
 # A batch of 500 payments' rows costs ~105 us of CPU per payment to store, 5,000 ~52 us,
-# 20,000 ~33 us (`python -m benchmarks.history`). Memory is counted in journal positions
-# (a payment is one, and about seven index rows): a position held costs its decoded record
-# and its share of the frame's body, a few hundred bytes.
-HISTORY_ROWS_PER_WRITE = 8_000  # positions: the stored index is written once this many are held...
+# 20,000 ~33 us (`python -m benchmarks.history`); into an index of ~150 MB, 8,000 ~47 us and
+# 20,000 ~34 us (a batch's rows land on pages all over the index, each page written whole).
+# Memory is counted in journal positions (a payment is one, and about seven index rows): a
+# position held costs its decoded record and its share of the frame's body, ~750 bytes.
+HISTORY_ROWS_PER_WRITE = 20_000  # positions: the stored index is written once this many are held...
 HISTORY_WRITE_AFTER_S = 5.0  # ...or once the oldest has waited this long (and on close)
-HISTORY_ROWS_IN_MEMORY_MAX = 100_000  # past this (the index cannot be written) queries wait for it
+HISTORY_ROWS_IN_MEMORY_MAX = 120_000  # past this (the index cannot be written) queries wait for it
 HISTORY_CATCH_UP_FRAMES = 64  # frames read back per step when the index is behind the journal
 HISTORY_PROGRESS_READ_S = 1.0  # how often a journal whose index another process stores reads its progress
 
@@ -458,7 +459,7 @@ class Journal(abc.ABC):
         self.history_write_after_s = history_write_after_s
         # Another process stores the index (`journal.indexer`); this one learns how far it
         # got and forgets what is stored. It stores what it holds itself on close, and
-        # whenever the other falls behind by half of what memory may hold.
+        # whenever the other falls behind by three quarters of what memory may hold.
         self.history_elsewhere = history_elsewhere
         self._progress_read_at = 0.0
         self.writable = True
@@ -823,10 +824,11 @@ class Journal(abc.ABC):
 
     def _stored_elsewhere(self) -> bool:
         """Whether the other process stores the index now: not on close, and not once it has
-        fallen behind by half of what memory may hold (a process that died or cannot keep
-        up must not make queries wait: this one stores the rows, and the other, back, skips
-        them)."""
-        return self.history_elsewhere and not self._closing and self._recent.rows < self.history_rows_in_memory_max // 2
+        fallen behind by three quarters of what memory may hold (a process that died or
+        cannot keep up must not make queries wait: this one stores the rows, and the other,
+        back, skips them)."""
+        fallback = self.history_rows_in_memory_max * 3 // 4
+        return self.history_elsewhere and not self._closing and self._recent.rows < fallback
 
     def _rows_due_at(self) -> float:
         """When the rows held must be stored. One sum, for the check and for the sleep: as
