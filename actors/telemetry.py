@@ -7,8 +7,10 @@ the ledger (its Ray namespace), an actor's name, a journal, a payment status; ne
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import os
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -19,6 +21,12 @@ from journal import Journal
 
 LATENCY_MS_BOUNDARIES = [1, 2.5, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 10000]
 BATCH_SIZE_BOUNDARIES = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096]
+# Recording a Ray metric costs ~10 us here and feeds the node's dashboard agent, and a shard
+# flushes its journal and serves a call hundreds of times a second: a flush is observed at
+# most once per SAMPLE_S per journal (a sample, evenly spread in time, of the histograms'
+# values), and a gauge is set at most once per SAMPLE_S (its last value always follows;
+# Ray exports metrics every few seconds anyway).
+SAMPLE_S = 0.1
 
 
 class _Noop:
@@ -59,6 +67,8 @@ class Telemetry:
 
     def __init__(self, ledger: str, actor: str) -> None:
         self._in_flight = 0
+        self._in_flight_shown_at = -SAMPLE_S
+        self._in_flight_due: asyncio.TimerHandle | None = None
         make: Any
         if _in_ray_worker():
             configure_logs()  # the actor's events as JSON lines in its worker log
@@ -100,10 +110,17 @@ class Telemetry:
         self.balances = make("Gauge", "rayledger_balances", "Balances held in memory by a shard", ())
 
     def watch(self, journal: Journal, name: str) -> None:
-        """Observe every flush of `journal` (latency and rows), tagged with its name."""
+        """Observe the flushes of `journal` (latency and rows), tagged with its name: at
+        most one per SAMPLE_S."""
         tags = {"journal": name}
+        observed_at = -SAMPLE_S
 
         def observe(rows: int, seconds: float) -> None:
+            nonlocal observed_at
+            now = time.monotonic()
+            if now < observed_at + SAMPLE_S:
+                return
+            observed_at = now
             self.flush_latency_ms.observe(seconds * 1000, tags)
             self.flush_rows.observe(rows, tags)
 
@@ -113,9 +130,22 @@ class Telemetry:
     def serving(self) -> Iterator[None]:
         """Counts a call in `calls_in_flight` (queue depth) while it runs."""
         self._in_flight += 1
-        self.calls_in_flight.set(self._in_flight)
+        self._show_in_flight()
         try:
             yield
         finally:
             self._in_flight -= 1
+            self._show_in_flight()
+
+    def _show_in_flight(self) -> None:
+        now = time.monotonic()
+        if now >= self._in_flight_shown_at + SAMPLE_S:
+            self._in_flight_shown_at = now
             self.calls_in_flight.set(self._in_flight)
+        elif self._in_flight_due is None:  # the value it settles on is shown when the interval ends
+            self._in_flight_due = asyncio.get_running_loop().call_later(SAMPLE_S, self._shown_later)
+
+    def _shown_later(self) -> None:
+        self._in_flight_due = None
+        self._in_flight_shown_at = time.monotonic()
+        self.calls_in_flight.set(self._in_flight)

@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 import psutil
 
-ROLES = ("client", "gateway", "coordinator", "shards", "registry", "ray")
+ROLES = ("client", "gateway", "coordinator", "shards", "history", "registry", "ray")
 
 
 def role_of(process: psutil.Process) -> str:
@@ -28,6 +28,8 @@ def role_of(process: psutil.Process) -> str:
         return "shards"
     if title.startswith("ray::Registry"):
         return "registry"
+    if "journal.indexer" in args:  # a coordinator's or a shard's history index, stored
+        return "history"
     if " serve" in args:
         return "gateway"
     return "ray"

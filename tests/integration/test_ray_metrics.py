@@ -48,9 +48,9 @@ async def test_actor_metrics_are_exported_by_ray(ray_ledger: RayLedger) -> None:
     # One latency sample per coordinator call that decided payments: the deposits, the pair.
     assert total(samples, "ray_rayledger_payment_latency_ms_count", **coordinator) == 2
     assert total(samples, "ray_rayledger_journal_flush_rows_count", ledger=ledger, journal="c-0") >= 1
-    # The registry wrote at least 8 records (accounts, balances). Ray rebuilds an exported
-    # histogram's sum from its bucket midpoints (ray._private.telemetry), which counts a
-    # flush of 1 row as 0.5 and of 4 as 3: at least half the true sum, whatever the framing.
+    # The registry wrote records (accounts, balances); its flushes are sampled (at most one
+    # per SAMPLE_S), so at least one was observed. Ray rebuilds an exported histogram's sum
+    # from its bucket midpoints (ray._private.telemetry), which counts a flush of 1 row as 0.5.
     assert total(samples, "ray_rayledger_journal_flush_rows_count", ledger=ledger, journal="registry") >= 1
-    assert total(samples, "ray_rayledger_journal_flush_rows_sum", ledger=ledger, journal="registry") >= 8 / 2
+    assert total(samples, "ray_rayledger_journal_flush_rows_sum", ledger=ledger, journal="registry") >= 0.5
     assert total(samples, "ray_rayledger_balances", ledger=ledger) >= 4
