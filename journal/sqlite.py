@@ -354,7 +354,7 @@ class SqliteFile:
             return
         self._indexer_started = now
         self._indexer = subprocess.Popen(
-            [sys.executable, "-m", "journal.indexer", str(self.path), str(self.busy_timeout_s)],
+            [sys.executable, "-m", "journal.indexer", str(self.path.resolve()), str(self.busy_timeout_s)],
             stdin=subprocess.PIPE,
             text=True,
         )
