@@ -38,9 +38,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     journal_batch_rows_max: int = 4096  # rows per SQLite transaction
     journal_busy_timeout_ms: int = 5_000  # a locked or stalled disk turns the journal unwritable after this
     journal_commit_on_loop: bool = True  # commit on the actor's event loop, not a writer thread (journal.sqlite)
-    history_index_process: bool = (
-        True  # coordinators' and shards' history stored by a process of its own (journal.indexer)
-    )
+    # Coordinators' and shards' history index stored by a process of its own (journal.indexer)
+    history_index_process: bool = True
     gateway_batch_max: int = 512  # payments per coordinator call
     # Concurrent calls; more requests wait and batch. Measured at 64 connections (uniform):
     # 1 → 595 payments/s, 2 → 550, 4 → 450; 2 keeps one slow call from stalling every request.
