@@ -167,14 +167,15 @@ async def prepare_payment(
     exponent = request.app[DIRECTORY].known_exponent(source.currency)
     if exponent is None:
         exponent = await request.app[DIRECTORY].exponent(source.currency)
-    checked = _checked(request, body, source, target, exponent, None, key, fp, owner_id)
-    if body.quote_id is None:
-        return checked
-    # Its quote is fetched once every other check has passed, as those errors come first.
-    fx = await request.app[CLIENT].registry.invoke(Registry.get_quote, body.quote_id)
-    if fx is None:
-        raise ApiError("quote_not_found", "no such quote (a quote is forgotten a day after it expires)", "quote_id")
-    return _checked(request, body, source, target, exponent, fx, key, fp, owner_id)
+    amount_minor = _checked(request, body, source, target, exponent)
+    fx = None
+    if body.quote_id is not None:  # fetched once every other check has passed, as those errors come first
+        fx = await request.app[CLIENT].registry.invoke(Registry.get_quote, body.quote_id)
+        if fx is None:
+            raise ApiError("quote_not_found", "no such quote (a quote is forgotten a day after it expires)", "quote_id")
+        if (fx.balance_from, fx.balance_to, fx.amount_from_minor) != (source.id, target.id, amount_minor):
+            raise ApiError("validation_error", "an exchange payment has its quote's balances and amount", "quote_id")
+    return _prepared(request, body, source, target, exponent, amount_minor, fx, key, fp, owner_id)
 
 
 def prepare_known(
@@ -194,7 +195,8 @@ def prepare_known(
     exponent = directory.known_exponent(source.currency)
     if exponent is None:
         return None
-    return _checked(request, body, source, target, exponent, None, key, fp, owner_id)
+    amount_minor = _checked(request, body, source, target, exponent)
+    return _prepared(request, body, source, target, exponent, amount_minor, None, key, fp, owner_id)
 
 
 def _checked(
@@ -203,12 +205,9 @@ def _checked(
     source: BalanceInfo,
     target: BalanceInfo,
     exponent: int,
-    fx: FxQuote | None,
-    key: str | None,
-    fp: bytes | None,
-    owner_id: str | None,
-) -> Prepared:
-    """The checks, in the order their errors take precedence, once everything is at hand."""
+) -> int:
+    """The checks, in the order their errors take precedence, once the balances and the
+    currency are at hand (a quote's come after them); the amount in minor units."""
     if body.balance_from == body.balance_to:
         raise ApiError("same_balance", "a payment needs two different balances", "balance_to")
     if not _owns(request, source):  # exactly what a made-up id gets: existence does not leak
@@ -218,13 +217,21 @@ def _checked(
         raise ApiError(
             "validation_error", "issuer and FX liquidity balances move money only by deposits and withdrawals", side
         )
-    amount_minor = parse_money(body.amount, exponent)
-    if fx is not None and (fx.balance_from, fx.balance_to, fx.amount_from_minor) != (
-        source.id,
-        target.id,
-        amount_minor,
-    ):
-        raise ApiError("validation_error", "an exchange payment has its quote's balances and amount", "quote_id")
+    return parse_money(body.amount, exponent)
+
+
+def _prepared(
+    request: web.Request,
+    body: schemas.PaymentCreate | schemas.TransferLegCreate,
+    source: BalanceInfo,
+    target: BalanceInfo,
+    exponent: int,
+    amount_minor: int,
+    fx: FxQuote | None,
+    key: str | None,
+    fp: bytes | None,
+    owner_id: str | None,
+) -> Prepared:
     payment = PaymentRequest(
         payment_id=payment_id_for(request, owner_id or key),
         balance_from=source.id,
