@@ -38,8 +38,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     journal_batch_rows_max: int = 4096  # rows per SQLite transaction
     journal_busy_timeout_ms: int = 5_000  # a locked or stalled disk turns the journal unwritable after this
     journal_commit_on_loop: bool = True  # commit on the actor's event loop, not a writer thread (journal.sqlite)
-    # Coordinators' and shards' history index stored by a process of its own (journal.indexer)
-    history_index_process: bool = True
+    # Coordinators' and shards' history index stored by a process of its own (journal.indexer).
+    # Off by default: on one node it gave single payments +27%, but with a node held to 0.4
+    # of a core (scaleout.py) 2 nodes made 276-324 payments/s against 695 with the thread.
+    history_index_process: bool = False
     gateway_batch_max: int = 512  # payments per coordinator call
     # Concurrent calls; more requests wait and batch. Measured at 64 connections (uniform):
     # 1 → 595 payments/s, 2 → 550, 4 → 450; 2 keeps one slow call from stalling every request.
