@@ -93,6 +93,7 @@ class HistoryRow(NamedTuple):
     frame: int  # first_seq of the frame holding the record
     offset: int  # of the record within the frame body
     length: int
+    run: int = 0  # stored rows: the store (its first position) that wrote it
 
 
 Entry = tuple[str, int, int, int]  # a record in a group: (id, seq, offset, length)

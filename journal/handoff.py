@@ -102,5 +102,6 @@ def _drop(other: Path, parts: list[int]) -> None:
     history = Path(f"{other}-history")
     if history.exists():  # derived data: the new owner rebuilds its own index from the frames
         with contextlib.closing(_connect_history(history, 5.0)) as db:
-            db.execute(f"DELETE FROM tag_groups WHERE part IN ({marks})", parts)
+            db.execute(f"DELETE FROM tag_runs WHERE part IN ({marks})", parts)
+            db.execute(f"DELETE FROM key_entries WHERE part IN ({marks})", parts)
             db.execute(f"DELETE FROM progress WHERE part IN ({marks})", parts)

@@ -31,7 +31,7 @@ from pathlib import Path
 import msgspec
 
 from journal.base import HISTORY_CATCH_UP_FRAMES, HistoryGroup, JournalCorrupt, checked_records, history_groups
-from journal.sqlite import HISTORY_INSERT, PROGRESS_UPSERT, FrameRow, _connect_history, _frame, _run
+from journal.sqlite import FrameRow, _connect_history, _frame, _run, store_history
 from ledger.records import RecordCodec
 
 log = logging.getLogger("rayledger.indexer")
@@ -105,11 +105,9 @@ class Indexer:
                 # The chain was checked as the frames were written; the shape is checked here.
                 groups += history_groups(frame, checked_records(self.codec, frame, through, None), part.event_source)
                 through = frame.last_seq
-        encoded = msgspec.json.encode(groups)
 
         def work(db: sqlite3.Connection) -> None:
-            db.execute(HISTORY_INSERT, (part.part, encoded))
-            db.execute(PROGRESS_UPSERT, (part.part, through))
+            store_history(db, part.part, groups, through)
 
         _run(self.history, work)
         return through

@@ -37,9 +37,11 @@ under WAL they only ever see committed rows.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import operator
 import sqlite3
+import struct
 import subprocess
 import sys
 import time
@@ -51,7 +53,17 @@ from typing import Any, TypeVar, cast
 import aiosqlite
 import msgspec
 
-from journal.base import GENESIS_HASH, Frame, HistoryGroup, HistoryQuery, HistoryRow, Journal, _row_seq, bucket_of
+from journal.base import (
+    GENESIS_HASH,
+    Entry,
+    Frame,
+    HistoryGroup,
+    HistoryQuery,
+    HistoryRow,
+    Journal,
+    _row_seq,
+    bucket_of,
+)
 from journal.private import private_dir, private_file
 from ledger.records import RECORD_TAGS_VERSION
 
@@ -80,45 +92,83 @@ CREATE TABLE IF NOT EXISTS snapshots (
 """
 
 HISTORY_SCHEMA = """
-CREATE TABLE IF NOT EXISTS tag_groups (
+CREATE TABLE IF NOT EXISTS tag_runs (
     part    INTEGER NOT NULL,
     tag     TEXT NOT NULL,
     bucket  TEXT NOT NULL,
-    frame   INTEGER NOT NULL,
-    entries TEXT NOT NULL,
-    PRIMARY KEY (part, tag, bucket, frame)
+    run     INTEGER NOT NULL,
+    chunk   INTEGER NOT NULL,
+    entries BLOB NOT NULL,
+    PRIMARY KEY (part, tag, bucket, run, chunk)
 ) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS tag_groups_by_frame ON tag_groups (part, tag, frame);
+CREATE INDEX IF NOT EXISTS tag_runs_by_run ON tag_runs (part, tag, run);
+CREATE TABLE IF NOT EXISTS key_entries (
+    part   INTEGER NOT NULL,
+    hash_a INTEGER NOT NULL,
+    hash_b INTEGER NOT NULL,
+    seq    INTEGER NOT NULL,
+    id     TEXT NOT NULL,
+    frame  INTEGER NOT NULL,
+    offset INTEGER NOT NULL,
+    length INTEGER NOT NULL,
+    PRIMARY KEY (part, hash_a, hash_b, seq)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS progress (
     part INTEGER PRIMARY KEY,
     seq  INTEGER NOT NULL
 );
 CREATE TABLE IF NOT EXISTS tagging (version INTEGER NOT NULL);
 """
-# `HistoryGroup`s as one JSON array, which SQLite unpacks and sorts itself (see _write_history);
-# json_extract rather than ->>, which needs SQLite 3.38 (an array comes out as its JSON text).
-HISTORY_INSERT = (
-    "INSERT OR IGNORE INTO tag_groups SELECT ?, json_extract(value, '$[0]'), json_extract(value, '$[1]'),"
-    " json_extract(value, '$[2]'), json_extract(value, '$[3]') FROM json_each(?) ORDER BY 2, 3, 4"
+# The stored index is written a run at a time: every frame one store covers (up to
+# HISTORY_ROWS_PER_WRITE positions) goes in one transaction, and a tag's entries in one
+# bucket within it are one row (`run`: the store's first position; `chunk`: its pieces of
+# RUN_CHUNK entries), not a row per frame: a balance's payments of a 20,000-position
+# store are a couple of rows instead of ~40. Rows cost far more than their bytes (B-tree
+# searches, a second index, pages written whole): measured with `python -m
+# benchmarks.history`, 34 us per payment as a row per frame, 13 as runs. Entries are
+# MessagePack, [[frame, [[id, seq, offset, length], ...]], ...], frames ascending: as JSON
+# text SQLite parsed them all again (13 us against 9, and a quarter more bytes).
+#
+# An idempotency key tags one record or a few, so a key's rows cannot merge: they go to
+# `key_entries`, a narrow table keyed by a 128-bit hash of the tag (as unlikely to collide
+# as two ids), a tenth of a tag-keyed row's cost.
+RUNS_INSERT = (
+    "INSERT OR IGNORE INTO tag_runs SELECT ?1, json_extract(value, '$[0]'), json_extract(value, '$[1]'),"
+    " json_extract(value, '$[2]'), json_extract(value, '$[3]'),"
+    " substr(?2, json_extract(value, '$[4]'), json_extract(value, '$[5]')) FROM json_each(?3) ORDER BY 2, 3, 4, 5"
 )
+KEYS_INSERT = (
+    "INSERT OR IGNORE INTO key_entries SELECT ?, json_extract(value, '$[0]'), json_extract(value, '$[1]'),"
+    " json_extract(value, '$[2]'), json_extract(value, '$[3]'), json_extract(value, '$[4]'),"
+    " json_extract(value, '$[5]'), json_extract(value, '$[6]') FROM json_each(?) ORDER BY 2, 3, 4"
+)
+RUN_CHUNK = 1_000  # entries per row at most: a hot balance's bucket is read a row at a time
+KEY_TAG = "k:"
+# Stored bucket lengths by tag kind (`bucket_of` cuts ids to 13 characters: "pay_" and ~32
+# ms of time). A balance's tags take ~1 s of ids per bucket, so that its entries of a run
+# share a row; a page by id then reads at most a second of one balance's payments.
+WIDE_BUCKET_LEN = 12
+WIDE_BUCKET_TAGS = ("b:", "tb:", "po:")
 # The records a query chose, cut out of their frames in one statement: [[frame, offset, length], ...].
 CUT_RECORDS = (
     "SELECT j.key, substr(f.body, json_extract(j.value, '$[1]') + 1, json_extract(j.value, '$[2]'))"
     " FROM json_each(?) j JOIN main.frames f ON f.part = ? AND f.first_seq = json_extract(j.value, '$[0]')"
 )
-# The groups of a second tag in given (bucket, frame)s, in one statement: [[bucket, frame], ...].
-ALSO_GROUPS = (
-    "SELECT g.entries FROM json_each(?) j JOIN hist.tag_groups g"
+# The runs of a second tag in given (bucket, run)s, in one statement: [[bucket, run], ...].
+ALSO_RUNS = (
+    "SELECT g.entries FROM json_each(?) j JOIN hist.tag_runs g"
     " ON g.part = ? AND g.tag = ? AND g.bucket = json_extract(j.value, '$[0]')"
-    " AND g.frame = json_extract(j.value, '$[1]')"
+    " AND g.run = json_extract(j.value, '$[1]')"
 )
 # Progress only moves forward: the owner (on close, or when the indexer process falls
-# behind) and the indexer process may both store the same frames (OR IGNORE above).
+# behind) and the indexer process may both store the same frames: each store skips the
+# frames that progress already covers, in the same transaction.
 PROGRESS_UPSERT = (
     "INSERT INTO progress (part, seq) VALUES (?, ?) ON CONFLICT (part) DO UPDATE SET seq = max(seq, excluded.seq)"
 )
 GROUPS_FETCHED = 64  # rows of a query read per hand-off to the reader's thread
-_entries = msgspec.json.Decoder(list[tuple[str, int, int, int]])
+_run_entries = msgspec.msgpack.Decoder(list[tuple[int, list[tuple[str, int, int, int]]]])
+_encode_entries = msgspec.msgpack.encode
 
 INDEXER_RESTART_S = 5.0  # an indexer process that died is started again after this, at the soonest
 INDEXER_STOP_S = 5.0  # what it is storing when told to stop may finish; then it is killed
@@ -168,12 +218,16 @@ def _connect_history(path: Path, timeout_s: float) -> sqlite3.Connection:
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=NORMAL")
         conn.execute(f"PRAGMA cache_size=-{HISTORY_CACHE_KIB}")
-        if conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'history'").fetchone():
+        older = conn.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name IN ('history', 'tag_groups')"
+        ).fetchone()
+        if older:
             # A row per record and tag (rayledger 0.7 and before; the oldest have no
-            # `tagging`): derived data, made again as groups from the journal.
+            # `tagging`), or per frame and tag (0.7): derived data, made again as
+            # runs from the journal.
             conn.executescript(
-                "BEGIN IMMEDIATE; DROP TABLE IF EXISTS history; DROP TABLE IF EXISTS progress;"
-                " DROP TABLE IF EXISTS tagging; COMMIT;"
+                "BEGIN IMMEDIATE; DROP TABLE IF EXISTS history; DROP TABLE IF EXISTS tag_groups;"
+                " DROP TABLE IF EXISTS progress; DROP TABLE IF EXISTS tagging; COMMIT;"
             )
         conn.executescript(HISTORY_SCHEMA)
         # A new index is stamped with the tagging it is made under; one from before stamps
@@ -515,7 +569,8 @@ class SqliteJournal(Journal):
             version = conn.execute("SELECT version FROM tagging").fetchone()
             if version is None or version[0] != RECORD_TAGS_VERSION:  # tagged otherwise: every part reindexes
                 conn.execute("BEGIN IMMEDIATE")
-                conn.execute("DELETE FROM tag_groups")
+                conn.execute("DELETE FROM tag_runs")
+                conn.execute("DELETE FROM key_entries")
                 conn.execute("DELETE FROM progress")
                 conn.execute("DELETE FROM tagging")
                 conn.execute("INSERT INTO tagging VALUES (?)", (RECORD_TAGS_VERSION,))
@@ -530,7 +585,8 @@ class SqliteJournal(Journal):
             finally:
                 journal.close()
             if indexed > last:
-                conn.execute("DELETE FROM tag_groups WHERE part = ?", (self.part,))
+                conn.execute("DELETE FROM tag_runs WHERE part = ?", (self.part,))
+                conn.execute("DELETE FROM key_entries WHERE part = ?", (self.part,))
                 conn.execute("DELETE FROM progress WHERE part = ?", (self.part,))
                 indexed = 0
         finally:
@@ -566,84 +622,91 @@ class SqliteJournal(Journal):
         part = self.part
 
         def work(db: sqlite3.Connection) -> None:
-            # The groups go in as one JSON array that SQLite unpacks and sorts itself: one
-            # statement, run without the GIL. `executemany` took the GIL back for every row,
-            # so on a busy actor this thread and the event loop passed it to and fro, each
-            # hand-off waiting up to the switch interval (measured with a busy thread beside
-            # it: 50,000 rows in ~48 s instead of ~0.3 s). In key order, each B-tree page is
-            # visited once per batch. OR IGNORE: after a power cut the index may hold part
-            # of what it is redoing (a group is always made whole, from its whole frame).
-            db.execute(HISTORY_INSERT, (part, msgspec.json.encode(groups)))
-            db.execute(PROGRESS_UPSERT, (part, through_seq))
+            store_history(db, part, groups, through_seq)
 
         await self.file.on_history(work)
 
-    async def _bucket(self, db: aiosqlite.Connection, tag: str, bucket: str) -> list[HistoryRow]:
-        """Every record stored under `tag` in one bucket."""
+    async def _bucket(self, db: aiosqlite.Connection, tag: str, some_id: str) -> list[HistoryRow]:
+        """Every record stored under `tag` in the bucket of `some_id`."""
+        if tag.startswith(KEY_TAG):
+            return await self._keyed(db, tag)
         cursor = await db.execute(
-            "SELECT frame, entries FROM hist.tag_groups WHERE part = ? AND tag = ? AND bucket = ?",
-            (self.part, tag, bucket),
+            "SELECT run, entries FROM hist.tag_runs WHERE part = ? AND tag = ? AND bucket = ?",
+            (self.part, tag, stored_bucket(tag, bucket_of(some_id))),
         )
         rows = await cursor.fetchall()
-        return [row for frame, text in rows for row in _stored(tag, frame, text)]
+        return [row for run, blob in rows for row in _stored(tag, run, blob)]
+
+    async def _keyed(self, db: aiosqlite.Connection, tag: str) -> list[HistoryRow]:
+        """Every record stored under an idempotency key's tag."""
+        cursor = await db.execute(
+            "SELECT id, seq, frame, offset, length FROM hist.key_entries WHERE part = ? AND hash_a = ? AND hash_b = ?",
+            (self.part, *key_hash(tag)),
+        )
+        return [HistoryRow(tag, *row) for row in await cursor.fetchall()]
 
     async def _stored_cursor_seq(self, tag: str, some_id: str) -> int | None:
         db = await self.file.reader()
-        rows = await self._bucket(db, tag, bucket_of(some_id))
+        rows = await self._bucket(db, tag, some_id)
         return min((r.seq for r in rows if r.id == some_id), default=None)
 
     async def _runs(self, db: aiosqlite.Connection, q: HistoryQuery) -> AsyncGenerator[list[HistoryRow], None]:
         """The stored records `q` may return, a run at a time in its order: by seq, a
-        frame's (frames do not overlap); by id, a bucket's (ids are ordered between
-        buckets, not within them), sorted. Bounds here cut whole frames and buckets only."""
-        if q.only_id is not None:  # one bucket
-            held = await self._bucket(db, q.tag, bucket_of(q.only_id))
-            yield sorted(held, key=_row_seq if q.by_seq else _id_seq, reverse=not q.ascending)
+        store's (`run`: stores do not overlap); by id, a bucket's (ids are ordered between
+        buckets, not within them), sorted. Bounds here cut whole runs and buckets only."""
+        key = _row_seq if q.by_seq else _id_seq
+        if q.only_id is not None or q.tag.startswith(KEY_TAG):  # one bucket; a key's few records
+            held = await (self._keyed(db, q.tag) if q.only_id is None else self._bucket(db, q.tag, q.only_id))
+            yield sorted(held, key=key, reverse=not q.ascending)
             return
         where, args = ["part = ?", "tag = ?"], [self.part, q.tag]
         if q.by_seq:
             if q.before_seq is not None:
-                where.append("frame < ?")
+                where.append("run < ?")
                 args.append(q.before_seq)
-            if q.after_seq is not None:  # the group of the frame holding after_seq may go past it
+            if q.after_seq is not None:  # the run holding after_seq may go past it
                 where.append(
-                    "frame >= COALESCE((SELECT MAX(frame) FROM hist.tag_groups"
-                    " WHERE part = ? AND tag = ? AND frame <= ?), 0)"
+                    "run >= COALESCE((SELECT MAX(run) FROM hist.tag_runs WHERE part = ? AND tag = ? AND run <= ?), 0)"
                 )
                 args += [self.part, q.tag, q.after_seq]
         else:
             for bound, op in ((q.before_id, "<="), (q.after_id, ">=")):
                 if bound is not None:
                     where.append(f"bucket {op} ?")
-                    args.append(bucket_of(bound))
+                    args.append(stored_bucket(q.tag, bucket_of(bound)))
         direction = "ASC" if q.ascending else "DESC"
-        order = f"frame {direction}" if q.by_seq else f"bucket {direction}, frame {direction}"
+        order = f"run {direction}" if q.by_seq else f"bucket {direction}, run {direction}"
         cursor = await db.execute(
-            f"SELECT bucket, frame, entries FROM hist.tag_groups WHERE {' AND '.join(where)} ORDER BY {order}", args
+            f"SELECT bucket, run, entries FROM hist.tag_runs WHERE {' AND '.join(where)} ORDER BY {order}", args
         )
-        key = _row_seq if q.by_seq else _id_seq
         run: list[HistoryRow] = []
-        run_of = None  # the frame (by seq) or the bucket (by id) of the run
+        run_of = None  # the store (by seq) or the bucket (by id) of the rows gathered
         try:
             while rows := await cursor.fetchmany(GROUPS_FETCHED):
-                for bucket, frame, text in rows:
-                    of = frame if q.by_seq else bucket  # a frame may hold groups of several buckets
+                for bucket, stored_run, blob in rows:
+                    of = stored_run if q.by_seq else bucket  # a store holds rows of several buckets
                     if of != run_of and run:
                         yield sorted(run, key=key, reverse=not q.ascending)
                         run = []
                     run_of = of
-                    run += _stored(q.tag, frame, text)
+                    run += _stored(q.tag, stored_run, blob)
             if run:
                 yield sorted(run, key=key, reverse=not q.ascending)
         finally:
             await cursor.close()
 
     async def _also(self, db: aiosqlite.Connection, tag: str, rows: list[HistoryRow]) -> set[tuple[str, int]]:
-        """(id, seq) of the records among `rows` that `tag` indexes too: a record's groups
-        under both tags are in its frame, so only those groups are read."""
-        wanted = msgspec.json.encode(sorted({(bucket_of(r.id), r.frame) for r in rows}))
-        cursor = await db.execute(ALSO_GROUPS, (wanted, self.part, tag))
-        return {(e[0], e[1]) for (text,) in await cursor.fetchall() for e in _entries.decode(text)}
+        """(id, seq) of the records among `rows` that `tag` indexes too: a record's rows
+        under both tags are in the same store, so only that store's rows are read."""
+        assert not tag.startswith(KEY_TAG), "a key is not a filter"
+        wanted = msgspec.json.encode(sorted({(stored_bucket(tag, bucket_of(r.id)), r.run) for r in rows}))
+        cursor = await db.execute(ALSO_RUNS, (wanted, self.part, tag))
+        return {
+            (e[0], e[1])
+            for (blob,) in await cursor.fetchall()
+            for _, entries in _run_entries.decode(blob)
+            for e in entries
+        }
 
     async def _select(self, q: HistoryQuery) -> list[tuple[int, str, bytes]]:
         assert not (q.by_seq and q.by_id_cursor), "the journal resolves by-seq cursors"
@@ -675,12 +738,81 @@ class SqliteJournal(Journal):
             await self.file.release()
 
 
-def _stored(tag: str, frame: int, entries: str) -> list[HistoryRow]:
-    """The records of a stored group, as a query sees them."""
+def _stored(tag: str, run: int, blob: bytes) -> list[HistoryRow]:
+    """The records of a stored row, as a query sees them."""
     return [
-        HistoryRow(tag, some_id, seq, frame, offset, length)
-        for some_id, seq, offset, length in _entries.decode(entries)
+        HistoryRow(tag, some_id, seq, frame, offset, length, run)
+        for frame, entries in _run_entries.decode(blob)
+        for some_id, seq, offset, length in entries
     ]
+
+
+def stored_bucket(tag: str, bucket: str) -> str:
+    """The bucket a tag's row is stored under, given `bucket_of` its id (see WIDE_BUCKET_LEN)."""
+    return bucket[:WIDE_BUCKET_LEN] if tag.startswith(WIDE_BUCKET_TAGS) else bucket
+
+
+def key_hash(tag: str) -> tuple[int, int]:
+    """An idempotency key's tag as two signed 64-bit integers (`key_entries`)."""
+    return _TWO_INT64.unpack(hashlib.blake2b(tag.encode(), digest_size=16).digest())
+
+
+_TWO_INT64 = struct.Struct(">qq")
+
+
+def store_history(db: sqlite3.Connection, part: int, groups: list[HistoryGroup], through: int) -> None:
+    """Store the index groups of whole frames (in frame order) as one run, and move
+    `part`'s progress to `through`, in the caller's transaction. Frames the progress
+    covers are left out: the indexer process and the owner may both store them, and a
+    run never overlaps another, so a page by position can cut whole runs."""
+    found = db.execute("SELECT seq FROM progress WHERE part = ?", (part,)).fetchone()
+    done = int(found[0]) if found else 0
+    if through <= done:
+        return
+    if groups and groups[0].frame <= done:  # (stores end on frame boundaries)
+        groups = [g for g in groups if g.frame > done]
+    # (This loop runs for every index row of every payment: written out.)
+    runs: dict[tuple[str, str], list[Any]] = {}  # [entries held, (frame, entries), ...]
+    keys: list[tuple[int, int, int, str, int, int, int]] = []
+    wide, wide_len = WIDE_BUCKET_TAGS, WIDE_BUCKET_LEN
+    for tag, bucket, frame, entries in groups:
+        if tag.startswith(KEY_TAG):
+            a, b = key_hash(tag)
+            for some_id, seq, offset, length in entries:
+                keys.append((a, b, seq, some_id, frame, offset, length))
+            continue
+        at = (tag, bucket[:wide_len] if tag.startswith(wide) else bucket)
+        held = runs.get(at)
+        if held is None:
+            runs[at] = [len(entries), (frame, entries)]
+        else:
+            held[0] += len(entries)
+            held.append((frame, entries))
+    first = groups[0].frame if groups else through
+    rows: list[tuple[str, str, int, int, list[tuple[int, list[Entry]]]]] = []
+    for (tag, bucket), held in runs.items():
+        if held[0] < RUN_CHUNK:
+            rows.append((tag, bucket, first, 0, held[1:]))
+            continue
+        start, count = 1, 0
+        for n in range(1, len(held)):
+            count += len(held[n][1])
+            if count >= RUN_CHUNK or n == len(held) - 1:
+                rows.append((tag, bucket, first, start, held[start : n + 1]))
+                start, count = n + 1, 0
+    if rows:  # each row's entries a slice of one blob; SQLite's JSON reads only the row's key
+        blobs: list[bytes] = []
+        where: list[tuple[str, str, int, int, int, int]] = []
+        cut = 1  # substr() counts from 1
+        for tag, bucket, run, chunk, frames in rows:
+            blob = _encode_entries(frames)
+            blobs.append(blob)
+            where.append((tag, bucket, run, chunk, cut, len(blob)))
+            cut += len(blob)
+        db.execute(RUNS_INSERT, (part, b"".join(blobs), msgspec.json.encode(where)))
+    if keys:
+        db.execute(KEYS_INSERT, (part, msgspec.json.encode(keys)))
+    db.execute(PROGRESS_UPSERT, (part, through))
 
 
 _id_seq = operator.attrgetter("id", "seq")

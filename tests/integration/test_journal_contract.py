@@ -30,6 +30,7 @@ from journal import (
     SqliteJournal,
     StoredRecord,
 )
+from journal import sqlite as journal_sqlite
 from journal.base import GENESIS_HASH, Frame, chain_hash, frame_hash
 from ledger.records import (
     RECORD_TAGS_VERSION,
@@ -1100,37 +1101,81 @@ async def _rebuilt_after(tmp_path: Path, tamper: Callable[[sqlite3.Connection], 
     return history
 
 
+@pytest.mark.parametrize("prefix", ["pay_", "pay_000000000"], ids=["own-buckets", "one-bucket"])
+async def test_sqlite_history_stored_as_one_run_in_small_chunks_answers_as_held(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, prefix: str
+) -> None:
+    """Everything a journal holds goes into one run on close, each tag's bucket cut into rows
+    of two entries: pages that start, end and filter inside a run and inside a chunk answer
+    as they did from memory."""
+    monkeypatch.setattr(journal_sqlite, "RUN_CHUNK", 2)
+    path = tmp_path / "j.sqlite"
+    held = SqliteJournal(path, history_rows_per_write=10**6, history_write_after_s=3600)
+    replay(held)
+    for n in range(40):
+        held.append(posted(n * 53 % 61, "bal_a" if n % 2 else "bal_b", prefix))
+        held.append(_statuses(n, prefix))
+        if n % 4 == 3:
+            await held.durable()
+    await held.durable()
+    assert held.index_stored_seq == 0
+    answers = await _every_answer(held, prefix)
+    await held.close()
+    with contextlib.closing(sqlite3.connect(held.file.history_path)) as db:
+        runs, rows, buckets = db.execute(
+            "SELECT COUNT(DISTINCT run), COUNT(*), COUNT(DISTINCT tag || ' ' || bucket) FROM tag_runs"
+        ).fetchone()
+    assert runs == 1  # one store
+    assert rows > buckets if prefix == "pay_000000000" else rows == buckets  # shared buckets: cut in chunks
+
+    stored = SqliteJournal(path)
+    replay(stored)
+    assert stored.index_stored_seq == stored.durable_seq
+    assert await _every_answer(stored, prefix) == answers
+    await stored.close()
+
+
 async def test_sqlite_history_tagged_by_another_version_is_rebuilt(tmp_path: Path) -> None:
     """An index made before `record_tags` changed lacks the new tags: it is rebuilt from the
     journal, so lists over new tags see old records too."""
 
     def as_version_1(conn: sqlite3.Connection) -> None:  # its rows under an old tag
-        conn.execute("UPDATE tag_groups SET tag = 'old:' || tag")
+        conn.execute("UPDATE tag_runs SET tag = 'old:' || tag")
         conn.execute("DELETE FROM tagging")
         conn.execute("INSERT INTO tagging VALUES (1)")
 
     history = await _rebuilt_after(tmp_path, as_version_1)
     with sqlite3.connect(history) as conn:
         assert conn.execute("SELECT version FROM tagging").fetchall() == [(RECORD_TAGS_VERSION,)]
-        assert conn.execute("SELECT COUNT(*) FROM tag_groups WHERE tag LIKE 'old:%'").fetchone() == (0,)
+        assert conn.execute("SELECT COUNT(*) FROM tag_runs WHERE tag LIKE 'old:%'").fetchone() == (0,)
     conn.close()
 
 
-@pytest.mark.parametrize("stamped", [True, False], ids=["stamped", "before-stamps"])
-async def test_sqlite_history_of_a_row_per_record_is_rebuilt_as_groups(tmp_path: Path, stamped: bool) -> None:
-    """An index from before groups (a `history` table, a row per record and tag; the
-    oldest without a `tagging` stamp) is dropped and made again from the journal."""
+@pytest.mark.parametrize(
+    ("layout", "stamped"),
+    [("rows", True), ("rows", False), ("groups", True)],
+    ids=["rows-stamped", "rows-before-stamps", "groups-per-frame"],
+)
+async def test_sqlite_history_of_an_older_layout_is_rebuilt_as_runs(tmp_path: Path, layout: str, stamped: bool) -> None:
+    """An index from before runs (a `history` table, a row per record and tag, the oldest
+    without a `tagging` stamp; or `tag_groups`, a row per frame and tag) is dropped and
+    made again from the journal."""
 
-    def as_rows(conn: sqlite3.Connection) -> None:
-        conn.execute("DROP TABLE tag_groups")
-        conn.execute("CREATE TABLE history (part, tag, id, seq, frame, offset, length)")
-        conn.execute("INSERT INTO history VALUES (0, 'po:bal_a', 'pay_1', 1, 1, 1, 10)")
+    def as_older(conn: sqlite3.Connection) -> None:
+        conn.execute("DROP TABLE tag_runs")
+        conn.execute("DROP TABLE key_entries")
+        if layout == "rows":
+            conn.execute("CREATE TABLE history (part, tag, id, seq, frame, offset, length)")
+            conn.execute("INSERT INTO history VALUES (0, 'po:bal_a', 'pay_1', 1, 1, 1, 10)")
+        else:
+            conn.execute("CREATE TABLE tag_groups (part, tag, bucket, frame, entries)")
+            conn.execute("""INSERT INTO tag_groups VALUES (0, 'po:bal_a', 'pay_1', 1, '[["pay_1",1,1,10]]')""")
         if not stamped:
             conn.execute("DROP TABLE tagging")
 
-    history = await _rebuilt_after(tmp_path, as_rows)
+    history = await _rebuilt_after(tmp_path, as_older)
     with sqlite3.connect(history) as conn:
         tables = {name for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-        assert "history" not in tables and "tag_groups" in tables
+        assert not tables & {"history", "tag_groups"} and {"tag_runs", "key_entries"} <= tables
         assert conn.execute("SELECT version FROM tagging").fetchall() == [(RECORD_TAGS_VERSION,)]
     conn.close()
