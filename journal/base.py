@@ -928,13 +928,13 @@ class Journal(abc.ABC):
         return out
 
     async def _find(self, q: HistoryQuery) -> list[StoredRecord]:
-        decoded: dict[bytes, Record] = {}  # a batch's items share its body: decoded once a query
+        readers: dict[bytes, Callable[[int], Record]] = {}  # a batch's items share its body: read once a query
         found = []
         for seq, (_, body) in await self._found(q):
-            record = decoded.get(body)
-            if record is None:
-                record = decoded[body] = self.codec.decode(body)
-            found.append(StoredRecord(seq, item_at(record, seq)))
+            read = readers.get(body)
+            if read is None:
+                read = readers[body] = self.codec.reader(body)
+            found.append(StoredRecord(seq, read(seq)))
         return found
 
     async def _found(self, q: HistoryQuery) -> list[tuple[int, tuple[str, bytes]]]:

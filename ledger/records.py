@@ -6,6 +6,7 @@ append-only: a new field goes last with a default, and a tag is never reused.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Protocol
 
 import msgspec
@@ -574,6 +575,16 @@ def record_tags(record: Record) -> tuple[str, tuple[str, ...]] | None:
     return None
 
 
+class _DecidedItems(msgspec.Struct, tag="db", **_opts):
+    """A `DecidedBatch` with its payments left encoded (`RecordCodec.decode_at`)."""
+
+    first_seq: int
+    payments: list[msgspec.Raw]
+
+
+_DECIDED_BATCH_TAG = msgspec.msgpack.encode(DecidedBatch(1, []))[1:4]  # after the array header, as `_BATCH_TAGS`
+
+
 class RecordCodec:
     """Encoder/decoder pair; build one per process (msgspec codecs are not picklable)."""
 
@@ -581,6 +592,8 @@ class RecordCodec:
         self._encoder = msgspec.msgpack.Encoder()
         self._decoder = msgspec.msgpack.Decoder(Record)
         self._frame_decoder = msgspec.msgpack.Decoder(list[Record])
+        self._decided_items = msgspec.msgpack.Decoder(_DecidedItems)
+        self._payment = msgspec.msgpack.Decoder(PaymentRecord)
 
     def encode(self, record: Record) -> bytes:
         return self._encoder.encode(record)
@@ -596,6 +609,17 @@ class RecordCodec:
 
     def decode_frame(self, body: bytes) -> list[Record]:
         return self._frame_decoder.decode(body)
+
+    def reader(self, body: bytes) -> Callable[[int], Record]:
+        """What each position of an encoded record holds (`item_at`), by position. A batch
+        of decided payments is read as raw items, and only those asked for are decoded: a
+        page of a balance's payments takes one from each of twenty batches of hundreds
+        (whole, ~0.2 ms each to decode; one item, ~0.04 ms)."""
+        if body[1:4] != _DECIDED_BATCH_TAG:
+            record = self._decoder.decode(body)
+            return lambda seq: item_at(record, seq)
+        items = self._decided_items.decode(body)
+        return lambda seq: Decided(self._payment.decode(items.payments[seq - items.first_seq]))
 
 
 class Moves(Protocol):

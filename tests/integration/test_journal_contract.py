@@ -1135,6 +1135,21 @@ async def test_sqlite_history_stored_as_one_run_in_small_chunks_answers_as_held(
     await stored.close()
 
 
+def test_sqlite_history_cuts_records_by_key_never_by_walking_the_journal(tmp_path: Path) -> None:
+    """The statements that read a query's records take its list first and find each frame
+    (and each second-tag row) by key: walking every frame of a journal for each page made
+    pages slower as the journal grew."""
+    db = sqlite3.connect(tmp_path / "plan.sqlite")
+    db.executescript(journal_sqlite.SCHEMA)
+    db.execute("ATTACH DATABASE ? AS hist", (str(tmp_path / "plan.sqlite-history"),))
+    db.executescript(journal_sqlite.HISTORY_SCHEMA.replace("IF NOT EXISTS ", "IF NOT EXISTS hist."))
+    cut = [row[3] for row in db.execute("EXPLAIN QUERY PLAN " + journal_sqlite.CUT_RECORDS, ("[[1, 0, 1]]", 0))]
+    also = [row[3] for row in db.execute("EXPLAIN QUERY PLAN " + journal_sqlite.ALSO_RUNS, ('[["b", 1]]', 0, "t"))]
+    db.close()
+    assert cut[0].startswith("SCAN j") and "first_seq=?" in cut[1], cut
+    assert also[0].startswith("SCAN j") and "run=?" in also[1], also
+
+
 async def test_sqlite_history_tagged_by_another_version_is_rebuilt(tmp_path: Path) -> None:
     """An index made before `record_tags` changed lacks the new tags: it is rebuilt from the
     journal, so lists over new tags see old records too."""
