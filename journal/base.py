@@ -101,9 +101,9 @@ Entry = tuple[str, int, int, int]  # a record in a group: (id, seq, offset, leng
 
 class HistoryGroup(NamedTuple):
     """The records of one frame that carry `tag` and whose ids share `bucket` (the
-    first characters of the id, `bucket_of`): what the index stores, one row each. A
-    frame of payments has a group or two per tag that all of them carry ("pay", the status, the
-    events), not a row per payment; tags of one balance or key stay about a row per record."""
+    first characters of the id, `bucket_of`): how memory holds the index of a frame not
+    stored yet. The stored index merges a store's groups of a tag and bucket into one row
+    (`journal.sqlite.store_history`)."""
 
     tag: str
     bucket: str
@@ -271,11 +271,11 @@ _BATCH_TAGS = tuple(
 )
 
 
-# A batch of 500 payments' rows costs ~105 us of CPU per payment to store, 5,000 ~52 us,
-# 20,000 ~33 us (`python -m benchmarks.history`); into an index of ~150 MB, 8,000 ~47 us and
-# 20,000 ~34 us (a batch's rows land on pages all over the index, each page written whole).
-# Memory is counted in journal positions (a payment is one, and about seven index rows): a
-# position held costs its decoded record and its share of the frame's body, ~750 bytes.
+# The larger a store, the fewer rows per payment: a store is one run, with a row per tag
+# and id bucket (`journal.sqlite`); 20,000 positions cost ~19 us per keyed payment into a
+# growing index (`python -m benchmarks.history`). Memory is counted in journal positions (a
+# payment is one, and about seven index entries): a position held costs its decoded record
+# and its share of the frame's body, ~750 bytes.
 HISTORY_ROWS_PER_WRITE = 20_000  # positions: the stored index is written once this many are held...
 HISTORY_WRITE_AFTER_S = 5.0  # ...or once the oldest has waited this long (and on close)
 HISTORY_ROWS_IN_MEMORY_MAX = 120_000  # past this (the index cannot be written) queries wait for it

@@ -123,15 +123,17 @@ CREATE TABLE IF NOT EXISTS tagging (version INTEGER NOT NULL);
 # HISTORY_ROWS_PER_WRITE positions) goes in one transaction, and a tag's entries in one
 # bucket within it are one row (`run`: the store's first position; `chunk`: its pieces of
 # RUN_CHUNK entries), not a row per frame: a balance's payments of a 20,000-position
-# store are a couple of rows instead of ~40. Rows cost far more than their bytes (B-tree
-# searches, a second index, pages written whole): measured with `python -m
-# benchmarks.history`, 34 us per payment as a row per frame, 13 as runs. Entries are
-# MessagePack, [[frame, [[id, seq, offset, length], ...]], ...], frames ascending: as JSON
-# text SQLite parsed them all again (13 us against 9, and a quarter more bytes).
+# store are a couple of rows instead of ~40 (B-tree searches, a second index, pages
+# written whole). Measured with `python -m benchmarks.history`: keyed payments in frames
+# of 100, 34 us per payment stored as a row per frame, 19 as runs; unkeyed in frames of
+# 480, 15.6 and 8-9. Entries are MessagePack, [[frame, [[id, seq, offset, length], ...]],
+# ...], frames ascending: as JSON text SQLite parsed them all again (13 us against 9, and
+# a quarter more bytes).
 #
 # An idempotency key tags one record or a few, so a key's rows cannot merge: they go to
 # `key_entries`, a narrow table keyed by a 128-bit hash of the tag (as unlikely to collide
-# as two ids), a tenth of a tag-keyed row's cost.
+# as two ids); as rows of `tag_runs` they cost about twice as much (a probe: 24 us per
+# keyed payment against 13).
 RUNS_INSERT = (
     "INSERT OR IGNORE INTO tag_runs SELECT ?1, json_extract(value, '$[0]'), json_extract(value, '$[1]'),"
     " json_extract(value, '$[2]'), json_extract(value, '$[3]'),"
