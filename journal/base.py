@@ -45,7 +45,6 @@ from ledger.records import (
     RecordCodec,
     event_id,
     event_of,
-    item_at,
     payment_event,
     payment_tags,
     record_tags,
@@ -264,6 +263,20 @@ def _is_indexed_batch(body: bytes) -> bool:
     """Whether an encoded record is a batch whose items the index holds: an array of fewer
     than 16 fields (one header byte, whatever fields are added later), then the tag."""
     return body[1:4] in _BATCH_TAGS
+
+
+def _reading(codec: RecordCodec) -> Callable[[bytes, int], Record]:
+    """What a position of an encoded record holds, for one query: a batch's items share
+    its body, which is read once (`RecordCodec.reader`)."""
+    readers: dict[bytes, Callable[[int], Record]] = {}
+
+    def at(body: bytes, seq: int) -> Record:
+        read = readers.get(body)
+        if read is None:
+            read = readers[body] = codec.reader(body)
+        return read(seq)
+
+    return at
 
 
 _BATCH_TAGS = tuple(
@@ -917,25 +930,16 @@ class Journal(abc.ABC):
         the journal's owner spends nothing per event on it (webhook delivery)."""
         q = HistoryQuery("ev", limit, by_seq=True, after_seq=after_seq, ascending=True)
         out = []
-        batches: dict[bytes, Record] = {}
+        at = _reading(self.codec)
         for seq, (_, body) in await self._found(q):
             if _is_indexed_batch(body):  # an item of a batch goes as the record it stands for
-                batch = batches.get(body)
-                if batch is None:
-                    batch = batches[body] = self.codec.decode(body)
-                body = self.codec.encode(item_at(batch, seq))
+                body = self.codec.encode(at(body, seq))
             out.append((seq, body))
         return out
 
     async def _find(self, q: HistoryQuery) -> list[StoredRecord]:
-        readers: dict[bytes, Callable[[int], Record]] = {}  # a batch's items share its body: read once a query
-        found = []
-        for seq, (_, body) in await self._found(q):
-            read = readers.get(body)
-            if read is None:
-                read = readers[body] = self.codec.reader(body)
-            found.append(StoredRecord(seq, read(seq)))
-        return found
+        at = _reading(self.codec)
+        return [StoredRecord(seq, at(body, seq)) for seq, (_, body) in await self._found(q)]
 
     async def _found(self, q: HistoryQuery) -> list[tuple[int, tuple[str, bytes]]]:
         """`q` over the rows held in memory and the stored index, in its order: (seq, (id,

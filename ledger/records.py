@@ -576,7 +576,7 @@ def record_tags(record: Record) -> tuple[str, tuple[str, ...]] | None:
 
 
 class _DecidedItems(msgspec.Struct, tag="db", **_opts):
-    """A `DecidedBatch` with its payments left encoded (`RecordCodec.decode_at`)."""
+    """A `DecidedBatch` with its payments left encoded (`RecordCodec.reader`)."""
 
     first_seq: int
     payments: list[msgspec.Raw]
